@@ -1,0 +1,174 @@
+//! The eBPF dataplane of one node: loads the kernel programs embedded at
+//! build time, pins their maps and links under the node's bpffs directory
+//! (so an agent restart keeps forwarding and keeps counting), attaches them
+//! to interfaces, and reads their maps back.
+//!
+//! Layout of a node's bpffs directory:
+//! ```text
+//! <dir>/maps/<MAP_NAME>          maps, pinned by name
+//! <dir>/links/<program>@<iface>  one bpf_link per attached program
+//! ```
+
+mod bpffs;
+mod counters;
+mod object;
+mod sys;
+mod test_run;
+
+use std::path::{Path, PathBuf};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    programs::{SchedClassifier, Xdp},
+};
+
+pub use bpffs::ensure_bpffs;
+pub use counters::{InterfaceCounters, detach_counters, read_interface_counters};
+pub use object::kernel_programs;
+pub use test_run::ProgramRun;
+
+/// Errors from loading, attaching or reading the dataplane.
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    /// The agent was built with RUDDER_SKIP_EBPF.
+    #[error(
+        "this rudder-agent was built without kernel programs (RUDDER_SKIP_EBPF); \
+         rebuild after `cargo xtask build-ebpf`"
+    )]
+    NoKernelPrograms,
+    /// The bpffs directory is unusable.
+    #[error("bpffs directory {path}: {reason}")]
+    Bpffs {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Loading the object or a program into the kernel failed.
+    #[error("loading the kernel programs: {0}")]
+    Load(#[from] aya::EbpfError),
+    /// A program is not in the object, or has another type than expected.
+    #[error("program {name}: {reason}")]
+    Program {
+        /// The program's name.
+        name: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Attaching a program to an interface failed.
+    #[error("attaching {program} to {iface}: {reason}")]
+    Attach {
+        /// The program's name.
+        program: &'static str,
+        /// The interface.
+        iface: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Reading or writing a map failed.
+    #[error("map {name}: {reason}")]
+    Map {
+        /// The map's name.
+        name: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+/// The loaded kernel programs of one node.
+#[derive(Debug)]
+pub struct Dataplane {
+    ebpf: Ebpf,
+    dir: PathBuf,
+}
+
+impl Dataplane {
+    /// Loads the embedded kernel programs. Maps already pinned under `dir`
+    /// (by an earlier run of the agent) are reused, not recreated, so
+    /// counters and tables survive a restart. Mounts bpffs if needed.
+    ///
+    /// # Errors
+    /// When the directory is not on a bpffs that can be mounted, when the
+    /// agent was built without kernel programs, or when the kernel rejects
+    /// the programs.
+    pub fn load(dir: &Path) -> Result<Self, DataplaneError> {
+        let object = kernel_programs()?;
+        ensure_bpffs(dir)?;
+        for sub in [maps_dir(dir), links_dir(dir)] {
+            std::fs::create_dir_all(&sub).map_err(|err| DataplaneError::Bpffs {
+                path: sub.clone(),
+                reason: err.to_string(),
+            })?;
+        }
+        let maps = maps_dir(dir);
+        let ebpf = EbpfLoader::new()
+            .default_map_pin_directory(&maps)
+            .load(object)?;
+        Ok(Self {
+            ebpf,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The node's bpffs directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, DataplaneError> {
+        let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::Program {
+                name,
+                reason: "not in the object".into(),
+            })?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
+                name,
+                reason: e.to_string(),
+            })?;
+        load_once(name, program.fd().is_ok(), || program.load())?;
+        Ok(program)
+    }
+
+    fn xdp(&mut self, name: &'static str) -> Result<&mut Xdp, DataplaneError> {
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::Program {
+                name,
+                reason: "not in the object".into(),
+            })?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
+                name,
+                reason: e.to_string(),
+            })?;
+        load_once(name, program.fd().is_ok(), || program.load())?;
+        Ok(program)
+    }
+}
+
+/// Loads a program into the kernel unless it already is.
+fn load_once(
+    name: &'static str,
+    loaded: bool,
+    load: impl FnOnce() -> Result<(), aya::programs::ProgramError>,
+) -> Result<(), DataplaneError> {
+    if loaded {
+        return Ok(());
+    }
+    load().map_err(|e| DataplaneError::Program {
+        name,
+        reason: format!("the kernel refused it: {e}"),
+    })
+}
+
+fn maps_dir(dir: &Path) -> PathBuf {
+    dir.join("maps")
+}
+
+fn links_dir(dir: &Path) -> PathBuf {
+    dir.join("links")
+}

@@ -1,0 +1,9 @@
+//! rudder-agent: the daemon on every node. It registers the node, runs the
+//! pods bound to it (sandbox netns, `rudder-cni`, processes), and programs
+//! the eBPF dataplane that load-balances Services without iptables.
+//!
+//! Today the crate holds the dataplane: loading the embedded kernel
+//! programs, attaching them to interfaces with pinned links, and reading
+//! their maps back.
+
+pub mod dataplane;

@@ -1,0 +1,67 @@
+//! Test hosts as network namespaces, for rudder's tests, demo and benchmarks.
+//!
+//! A [`TestNetwork`] is one private underlay: a bridge living in its own
+//! namespace, with every [`Host`] (a namespace of its own) plugged into it by
+//! a veth pair and addressed from 192.0.2.0/24 (TEST-NET-1). Nothing gets a
+//! route to the machine's uplink, and nothing is created in the root
+//! namespace, so packets only ever travel between namespaces the caller made.
+//!
+//! Names are unique per run (`rdr-<pid>-<seq>-<label>`); dropping the
+//! [`TestNetwork`] (also while unwinding from a panic) kills the processes
+//! left in its namespaces and deletes them, which deletes their links too.
+//! A run killed outright (SIGKILL, Ctrl-C) leaves namespaces whose pid is
+//! dead; [`sweep_stale`], called by every new [`TestNetwork`], removes them.
+
+mod netns;
+mod network;
+mod process;
+
+pub use netns::Netns;
+pub use network::{Host, TEST_BPFFS_ROOT, TestNetwork, UNDERLAY_PREFIX_LEN, sweep_stale};
+pub use process::HostProcess;
+
+/// Prefix of every namespace this crate creates; the sweeper only touches these.
+pub const NAME_PREFIX: &str = "rdr-";
+
+/// Whether this process may create namespaces (tests that need it skip
+/// themselves with a message otherwise).
+pub fn have_privileges() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Errors from building or using test hosts.
+#[derive(Debug, thiserror::Error)]
+pub enum NetnsError {
+    /// A command (usually `ip`) could not be started.
+    #[error("could not run `{command}`: {source}")]
+    Spawn {
+        /// The command line.
+        command: String,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
+    /// A command ran and failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// What it printed on stderr.
+        stderr: String,
+    },
+    /// Entering a namespace failed.
+    #[error("cannot enter network namespace {name}: {source}")]
+    Enter {
+        /// The namespace.
+        name: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// The underlay has no addresses left.
+    #[error("test network {0} is full: at most 250 hosts")]
+    Full(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T, E = NetnsError> = std::result::Result<T, E>;

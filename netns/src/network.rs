@@ -1,0 +1,244 @@
+//! The underlay: a bridge in its own namespace, hosts plugged in by veths.
+
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU32, Ordering},
+};
+
+use crate::{NAME_PREFIX, Netns, NetnsError, Result};
+
+/// Directory (on bpffs) under which test runs keep their nodes' pins.
+pub const TEST_BPFFS_ROOT: &str = "/sys/fs/bpf/rudder-test";
+
+/// Prefix length of the underlay (192.0.2.0/24).
+pub const UNDERLAY_PREFIX_LEN: u8 = 24;
+
+/// Distinguishes several networks made by one process (tests run in threads).
+static NETWORK_SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// One private test network: an underlay bridge in its own namespace and the
+/// hosts on it. Dropping it removes every namespace it created.
+#[derive(Debug)]
+pub struct TestNetwork {
+    prefix: String,
+    underlay: Netns,
+    /// Every namespace this network created, underlay first.
+    namespaces: Vec<Netns>,
+    /// bpffs directories handed out by [`TestNetwork::bpffs_dir`].
+    bpffs_dirs: Vec<PathBuf>,
+    next_host: u8,
+}
+
+/// A test host: a network namespace with `eth0` on the underlay.
+#[derive(Clone, Debug)]
+pub struct Host {
+    /// The host's namespace.
+    pub netns: Netns,
+    /// The host's short label (as given to [`TestNetwork::add_host`]).
+    pub label: String,
+    /// The host's address on the underlay (`eth0`).
+    pub addr: Ipv4Addr,
+}
+
+impl std::ops::Deref for Host {
+    type Target = Netns;
+    fn deref(&self) -> &Netns {
+        &self.netns
+    }
+}
+
+impl TestNetwork {
+    /// Creates an empty underlay. `label` names the network in namespace
+    /// names (keep it short: `rdr-<pid>-<seq>-<label>-...`). Sweeps the
+    /// leftovers of dead runs first.
+    pub fn new(label: &str) -> Result<Self> {
+        sweep_stale();
+        let seq = NETWORK_SEQ.fetch_add(1, Ordering::Relaxed);
+        let prefix = format!("{NAME_PREFIX}{}-{seq}-{label}", std::process::id());
+        let mut network = Self {
+            underlay: Netns::new(format!("{prefix}-ul")),
+            prefix,
+            namespaces: Vec::new(),
+            bpffs_dirs: Vec::new(),
+            next_host: 1,
+        };
+        let underlay = network.underlay.clone();
+        network.create_namespace(&underlay)?;
+        underlay.ip(&["link", "add", "br0", "type", "bridge"])?;
+        underlay.ip(&["link", "set", "br0", "up"])?;
+        Ok(network)
+    }
+
+    /// The underlay's namespace (holds the bridge `br0`).
+    pub fn underlay(&self) -> &Netns {
+        &self.underlay
+    }
+
+    /// The prefix of every namespace name in this network.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Adds a host: a namespace with loopback up and `eth0` on the underlay,
+    /// addressed 192.0.2.N/24 in order of creation. No default route.
+    pub fn add_host(&mut self, label: &str) -> Result<Host> {
+        let index = self.next_host;
+        if index > 250 {
+            return Err(NetnsError::Full(self.prefix.clone()));
+        }
+        self.next_host += 1;
+        let netns = Netns::new(format!("{}-{label}", self.prefix));
+        self.create_namespace(&netns)?;
+        let addr = Ipv4Addr::new(192, 0, 2, index);
+        let port = format!("h{index}");
+        // Both ends are created inside namespaces: the root namespace never
+        // holds a link of the test network, not even for a moment.
+        self.underlay.ip(&[
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            netns.name(),
+        ])?;
+        self.underlay
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
+        netns.ip(&["link", "set", "lo", "up"])?;
+        netns.ip(&[
+            "addr",
+            "add",
+            &format!("{addr}/{UNDERLAY_PREFIX_LEN}"),
+            "dev",
+            "eth0",
+        ])?;
+        netns.ip(&["link", "set", "eth0", "up"])?;
+        Ok(Host {
+            netns,
+            label: label.to_owned(),
+            addr,
+        })
+    }
+
+    /// Adds a bare namespace (loopback up, no links), e.g. a pod sandbox the
+    /// caller wires itself. It is deleted with the network.
+    pub fn add_namespace(&mut self, label: &str) -> Result<Netns> {
+        let netns = Netns::new(format!("{}-{label}", self.prefix));
+        self.create_namespace(&netns)?;
+        netns.ip(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+
+    /// A bpffs directory for a node of this network (not created: the
+    /// dataplane creates it, mounting bpffs if needed). Removed, with every
+    /// pin in it, when the network drops.
+    pub fn bpffs_dir(&mut self, label: &str) -> PathBuf {
+        let dir = Path::new(TEST_BPFFS_ROOT).join(format!("{}-{label}", self.prefix));
+        self.bpffs_dirs.push(dir.clone());
+        dir
+    }
+
+    fn create_namespace(&mut self, netns: &Netns) -> Result<()> {
+        ip(&["netns", "add", netns.name()])?;
+        self.namespaces.push(netns.clone());
+        Ok(())
+    }
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        // Hosts first, so nothing is left running while the underlay goes.
+        for netns in self.namespaces.iter().rev() {
+            remove_namespace(netns);
+        }
+        // Unpinning frees the links and maps once no process holds them.
+        for dir in &self.bpffs_dirs {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Kills every process in the namespace, then deletes it (its links go
+/// with it, and so do their veth peers in other namespaces).
+fn remove_namespace(netns: &Netns) {
+    for pid in netns.pids() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    let _ = ip(&["netns", "delete", netns.name()]);
+}
+
+/// Removes the namespaces and bpffs directories of runs whose process is
+/// gone. Only names this crate makes (`rdr-<pid>-...`) are considered; live
+/// runs are left alone.
+pub fn sweep_stale() {
+    for name in stale_names(Path::new("/run/netns")) {
+        remove_namespace(&Netns::new(name));
+    }
+    for name in stale_names(Path::new(TEST_BPFFS_ROOT)) {
+        let _ = std::fs::remove_dir_all(Path::new(TEST_BPFFS_ROOT).join(name));
+    }
+}
+
+/// Entries of `dir` named by a run whose process no longer exists.
+fn stale_names(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| {
+            run_pid(name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .collect()
+}
+
+/// The pid of the run that made `name` (`rdr-<pid>-...`).
+fn run_pid(name: &str) -> Option<u32> {
+    name.strip_prefix(NAME_PREFIX)?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// Runs `ip ARGS` in the current namespace; fails unless it exits 0.
+pub(crate) fn ip(args: &[&str]) -> Result<String> {
+    let command = format!("ip {}", args.join(" "));
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|source| NetnsError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(NetnsError::Command {
+            command,
+            status: out.status,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_pid;
+
+    #[test]
+    fn run_pid_reads_only_names_this_crate_makes() {
+        assert_eq!(run_pid("rdr-4242-0-cnt-ul"), Some(4242));
+        assert_eq!(run_pid("rdr-x-0"), None);
+        assert_eq!(run_pid("cni-1234"), None);
+        assert_eq!(run_pid("rdr-"), None);
+    }
+}

@@ -1,0 +1,86 @@
+//! Processes started inside a test host; killed when their handle drops.
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::{NetnsError, Result};
+
+/// A process running inside a test host. Dropping it kills and reaps it.
+#[derive(Debug)]
+pub struct HostProcess {
+    /// `None` once [`HostProcess::stop`] has reaped it.
+    child: Option<Child>,
+    command: String,
+}
+
+impl HostProcess {
+    pub(crate) fn spawn(mut cmd: Command, command: String) -> Result<Self> {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().map_err(|source| NetnsError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
+        Ok(Self {
+            child: Some(child),
+            command,
+        })
+    }
+
+    /// The process id (that of the program itself: `ip netns exec` execs it).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL after a second) and returns
+    /// what it wrote on stdout and stderr.
+    pub fn stop(mut self) -> (String, String) {
+        self.terminate(Duration::from_secs(1));
+        let Some(child) = self.child.take() else {
+            return (String::new(), String::new());
+        };
+        match child.wait_with_output() {
+            Ok(out) => (
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ),
+            Err(err) => (String::new(), format!("{}: {err}", self.command)),
+        }
+    }
+
+    fn terminate(&mut self, grace: Duration) {
+        let Some(pid) = self.pid().and_then(|p| i32::try_from(p).ok()) else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let step = Duration::from_millis(10);
+        let mut waited = Duration::ZERO;
+        while self.is_running() && waited < grace {
+            std::thread::sleep(step);
+            waited += step;
+        }
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+        }
+    }
+}
+
+impl Drop for HostProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! rudder-testapp: tiny servers and clients so tests and demos need no
+//! outside tools.
+//!
+//! ```text
+//! rudder-testapp tcp-echo  --listen 0.0.0.0:7000
+//! rudder-testapp udp-echo  --listen 0.0.0.0:7001
+//! rudder-testapp http      --listen 0.0.0.0:8080 [--name web-1]
+//! rudder-testapp tcp       --to 10.96.0.10:7000 [--message hi] [--count N]
+//! rudder-testapp udp       --to 10.96.0.10:7001 [--message hi] [--count N]
+//! rudder-testapp http-get  --to 10.96.0.10:80 [--count N]
+//! ```
+//! Servers run until killed and print `listening on ADDR` once bound. The
+//! HTTP responder answers `pod=<name> client=<ip:port>` so a test sees both
+//! which backend answered and which source address it saw. Clients print one
+//! line per reply, fail after `--timeout-ms` per attempt, and retry a failed
+//! first attempt for up to `--retry-ms` (a server may still be starting).
+
+mod client;
+mod server;
+
+use std::{net::SocketAddr, time::Duration};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rudder-testapp", version, about = "test servers and clients")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct ClientArgs {
+    /// Server address.
+    #[arg(long)]
+    to: SocketAddr,
+    /// Number of requests (each on a new connection for TCP and HTTP).
+    #[arg(long, default_value_t = 1)]
+    count: u32,
+    /// Per-request timeout.
+    #[arg(long, default_value_t = 2000)]
+    timeout_ms: u64,
+    /// How long to keep retrying the first request while it fails.
+    #[arg(long, default_value_t = 0)]
+    retry_ms: u64,
+}
+
+impl ClientArgs {
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    fn retry(&self) -> Duration {
+        Duration::from_millis(self.retry_ms)
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// TCP echo server.
+    TcpEcho {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// UDP echo server.
+    UdpEcho {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// HTTP responder answering `pod=<name> client=<peer>`.
+    Http {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Name to answer with (default: $POD_NAME, else the hostname).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// TCP echo client: sends the message, prints the echo.
+    Tcp {
+        #[command(flatten)]
+        args: ClientArgs,
+        /// Message to send.
+        #[arg(long, default_value = "ping")]
+        message: String,
+    },
+    /// UDP echo client: sends the message, prints the echo.
+    Udp {
+        #[command(flatten)]
+        args: ClientArgs,
+        /// Message to send.
+        #[arg(long, default_value = "ping")]
+        message: String,
+    },
+    /// HTTP client: GET /, prints the body.
+    HttpGet {
+        #[command(flatten)]
+        args: ClientArgs,
+    },
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::TcpEcho { listen } => server::tcp_echo(listen),
+        Command::UdpEcho { listen } => server::udp_echo(listen),
+        Command::Http { listen, name } => server::http(listen, &server::responder_name(name)),
+        Command::Tcp { args, message } => client::repeat(&args, || client::tcp(&args, &message)),
+        Command::Udp { args, message } => client::repeat(&args, || client::udp(&args, &message)),
+        Command::HttpGet { args } => client::repeat(&args, || client::http_get(&args)),
+    }
+}

@@ -1,0 +1,96 @@
+//! Helpers for rudder's end-to-end tests, which run in network-namespace
+//! test hosts (see the `netns` crate) and need root.
+
+use std::path::PathBuf;
+
+/// Fails the calling test unless it runs as root. These tests create
+/// namespaces and load eBPF programs; CI runs them as root, and a silent
+/// skip would let them rot.
+pub fn require_root() {
+    assert!(
+        netns::have_privileges(),
+        "this test creates network namespaces and loads eBPF programs: run it as root"
+    );
+}
+
+/// Path of a workspace binary (`rudder-testapp`, `rudder-agent`, ...), built
+/// next to the test executable by `cargo nextest run --workspace` / `cargo
+/// test --workspace`.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap_or_default();
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join(name))
+        .unwrap_or_default();
+    assert!(
+        path.is_file(),
+        "{} is not built: run the tests with --workspace so cargo builds it",
+        path.display()
+    );
+    path
+}
+
+/// A UDP/IPv4 packet in an Ethernet frame with correct checksums, for
+/// BPF_PROG_TEST_RUN.
+pub fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
+    let udp_len = 8 + payload.len();
+    let ip_len = 20 + udp_len;
+    let mut p = Vec::with_capacity(14 + ip_len);
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 2]); // dst mac
+    p.extend_from_slice(&[0x02, 0, 0, 0, 0, 1]); // src mac
+    p.extend_from_slice(&0x0800u16.to_be_bytes());
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&u16::try_from(ip_len).unwrap_or(u16::MAX).to_be_bytes());
+    ip[8] = 64; // ttl
+    ip[9] = 17; // udp
+    ip[12..16].copy_from_slice(&src);
+    ip[16..20].copy_from_slice(&dst);
+    let csum = internet_checksum(&ip);
+    ip[10..12].copy_from_slice(&csum.to_be_bytes());
+    p.extend_from_slice(&ip);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&u16::try_from(udp_len).unwrap_or(u16::MAX).to_be_bytes());
+    p.extend_from_slice(&[0, 0]); // checksum filled below
+    p.extend_from_slice(payload);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&src);
+    pseudo.extend_from_slice(&dst);
+    pseudo.extend_from_slice(&[0, 17]);
+    pseudo.extend_from_slice(&u16::try_from(udp_len).unwrap_or(u16::MAX).to_be_bytes());
+    pseudo.extend_from_slice(&p[34..]);
+    let udp_csum = match internet_checksum(&pseudo) {
+        0 => 0xffff,
+        c => c,
+    };
+    p[40..42].copy_from_slice(&udp_csum.to_be_bytes());
+    p
+}
+
+/// RFC 1071 ones'-complement checksum.
+pub fn internet_checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], pair.get(1).copied().unwrap_or(0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{internet_checksum, udp_packet};
+
+    #[test]
+    fn crafted_udp_packet_has_valid_checksums() {
+        let p = udp_packet([10, 0, 0, 1], [10, 0, 0, 2], 1234, 53, b"hello");
+        assert_eq!(p.len(), 14 + 20 + 8 + 5);
+        // A correct header sums to zero.
+        assert_eq!(internet_checksum(&p[14..34]), 0);
+    }
+}
