@@ -32,7 +32,7 @@ fn count(ifindex: u32, hook: CounterHook, bytes: u64) {
     // race, and then the entry exists for the second lookup. Values are per
     // CPU, so plain adds cannot race.
     for _ in 0..2 {
-        if let Some(counters) = INTERFACE_COUNTERS.get_ptr_mut(&key) {
+        if let Some(counters) = INTERFACE_COUNTERS.get_ptr_mut(key) {
             // SAFETY: the pointer comes from a successful lookup of this
             // CPU's slot and stays valid for the rest of the program run.
             unsafe {
@@ -43,7 +43,7 @@ fn count(ifindex: u32, hook: CounterHook, bytes: u64) {
         }
         let first = PacketCounters { packets: 1, bytes };
         if INTERFACE_COUNTERS
-            .insert(&key, &first, u64::from(BPF_NOEXIST))
+            .insert(key, first, u64::from(BPF_NOEXIST))
             .is_ok()
         {
             return;

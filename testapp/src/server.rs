@@ -55,17 +55,22 @@ pub fn http(listen: SocketAddr, name: &str) -> Result<()> {
 fn answer_http(stream: TcpStream, name: &str) -> std::io::Result<()> {
     let peer = stream.peer_addr()?;
     let mut reader = BufReader::new(stream.try_clone()?);
-    // Keep-alive: answer requests until the client closes.
+    // Keep-alive unless the client asks to close (HTTP/1.1 semantics).
     loop {
         let mut request_line = String::new();
         if reader.read_line(&mut request_line)? == 0 {
             return Ok(());
         }
-        // Skip headers up to the blank line.
+        // Read headers up to the blank line, noting whether to close after.
+        let mut close = request_line.trim_end().ends_with("HTTP/1.0");
         loop {
             let mut header = String::new();
             if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
                 break;
+            }
+            let header = header.to_ascii_lowercase();
+            if header.starts_with("connection:") && header.contains("close") {
+                close = true;
             }
         }
         let body = format!("pod={name} client={peer}\n");
@@ -74,6 +79,9 @@ fn answer_http(stream: TcpStream, name: &str) -> std::io::Result<()> {
             body.len()
         );
         (&stream).write_all(response.as_bytes())?;
+        if close {
+            return Ok(());
+        }
     }
 }
 

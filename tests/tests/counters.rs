@@ -43,15 +43,27 @@ fn counters_count_traffic_between_two_hosts_at_every_hook() {
 
     let before_a = dataplane::read_interface_counters(&dir_a).expect("read a");
     let before_b = dataplane::read_interface_counters(&dir_b).expect("read b");
-    a.run(&["ping", "-c", &PINGS.to_string(), "-i", "0.05", "-W", "2", &b.addr.to_string()])
-        .expect("a pings b");
+    a.run(&[
+        "ping",
+        "-c",
+        &PINGS.to_string(),
+        "-i",
+        "0.05",
+        "-W",
+        "2",
+        &b.addr.to_string(),
+    ])
+    .expect("a pings b");
     let after_a = dataplane::read_interface_counters(&dir_a).expect("read a");
     let after_b = dataplane::read_interface_counters(&dir_b).expect("read b");
 
     let (ia, ib) = (eth0_index(&a), eth0_index(&b));
     // a sends PINGS requests and receives PINGS replies; b the other way
     // round. Neighbour discovery may add a few packets, never remove any.
-    for (host, idx, before, after) in [("a", ia, &before_a, &after_a), ("b", ib, &before_b, &after_b)] {
+    for (host, idx, before, after) in [
+        ("a", ia, &before_a, &after_a),
+        ("b", ib, &before_b, &after_b),
+    ] {
         for hook in CounterHook::ALL {
             let (p0, b0) = counter(before, idx, hook);
             let (p1, b1) = counter(after, idx, hook);
@@ -79,20 +91,43 @@ fn reattaching_switches_pinned_links_and_keeps_the_counts() {
     let b = net.add_host("b").expect("host b");
     let dir = net.bpffs_dir("a");
     attach(&a, &dir);
-    a.run(&["ping", "-c", "3", "-i", "0.05", "-W", "2", &b.addr.to_string()])
-        .expect("a pings b");
+    a.run(&[
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.05",
+        "-W",
+        "2",
+        &b.addr.to_string(),
+    ])
+    .expect("a pings b");
     let first = dataplane::read_interface_counters(&dir).expect("read");
     let ia = eth0_index(&a);
     let (sent_before, _) = counter(&first, ia, CounterHook::TcEgress);
-    assert!(sent_before >= 3, "counted {sent_before} sent packets before the restart");
+    assert!(
+        sent_before >= 3,
+        "counted {sent_before} sent packets before the restart"
+    );
 
     // A second agent (a restart) loads the programs again: the pinned maps
     // are reused and the pinned links switched, not duplicated.
     attach(&a, &dir);
-    let links = std::fs::read_dir(dir.join("links")).expect("links dir").count();
+    let links = std::fs::read_dir(dir.join("links"))
+        .expect("links dir")
+        .count();
     assert_eq!(links, 3, "one pinned link per hook after a re-attach");
-    a.run(&["ping", "-c", "3", "-i", "0.05", "-W", "2", &b.addr.to_string()])
-        .expect("a pings b again");
+    a.run(&[
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.05",
+        "-W",
+        "2",
+        &b.addr.to_string(),
+    ])
+    .expect("a pings b again");
     let second = dataplane::read_interface_counters(&dir).expect("read");
     let (sent_after, _) = counter(&second, ia, CounterHook::TcEgress);
     assert!(
@@ -111,8 +146,17 @@ fn detaching_stops_counting() {
     attach(&a, &dir);
     dataplane::detach_counters(&dir, "eth0").expect("detach");
     let before = dataplane::read_interface_counters(&dir).expect("read");
-    a.run(&["ping", "-c", "3", "-i", "0.05", "-W", "2", &b.addr.to_string()])
-        .expect("a pings b");
+    a.run(&[
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.05",
+        "-W",
+        "2",
+        &b.addr.to_string(),
+    ])
+    .expect("a pings b");
     let after = dataplane::read_interface_counters(&dir).expect("read");
     assert_eq!(before, after, "nothing counted once detached");
 }

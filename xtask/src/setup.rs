@@ -183,7 +183,7 @@ fn ensure_debian_packages() -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    if shell::output(&mut Command::new("apt-get").arg("--version")).is_none() {
+    if shell::output(Command::new("apt-get").arg("--version")).is_none() {
         bail!(
             "setup: apt-get is missing; install these packages by hand: {}",
             missing.join(" ")

@@ -17,7 +17,7 @@ use dataplane_common::{
     CounterHook, InterfaceCounterKey, PacketCounters, map_names, program_names,
 };
 
-use super::{Dataplane, DataplaneError, links_dir, maps_dir, sys};
+use super::{Dataplane, DataplaneError, error_chain, links_dir, maps_dir, sys};
 
 /// Counters of one interface at one hook, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,10 +52,10 @@ impl Dataplane {
                 iface: iface.to_owned(),
                 reason,
             };
-            let id = match pinned_link(&pin).map_err(|e| attach_error(format!("{e:?}")))? {
+            let id = match pinned_link(&pin).map_err(|e| attach_error(error_chain(&e)))? {
                 Some(old) => {
                     let link = SchedClassifierLink::try_from(old)
-                        .map_err(|e| attach_error(e.to_string()))?;
+                        .map_err(|e| attach_error(error_chain(&e)))?;
                     program.attach_to_link(link)
                 }
                 None => program.attach_with_options(
@@ -64,12 +64,12 @@ impl Dataplane {
                     TcAttachOptions::TcxOrder(LinkOrder::default()),
                 ),
             }
-            .map_err(|e| attach_error(e.to_string()))?;
+            .map_err(|e| attach_error(error_chain(&e)))?;
             let link: FdLink = program
                 .take_link(id)
-                .map_err(|e| attach_error(e.to_string()))?
+                .map_err(|e| attach_error(error_chain(&e)))?
                 .try_into()
-                .map_err(|e: LinkError| attach_error(e.to_string()))?;
+                .map_err(|e: LinkError| attach_error(error_chain(&e)))?;
             keep_pinned(link, &pin).map_err(attach_error)?;
         }
 
@@ -81,19 +81,19 @@ impl Dataplane {
         };
         let pin = links.join(link_pin_name(name, iface));
         let program = self.xdp(name)?;
-        let id = match pinned_link(&pin).map_err(|e| attach_error(e.to_string()))? {
+        let id = match pinned_link(&pin).map_err(|e| attach_error(error_chain(&e)))? {
             Some(old) => {
-                let link = XdpLink::try_from(old).map_err(|e| attach_error(e.to_string()))?;
+                let link = XdpLink::try_from(old).map_err(|e| attach_error(error_chain(&e)))?;
                 program.attach_to_link(link)
             }
             None => program.attach(iface, XdpMode::default()),
         }
-        .map_err(|e| attach_error(e.to_string()))?;
+        .map_err(|e| attach_error(error_chain(&e)))?;
         let link: FdLink = program
             .take_link(id)
-            .map_err(|e| attach_error(e.to_string()))?
+            .map_err(|e| attach_error(error_chain(&e)))?
             .try_into()
-            .map_err(|e: LinkError| attach_error(e.to_string()))?;
+            .map_err(|e: LinkError| attach_error(error_chain(&e)))?;
         keep_pinned(link, &pin).map_err(attach_error)
     }
 }
@@ -121,8 +121,8 @@ pub fn detach_counters(dir: &Path, iface: &str) -> Result<(), DataplaneError> {
             Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
             Err(err) => return Err(detach_error(err.to_string())),
         };
-        sys::link_detach(link.as_fd()).map_err(|e| detach_error(e.to_string()))?;
-        std::fs::remove_file(&pin).map_err(|e| detach_error(e.to_string()))?;
+        sys::link_detach(link.as_fd()).map_err(|e| detach_error(error_chain(&e)))?;
+        std::fs::remove_file(&pin).map_err(|e| detach_error(error_chain(&e)))?;
     }
     Ok(())
 }
@@ -163,10 +163,11 @@ pub fn read_interface_counters(dir: &Path) -> Result<Vec<InterfaceCounters>, Dat
     let data =
         MapData::from_pin(&path).map_err(|e| map_error(format!("{}: {e}", path.display())))?;
     let map: PerCpuHashMap<MapData, InterfaceCounterKey, PacketCounters> =
-        PerCpuHashMap::try_from(Map::PerCpuHashMap(data)).map_err(|e| map_error(e.to_string()))?;
+        PerCpuHashMap::try_from(Map::PerCpuHashMap(data))
+            .map_err(|e| map_error(error_chain(&e)))?;
     let mut out = Vec::new();
     for entry in map.iter() {
-        let (key, per_cpu) = entry.map_err(|e| map_error(e.to_string()))?;
+        let (key, per_cpu) = entry.map_err(|e| map_error(error_chain(&e)))?;
         let Some(hook) = CounterHook::from_u32(key.hook) else {
             continue;
         };

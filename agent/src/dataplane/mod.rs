@@ -126,7 +126,7 @@ impl Dataplane {
             .try_into()
             .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
                 name,
-                reason: e.to_string(),
+                reason: error_chain(&e),
             })?;
         load_once(name, program.fd().is_ok(), || program.load())?;
         Ok(program)
@@ -143,7 +143,7 @@ impl Dataplane {
             .try_into()
             .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
                 name,
-                reason: e.to_string(),
+                reason: error_chain(&e),
             })?;
         load_once(name, program.fd().is_ok(), || program.load())?;
         Ok(program)
@@ -161,7 +161,7 @@ fn load_once(
     }
     load().map_err(|e| DataplaneError::Program {
         name,
-        reason: format!("the kernel refused it: {e}"),
+        reason: format!("the kernel refused it: {}", error_chain(&e)),
     })
 }
 
@@ -171,4 +171,20 @@ fn maps_dir(dir: &Path) -> PathBuf {
 
 fn links_dir(dir: &Path) -> PathBuf {
     dir.join("links")
+}
+
+/// An error with all its sources, `outer: inner: innermost`: aya's errors
+/// keep the errno in their source, which users need to see.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
 }

@@ -55,7 +55,8 @@ pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
 pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
     // struct { __u32 link_fd; }
     let mut attr = BpfAttr([0; 64]);
-    let fd = u32::try_from(link.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    let fd =
+        u32::try_from(link.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     attr.0[..4].copy_from_slice(&fd.to_ne_bytes());
     bpf(BPF_LINK_DETACH, &attr).map(drop)
 }

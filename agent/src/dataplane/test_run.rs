@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aya::programs::{Program, TestRun, TestRunOptions};
 
-use super::{Dataplane, DataplaneError};
+use super::{Dataplane, DataplaneError, error_chain};
 
 /// What one BPF_PROG_TEST_RUN returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl Dataplane {
             Some(_) => return Err(run_error("not a tc or XDP program".into())),
             None => return Err(run_error("not in the object".into())),
         }
-        .map_err(|e| run_error(format!("BPF_PROG_TEST_RUN: {e}")))?;
+        .map_err(|e| run_error(format!("BPF_PROG_TEST_RUN: {}", error_chain(&e))))?;
         out.truncate(result.data_size_out as usize);
         Ok(ProgramRun {
             // The kernel reports the verdict as u32; tc verdicts are signed.
