@@ -80,13 +80,15 @@ pub fn run() -> Result<()> {
     println!("   ping: 5 replies");
 
     for (node, dir) in nodes.iter().zip(&dirs) {
-        println!(
-            "\n== rudderctl dataplane counters --node {} (eth0 is ifindex {})",
-            node.label,
-            eth0_index(node)?
-        );
         let root = dir.parent().context("bpffs dir has a parent")?;
         let node_name = dir.file_name().context("bpffs dir has a name")?;
+        println!(
+            "\n== {}: rudderctl dataplane counters --node {} --bpffs-root {} (eth0 is ifindex {})",
+            node.label,
+            node_name.to_string_lossy(),
+            root.display(),
+            eth0_index(node)?
+        );
         let out = std::process::Command::new(bin.join("rudderctl"))
             .args(["dataplane", "counters", "--node"])
             .arg(node_name)
