@@ -14,8 +14,8 @@ pub fn require_root() {
 }
 
 /// Path of a workspace binary (`rudder-testapp`, `rudder-agent`, ...), built
-/// next to the test executable by `cargo nextest run --workspace` / `cargo
-/// test --workspace`.
+/// next to the test executable by `cargo build --workspace --bins` (which
+/// `cargo xtask test` runs before the tests).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> -> target/<profile>/<name>
@@ -26,7 +26,7 @@ pub fn binary(name: &str) -> PathBuf {
         .unwrap_or_default();
     assert!(
         path.is_file(),
-        "{} is not built: run the tests with --workspace so cargo builds it",
+        "{} is not built: run `cargo build --workspace --bins` first (`cargo xtask test` does)",
         path.display()
     );
     path

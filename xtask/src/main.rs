@@ -53,6 +53,9 @@ fn main() -> Result<()> {
 /// message when run unprivileged.
 fn test(extra: &[String]) -> Result<()> {
     build_ebpf::run()?;
+    // nextest builds test binaries only; the tests also run the workspace's
+    // programs (rudder-agent, rudder-testapp, ...).
+    shell::run(shell::cargo().args(["build", "--workspace", "--bins"]))?;
     let mut cmd = shell::cargo();
     cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
     cmd.args(extra);
