@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod service;
 
 pub use counters::{CounterHook, InterfaceCounterKey, PacketCounters};
 
@@ -15,6 +16,24 @@ pub use counters::{CounterHook, InterfaceCounterKey, PacketCounters};
 pub mod map_names {
     /// Per-CPU hash of [`crate::InterfaceCounterKey`] -> [`crate::PacketCounters`].
     pub const INTERFACE_COUNTERS: &str = "INTERFACE_COUNTERS";
+    /// Hash of [`crate::service::FrontendKey`] -> [`crate::service::Frontend`].
+    pub const FRONTENDS: &str = "FRONTENDS";
+    /// Hash of [`crate::service::BackendSlotKey`] -> backend id (u32).
+    pub const BACKEND_SLOTS: &str = "BACKEND_SLOTS";
+    /// Hash of backend id (u32) -> [`crate::service::Backend`].
+    pub const BACKENDS: &str = "BACKENDS";
+    /// Hash of frontend id (u32) -> [`crate::service::ReverseNat`].
+    pub const REVERSE_NAT: &str = "REVERSE_NAT";
+    /// LRU hash of [`crate::service::ConntrackKey`] -> [`crate::service::ConntrackEntry`].
+    pub const CONNTRACK: &str = "CONNTRACK";
+    /// LRU hash of [`crate::service::AffinityKey`] -> [`crate::service::AffinityEntry`].
+    pub const AFFINITY: &str = "AFFINITY";
+    /// Hash of frontend id (u32) -> [`crate::service::MaglevTable`].
+    pub const MAGLEV: &str = "MAGLEV";
+    /// Per-CPU array indexed by frontend id -> [`crate::service::ServiceCounters`].
+    pub const SERVICE_COUNTERS: &str = "SVC_COUNTERS";
+    /// Array with one [`crate::service::NodeConfig`].
+    pub const NODE_CONFIG: &str = "NODE_CONFIG";
 }
 
 /// Names of the programs in the eBPF object.
@@ -25,4 +44,20 @@ pub mod program_names {
     pub const COUNT_TC_EGRESS: &str = "count_tc_egress";
     /// XDP program counting packets before the stack sees them.
     pub const COUNT_XDP: &str = "count_xdp";
+    /// tc ingress on a pod's host-side veth: packets leaving the pod.
+    pub const SERVICE_FROM_POD: &str = "svc_from_pod";
+    /// tc egress on a pod's host-side veth: packets entering the pod.
+    pub const SERVICE_TO_POD: &str = "svc_to_pod";
+    /// tc ingress on the node uplink: packets from the network.
+    pub const SERVICE_FROM_NETWORK: &str = "svc_from_net";
+    /// tc egress on the node uplink: packets to the network.
+    pub const SERVICE_TO_NETWORK: &str = "svc_to_net";
+    /// XDP on the node uplink: the NodePort fast path.
+    pub const SERVICE_XDP: &str = "svc_xdp";
+    /// cgroup/connect4: connect-time translation of TCP and connected UDP.
+    pub const SOCK_CONNECT4: &str = "sock_connect4";
+    /// cgroup/sendmsg4: send-time translation of unconnected UDP.
+    pub const SOCK_SENDMSG4: &str = "sock_sendmsg4";
+    /// cgroup/recvmsg4: restores the service address as a UDP reply's source.
+    pub const SOCK_RECVMSG4: &str = "sock_recvmsg4";
 }

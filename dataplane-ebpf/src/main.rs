@@ -10,6 +10,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod counters;
+mod service;
 
 /// The kernel refuses GPL-only helpers to programs without a GPL-compatible
 /// licence; rudder's kernel programs are dual-licensed for that reason.

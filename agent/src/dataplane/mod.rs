@@ -9,9 +9,11 @@
 //! <dir>/links/<program>@<iface>  one bpf_link per attached program
 //! ```
 
+mod attach;
 mod bpffs;
 mod counters;
 mod object;
+pub mod services;
 mod sys;
 mod test_run;
 
@@ -22,6 +24,7 @@ use aya::{
     programs::{SchedClassifier, Xdp},
 };
 
+pub use attach::detach;
 pub use bpffs::ensure_bpffs;
 pub use counters::{InterfaceCounters, detach_counters, read_interface_counters};
 pub use object::kernel_programs;
@@ -62,6 +65,17 @@ pub enum DataplaneError {
         program: &'static str,
         /// The interface.
         iface: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The service table is full.
+    #[error("service table: {0}")]
+    Table(String),
+    /// The service CIDR blackhole route could not be installed.
+    #[error("blackhole route for {cidr}: {reason}")]
+    Route {
+        /// The service CIDR.
+        cidr: String,
         /// What went wrong.
         reason: String,
     },
@@ -165,7 +179,7 @@ fn load_once(
     })
 }
 
-fn maps_dir(dir: &Path) -> PathBuf {
+pub(crate) fn maps_dir(dir: &Path) -> PathBuf {
     dir.join("maps")
 }
 

@@ -1,0 +1,280 @@
+//! The desired-state interface: Services and their endpoints as the agent
+//! hears of them (from the control plane's node-sync stream, or a test),
+//! and how they turn into frontends with backends.
+
+use std::net::Ipv4Addr;
+
+use dataplane_common::service::{
+    BACKEND_LOCAL, BACKEND_TERMINATING, FRONTEND_AFFINITY, FRONTEND_EXTERNAL_LOCAL,
+    FRONTEND_MAGLEV, FRONTEND_NODE_PORT, FrontendKey, ipv4_to_net, port_to_net, proto,
+};
+
+/// A Service's namespace and name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceName {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+}
+
+impl ServiceName {
+    /// `namespace/name`.
+    pub fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Transport protocol of a port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Protocol {
+    /// IP protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Self::Tcp => proto::TCP,
+            Self::Udp => proto::UDP,
+        }
+    }
+
+    /// From an IP protocol number.
+    pub const fn from_number(number: u8) -> Option<Self> {
+        match number {
+            proto::TCP => Some(Self::Tcp),
+            proto::UDP => Some(Self::Udp),
+            _ => None,
+        }
+    }
+
+    /// `TCP` / `UDP`, as Kubernetes spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+        }
+    }
+}
+
+/// How a frontend picks the backend of a new flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LoadBalancing {
+    /// Uniformly at random (the default, like kube-proxy).
+    #[default]
+    Random,
+    /// Maglev consistent hashing of the flow: the same flow picks the same
+    /// backend on every node, and a backend change moves few flows.
+    Maglev,
+}
+
+/// One port of a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServicePort {
+    /// Port name (matches the endpoints' port names); may be empty when the
+    /// Service has a single port.
+    pub name: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// The ClusterIP port.
+    pub port: u16,
+    /// The NodePort, for NodePort Services.
+    pub node_port: Option<u16>,
+}
+
+/// One port of an endpoint (the resolved targetPort).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointPort {
+    /// Name, matching a [`ServicePort::name`].
+    pub name: String,
+    /// Protocol.
+    pub protocol: Protocol,
+    /// Port the pod listens on.
+    pub port: u16,
+}
+
+/// One endpoint (pod) of a Service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Pod address.
+    pub addr: Ipv4Addr,
+    /// Its ports.
+    pub ports: Vec<EndpointPort>,
+    /// Ready: receives new flows.
+    pub ready: bool,
+    /// Terminating: receives no new flows, but its established flows go on.
+    pub terminating: bool,
+    /// The pod runs on this node.
+    pub local: bool,
+}
+
+/// A Service with its endpoints: the unit the dataplane is told about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceState {
+    /// Namespace and name.
+    pub name: ServiceName,
+    /// The ClusterIP; `None` for headless Services (no frontend at all).
+    pub cluster_ip: Option<Ipv4Addr>,
+    /// Ports.
+    pub ports: Vec<ServicePort>,
+    /// sessionAffinity ClientIP timeout in seconds, if enabled.
+    pub affinity_timeout_s: Option<u32>,
+    /// externalTrafficPolicy Local (NodePorts use local backends only and
+    /// keep the client address).
+    pub external_traffic_local: bool,
+    /// Backend selection.
+    pub load_balancing: LoadBalancing,
+    /// Endpoints.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// Identity of a backend across frontends: address, port, protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BackendKey {
+    /// Pod address.
+    pub addr: Ipv4Addr,
+    /// Pod port.
+    pub port: u16,
+    /// Protocol.
+    pub protocol: Protocol,
+}
+
+/// A frontend as it should be: flags, and backends in a stable order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DesiredFrontend {
+    /// `FRONTEND_*` flags.
+    pub flags: u16,
+    /// sessionAffinity timeout (seconds; 0 without affinity).
+    pub affinity_timeout_s: u32,
+    /// Address and port replies are restored to.
+    pub addr: Ipv4Addr,
+    /// Port replies are restored to.
+    pub port: u16,
+    /// Backends taking new flows.
+    pub active: Vec<(BackendKey, u8)>,
+    /// Terminating backends: kept so their established flows go on.
+    pub terminating: Vec<(BackendKey, u8)>,
+}
+
+/// This node's part in translation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeAddresses {
+    /// Addresses NodePorts are served on (the node's uplink addresses).
+    pub node_port_addrs: Vec<Ipv4Addr>,
+}
+
+impl ServiceState {
+    /// The frontends this Service needs on a node with `node`'s addresses.
+    pub fn frontends(&self, node: &NodeAddresses) -> Vec<(FrontendKey, DesiredFrontend)> {
+        let Some(cluster_ip) = self.cluster_ip else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut base_flags = 0;
+        if self.affinity_timeout_s.is_some() {
+            base_flags |= FRONTEND_AFFINITY;
+        }
+        if self.load_balancing == LoadBalancing::Maglev {
+            base_flags |= FRONTEND_MAGLEV;
+        }
+        for port in &self.ports {
+            let (active, terminating) = self.backends_for(port, false);
+            out.push((
+                frontend_key(cluster_ip, port.port, port.protocol),
+                DesiredFrontend {
+                    flags: base_flags,
+                    affinity_timeout_s: self.affinity_timeout_s.unwrap_or(0),
+                    addr: cluster_ip,
+                    port: port.port,
+                    active,
+                    terminating,
+                },
+            ));
+            let Some(node_port) = port.node_port else {
+                continue;
+            };
+            let (active, terminating) = self.backends_for(port, self.external_traffic_local);
+            let mut flags = base_flags | FRONTEND_NODE_PORT;
+            if self.external_traffic_local {
+                flags |= FRONTEND_EXTERNAL_LOCAL;
+            }
+            for addr in &node.node_port_addrs {
+                out.push((
+                    frontend_key(*addr, node_port, port.protocol),
+                    DesiredFrontend {
+                        flags,
+                        affinity_timeout_s: self.affinity_timeout_s.unwrap_or(0),
+                        addr: *addr,
+                        port: node_port,
+                        active: active.clone(),
+                        terminating: terminating.clone(),
+                    },
+                ));
+            }
+        }
+        out
+    }
+
+    /// Active and terminating backends of `port`, sorted (a stable order
+    /// keeps slot writes minimal and Maglev tables identical on all nodes).
+    fn backends_for(
+        &self,
+        port: &ServicePort,
+        local_only: bool,
+    ) -> (Vec<(BackendKey, u8)>, Vec<(BackendKey, u8)>) {
+        let mut active = Vec::new();
+        let mut terminating = Vec::new();
+        for endpoint in &self.endpoints {
+            if local_only && !endpoint.local {
+                continue;
+            }
+            let matching = endpoint.ports.iter().find(|p| {
+                p.protocol == port.protocol
+                    && (p.name == port.name || (self.ports.len() == 1 && endpoint.ports.len() == 1))
+            });
+            let Some(target) = matching else {
+                continue;
+            };
+            let key = BackendKey {
+                addr: endpoint.addr,
+                port: target.port,
+                protocol: port.protocol,
+            };
+            let mut flags = if endpoint.local { BACKEND_LOCAL } else { 0 };
+            if endpoint.ready && !endpoint.terminating {
+                active.push((key, flags));
+            } else if endpoint.terminating {
+                flags |= BACKEND_TERMINATING;
+                terminating.push((key, flags));
+            }
+        }
+        active.sort();
+        active.dedup_by_key(|(k, _)| *k);
+        terminating.sort();
+        terminating.dedup_by_key(|(k, _)| *k);
+        (active, terminating)
+    }
+}
+
+/// The map key of a frontend.
+pub fn frontend_key(addr: Ipv4Addr, port: u16, protocol: Protocol) -> FrontendKey {
+    FrontendKey {
+        addr: ipv4_to_net(addr.octets()),
+        port: port_to_net(port),
+        proto: protocol.number(),
+        pad: 0,
+    }
+}

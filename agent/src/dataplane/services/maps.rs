@@ -1,0 +1,195 @@
+//! The pinned service maps, opened by path so any process on the node (the
+//! agent, `rudderctl`) can read or write them.
+
+use std::path::Path;
+
+use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use dataplane_common::{
+    map_names,
+    service::{
+        Backend, BackendSlotKey, ConntrackEntry, ConntrackKey, Frontend, FrontendKey, MaglevTable,
+        NodeConfig, ReverseNat, ServiceCounters,
+    },
+};
+
+use super::table::{MapContents, MapWrite};
+use crate::dataplane::{DataplaneError, error_chain, maps_dir};
+
+/// Handles on every service map of one node.
+pub struct ServiceMaps {
+    /// FRONTENDS.
+    pub frontends: HashMap<MapData, FrontendKey, Frontend>,
+    /// BACKEND_SLOTS.
+    pub slots: HashMap<MapData, BackendSlotKey, u32>,
+    /// BACKENDS.
+    pub backends: HashMap<MapData, u32, Backend>,
+    /// REVERSE_NAT.
+    pub reverse_nat: HashMap<MapData, u32, ReverseNat>,
+    /// MAGLEV.
+    pub maglev: HashMap<MapData, u32, MaglevTable>,
+    /// CONNTRACK (LRU).
+    pub conntrack: HashMap<MapData, ConntrackKey, ConntrackEntry>,
+    /// SVC_COUNTERS.
+    pub counters: PerCpuArray<MapData, ServiceCounters>,
+    /// NODE_CONFIG.
+    pub node_config: Array<MapData, NodeConfig>,
+}
+
+fn open<T: TryFrom<Map, Error = MapError>>(
+    dir: &Path,
+    name: &'static str,
+) -> Result<T, DataplaneError> {
+    let fail = |reason: String| DataplaneError::Map { name, reason };
+    let path = maps_dir(dir).join(name);
+    let data = MapData::from_pin(&path).map_err(|e| {
+        fail(format!(
+            "{}: {} (is the node's dataplane loaded?)",
+            path.display(),
+            error_chain(&e)
+        ))
+    })?;
+    Map::from_map_data(data)
+        .and_then(T::try_from)
+        .map_err(|e| fail(error_chain(&e)))
+}
+
+impl ServiceMaps {
+    /// Opens the maps pinned under the node directory `dir`.
+    ///
+    /// # Errors
+    /// When a map is not pinned there or has an unexpected type.
+    pub fn open(dir: &Path) -> Result<Self, DataplaneError> {
+        Ok(Self {
+            frontends: open(dir, map_names::FRONTENDS)?,
+            slots: open(dir, map_names::BACKEND_SLOTS)?,
+            backends: open(dir, map_names::BACKENDS)?,
+            reverse_nat: open(dir, map_names::REVERSE_NAT)?,
+            maglev: open(dir, map_names::MAGLEV)?,
+            conntrack: open(dir, map_names::CONNTRACK)?,
+            counters: open(dir, map_names::SERVICE_COUNTERS)?,
+            node_config: open(dir, map_names::NODE_CONFIG)?,
+        })
+    }
+
+    /// Everything the table needs to rebuild itself after a restart.
+    ///
+    /// # Errors
+    /// When iterating a map fails.
+    pub fn contents(&self) -> Result<MapContents, DataplaneError> {
+        let fail = |name, e: MapError| DataplaneError::Map {
+            name,
+            reason: error_chain(&e),
+        };
+        Ok(MapContents {
+            frontends: self
+                .frontends
+                .iter()
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(map_names::FRONTENDS, e))?,
+            slots: self
+                .slots
+                .iter()
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(map_names::BACKEND_SLOTS, e))?,
+            backends: self
+                .backends
+                .iter()
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(map_names::BACKENDS, e))?,
+            reverse_nat: self
+                .reverse_nat
+                .iter()
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(map_names::REVERSE_NAT, e))?,
+            maglev: self
+                .maglev
+                .keys()
+                .collect::<Result<_, _>>()
+                .map_err(|e| fail(map_names::MAGLEV, e))?,
+        })
+    }
+
+    /// Applies `writes` in order. Deleting an entry that is already gone is
+    /// not an error (a restarted agent may repeat a deletion).
+    ///
+    /// # Errors
+    /// On the first write the kernel refuses; the writes before it stay.
+    pub fn apply(&mut self, writes: &[MapWrite]) -> Result<(), DataplaneError> {
+        for write in writes {
+            self.apply_one(write)?;
+        }
+        Ok(())
+    }
+
+    fn apply_one(&mut self, write: &MapWrite) -> Result<(), DataplaneError> {
+        let fail = |name: &'static str| {
+            move |e: MapError| DataplaneError::Map {
+                name,
+                reason: error_chain(&e),
+            }
+        };
+        match write {
+            MapWrite::UpsertBackend { id, backend } => self
+                .backends
+                .insert(id, backend, 0)
+                .map_err(fail(map_names::BACKENDS)),
+            MapWrite::UpsertSlot { key, backend_id } => self
+                .slots
+                .insert(key, backend_id, 0)
+                .map_err(fail(map_names::BACKEND_SLOTS)),
+            MapWrite::UpsertMaglev { frontend_id, table } => self
+                .maglev
+                .insert(frontend_id, table.as_ref(), 0)
+                .map_err(fail(map_names::MAGLEV)),
+            MapWrite::UpsertReverseNat { frontend_id, value } => self
+                .reverse_nat
+                .insert(frontend_id, value, 0)
+                .map_err(fail(map_names::REVERSE_NAT)),
+            MapWrite::UpsertFrontend { key, value } => self
+                .frontends
+                .insert(key, value, 0)
+                .map_err(fail(map_names::FRONTENDS)),
+            MapWrite::DeleteFrontend { key } => {
+                ignore_missing(self.frontends.remove(key)).map_err(fail(map_names::FRONTENDS))
+            }
+            MapWrite::DeleteSlot { key } => {
+                ignore_missing(self.slots.remove(key)).map_err(fail(map_names::BACKEND_SLOTS))
+            }
+            MapWrite::DeleteMaglev { frontend_id } => {
+                ignore_missing(self.maglev.remove(frontend_id)).map_err(fail(map_names::MAGLEV))
+            }
+            MapWrite::DeleteReverseNat { frontend_id } => {
+                ignore_missing(self.reverse_nat.remove(frontend_id))
+                    .map_err(fail(map_names::REVERSE_NAT))
+            }
+            MapWrite::DeleteBackend { id } => {
+                ignore_missing(self.backends.remove(id)).map_err(fail(map_names::BACKENDS))
+            }
+        }
+    }
+
+    /// Per-frontend counters summed over CPUs.
+    ///
+    /// # Errors
+    /// When the counter map cannot be read.
+    pub fn counters(&self, frontend_id: u32) -> Result<ServiceCounters, DataplaneError> {
+        let values = self
+            .counters
+            .get(&frontend_id, 0)
+            .map_err(|e| DataplaneError::Map {
+                name: map_names::SERVICE_COUNTERS,
+                reason: error_chain(&e),
+            })?;
+        Ok(values
+            .iter()
+            .fold(ServiceCounters::default(), |sum, cpu| sum.add(*cpu)))
+    }
+}
+
+fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}

@@ -1,0 +1,459 @@
+//! Services and Endpoints in, minimal ordered map writes out.
+//!
+//! [`ServiceDataplane`] is the desired-state interface the agent feeds from
+//! the control plane's node-sync stream: [`ServiceDataplane::apply`] for each
+//! change, [`ServiceDataplane::resync`] with the full set after a (re)connect.
+//! Ids in the maps are kept across agent restarts (the table is rebuilt from
+//! the pinned maps), so established flows keep their backends.
+
+pub mod conntrack;
+pub mod desired;
+mod maglev;
+pub mod maps;
+mod metrics;
+mod route;
+pub mod table;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write as _,
+    net::Ipv4Addr,
+    ops::RangeInclusive,
+    path::Path,
+    time::Instant,
+};
+
+use dataplane_common::{
+    map_names,
+    service::{
+        FrontendKey, MAX_BACKENDS, MAX_FRONTENDS, NodeConfig, ipv4_from_net, ipv4_to_net,
+        port_from_net,
+    },
+};
+
+pub use self::{
+    conntrack::{ConntrackGcStats, ConntrackTimeouts},
+    desired::{
+        Endpoint, EndpointPort, LoadBalancing, NodeAddresses, Protocol, ServiceName, ServicePort,
+        ServiceState,
+    },
+    route::install_service_blackhole,
+    table::{MapWrite, TableError},
+};
+use self::{
+    maps::ServiceMaps,
+    metrics::LatencyHistogram,
+    table::{ServiceTable, WriteBatch},
+};
+use super::{DataplaneError, error_chain};
+
+/// One change from the control plane.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ServiceChange {
+    /// A Service (with its endpoints) was created or changed.
+    Upsert(ServiceState),
+    /// A Service was deleted.
+    Delete(ServiceName),
+}
+
+/// The per-node settings of service translation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeServiceConfig {
+    /// The node's uplink address: NodePorts are served on it, and NodePort
+    /// flows sent to other nodes are source-NATed to it.
+    pub node_addr: Ipv4Addr,
+    /// Source given to hairpin flows (a pod reaching itself through a
+    /// service); must route from pods to their gateway (link-local is good).
+    pub hairpin_addr: Ipv4Addr,
+    /// Source ports for NodePort SNAT; keep them out of the node's
+    /// ephemeral range (net.ipv4.ip_local_port_range).
+    pub snat_ports: RangeInclusive<u16>,
+    /// ifindex of the uplink.
+    pub uplink_ifindex: u32,
+}
+
+/// Service state to map writes, without the maps: pure and testable.
+#[derive(Debug)]
+pub struct ServiceSync {
+    table: ServiceTable,
+    node: NodeAddresses,
+    /// Frontends each Service owns.
+    services: BTreeMap<ServiceName, Vec<FrontendKey>>,
+    /// Which Service owns a frontend: two Services claiming one address and
+    /// port is a control-plane bug; the first keeps it.
+    owners: HashMap<FrontendKey, ServiceName>,
+}
+
+impl ServiceSync {
+    /// Sync for an empty dataplane.
+    pub fn new(node: NodeAddresses) -> Self {
+        Self::with_table(node, ServiceTable::new(MAX_FRONTENDS - 1, MAX_BACKENDS - 1))
+    }
+
+    /// Sync continuing from maps a previous agent left; the returned writes
+    /// remove entries that belong to nothing.
+    pub fn restore(node: NodeAddresses, contents: table::MapContents) -> (Self, Vec<MapWrite>) {
+        let mut batch = WriteBatch::default();
+        let table =
+            ServiceTable::restore(MAX_FRONTENDS - 1, MAX_BACKENDS - 1, contents, &mut batch);
+        (Self::with_table(node, table), batch.into_writes())
+    }
+
+    fn with_table(node: NodeAddresses, table: ServiceTable) -> Self {
+        Self {
+            table,
+            node,
+            services: BTreeMap::new(),
+            owners: HashMap::new(),
+        }
+    }
+
+    /// The writes that bring one Service up to date.
+    ///
+    /// # Errors
+    /// When the maps are out of ids.
+    pub fn upsert(&mut self, service: &ServiceState) -> Result<Vec<MapWrite>, TableError> {
+        let mut batch = WriteBatch::default();
+        self.upsert_into(service, &mut batch)?;
+        self.table.collect_unused_backends(&mut batch);
+        Ok(batch.into_writes())
+    }
+
+    /// The writes that remove a Service.
+    pub fn delete(&mut self, name: &ServiceName) -> Vec<MapWrite> {
+        let mut batch = WriteBatch::default();
+        self.delete_into(name, &mut batch);
+        self.table.collect_unused_backends(&mut batch);
+        batch.into_writes()
+    }
+
+    /// The writes that make the maps hold exactly `services`: everything
+    /// else, including what a previous agent left, is removed.
+    ///
+    /// # Errors
+    /// When the maps are out of ids.
+    pub fn resync(&mut self, services: &[ServiceState]) -> Result<Vec<MapWrite>, TableError> {
+        let mut batch = WriteBatch::default();
+        let wanted: std::collections::HashSet<&ServiceName> =
+            services.iter().map(|s| &s.name).collect();
+        let gone: Vec<ServiceName> = self
+            .services
+            .keys()
+            .filter(|n| !wanted.contains(n))
+            .cloned()
+            .collect();
+        for name in gone {
+            self.delete_into(&name, &mut batch);
+        }
+        for service in services {
+            self.upsert_into(service, &mut batch)?;
+        }
+        // Frontends nobody owns: leftovers of services deleted while no
+        // agent was running.
+        for key in self.table.frontend_keys() {
+            if !self.owners.contains_key(&key) {
+                self.table.remove_frontend(key, &mut batch);
+            }
+        }
+        self.table.collect_unused_backends(&mut batch);
+        Ok(batch.into_writes())
+    }
+
+    fn upsert_into(
+        &mut self,
+        service: &ServiceState,
+        batch: &mut WriteBatch,
+    ) -> Result<(), TableError> {
+        let frontends = service.frontends(&self.node);
+        let mut owned = Vec::with_capacity(frontends.len());
+        for (key, desired) in &frontends {
+            match self.owners.get(key) {
+                Some(owner) if *owner != service.name => {
+                    tracing::warn!(service = %service.name, owner = %owner, "frontend already served by another service; ignored");
+                    continue;
+                }
+                _ => {}
+            }
+            self.table.set_frontend(*key, desired, batch)?;
+            self.owners.insert(*key, service.name.clone());
+            owned.push(*key);
+        }
+        let previous = self
+            .services
+            .insert(service.name.clone(), owned.clone())
+            .unwrap_or_default();
+        for key in previous.into_iter().filter(|k| !owned.contains(k)) {
+            self.owners.remove(&key);
+            self.table.remove_frontend(key, batch);
+        }
+        Ok(())
+    }
+
+    fn delete_into(&mut self, name: &ServiceName, batch: &mut WriteBatch) {
+        for key in self.services.remove(name).unwrap_or_default() {
+            self.owners.remove(&key);
+            self.table.remove_frontend(key, batch);
+        }
+    }
+
+    /// The table, for occupancy and orphan checks.
+    pub fn table(&self) -> &ServiceTable {
+        &self.table
+    }
+
+    /// Owner and key of every frontend id.
+    pub fn frontend_owners(&self) -> Vec<(u32, FrontendKey, ServiceName)> {
+        self.table
+            .frontend_ids()
+            .filter_map(|(id, key)| self.owners.get(&key).map(|o| (id, key, o.clone())))
+            .collect()
+    }
+}
+
+/// The service dataplane of one node: [`ServiceSync`] plus the pinned maps
+/// it writes, and metrics of both.
+pub struct ServiceDataplane {
+    sync: ServiceSync,
+    maps: ServiceMaps,
+    sync_latency: LatencyHistogram,
+    writes: u64,
+}
+
+impl ServiceDataplane {
+    /// Opens the service maps of the node whose bpffs directory is `dir`
+    /// (load them first with [`super::Dataplane::load`]), writes the node
+    /// settings, and continues from whatever the maps hold.
+    ///
+    /// # Errors
+    /// When the maps are not pinned under `dir` or cannot be written.
+    pub fn open(dir: &Path, config: &NodeServiceConfig) -> Result<Self, DataplaneError> {
+        let mut maps = ServiceMaps::open(dir)?;
+        let node_config = NodeConfig {
+            node_addr: ipv4_to_net(config.node_addr.octets()),
+            hairpin_addr: ipv4_to_net(config.hairpin_addr.octets()),
+            snat_port_min: *config.snat_ports.start(),
+            snat_port_max: *config.snat_ports.end(),
+            uplink_ifindex: config.uplink_ifindex,
+        };
+        maps.node_config
+            .set(0, node_config, 0)
+            .map_err(|e| DataplaneError::Map {
+                name: map_names::NODE_CONFIG,
+                reason: error_chain(&e),
+            })?;
+        let node = NodeAddresses {
+            node_port_addrs: vec![config.node_addr],
+        };
+        let (sync, cleanup) = ServiceSync::restore(node, maps.contents()?);
+        maps.apply(&cleanup)?;
+        Ok(Self {
+            sync,
+            maps,
+            sync_latency: LatencyHistogram::default(),
+            writes: 0,
+        })
+    }
+
+    /// Applies one change received at `received`; returns the number of map
+    /// writes it took.
+    ///
+    /// # Errors
+    /// When the maps are full or refuse a write.
+    pub fn apply(
+        &mut self,
+        change: &ServiceChange,
+        received: Instant,
+    ) -> Result<usize, DataplaneError> {
+        let writes = match change {
+            ServiceChange::Upsert(service) => self
+                .sync
+                .upsert(service)
+                .map_err(|e| DataplaneError::Table(e.to_string()))?,
+            ServiceChange::Delete(name) => self.sync.delete(name),
+        };
+        self.write(&writes, received)
+    }
+
+    /// Makes the maps hold exactly `services`, removing leftovers.
+    ///
+    /// # Errors
+    /// When the maps are full or refuse a write.
+    pub fn resync(
+        &mut self,
+        services: &[ServiceState],
+        received: Instant,
+    ) -> Result<usize, DataplaneError> {
+        let writes = self
+            .sync
+            .resync(services)
+            .map_err(|e| DataplaneError::Table(e.to_string()))?;
+        self.write(&writes, received)
+    }
+
+    fn write(&mut self, writes: &[MapWrite], received: Instant) -> Result<usize, DataplaneError> {
+        self.maps.apply(writes)?;
+        self.sync_latency.observe(received.elapsed());
+        self.writes += writes.len() as u64;
+        Ok(writes.len())
+    }
+
+    /// Removes idle, closed and orphaned conntrack entries.
+    ///
+    /// # Errors
+    /// When the conntrack map cannot be read or written.
+    pub fn collect_conntrack(
+        &mut self,
+        timeouts: &ConntrackTimeouts,
+    ) -> Result<ConntrackGcStats, DataplaneError> {
+        let table = self.sync.table();
+        let frontend_ids: std::collections::HashSet<u32> =
+            table.frontend_ids().map(|(id, _)| id).collect();
+        conntrack::collect(
+            &mut self.maps,
+            conntrack::monotonic_now_ns(),
+            timeouts,
+            &|id| table.has_backend(id),
+            &|id| frontend_ids.contains(&id),
+        )
+    }
+
+    /// The pure sync state.
+    pub fn sync(&self) -> &ServiceSync {
+        &self.sync
+    }
+
+    /// Prometheus text exposition of the service dataplane.
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        let (frontends, slots, backends) = self.sync.table().occupancy();
+        let conntrack = self.maps.conntrack.keys().count();
+        metrics::header(
+            &mut out,
+            "rudder_dataplane_map_entries",
+            "gauge",
+            "Entries in each service map.",
+        );
+        for (map, n) in [
+            (map_names::FRONTENDS, frontends),
+            (map_names::BACKEND_SLOTS, slots),
+            (map_names::BACKENDS, backends),
+            (map_names::CONNTRACK, conntrack),
+        ] {
+            let _ = writeln!(out, "rudder_dataplane_map_entries{{map=\"{map}\"}} {n}");
+        }
+        metrics::header(
+            &mut out,
+            "rudder_dataplane_map_writes_total",
+            "counter",
+            "Map writes done by service sync.",
+        );
+        let _ = writeln!(out, "rudder_dataplane_map_writes_total {}", self.writes);
+        self.sync_latency.render(
+            "rudder_dataplane_sync_latency_seconds",
+            "Time from a service change received to its last map write.",
+            &mut out,
+        );
+        let mut rows = Vec::new();
+        for (id, key, owner) in self.sync.frontend_owners() {
+            if let Ok(c) = self.maps.counters(id) {
+                let frontend = format!(
+                    "{}:{}/{}",
+                    Ipv4Addr::from(ipv4_from_net(key.addr)),
+                    port_from_net(key.port),
+                    Protocol::from_number(key.proto).map_or("?", Protocol::as_str)
+                );
+                rows.push((owner.to_string(), frontend, c));
+            }
+        }
+        rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        for (name, help, pick) in [
+            ("rudder_service_packets_total", "Packets translated.", 0),
+            ("rudder_service_bytes_total", "Bytes translated.", 1),
+            (
+                "rudder_service_new_flows_total",
+                "Flows given a backend.",
+                2,
+            ),
+            (
+                "rudder_service_drops_total",
+                "Packets refused or dropped.",
+                3,
+            ),
+        ] {
+            metrics::header(&mut out, name, "counter", help);
+            for (service, frontend, c) in &rows {
+                let value = [c.packets, c.bytes, c.new_flows, c.drops][pick];
+                let _ = writeln!(
+                    out,
+                    "{name}{{service=\"{}\",frontend=\"{}\"}} {value}",
+                    metrics::label(service),
+                    metrics::label(frontend)
+                );
+            }
+        }
+        out
+    }
+
+    /// Number of sync operations observed (for tests and logs).
+    pub fn syncs(&self) -> u64 {
+        self.sync_latency.count()
+    }
+}
+
+/// The programs on a pod's host-side veth.
+const POD_PROGRAMS: [(&str, aya::programs::TcAttachType); 2] = [
+    (
+        dataplane_common::program_names::SERVICE_FROM_POD,
+        aya::programs::TcAttachType::Ingress,
+    ),
+    (
+        dataplane_common::program_names::SERVICE_TO_POD,
+        aya::programs::TcAttachType::Egress,
+    ),
+];
+
+/// The programs on the node uplink.
+const UPLINK_PROGRAMS: [(&str, aya::programs::TcAttachType); 2] = [
+    (
+        dataplane_common::program_names::SERVICE_FROM_NETWORK,
+        aya::programs::TcAttachType::Ingress,
+    ),
+    (
+        dataplane_common::program_names::SERVICE_TO_NETWORK,
+        aya::programs::TcAttachType::Egress,
+    ),
+];
+
+impl super::Dataplane {
+    /// Attaches service translation to a pod's host-side veth: traffic the
+    /// pod sends (tc ingress) and receives (tc egress).
+    ///
+    /// # Errors
+    /// When the interface does not exist or the kernel refuses an attach.
+    pub fn attach_pod_interface(&mut self, iface: &str) -> Result<(), DataplaneError> {
+        POD_PROGRAMS
+            .iter()
+            .try_for_each(|(program, hook)| self.attach_tc(program, iface, *hook))
+    }
+
+    /// Attaches NodePort translation and reply handling to the node uplink.
+    ///
+    /// # Errors
+    /// When the interface does not exist or the kernel refuses an attach.
+    pub fn attach_uplink(&mut self, iface: &str) -> Result<(), DataplaneError> {
+        UPLINK_PROGRAMS
+            .iter()
+            .try_for_each(|(program, hook)| self.attach_tc(program, iface, *hook))
+    }
+}
+
+/// Detaches service translation from a pod's host-side veth (the pod is
+/// gone or going).
+///
+/// # Errors
+/// When a pinned link cannot be detached.
+pub fn detach_pod_interface(dir: &Path, iface: &str) -> Result<(), DataplaneError> {
+    POD_PROGRAMS
+        .iter()
+        .try_for_each(|(program, _)| super::detach(dir, program, iface))
+}
