@@ -1,6 +1,8 @@
 //! Helpers for rudder's end-to-end tests, which run in network-namespace
 //! test hosts (see the `netns` crate) and need root.
 
+pub mod cluster;
+
 use std::path::PathBuf;
 
 /// Fails the calling test unless it runs as root. These tests create

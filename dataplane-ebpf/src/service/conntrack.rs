@@ -183,7 +183,8 @@ pub fn allocate_snat_port(
     let start = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto);
     for attempt in 0..SNAT_ATTEMPTS {
         // A large odd stride visits different ports for nearby starts.
-        let port = (min + start.wrapping_add(attempt.wrapping_mul(7_919)) % range) as u16;
+        let offset = start.wrapping_add(attempt.wrapping_mul(7_919)).checked_rem(range)?;
+        let port = (min + offset) as u16;
         let port = port.to_be();
         let (key, entry) = reply_entry(
             flow,

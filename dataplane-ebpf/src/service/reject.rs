@@ -41,7 +41,7 @@ pub fn refuse(ctx: &TcContext, flow: &Flow, hook: Hook) -> i32 {
 
 /// Ethernet header of the answer: the sender's MAC becomes the destination.
 #[inline(always)]
-fn reversed_ethernet(ctx: &TcContext, frame: &mut [u8]) -> Option<()> {
+fn reversed_ethernet<const N: usize>(ctx: &TcContext, frame: &mut [u8; N]) -> Option<()> {
     let macs: [u8; 12] = ctx.load(0).ok()?;
     frame[0..6].copy_from_slice(&macs[6..12]);
     frame[6..12].copy_from_slice(&macs[0..6]);
@@ -52,7 +52,7 @@ fn reversed_ethernet(ctx: &TcContext, frame: &mut [u8]) -> Option<()> {
 
 /// IPv4 header of the answer, from the service address back to the client.
 #[inline(always)]
-fn reply_ipv4(flow: &Flow, frame: &mut [u8], total_len: u16, ip_proto: u8) {
+fn reply_ipv4<const N: usize>(flow: &Flow, frame: &mut [u8; N], total_len: u16, ip_proto: u8) {
     let ip = &mut frame[L3_OFFSET..L3_OFFSET + 20];
     ip[0] = 0x45;
     ip[1] = 0;

@@ -33,12 +33,18 @@ pub fn backend(flow: &Flow, frontend: &Frontend, now: u64) -> Option<(u32, Backe
         let table = MAGLEV.get_ptr(frontend.id)?;
         let slot = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto) as usize
             % MAGLEV_TABLE_SIZE;
+        // LLVM turns `%` into a multiply-shift the verifier cannot bound;
+        // an opaque copy keeps the explicit range check below in the code.
+        let slot = core::hint::black_box(slot);
+        if slot >= MAGLEV_TABLE_SIZE {
+            return None;
+        }
         // SAFETY: a pointer from a successful lookup stays valid for this run.
         *unsafe { &*table }.backends.get(slot)?
     } else {
         // SAFETY: bpf_get_prandom_u32 has no preconditions.
         let random = unsafe { bpf_get_prandom_u32() };
-        let slot = random % u32::from(frontend.backend_count) + 1;
+        let slot = random.checked_rem(u32::from(frontend.backend_count))? + 1;
         let id = BACKEND_SLOTS.get_ptr(BackendSlotKey {
             frontend_id: frontend.id,
             slot,
