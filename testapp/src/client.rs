@@ -54,10 +54,73 @@ pub fn udp(args: &ClientArgs, message: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&buf[..n]).into_owned())
 }
 
+/// A TCP connection to `args.to`, from `source_port` if given.
+fn connect(args: &ClientArgs, source_port: Option<u16>) -> Result<TcpStream> {
+    let Some(port) = source_port else {
+        return TcpStream::connect_timeout(&args.to, args.timeout())
+            .with_context(|| format!("connecting to {}", args.to));
+    };
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket
+        .bind(&std::net::SocketAddr::from(([0, 0, 0, 0], port)).into())
+        .with_context(|| format!("binding source port {port}"))?;
+    socket
+        .connect_timeout(&args.to.into(), args.timeout())
+        .with_context(|| format!("connecting to {} from port {port}", args.to))?;
+    Ok(socket.into())
+}
+
+/// Requests on one connection, each answer printed as it comes.
+pub fn http_keep_alive(args: &ClientArgs, pause: std::time::Duration, source_port: Option<u16>) -> Result<()> {
+    let started = Instant::now();
+    let stream = loop {
+        match connect(args, source_port) {
+            Ok(stream) => break stream,
+            Err(err) if started.elapsed() >= args.retry() => return Err(err),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    };
+    stream.set_read_timeout(Some(args.timeout()))?;
+    let mut reader = std::io::BufReader::new(stream.try_clone()?);
+    for i in 0..args.count {
+        write!(&stream, "GET / HTTP/1.1\r\nHost: {}\r\n\r\n", args.to)?;
+        let body = read_response(&mut reader).with_context(|| format!("request {} on the kept-alive connection", i + 1))?;
+        println!("{}", body.trim_end());
+        std::io::stdout().flush()?;
+        std::thread::sleep(pause);
+    }
+    Ok(())
+}
+
+/// Reads one response with a Content-Length body; returns the body.
+fn read_response(reader: &mut impl std::io::BufRead) -> Result<String> {
+    let mut status = String::new();
+    reader.read_line(&mut status)?;
+    if !status.starts_with("HTTP/1.1 200") {
+        bail!("unexpected response: {status:?}");
+    }
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 {
+            bail!("connection closed in the headers");
+        }
+        if header.trim().is_empty() {
+            break;
+        }
+        if let Some(value) = header.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = value.trim().parse().context("bad content-length")?;
+        }
+    }
+    let mut body = vec![0u8; length];
+    reader.read_exact(&mut body)?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
 /// One HTTP/1.1 GET / on a fresh connection; returns the body.
-pub fn http_get(args: &ClientArgs) -> Result<String> {
-    let mut stream = TcpStream::connect_timeout(&args.to, args.timeout())
-        .with_context(|| format!("connecting to {}", args.to))?;
+pub fn http_get(args: &ClientArgs, source_port: Option<u16>) -> Result<String> {
+    let mut stream = connect(args, source_port)?;
     stream.set_read_timeout(Some(args.timeout()))?;
     write!(
         stream,

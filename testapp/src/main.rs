@@ -98,6 +98,16 @@ enum Command {
     HttpGet {
         #[command(flatten)]
         args: ClientArgs,
+        /// Send every request on one connection (HTTP keep-alive).
+        #[arg(long)]
+        keep_alive: bool,
+        /// Pause between requests.
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
+        /// Bind request i (or the one keep-alive connection) to this local
+        /// port + i, so a test can replay the same flows.
+        #[arg(long)]
+        source_port_base: Option<u16>,
     },
 }
 
@@ -108,6 +118,27 @@ fn main() -> Result<()> {
         Command::Http { listen, name } => server::http(listen, &server::responder_name(name)),
         Command::Tcp { args, message } => client::repeat(&args, || client::tcp(&args, &message)),
         Command::Udp { args, message } => client::repeat(&args, || client::udp(&args, &message)),
-        Command::HttpGet { args } => client::repeat(&args, || client::http_get(&args)),
+        Command::HttpGet {
+            args,
+            keep_alive,
+            interval_ms,
+            source_port_base,
+        } => {
+            let pause = Duration::from_millis(interval_ms);
+            if keep_alive {
+                client::http_keep_alive(&args, pause, source_port_base)
+            } else {
+                let mut next_port = source_port_base;
+                client::repeat(&args, || {
+                    let port = next_port;
+                    let reply = client::http_get(&args, port);
+                    if reply.is_ok() {
+                        next_port = next_port.map(|p| p.wrapping_add(1));
+                        std::thread::sleep(pause);
+                    }
+                    reply
+                })
+            }
+        }
     }
 }

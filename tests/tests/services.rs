@@ -4,6 +4,8 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr, time::Duration};
 
+use rudder_agent::dataplane::services::LoadBalancing;
+
 use rudder_agent::dataplane::services::Protocol;
 use rudder_tests::cluster::{Cluster, EndpointState, Pod, PortSpec, responders, seen_clients};
 
@@ -17,11 +19,19 @@ fn http_port(node_port: Option<u16>) -> PortSpec {
     PortSpec { name: "http", protocol: Protocol::Tcp, port: 80, target_port: 8080, node_port }
 }
 
+/// Starts an HTTP responder in each pod and waits until all listen, so no
+/// request reaches a backend before its server is up.
 fn serve_http(pods: &[&Pod]) -> Vec<netns::HostProcess> {
     let app = testapp();
-    pods.iter()
+    let servers = pods
+        .iter()
         .map(|p| p.spawn(&[&app, "http", "--listen", "0.0.0.0:8080", "--name", &p.name]).expect("http server"))
-        .collect()
+        .collect();
+    for pod in pods {
+        pod.run(&[&app, "http-get", "--to", "127.0.0.1:8080", "--retry-ms", "5000"])
+            .unwrap_or_else(|e| panic!("{} never listened: {e}", pod.name));
+    }
+    servers
 }
 
 fn get(from: &netns::Netns, to: &str, count: u32) -> String {
@@ -52,5 +62,237 @@ fn clusterip_reaches_every_backend_on_two_nodes() {
     assert_eq!(seen, names(&["web1", "web2", "web3", "web4"]), "{body}");
     for client_addr in seen_clients(&body) {
         assert_eq!(client_addr, client.addr.to_string(), "ClusterIP keeps the pod's source address");
+    }
+}
+
+/// A web service with backends web1, web2 on node1 and web3 on node2.
+fn web_cluster(label: &str, node_port: Option<u16>) -> (Cluster, Vec<Pod>, Vec<netns::HostProcess>) {
+    let mut c = Cluster::new(label, 2);
+    let web: Vec<Pod> = [(0, "web1"), (0, "web2"), (1, "web3")]
+        .iter()
+        .map(|(n, name)| c.add_pod(*n, name))
+        .collect();
+    let servers = serve_http(&web.iter().collect::<Vec<_>>());
+    let backends: Vec<_> = web.iter().map(|p| (p, EndpointState::Ready)).collect();
+    let svc = c.service("web", VIP, &[http_port(node_port)], &backends);
+    c.apply(&svc);
+    (c, web, servers)
+}
+
+#[test]
+fn requests_keep_working_while_backends_are_added_and_removed() {
+    rudder_tests::require_root();
+    let (mut c, web, _servers) = web_cluster("churn", None);
+    let client = c.add_pod(1, "client");
+    let extra = c.add_pod(1, "web4");
+    let _extra_server = serve_http(&[&extra]);
+    let app = testapp();
+    // A bounded stream of requests, each on a new connection, while the
+    // endpoints change under it.
+    let stream = client
+        .spawn(&[&app, "http-get", "--to", "10.96.0.10:80", "--count", "300", "--interval-ms", "10", "--retry-ms", "3000"])
+        .expect("client");
+    let all: Vec<&Pod> = web.iter().chain([&extra]).collect();
+    let steps: [&[(usize, EndpointState)]; 4] = [
+        &[(0, EndpointState::Ready), (1, EndpointState::Ready), (2, EndpointState::Ready), (3, EndpointState::Ready)],
+        // web1 terminates: no new flows, its current ones finish...
+        &[(0, EndpointState::Terminating), (1, EndpointState::Ready), (2, EndpointState::Ready), (3, EndpointState::Ready)],
+        // ...and then it is gone.
+        &[(1, EndpointState::Ready), (2, EndpointState::Ready), (3, EndpointState::Ready)],
+        &[(0, EndpointState::Ready), (1, EndpointState::Ready), (3, EndpointState::Ready)],
+    ];
+    for step in steps {
+        std::thread::sleep(Duration::from_millis(300));
+        let backends: Vec<_> = step.iter().map(|(i, st)| (all[*i], *st)).collect();
+        let svc = c.service("web", VIP, &[http_port(None)], &backends);
+        c.apply(&svc);
+    }
+    let (out, err) = wait(stream, Duration::from_secs(60));
+    let answered = responders(&out);
+    assert_eq!(answered.len(), 300, "every request answered while endpoints changed; stderr: {err}");
+    // The last step happened after about 1.2 s of the 3.3 s run.
+    let last: BTreeSet<String> = answered[200..].iter().cloned().collect();
+    assert_eq!(last, names(&["web1", "web2", "web4"]), "the final endpoints serve the final requests");
+}
+
+/// Waits (bounded) for a process to finish and returns its output.
+fn wait(mut process: netns::HostProcess, limit: Duration) -> (String, String) {
+    let started = std::time::Instant::now();
+    while process.is_running() && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    process.stop()
+}
+
+#[test]
+fn nodeport_with_cluster_policy_reaches_backends_on_every_node() {
+    rudder_tests::require_root();
+    let (c, _web, _servers) = web_cluster("npc", Some(30080));
+    let node1 = &c.nodes[0].host;
+    let body = get(&c.client, &format!("{}:30080", node1.addr), 45);
+    let seen: BTreeSet<String> = responders(&body).into_iter().collect();
+    assert_eq!(seen, names(&["web1", "web2", "web3"]), "{body}");
+    for line in body.lines() {
+        let client = seen_clients(line).pop().unwrap_or_default();
+        if line.contains("pod=web3") {
+            // Sent to node2: source-NATed to node1 so the reply returns via it.
+            assert_eq!(client, node1.addr.to_string(), "{line}");
+        } else {
+            assert_eq!(client, c.client.addr.to_string(), "local backends see the client: {line}");
+        }
+    }
+}
+
+#[test]
+fn nodeport_with_local_policy_uses_local_backends_and_keeps_the_client_address() {
+    rudder_tests::require_root();
+    let (mut c, web, _servers) = web_cluster("npl", Some(30081));
+    let backends: Vec<_> = web.iter().map(|p| (p, EndpointState::Ready)).collect();
+    let mut svc = c.service("web", VIP, &[http_port(Some(30081))], &backends);
+    svc.external_traffic_local = true;
+    c.apply(&svc);
+    for (node, expected) in [(0, names(&["web1", "web2"])), (1, names(&["web3"]))] {
+        let addr = c.nodes[node].host.addr;
+        let body = get(&c.client, &format!("{addr}:30081"), 30);
+        let seen: BTreeSet<String> = responders(&body).into_iter().collect();
+        assert_eq!(seen, expected, "node{}: {body}", node + 1);
+        for client in seen_clients(&body) {
+            assert_eq!(client, c.client.addr.to_string(), "Local keeps the client address");
+        }
+    }
+}
+
+#[test]
+fn udp_service_answers_from_its_backends() {
+    rudder_tests::require_root();
+    let mut c = Cluster::new("udp", 2);
+    let client = c.add_pod(0, "client");
+    let echo: Vec<Pod> = [(0, "dns1"), (1, "dns2")].iter().map(|(n, name)| c.add_pod(*n, name)).collect();
+    let app = testapp();
+    let _servers: Vec<_> = echo
+        .iter()
+        .map(|p| p.spawn(&[&app, "udp-echo", "--listen", "0.0.0.0:5353"]).expect("udp echo"))
+        .collect();
+    for pod in &echo {
+        pod.run(&[&app, "udp", "--to", "127.0.0.1:5353", "--retry-ms", "5000"]).expect("udp echo listens");
+    }
+    let port = PortSpec { name: "dns", protocol: Protocol::Udp, port: 53, target_port: 5353, node_port: None };
+    let backends: Vec<_> = echo.iter().map(|p| (p, EndpointState::Ready)).collect();
+    let svc = c.service("dns", Ipv4Addr::new(10, 96, 0, 53), &[port], &backends);
+    c.apply(&svc);
+    let out = client
+        .run(&[&app, "udp", "--to", "10.96.0.53:53", "--message", "query", "--count", "20", "--retry-ms", "5000"])
+        .expect("udp answers through the service");
+    assert_eq!(out.lines().filter(|l| *l == "query").count(), 20, "{out}");
+}
+
+#[test]
+fn session_affinity_sends_a_client_to_one_backend() {
+    rudder_tests::require_root();
+    let (mut c, web, _servers) = web_cluster("aff", None);
+    let client = c.add_pod(0, "client");
+    let backends: Vec<_> = web.iter().map(|p| (p, EndpointState::Ready)).collect();
+    let mut svc = c.service("web", VIP, &[http_port(None)], &backends);
+    svc.affinity_timeout_s = Some(10_800);
+    c.apply(&svc);
+    let body = get(&client, "10.96.0.10:80", 30);
+    let seen: BTreeSet<String> = responders(&body).into_iter().collect();
+    assert_eq!(seen.len(), 1, "one client, one backend: {body}");
+}
+
+#[test]
+fn maglev_picks_the_same_backend_for_a_flow_on_every_node() {
+    rudder_tests::require_root();
+    let (mut c, web, _servers) = web_cluster("mag", Some(30082));
+    let backends: Vec<_> = web.iter().map(|p| (p, EndpointState::Ready)).collect();
+    let mut svc = c.service("web", VIP, &[http_port(Some(30082))], &backends);
+    svc.load_balancing = LoadBalancing::Maglev;
+    c.apply(&svc);
+    // The same flows (source address and ports, service) through either
+    // node land on the same backends: Maglev hashes the flow, and both nodes
+    // built identical tables. Cluster policy, so every backend is eligible.
+    let app = testapp();
+    let via = |node: usize| {
+        let addr = c.nodes[node].host.addr;
+        c.client
+            .run(&[&app, "http-get", "--to", &format!("{addr}:30082"), "--count", "12", "--source-port-base", "41000", "--retry-ms", "5000"])
+            .expect("requests")
+    };
+    let (one, two) = (responders(&via(0)), responders(&via(1)));
+    assert_eq!(one.len(), 12);
+    assert_eq!(one, two, "same flows, same backends on both nodes");
+    let distinct: BTreeSet<&String> = one.iter().collect();
+    assert!(distinct.len() > 1, "different flows spread over backends: {one:?}");
+}
+
+#[test]
+fn a_pod_reaching_its_own_service_is_answered_by_itself() {
+    rudder_tests::require_root();
+    let mut c = Cluster::new("hair", 1);
+    let web = c.add_pod(0, "web1");
+    let _server = serve_http(&[&web]);
+    let svc = c.service("web", VIP, &[http_port(None)], &[(&web, EndpointState::Ready)]);
+    c.apply(&svc);
+    let body = get(&web, "10.96.0.10:80", 5);
+    assert_eq!(responders(&body), vec!["web1"; 5], "{body}");
+}
+
+#[test]
+fn a_service_without_backends_refuses_connections_promptly() {
+    rudder_tests::require_root();
+    let mut c = Cluster::new("rej", 1);
+    let client = c.add_pod(0, "client");
+    let ports = [
+        http_port(None),
+        PortSpec { name: "dns", protocol: Protocol::Udp, port: 53, target_port: 5353, node_port: None },
+    ];
+    let svc = c.service("empty", VIP, &ports, &[]);
+    c.apply(&svc);
+    let app = testapp();
+    for (kind, target) in [("tcp", "10.96.0.10:80"), ("udp", "10.96.0.10:53")] {
+        let started = std::time::Instant::now();
+        let out = client.output(&[&app, kind, "--to", target, "--timeout-ms", "3000"]).expect("client runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{kind} to an empty service must fail");
+        assert!(err.contains("refused"), "{kind}: refused, not timed out: {err}");
+        assert!(started.elapsed() < Duration::from_millis(2500), "{kind}: refused promptly");
+    }
+}
+
+#[test]
+fn a_terminating_backend_gets_no_new_flows_but_keeps_its_connection() {
+    rudder_tests::require_root();
+    let mut c = Cluster::new("term", 1);
+    let client = c.add_pod(0, "client");
+    let (a, b) = (c.add_pod(0, "web1"), c.add_pod(0, "web2"));
+    let _servers = serve_http(&[&a, &b]);
+    let svc = c.service("web", VIP, &[http_port(None)], &[(&a, EndpointState::Ready)]);
+    c.apply(&svc);
+    // One kept-alive connection to web1: 30 requests, 100 ms apart.
+    let app = testapp();
+    let session = client
+        .spawn(&[&app, "http-get", "--to", "10.96.0.10:80", "--keep-alive", "--count", "30", "--interval-ms", "100", "--retry-ms", "3000"])
+        .expect("session");
+    std::thread::sleep(Duration::from_millis(700));
+    let svc = c.service("web", VIP, &[http_port(None)], &[(&a, EndpointState::Terminating), (&b, EndpointState::Ready)]);
+    c.apply(&svc);
+    let fresh = get(&client, "10.96.0.10:80", 20);
+    assert_eq!(responders(&fresh), vec!["web2"; 20], "new flows avoid the terminating backend");
+    let (out, err) = wait(session, Duration::from_secs(30));
+    assert_eq!(responders(&out), vec!["web1"; 30], "the established connection went on: {err}");
+}
+
+#[test]
+fn node_hosts_have_no_iptables_or_nftables_rules_and_blackhole_the_service_cidr() {
+    rudder_tests::require_root();
+    let (c, _web, _servers) = web_cluster("rules", Some(30083));
+    for node in &c.nodes {
+        let routes = node.host.ip(&["route", "show", "type", "blackhole"]).expect("routes");
+        assert!(routes.contains(rudder_tests::cluster::SERVICE_CIDR), "{}: {routes}", node.host.label);
+        let nft = node.host.run(&["nft", "list", "ruleset"]).expect("nft runs");
+        assert!(nft.trim().is_empty(), "{}: nft ruleset not empty: {nft}", node.host.label);
+        let ipt = node.host.run(&["iptables-save"]).expect("iptables-save runs");
+        let rules: Vec<&str> = ipt.lines().filter(|l| l.starts_with('-')).collect();
+        assert!(rules.is_empty(), "{}: iptables rules: {rules:?}", node.host.label);
     }
 }

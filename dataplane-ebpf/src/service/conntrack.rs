@@ -10,10 +10,10 @@ use dataplane_common::service::{
 };
 
 use super::{
-    TC_DROP, TC_NEXT,
+    Hook, TC_DROP, TC_NEXT,
     flow::{Flow, tcp_flags},
     maps::{BACKENDS, CONNTRACK, REVERSE_NAT, count_packet},
-    nat,
+    nat, redirect,
 };
 
 /// How often a flow's `last_seen` is refreshed: writing it on every packet
@@ -52,12 +52,26 @@ fn touch(entry: *mut ConntrackEntry, flow: &Flow, now: u64) {
 /// If `flow` is a reply of a translated flow, restores the frontend as its
 /// source (and the original client as its destination after SNAT) and
 /// returns the verdict; `None` if it is not a reply.
+///
+/// Where the restored source would be one of this node's own addresses (a
+/// NodePort), the packet must not enter the node's IP stack again, which
+/// drops packets from its own addresses as martians:
+/// - leaving a pod, it is left alone here and translated after routing, on
+///   the way out (uplink egress, or the client pod's veth egress);
+/// - arriving from the network after SNAT, it is sent straight back out
+///   ([`redirect::route_out`]).
 #[inline(always)]
-pub fn reverse(ctx: &TcContext, flow: &Flow, now: u64) -> Option<i32> {
+pub fn reverse(ctx: &TcContext, flow: &Flow, hook: Hook, now: u64) -> Option<i32> {
     let entry_ptr = CONNTRACK.get_ptr_mut(key(flow, CT_REPLY))?;
     touch(entry_ptr, flow, now);
     // SAFETY: as in `touch`.
     let entry = unsafe { *entry_ptr };
+    let snat = entry.flags & CT_SNAT != 0;
+    if hook == Hook::FromPod && !snat {
+        // Translated on the way out instead (see above); ClusterIP replies
+        // take the same path so every reply is handled in one place.
+        return Some(TC_NEXT);
+    }
     // The service is gone: nothing to restore; the client will reset.
     let frontend = REVERSE_NAT.get_ptr(entry.frontend_id)?;
     // SAFETY: a pointer from a successful lookup stays valid for this run.
@@ -65,12 +79,14 @@ pub fn reverse(ctx: &TcContext, flow: &Flow, now: u64) -> Option<i32> {
     if nat::rewrite_source(ctx, flow, frontend.addr, frontend.port).is_err() {
         return Some(TC_DROP);
     }
-    if entry.flags & CT_SNAT != 0
-        && nat::rewrite_destination(ctx, flow, entry.nat_addr, entry.nat_port).is_err()
-    {
+    if snat && nat::rewrite_destination(ctx, flow, entry.nat_addr, entry.nat_port).is_err() {
         return Some(TC_DROP);
     }
     count_packet(entry.frontend_id, ctx.len());
+    if snat && hook == Hook::FromNetwork {
+        let frontend_addr = frontend.addr;
+        return Some(redirect::route_out(ctx, frontend_addr, entry.nat_addr));
+    }
     Some(TC_NEXT)
 }
 

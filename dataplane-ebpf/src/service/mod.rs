@@ -13,6 +13,7 @@ mod conntrack;
 mod flow;
 mod maps;
 mod nat;
+mod redirect;
 mod reject;
 mod select;
 
@@ -77,7 +78,7 @@ fn translate(ctx: &TcContext, hook: Hook) -> i32 {
         return TC_NEXT;
     };
     let now = monotonic_ns();
-    if let Some(verdict) = conntrack::reverse(ctx, &flow, now) {
+    if let Some(verdict) = conntrack::reverse(ctx, &flow, hook, now) {
         return verdict;
     }
     if hook == Hook::ToPod || hook == Hook::ToNetwork {
@@ -124,7 +125,13 @@ fn forward(ctx: &TcContext, hook: Hook, flow: &Flow, frontend: &Frontend, now: u
         return TC_DROP;
     }
     maps::count_packet(frontend.id, ctx.len());
-    TC_NEXT
+    // Source-NATed to this node's address on the way in: the stack would
+    // drop it as a martian, so it leaves directly. (Hairpin SNAT uses a
+    // link-local address, which the stack accepts.)
+    match snat {
+        Some((addr, _)) if hook == Hook::FromNetwork => redirect::route_out(ctx, addr, backend.addr),
+        _ => TC_NEXT,
+    }
 }
 
 /// Picks a backend for a new flow, decides its SNAT and records it; the

@@ -31,7 +31,10 @@ pub fn backend(flow: &Flow, frontend: &Frontend, now: u64) -> Option<(u32, Backe
     }
     let backend_id = if frontend.flags & FRONTEND_MAGLEV != 0 {
         let table = MAGLEV.get_ptr(frontend.id)?;
-        let slot = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto) as usize
+        // The frontend address is left out of the hash: a NodePort flow
+        // hashes alike whichever node's address it was sent to, and every
+        // node has the same table, so every node picks the same backend.
+        let slot = flow_hash(flow.saddr, 0, flow.sport, flow.dport, flow.proto) as usize
             % MAGLEV_TABLE_SIZE;
         // LLVM turns `%` into a multiply-shift the verifier cannot bound;
         // an opaque copy keeps the explicit range check below in the code.
