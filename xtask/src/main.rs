@@ -4,7 +4,9 @@
 //! - `build-ebpf`: builds the kernel programs with the nightly toolchain.
 //! - `test`: builds the kernel programs, then runs every test (root tests too).
 //! - `demo`: brings up test hosts and shows the dataplane counting traffic.
+//! - `bench <name>`: a benchmark side by side with its reference.
 
+mod bench;
 mod build_ebpf;
 mod demo;
 mod setup;
@@ -34,6 +36,11 @@ enum Command {
     },
     /// Bring up two test hosts, attach the dataplane and show it counting traffic.
     Demo,
+    /// Run a benchmark side by side with its reference; writes docs/benchmarks/<name>.md.
+    Bench {
+        /// Which benchmark (dataplane, store).
+        name: String,
+    },
 }
 
 fn main() -> Result<()> {
@@ -44,6 +51,7 @@ fn main() -> Result<()> {
         }),
         Command::Test { args } => test(&args),
         Command::Demo => demo::run(),
+        Command::Bench { name } => bench::run(&name),
     }
 }
 

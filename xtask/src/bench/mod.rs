@@ -1,0 +1,31 @@
+//! `cargo xtask bench <name>`: benchmarks run side by side with their
+//! reference in one run; each writes a markdown table with ratios to
+//! `docs/benchmarks/<name>.md`. Benchmarks report; tests assert.
+
+mod dataplane;
+mod store;
+
+use anyhow::{Result, bail};
+
+/// Benchmarks by name, with what they compare.
+pub const BENCHMARKS: &[(&str, &str)] = &[
+    ("dataplane", "eBPF service translation vs a kube-proxy-style iptables ruleset"),
+    ("store", "the replicated store vs etcd"),
+];
+
+/// Runs the benchmark `name`.
+pub fn run(name: &str) -> Result<()> {
+    match name {
+        "dataplane" => dataplane::run(),
+        "store" => store::run(),
+        other => {
+            let known: Vec<String> = BENCHMARKS.iter().map(|(n, what)| format!("  {n}: {what}")).collect();
+            bail!("no benchmark named {other:?}; there are:\n{}", known.join("\n"))
+        }
+    }
+}
+
+/// Where a benchmark's report goes.
+pub fn report_path(name: &str) -> std::path::PathBuf {
+    crate::shell::workspace_root().join("docs/benchmarks").join(format!("{name}.md"))
+}
