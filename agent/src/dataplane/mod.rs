@@ -23,6 +23,7 @@ use aya::{
     Ebpf, EbpfLoader,
     programs::{SchedClassifier, Xdp},
 };
+use dataplane_common::map_names;
 
 pub use attach::detach;
 pub use bpffs::ensure_bpffs;
@@ -89,6 +90,35 @@ pub enum DataplaneError {
     },
 }
 
+/// Capacities of the service maps (entries). Frontend ids, reverse-NAT
+/// entries and per-service counters share the frontend capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapSizes {
+    /// Frontends: one per Service port, plus one per NodePort and node address.
+    pub frontends: u32,
+    /// Backend slots across all frontends.
+    pub backend_slots: u32,
+    /// Distinct backends.
+    pub backends: u32,
+    /// Conntrack entries (two per flow).
+    pub conntrack: u32,
+    /// Session-affinity entries.
+    pub affinity: u32,
+}
+
+impl Default for MapSizes {
+    fn default() -> Self {
+        use dataplane_common::service as s;
+        Self {
+            frontends: s::MAX_FRONTENDS,
+            backend_slots: s::MAX_BACKEND_SLOTS,
+            backends: s::MAX_BACKENDS,
+            conntrack: s::MAX_CONNTRACK,
+            affinity: s::MAX_AFFINITY,
+        }
+    }
+}
+
 /// The loaded kernel programs of one node.
 #[derive(Debug)]
 pub struct Dataplane {
@@ -106,6 +136,15 @@ impl Dataplane {
     /// agent was built without kernel programs, or when the kernel rejects
     /// the programs.
     pub fn load(dir: &Path) -> Result<Self, DataplaneError> {
+        Self::load_with(dir, &MapSizes::default())
+    }
+
+    /// [`Dataplane::load`] with chosen map sizes. Sizes apply when a map is
+    /// first created; maps already pinned keep the size they were made with.
+    ///
+    /// # Errors
+    /// As [`Dataplane::load`].
+    pub fn load_with(dir: &Path, sizes: &MapSizes) -> Result<Self, DataplaneError> {
         let object = kernel_programs()?;
         ensure_bpffs(dir)?;
         for sub in [maps_dir(dir), links_dir(dir)] {
@@ -115,9 +154,27 @@ impl Dataplane {
             })?;
         }
         let maps = maps_dir(dir);
-        let ebpf = EbpfLoader::new()
-            .default_map_pin_directory(&maps)
-            .load(object)?;
+        let mut loader = EbpfLoader::new();
+        loader.default_map_pin_directory(&maps);
+        let MapSizes {
+            frontends,
+            backend_slots,
+            backends,
+            conntrack,
+            affinity,
+        } = *sizes;
+        for (name, size) in [
+            (map_names::FRONTENDS, frontends),
+            (map_names::REVERSE_NAT, frontends),
+            (map_names::SERVICE_COUNTERS, frontends),
+            (map_names::BACKEND_SLOTS, backend_slots),
+            (map_names::BACKENDS, backends),
+            (map_names::CONNTRACK, conntrack),
+            (map_names::AFFINITY, affinity),
+        ] {
+            loader.map_max_entries(name, size);
+        }
+        let ebpf = loader.load(object)?;
         Ok(Self {
             ebpf,
             dir: dir.to_path_buf(),

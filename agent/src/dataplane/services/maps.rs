@@ -71,6 +71,27 @@ impl ServiceMaps {
         })
     }
 
+    /// Capacities of the frontend and backend maps (their ids must stay
+    /// below these).
+    ///
+    /// # Errors
+    /// When the kernel cannot describe the maps.
+    pub fn capacities(&self) -> Result<(u32, u32), DataplaneError> {
+        use aya::maps::IterableMap as _;
+        let info = |map: &MapData, name| {
+            map.info()
+                .map(|i| i.max_entries())
+                .map_err(|e| DataplaneError::Map {
+                    name,
+                    reason: error_chain(&e),
+                })
+        };
+        Ok((
+            info(self.frontends.map(), map_names::FRONTENDS)?,
+            info(self.backends.map(), map_names::BACKENDS)?,
+        ))
+    }
+
     /// Everything the table needs to rebuild itself after a restart.
     ///
     /// # Errors

@@ -91,11 +91,17 @@ impl ServiceSync {
     }
 
     /// Sync continuing from maps a previous agent left; the returned writes
-    /// remove entries that belong to nothing.
-    pub fn restore(node: NodeAddresses, contents: table::MapContents) -> (Self, Vec<MapWrite>) {
+    /// remove entries that belong to nothing. Ids stay below the maps'
+    /// capacities (`max_frontends`, `max_backends`); id 0 is never used.
+    pub fn restore(
+        node: NodeAddresses,
+        contents: table::MapContents,
+        max_frontends: u32,
+        max_backends: u32,
+    ) -> (Self, Vec<MapWrite>) {
         let mut batch = WriteBatch::default();
         let table =
-            ServiceTable::restore(MAX_FRONTENDS - 1, MAX_BACKENDS - 1, contents, &mut batch);
+            ServiceTable::restore(max_frontends - 1, max_backends - 1, contents, &mut batch);
         (Self::with_table(node, table), batch.into_writes())
     }
 
@@ -244,7 +250,9 @@ impl ServiceDataplane {
         let node = NodeAddresses {
             node_port_addrs: vec![config.node_addr],
         };
-        let (sync, cleanup) = ServiceSync::restore(node, maps.contents()?);
+        let (max_frontends, max_backends) = maps.capacities()?;
+        let (sync, cleanup) =
+            ServiceSync::restore(node, maps.contents()?, max_frontends, max_backends);
         maps.apply(&cleanup)?;
         Ok(Self {
             sync,
