@@ -35,6 +35,10 @@ pub struct Node {
     pub services: ServiceDataplane,
     /// Number of pods made on it so far.
     pods: u8,
+    /// Host-side veths of its pods.
+    pod_ifaces: Vec<String>,
+    /// Its service settings.
+    config: NodeServiceConfig,
 }
 
 /// A pod: a namespace with `eth0` on its node's bridge.
@@ -63,6 +67,8 @@ impl std::ops::Deref for Pod {
 pub struct Cluster {
     /// Nodes, `node1` first.
     pub nodes: Vec<Node>,
+    /// Services applied, by name.
+    applied: std::collections::BTreeMap<String, ServiceTemplate>,
     /// A host on the underlay that is not a node (NodePort client).
     pub client: Host,
     /// Drops last: removes every namespace and pin.
@@ -125,9 +131,9 @@ impl Cluster {
                 uplink_ifindex,
             };
             let services = ServiceDataplane::open(&dir, &config).expect("service maps");
-            built.push(Node { host: host.clone(), dir, services, pods: 0 });
+            built.push(Node { host: host.clone(), dir, services, pods: 0, pod_ifaces: Vec::new(), config });
         }
-        Self { nodes: built, client, net }
+        Self { nodes: built, applied: Default::default(), client, net }
     }
 
     /// Adds a pod named `name` on node `node` (0-based) and attaches the
@@ -160,6 +166,7 @@ impl Cluster {
         })
         .expect("enter node")
         .unwrap_or_else(|e| panic!("pod {name} dataplane: {e}"));
+        self.nodes[node].pod_ifaces.push(host_iface.clone());
         Pod { name: name.to_owned(), netns, addr, node, host_iface }
     }
 
@@ -190,6 +197,7 @@ impl Cluster {
     /// # Panics
     /// When a node refuses it.
     pub fn apply(&mut self, template: &ServiceTemplate) {
+        self.applied.insert(template.name.name.clone(), template.clone());
         for (i, node) in self.nodes.iter_mut().enumerate() {
             let change = ServiceChange::Upsert(template.for_node(i));
             node.services.apply(&change, Instant::now()).expect("apply service");
@@ -201,10 +209,41 @@ impl Cluster {
     /// # Panics
     /// When a node refuses it.
     pub fn delete(&mut self, name: &str) {
+        self.applied.remove(name);
         for node in &mut self.nodes {
             let change = ServiceChange::Delete(ServiceName::new("default", name));
             node.services.apply(&change, Instant::now()).expect("delete service");
         }
+    }
+}
+
+impl Cluster {
+    /// Restarts node `node`'s agent as a new process would: a fresh load of
+    /// the kernel programs (reusing the pinned maps), every pinned link
+    /// switched to them, the service table rebuilt from the maps, then a
+    /// full resync with the applied services. Returns the number of map
+    /// writes the resync needed.
+    ///
+    /// # Panics
+    /// When any step fails.
+    pub fn restart_agent(&mut self, node: usize) -> usize {
+        let n = &mut self.nodes[node];
+        let dir = n.dir.clone();
+        let ifaces = n.pod_ifaces.clone();
+        n.host
+            .enter(move || -> Result<(), String> {
+                let mut dp = Dataplane::load(&dir).map_err(|e| e.to_string())?;
+                dp.attach_uplink("eth0").map_err(|e| e.to_string())?;
+                for iface in &ifaces {
+                    dp.attach_pod_interface(iface).map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+            .expect("enter node")
+            .unwrap_or_else(|e| panic!("restarting node{}: {e}", node + 1));
+        n.services = ServiceDataplane::open(&n.dir, &n.config).expect("reopen service maps");
+        let desired: Vec<ServiceState> = self.applied.values().map(|t| t.for_node(node)).collect();
+        n.services.resync(&desired, Instant::now()).expect("resync")
     }
 }
 

@@ -296,3 +296,38 @@ fn node_hosts_have_no_iptables_or_nftables_rules_and_blackhole_the_service_cidr(
         assert!(rules.is_empty(), "{}: iptables rules: {rules:?}", node.host.label);
     }
 }
+
+#[test]
+fn an_agent_restart_under_traffic_loses_no_established_connection() {
+    rudder_tests::require_root();
+    let (mut c, _web, _servers) = web_cluster("rst", Some(30084));
+    let client = c.add_pod(0, "client");
+    let app = testapp();
+    // Long-lived connections (ClusterIP from a pod, NodePort from outside)
+    // and a stream of new connections, all running across two restarts.
+    let session = client
+        .spawn(&[&app, "http-get", "--to", "10.96.0.10:80", "--keep-alive", "--count", "40", "--interval-ms", "50", "--retry-ms", "3000"])
+        .expect("pod session");
+    let node1 = c.nodes[0].host.addr;
+    let outside = c
+        .client
+        .spawn(&[&app, "http-get", "--to", &format!("{node1}:30084"), "--keep-alive", "--count", "40", "--interval-ms", "50", "--retry-ms", "3000"])
+        .expect("outside session");
+    let stream = client
+        .spawn(&[&app, "http-get", "--to", "10.96.0.10:80", "--count", "200", "--interval-ms", "10", "--retry-ms", "3000"])
+        .expect("new connections");
+    std::thread::sleep(Duration::from_millis(400));
+    // The table is rebuilt from the pinned maps with the same ids, so the
+    // resync after a restart has nothing to write.
+    assert_eq!(c.restart_agent(0), 0, "a restart rewrites no map entry");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(c.restart_agent(0), 0);
+    assert_eq!(c.restart_agent(1), 0);
+    for (what, process, expected) in [("pod session", session, 40), ("outside session", outside, 40), ("new connections", stream, 200)] {
+        let (out, err) = wait(process, Duration::from_secs(60));
+        assert_eq!(responders(&out).len(), expected, "{what}: every request answered across restarts; stderr: {err}");
+    }
+    let links = std::fs::read_dir(c.nodes[0].dir.join("links")).expect("links").count();
+    // Uplink: 2 programs; 3 pods on node1 (web1, web2, client): 2 each.
+    assert_eq!(links, 2 + 3 * 2, "restarts switch links, they do not add any");
+}
