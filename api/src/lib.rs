@@ -3,5 +3,36 @@
 //! validation and defaulting, and the protobuf/gRPC definitions the control
 //! plane, agents and `rudderctl` speak.
 //!
-//! Filled in by the control-plane issue; the crate exists now so the
-//! workspace already has the shape of the architecture (docs/architecture.md).
+//! Objects are Kubernetes-shaped: existing Kubernetes YAML for these kinds
+//! decodes unchanged, and fields rudder does not model are kept (see
+//! [`object::normalize`]).
+//!
+//! Agents use [`client::Client::node_sync`]; controllers use the typed
+//! [`client::Client`] calls.
+
+pub mod apps;
+pub mod client;
+pub mod coordination;
+pub mod core;
+pub mod error;
+pub mod kind;
+pub mod meta;
+pub mod object;
+pub mod resource;
+pub mod selector;
+pub mod time;
+pub mod validation;
+
+pub use error::{ApiError, FieldError};
+pub use kind::Kind;
+pub use resource::Resource;
+
+/// Generated protobuf messages and tonic services of `rudder.api.v1`.
+#[expect(
+    missing_docs,
+    clippy::allow_attributes,
+    reason = "generated from proto/rudder.proto, which documents the messages"
+)]
+pub mod proto {
+    tonic::include_proto!("rudder.api.v1");
+}

@@ -1,0 +1,597 @@
+//! The Rust client of rudder's API server (gRPC): typed CRUD and watch for
+//! controllers, JSON-level calls for `rudderctl`, and the node-sync stream
+//! for agents.
+//!
+//! # Node sync (what an agent uses)
+//!
+//! ```no_run
+//! # async fn agent() -> Result<(), rudder_api::client::ClientError> {
+//! use rudder_api::client::{Client, NodeSyncUpdate};
+//!
+//! let client = Client::connect("http://127.0.0.1:7400").await?;
+//! let mut resume = 0; // 0: start with a snapshot
+//! let mut stream = client.node_sync("node1", resume).await?;
+//! while let Some(update) = stream.next().await {
+//!     match update? {
+//!         NodeSyncUpdate::Snapshot { revision, pods, services, endpoints } => {
+//!             // Replace everything known with these; then resume = revision.
+//!             resume = revision;
+//!         }
+//!         NodeSyncUpdate::Change { revision, change } => {
+//!             // Apply one upsert/delete; then resume = revision.
+//!             resume = revision;
+//!         }
+//!         NodeSyncUpdate::Bookmark { revision } => resume = revision,
+//!     }
+//! }
+//! // The stream ended (server restart, network): reconnect with
+//! // `client.node_sync("node1", resume)`; the server sends a fresh
+//! // snapshot instead of changes if `resume` has been compacted away.
+//! # Ok(()) }
+//! ```
+
+use serde_json::Value;
+use tonic::{Code, Status, transport::Channel};
+
+use crate::{
+    core::{Endpoints, Pod, Service},
+    error::ApiError,
+    kind::Kind,
+    object,
+    proto::{
+        self, node_sync_client::NodeSyncClient, node_sync_message::Message,
+        resources_client::ResourcesClient,
+    },
+    resource::Resource,
+};
+
+/// What a call to the API server can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    /// The server could not be reached.
+    #[error("cannot reach the API server at {addr}: {message}")]
+    Connect {
+        /// Address tried.
+        addr: String,
+        /// Why.
+        message: String,
+    },
+    /// The object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// An object of that name exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The object changed since it was read (stale resourceVersion).
+    #[error("{0}")]
+    Conflict(String),
+    /// The object or request is invalid; the message names the field.
+    #[error("{0}")]
+    Invalid(String),
+    /// The resourceVersion asked for is compacted: re-list (HTTP 410).
+    #[error("{0}")]
+    Gone(String),
+    /// The server or its store is unavailable right now.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server answered something this client cannot decode.
+    #[error("decoding the server's answer: {0}")]
+    Decode(String),
+    /// Any other failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<Status> for ClientError {
+    fn from(status: Status) -> Self {
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::NotFound => Self::NotFound(message),
+            Code::AlreadyExists => Self::AlreadyExists(message),
+            Code::Aborted => Self::Conflict(message),
+            Code::InvalidArgument => Self::Invalid(message),
+            Code::OutOfRange => Self::Gone(message),
+            Code::Unavailable | Code::FailedPrecondition => Self::Unavailable(message),
+            _ => Self::Other(message),
+        }
+    }
+}
+
+impl From<ApiError> for ClientError {
+    fn from(err: ApiError) -> Self {
+        Self::Decode(err.to_string())
+    }
+}
+
+/// Which objects a list or watch returns.
+#[derive(Debug, Clone, Default)]
+pub struct ListOptions {
+    /// Namespace; empty for every namespace.
+    pub namespace: String,
+    /// Label selector (`app=web,tier!=db`).
+    pub label_selector: String,
+    /// Field selector (`spec.nodeName=node1`).
+    pub field_selector: String,
+}
+
+/// A list of objects and the revision it was read at (watch from there).
+#[derive(Debug, Clone)]
+pub struct ObjectList<T> {
+    /// The objects, ordered by namespace and name.
+    pub items: Vec<T>,
+    /// The store revision of the list.
+    pub resource_version: String,
+}
+
+/// One event of a watch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent<T> {
+    /// The object appeared (or started matching the selector).
+    Added(T),
+    /// The object changed.
+    Modified(T),
+    /// The object went away (or stopped matching); its last state.
+    Deleted(T),
+    /// Nothing for this watch up to `resource_version`.
+    Bookmark {
+        /// Resume from here.
+        resource_version: String,
+    },
+}
+
+/// A connection to the API server. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    resources: ResourcesClient<Channel>,
+    node_sync: NodeSyncClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `addr` (`http://host:port` or `host:port`).
+    ///
+    /// # Errors
+    /// [`ClientError::Connect`].
+    pub async fn connect(addr: &str) -> Result<Self, ClientError> {
+        let url = if addr.contains("://") {
+            addr.to_owned()
+        } else {
+            format!("http://{addr}")
+        };
+        let connect_err = |message: String| ClientError::Connect {
+            addr: addr.to_owned(),
+            message,
+        };
+        let channel = Channel::from_shared(url)
+            .map_err(|err| connect_err(err.to_string()))?
+            .connect()
+            .await
+            .map_err(|err| connect_err(format!("{err}: is rudder-controlplane running there?")))?;
+        Ok(Self {
+            resources: ResourcesClient::new(channel.clone()),
+            node_sync: NodeSyncClient::new(channel),
+        })
+    }
+
+    /// Creates an object; returns it as stored (uid, resourceVersion,
+    /// defaults).
+    ///
+    /// # Errors
+    /// [`ClientError::AlreadyExists`], [`ClientError::Invalid`], ...
+    pub async fn create<T: Resource>(&self, object: &T) -> Result<T, ClientError> {
+        let json = self.create_json(T::KIND, &to_json(object)?).await?;
+        Ok(object::from_value(T::KIND, json)?)
+    }
+
+    /// Reads one object.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`], ...
+    pub async fn get<T: Resource>(&self, namespace: &str, name: &str) -> Result<T, ClientError> {
+        let json = self.get_json(T::KIND, namespace, name).await?;
+        Ok(object::from_value(T::KIND, json)?)
+    }
+
+    /// Lists objects.
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for a bad selector, ...
+    pub async fn list<T: Resource>(
+        &self,
+        options: &ListOptions,
+    ) -> Result<ObjectList<T>, ClientError> {
+        let list = self.list_json(T::KIND, options).await?;
+        Ok(ObjectList {
+            items: list
+                .items
+                .into_iter()
+                .map(|item| object::from_value(T::KIND, item))
+                .collect::<Result<_, _>>()?,
+            resource_version: list.resource_version,
+        })
+    }
+
+    /// Replaces an object's spec and metadata. With
+    /// `metadata.resourceVersion` set, fails with [`ClientError::Conflict`]
+    /// if the object changed since.
+    ///
+    /// # Errors
+    /// [`ClientError::Conflict`], [`ClientError::NotFound`], ...
+    pub async fn update<T: Resource>(&self, object: &T) -> Result<T, ClientError> {
+        let json = self.update_json(T::KIND, &to_json(object)?, false).await?;
+        Ok(object::from_value(T::KIND, json)?)
+    }
+
+    /// Replaces an object's status (same compare-and-swap as
+    /// [`Client::update`]).
+    ///
+    /// # Errors
+    /// As [`Client::update`].
+    pub async fn update_status<T: Resource>(&self, object: &T) -> Result<T, ClientError> {
+        let json = self.update_json(T::KIND, &to_json(object)?, true).await?;
+        Ok(object::from_value(T::KIND, json)?)
+    }
+
+    /// Deletes an object; returns its last state.
+    ///
+    /// # Errors
+    /// [`ClientError::NotFound`], ...
+    pub async fn delete<T: Resource>(&self, namespace: &str, name: &str) -> Result<T, ClientError> {
+        let json = self.delete_json(T::KIND, namespace, name, "").await?;
+        Ok(object::from_value(T::KIND, json)?)
+    }
+
+    /// Watches objects after `resource_version` ("" or "0": current objects
+    /// as `Added` first).
+    ///
+    /// # Errors
+    /// [`ClientError::Gone`] when `resource_version` is compacted.
+    pub async fn watch<T: Resource>(
+        &self,
+        options: &ListOptions,
+        resource_version: &str,
+    ) -> Result<Watch<T>, ClientError> {
+        let stream = self
+            .resources
+            .clone()
+            .watch(proto::WatchRequest {
+                kind: T::KIND.name().to_owned(),
+                namespace: options.namespace.clone(),
+                label_selector: options.label_selector.clone(),
+                field_selector: options.field_selector.clone(),
+                resource_version: resource_version.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(Watch {
+            stream,
+            _kind: std::marker::PhantomData,
+        })
+    }
+
+    /// Creates an object given as JSON.
+    ///
+    /// # Errors
+    /// As [`Client::create`].
+    pub async fn create_json(&self, kind: Kind, object: &Value) -> Result<Value, ClientError> {
+        let response = self
+            .resources
+            .clone()
+            .create(proto::ObjectRequest {
+                kind: kind.name().to_owned(),
+                object_json: serde_json::to_vec(object).map_err(decode_err)?,
+            })
+            .await?;
+        parse(&response.into_inner().object_json)
+    }
+
+    /// Reads one object as JSON.
+    ///
+    /// # Errors
+    /// As [`Client::get`].
+    pub async fn get_json(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ClientError> {
+        let response = self
+            .resources
+            .clone()
+            .get(proto::GetRequest {
+                kind: kind.name().to_owned(),
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+            })
+            .await?;
+        parse(&response.into_inner().object_json)
+    }
+
+    /// Lists objects as JSON.
+    ///
+    /// # Errors
+    /// As [`Client::list`].
+    pub async fn list_json(
+        &self,
+        kind: Kind,
+        options: &ListOptions,
+    ) -> Result<ObjectList<Value>, ClientError> {
+        let response = self
+            .resources
+            .clone()
+            .list(proto::ListRequest {
+                kind: kind.name().to_owned(),
+                namespace: options.namespace.clone(),
+                label_selector: options.label_selector.clone(),
+                field_selector: options.field_selector.clone(),
+            })
+            .await?
+            .into_inner();
+        Ok(ObjectList {
+            items: response
+                .items_json
+                .iter()
+                .map(|item| parse(item))
+                .collect::<Result<_, _>>()?,
+            resource_version: response.resource_version,
+        })
+    }
+
+    /// Updates an object given as JSON (`status_only`: its status).
+    ///
+    /// # Errors
+    /// As [`Client::update`].
+    pub async fn update_json(
+        &self,
+        kind: Kind,
+        object: &Value,
+        status_only: bool,
+    ) -> Result<Value, ClientError> {
+        let request = proto::ObjectRequest {
+            kind: kind.name().to_owned(),
+            object_json: serde_json::to_vec(object).map_err(decode_err)?,
+        };
+        let mut resources = self.resources.clone();
+        let response = if status_only {
+            resources.update_status(request).await?
+        } else {
+            resources.update(request).await?
+        };
+        parse(&response.into_inner().object_json)
+    }
+
+    /// Deletes an object; `resource_version` (if not empty) is a
+    /// precondition. Returns its last state as JSON.
+    ///
+    /// # Errors
+    /// As [`Client::delete`], and [`ClientError::Conflict`] for a failed
+    /// precondition.
+    pub async fn delete_json(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+    ) -> Result<Value, ClientError> {
+        let response = self
+            .resources
+            .clone()
+            .delete(proto::DeleteRequest {
+                kind: kind.name().to_owned(),
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                resource_version: resource_version.to_owned(),
+            })
+            .await?;
+        parse(&response.into_inner().object_json)
+    }
+
+    /// Watches objects as JSON; see [`Client::watch`].
+    ///
+    /// # Errors
+    /// As [`Client::watch`].
+    pub async fn watch_json(
+        &self,
+        kind: Kind,
+        options: &ListOptions,
+        resource_version: &str,
+    ) -> Result<Watch<Value>, ClientError> {
+        let stream = self
+            .resources
+            .clone()
+            .watch(proto::WatchRequest {
+                kind: kind.name().to_owned(),
+                namespace: options.namespace.clone(),
+                label_selector: options.label_selector.clone(),
+                field_selector: options.field_selector.clone(),
+                resource_version: resource_version.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(Watch {
+            stream,
+            _kind: std::marker::PhantomData,
+        })
+    }
+
+    /// Opens the node-sync stream of `node`: the pods bound to it and every
+    /// service and endpoints object. `resume_revision` 0 starts with a
+    /// [`NodeSyncUpdate::Snapshot`]; a revision from an earlier stream
+    /// continues with the changes after it (or a snapshot, if it has been
+    /// compacted).
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] for a bad node name, transport errors.
+    pub async fn node_sync(
+        &self,
+        node: &str,
+        resume_revision: i64,
+    ) -> Result<NodeSyncStream, ClientError> {
+        let stream = self
+            .node_sync
+            .clone()
+            .sync(proto::NodeSyncRequest {
+                node_name: node.to_owned(),
+                resume_revision,
+            })
+            .await?
+            .into_inner();
+        Ok(NodeSyncStream { stream })
+    }
+}
+
+/// A watch on objects of one kind.
+#[derive(Debug)]
+pub struct Watch<T> {
+    stream: tonic::Streaming<proto::WatchEvent>,
+    _kind: std::marker::PhantomData<T>,
+}
+
+impl<T: serde::de::DeserializeOwned> Watch<T> {
+    /// The next event; `None` when the server ended the watch.
+    pub async fn next(&mut self) -> Option<Result<WatchEvent<T>, ClientError>> {
+        let event = match self.stream.message().await {
+            Ok(Some(event)) => event,
+            Ok(None) => return None,
+            Err(status) => return Some(Err(status.into())),
+        };
+        if event.r#type == "BOOKMARK" {
+            return Some(Ok(WatchEvent::Bookmark {
+                resource_version: event.resource_version,
+            }));
+        }
+        let object: T = match serde_json::from_slice(&event.object_json) {
+            Ok(object) => object,
+            Err(err) => return Some(Err(ClientError::Decode(err.to_string()))),
+        };
+        Some(Ok(match event.r#type.as_str() {
+            "ADDED" => WatchEvent::Added(object),
+            "DELETED" => WatchEvent::Deleted(object),
+            _ => WatchEvent::Modified(object),
+        }))
+    }
+}
+
+/// What the node-sync stream delivers.
+#[derive(Debug, Clone, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "updates are handled one at a time; boxing a change would only add an allocation"
+)]
+pub enum NodeSyncUpdate {
+    /// Everything relevant to the node at `revision`: replaces whatever the
+    /// agent knew.
+    Snapshot {
+        /// Resume from here.
+        revision: i64,
+        /// Pods bound to the node.
+        pods: Vec<Pod>,
+        /// Every service.
+        services: Vec<Service>,
+        /// Every endpoints object.
+        endpoints: Vec<Endpoints>,
+    },
+    /// One change, in store order.
+    Change {
+        /// Resume from here.
+        revision: i64,
+        /// The change.
+        change: NodeChange,
+    },
+    /// Nothing for this node up to `revision`.
+    Bookmark {
+        /// Resume from here.
+        revision: i64,
+    },
+}
+
+/// One change seen by a node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeChange {
+    /// A pod was bound to the node, or changed.
+    PodUpserted(Pod),
+    /// A pod was deleted or left the node; its last state.
+    PodDeleted(Pod),
+    /// A service was created or changed.
+    ServiceUpserted(Service),
+    /// A service was deleted; its last state.
+    ServiceDeleted(Service),
+    /// Endpoints were created or changed.
+    EndpointsUpserted(Endpoints),
+    /// Endpoints were deleted; their last state.
+    EndpointsDeleted(Endpoints),
+}
+
+/// The node-sync stream; see [`Client::node_sync`].
+#[derive(Debug)]
+pub struct NodeSyncStream {
+    stream: tonic::Streaming<proto::NodeSyncMessage>,
+}
+
+impl NodeSyncStream {
+    /// The next update; `None` when the server ended the stream (reconnect
+    /// with the last revision seen).
+    pub async fn next(&mut self) -> Option<Result<NodeSyncUpdate, ClientError>> {
+        let message = match self.stream.message().await {
+            Ok(Some(message)) => message,
+            Ok(None) => return None,
+            Err(status) => return Some(Err(status.into())),
+        };
+        Some(decode_node_sync(message))
+    }
+}
+
+fn decode_node_sync(message: proto::NodeSyncMessage) -> Result<NodeSyncUpdate, ClientError> {
+    match message.message {
+        Some(Message::Snapshot(snapshot)) => Ok(NodeSyncUpdate::Snapshot {
+            revision: snapshot.revision,
+            pods: decode_all(&snapshot.pods_json)?,
+            services: decode_all(&snapshot.services_json)?,
+            endpoints: decode_all(&snapshot.endpoints_json)?,
+        }),
+        Some(Message::Change(change)) => {
+            let kind = Kind::parse(&change.kind)
+                .ok_or_else(|| ClientError::Decode(format!("unknown kind {:?}", change.kind)))?;
+            let json = &change.object_json;
+            let change_of = match (kind, change.deleted) {
+                (Kind::Pod, false) => NodeChange::PodUpserted(object::decode(json)?),
+                (Kind::Pod, true) => NodeChange::PodDeleted(object::decode(json)?),
+                (Kind::Service, false) => NodeChange::ServiceUpserted(object::decode(json)?),
+                (Kind::Service, true) => NodeChange::ServiceDeleted(object::decode(json)?),
+                (Kind::Endpoints, false) => NodeChange::EndpointsUpserted(object::decode(json)?),
+                (Kind::Endpoints, true) => NodeChange::EndpointsDeleted(object::decode(json)?),
+                (other, _) => {
+                    return Err(ClientError::Decode(format!(
+                        "node sync sent a {other}, which it never should"
+                    )));
+                }
+            };
+            Ok(NodeSyncUpdate::Change {
+                revision: change.revision,
+                change: change_of,
+            })
+        }
+        Some(Message::Bookmark(bookmark)) => Ok(NodeSyncUpdate::Bookmark {
+            revision: bookmark.revision,
+        }),
+        None => Err(ClientError::Decode("empty node sync message".to_owned())),
+    }
+}
+
+fn decode_all<T: Resource>(items: &[Vec<u8>]) -> Result<Vec<T>, ClientError> {
+    items
+        .iter()
+        .map(|item| object::decode(item).map_err(ClientError::from))
+        .collect()
+}
+
+fn to_json<T: Resource>(object: &T) -> Result<Value, ClientError> {
+    serde_json::to_value(object).map_err(decode_err)
+}
+
+fn parse(bytes: &[u8]) -> Result<Value, ClientError> {
+    serde_json::from_slice(bytes).map_err(decode_err)
+}
+
+fn decode_err(err: serde_json::Error) -> ClientError {
+    ClientError::Decode(err.to_string())
+}
