@@ -72,6 +72,62 @@ pub fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &
     p
 }
 
+/// A TCP/IPv4 packet in an Ethernet frame with correct checksums.
+pub fn tcp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let tcp_len = 20 + payload.len();
+    let mut p = udp_packet(src, dst, sport, dport, &[]);
+    p.truncate(14 + 20);
+    p[14 + 9] = 6;
+    let ip_len = u16::try_from(20 + tcp_len).unwrap_or(u16::MAX);
+    p[16..18].copy_from_slice(&ip_len.to_be_bytes());
+    p[24..26].copy_from_slice(&[0, 0]);
+    let csum = internet_checksum(&p[14..34]);
+    p[24..26].copy_from_slice(&csum.to_be_bytes());
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[4..8].copy_from_slice(&1000u32.to_be_bytes()); // seq
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    tcp.extend_from_slice(payload);
+    p.extend_from_slice(&tcp);
+    let csum = l4_checksum(&p);
+    p[34 + 16..34 + 18].copy_from_slice(&csum.to_be_bytes());
+    p
+}
+
+/// The TCP/UDP checksum a packet (Ethernet + IPv4 without options) should
+/// carry, computed over its current contents with the checksum field zeroed.
+pub fn l4_checksum(packet: &[u8]) -> u16 {
+    let proto = packet[23];
+    let l4 = &packet[34..];
+    let csum_at = if proto == 6 { 16 } else { 6 };
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&packet[26..34]);
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&u16::try_from(l4.len()).unwrap_or(u16::MAX).to_be_bytes());
+    let mut body = l4.to_vec();
+    body[csum_at..csum_at + 2].copy_from_slice(&[0, 0]);
+    pseudo.extend_from_slice(&body);
+    match internet_checksum(&pseudo) {
+        0 if proto == 17 => 0xffff,
+        c => c,
+    }
+}
+
+/// Whether the IPv4 header and TCP/UDP checksums of `packet` are valid (a
+/// zero UDP checksum means "none" and is valid).
+pub fn checksums_valid(packet: &[u8]) -> bool {
+    if internet_checksum(&packet[14..34]) != 0 {
+        return false;
+    }
+    let proto = packet[23];
+    let at = if proto == 6 { 34 + 16 } else { 34 + 6 };
+    let stored = u16::from_be_bytes([packet[at], packet[at + 1]]);
+    (proto == 17 && stored == 0) || stored == l4_checksum(packet)
+}
+
 /// RFC 1071 ones'-complement checksum.
 pub fn internet_checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
@@ -92,6 +148,14 @@ pub fn internet_checksum(bytes: &[u8]) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::{internet_checksum, udp_packet};
+
+    #[test]
+    fn crafted_tcp_packet_has_valid_checksums_and_corruption_shows() {
+        let mut p = super::tcp_packet([10, 0, 0, 1], [10, 0, 0, 2], 1234, 80, 0x02, b"");
+        assert!(super::checksums_valid(&p));
+        p[30] ^= 1; // destination address
+        assert!(!super::checksums_valid(&p));
+    }
 
     #[test]
     fn crafted_udp_packet_has_valid_checksums() {

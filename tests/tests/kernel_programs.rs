@@ -122,3 +122,206 @@ fn running_a_program_that_does_not_exist_is_a_clear_error() {
         "{err}"
     );
 }
+
+mod translation {
+    //! Service translation on crafted packets: addresses, ports, checksums,
+    //! refusals, and packets that must pass untouched.
+
+    use std::{net::Ipv4Addr, time::Instant};
+
+    use dataplane_common::program_names::{SERVICE_FROM_NETWORK, SERVICE_FROM_POD, SERVICE_TO_POD};
+    use netns::TestNetwork;
+    use rudder_agent::dataplane::{
+        Dataplane,
+        services::{
+            Endpoint, EndpointPort, LoadBalancing, NodeServiceConfig, Protocol, ServiceChange,
+            ServiceDataplane, ServiceName, ServicePort, ServiceState,
+        },
+    };
+    use rudder_tests::{checksums_valid, tcp_packet, udp_packet};
+
+    const TC_NEXT: i32 = -1;
+    const TC_REDIRECT: i32 = 7;
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    const CLIENT: [u8; 4] = [10, 244, 1, 9];
+    const VIP: [u8; 4] = [10, 96, 0, 10];
+    const BACKEND: [u8; 4] = [10, 244, 1, 5];
+
+    fn service(backends: &[[u8; 4]]) -> ServiceState {
+        let port = |name: &str, protocol, port| ServicePort { name: name.into(), protocol, port, node_port: None };
+        ServiceState {
+            name: ServiceName::new("default", "web"),
+            cluster_ip: Some(Ipv4Addr::from(VIP)),
+            ports: vec![port("http", Protocol::Tcp, 80), port("dns", Protocol::Udp, 53)],
+            affinity_timeout_s: None,
+            external_traffic_local: false,
+            load_balancing: LoadBalancing::Random,
+            endpoints: backends
+                .iter()
+                .map(|addr| Endpoint {
+                    addr: Ipv4Addr::from(*addr),
+                    ports: vec![
+                        EndpointPort { name: "http".into(), protocol: Protocol::Tcp, port: 8080 },
+                        EndpointPort { name: "dns".into(), protocol: Protocol::Udp, port: 5353 },
+                    ],
+                    ready: true,
+                    terminating: false,
+                    local: true,
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs `f` with a loaded dataplane whose only service is `web` with
+    /// `backends`, in a namespace of its own.
+    fn with_service<T: Send>(label: &str, backends: &[[u8; 4]], f: impl FnOnce(&mut Dataplane) -> T + Send) -> T {
+        rudder_tests::require_root();
+        let mut net = TestNetwork::new(label).expect("test network");
+        let ns = net.add_namespace("prog").expect("namespace");
+        let dir = net.bpffs_dir("prog");
+        let svc = service(backends);
+        ns.enter(move || {
+            let mut dp = Dataplane::load(&dir).expect("load");
+            let config = NodeServiceConfig {
+                node_addr: Ipv4Addr::new(192, 0, 2, 1),
+                hairpin_addr: Ipv4Addr::new(169, 254, 42, 1),
+                snat_ports: 40000..=49999,
+                uplink_ifindex: 1,
+            };
+            let mut services = ServiceDataplane::open(&dir, &config).expect("service maps");
+            services.apply(&ServiceChange::Upsert(svc), Instant::now()).expect("apply");
+            f(&mut dp)
+        })
+        .expect("enter")
+    }
+
+    fn addr(p: &[u8], at: usize) -> [u8; 4] {
+        [p[at], p[at + 1], p[at + 2], p[at + 3]]
+    }
+
+    fn port(p: &[u8], at: usize) -> u16 {
+        u16::from_be_bytes([p[at], p[at + 1]])
+    }
+
+    #[test]
+    fn tcp_to_a_clusterip_is_sent_to_the_backend_and_the_reply_comes_from_the_clusterip() {
+        with_service("tcpx", &[BACKEND], |dp| {
+            let syn = tcp_packet(CLIENT, VIP, 40000, 80, SYN, b"");
+            let out = dp.run_program(SERVICE_FROM_POD, &syn, 1).expect("run");
+            assert_eq!(out.verdict, TC_NEXT);
+            assert_eq!(addr(&out.packet, 30), BACKEND, "destination is the backend");
+            assert_eq!(port(&out.packet, 36), 8080, "destination port is the target port");
+            assert_eq!(addr(&out.packet, 26), CLIENT, "source untouched");
+            assert!(checksums_valid(&out.packet), "checksums after DNAT");
+
+            let reply = tcp_packet(BACKEND, CLIENT, 8080, 40000, SYN | ACK, b"");
+            let back = dp.run_program(SERVICE_TO_POD, &reply, 1).expect("run");
+            assert_eq!(back.verdict, TC_NEXT);
+            assert_eq!(addr(&back.packet, 26), VIP, "the reply comes from the ClusterIP");
+            assert_eq!(port(&back.packet, 34), 80);
+            assert!(checksums_valid(&back.packet), "checksums after reverse NAT");
+
+            // Later packets of the flow (with payload) follow the same path.
+            let data = tcp_packet(CLIENT, VIP, 40000, 80, ACK, b"GET / HTTP/1.1\r\n\r\n");
+            let out = dp.run_program(SERVICE_FROM_POD, &data, 1).expect("run");
+            assert_eq!(addr(&out.packet, 30), BACKEND);
+            assert!(checksums_valid(&out.packet));
+        });
+    }
+
+    #[test]
+    fn udp_to_a_clusterip_is_translated_and_a_zero_checksum_stays_zero() {
+        with_service("udpx", &[BACKEND], |dp| {
+            let query = udp_packet(CLIENT, VIP, 40001, 53, b"query");
+            let out = dp.run_program(SERVICE_FROM_POD, &query, 1).expect("run");
+            assert_eq!(addr(&out.packet, 30), BACKEND);
+            assert_eq!(port(&out.packet, 36), 5353);
+            assert!(checksums_valid(&out.packet));
+
+            let mut unchecked = udp_packet(CLIENT, VIP, 40002, 53, b"query");
+            unchecked[40..42].copy_from_slice(&[0, 0]);
+            let out = dp.run_program(SERVICE_FROM_POD, &unchecked, 1).expect("run");
+            assert_eq!(addr(&out.packet, 30), BACKEND);
+            assert_eq!(&out.packet[40..42], &[0, 0], "no checksum stays no checksum");
+            assert!(checksums_valid(&out.packet));
+        });
+    }
+
+    #[test]
+    fn a_syn_to_a_service_without_backends_is_answered_with_a_reset() {
+        with_service("rstx", &[], |dp| {
+            let syn = tcp_packet(CLIENT, VIP, 40000, 80, SYN, b"");
+            let out = dp.run_program(SERVICE_FROM_POD, &syn, 1).expect("run");
+            assert_eq!(out.verdict, TC_REDIRECT, "sent back where it came from");
+            let rst = &out.packet;
+            assert_eq!(rst.len(), 54);
+            assert_eq!(&rst[0..6], &syn[6..12], "to the sender's MAC");
+            assert_eq!(addr(rst, 26), VIP);
+            assert_eq!(addr(rst, 30), CLIENT);
+            assert_eq!((port(rst, 34), port(rst, 36)), (80, 40000));
+            assert_eq!(rst[34 + 13], 0x14, "RST|ACK");
+            let ack = u32::from_be_bytes([rst[42], rst[43], rst[44], rst[45]]);
+            assert_eq!(ack, 1001, "acknowledges the SYN");
+            assert!(checksums_valid(rst));
+        });
+    }
+
+    #[test]
+    fn udp_to_a_service_without_backends_gets_port_unreachable() {
+        with_service("icmpx", &[], |dp| {
+            let query = udp_packet(CLIENT, VIP, 40001, 53, b"query");
+            let out = dp.run_program(SERVICE_FROM_POD, &query, 1).expect("run");
+            assert_eq!(out.verdict, TC_REDIRECT);
+            let icmp = &out.packet;
+            assert_eq!(icmp.len(), 70);
+            assert_eq!(icmp[23], 1, "ICMP");
+            assert_eq!((icmp[34], icmp[35]), (3, 3), "destination/port unreachable");
+            assert_eq!(&icmp[42..70], &query[14..42], "quotes the original IP header and 8 bytes");
+            assert_eq!(rudder_tests::internet_checksum(&icmp[14..34]), 0, "IP checksum");
+            assert_eq!(rudder_tests::internet_checksum(&icmp[34..70]), 0, "ICMP checksum");
+        });
+    }
+
+    #[test]
+    fn packets_the_translation_does_not_understand_pass_untouched() {
+        with_service("passx", &[BACKEND], |dp| {
+            let syn = tcp_packet(CLIENT, VIP, 40000, 80, SYN, b"");
+            let mut fragment = syn.clone();
+            fragment[20] = 0x20; // more fragments
+            let ip_csum = rudder_tests::internet_checksum(&{
+                let mut h = fragment[14..34].to_vec();
+                h[10] = 0;
+                h[11] = 0;
+                h
+            });
+            fragment[24..26].copy_from_slice(&ip_csum.to_be_bytes());
+            let mut truncated_tcp = syn.clone();
+            truncated_tcp.truncate(14 + 20 + 10);
+            let mut bad_ihl = syn.clone();
+            bad_ihl[14] = 0x44;
+            let mut ipv6 = syn.clone();
+            ipv6[12..14].copy_from_slice(&0x86ddu16.to_be_bytes());
+            let other_port = tcp_packet(CLIENT, VIP, 40000, 81, SYN, b"");
+            let icmp = {
+                let mut p = udp_packet(CLIENT, VIP, 0, 0, b"");
+                p[23] = 1;
+                p
+            };
+            for (what, packet) in [
+                ("fragment", fragment),
+                ("truncated tcp header", truncated_tcp),
+                ("ihl below 5", bad_ihl),
+                ("ipv6 ethertype", ipv6),
+                ("a port the service does not have", other_port),
+                ("icmp", icmp),
+            ] {
+                for program in [SERVICE_FROM_POD, SERVICE_TO_POD, SERVICE_FROM_NETWORK] {
+                    let out = dp.run_program(program, &packet, 1).unwrap_or_else(|e| panic!("{program} on {what}: {e}"));
+                    assert_eq!(out.verdict, TC_NEXT, "{program} on {what}");
+                    assert_eq!(out.packet, packet, "{program} changed the {what} packet");
+                }
+            }
+        });
+    }
+}
