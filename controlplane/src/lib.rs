@@ -1,7 +1,9 @@
-//! rudder's control plane: the Raft-replicated key-value store (openraft +
-//! redb), the API server (gRPC and HTTP/JSON), the scheduler and the
-//! controllers (Deployments, Services, Endpoints, Nodes).
+//! rudder's control plane: the API server (gRPC and HTTP/JSON, over the
+//! store in `rudder-kvstore`), with the scheduler and controllers to come.
 //!
-//! Filled in by the control-plane and scheduler issues; the crate exists now
-//! so the workspace already has the shape of the architecture
-//! (docs/architecture.md).
+//! The binary `rudder-controlplane` ([`server`]) runs the store, the etcd-
+//! compatible store API, the resource API and the node-sync stream on one
+//! gRPC port, and the HTTP/JSON API on another.
+
+pub mod apiserver;
+pub mod server;

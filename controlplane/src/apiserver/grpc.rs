@@ -1,0 +1,207 @@
+//! The gRPC front end of the API server (`rudder.api.v1`).
+
+use std::pin::Pin;
+
+use futures::Stream;
+use rudder_api::{
+    Kind,
+    proto::{
+        self, NodeSyncMessage, NodeSyncRequest, node_sync_server::NodeSync,
+        resources_server::Resources,
+    },
+};
+use rudder_kvstore::StoreError;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use super::{ApiServer, ApiServerError, Filter};
+
+/// Maps an API error onto the gRPC code clients act on.
+pub fn status_of(err: ApiServerError) -> Status {
+    let message = err.to_string();
+    match err {
+        ApiServerError::NotFound(_) => Status::not_found(message),
+        ApiServerError::AlreadyExists(_) => Status::already_exists(message),
+        ApiServerError::Conflict(_) => Status::aborted(message),
+        ApiServerError::Invalid(_) | ApiServerError::BadRequest(_) => {
+            Status::invalid_argument(message)
+        }
+        ApiServerError::Gone(_) => Status::out_of_range(message),
+        ApiServerError::Store(StoreError::NotLeader { .. } | StoreError::Unavailable(_)) => {
+            Status::unavailable(message)
+        }
+        ApiServerError::Store(_) => Status::internal(message),
+    }
+}
+
+fn kind_of(name: &str) -> Result<Kind, Status> {
+    Kind::parse(name)
+        .ok_or_else(|| status_of(rudder_api::ApiError::UnknownKind(name.to_owned()).into()))
+}
+
+fn parse_object(kind: Kind, json: &[u8]) -> Result<Value, Status> {
+    serde_json::from_slice(json).map_err(|err| {
+        Status::invalid_argument(format!(
+            "{}: the object is not JSON: {err}",
+            kind.name().to_lowercase()
+        ))
+    })
+}
+
+fn object_response(object: &Value) -> Response<proto::ObjectResponse> {
+    Response::new(proto::ObjectResponse {
+        object_json: serde_json::to_vec(object).unwrap_or_default(),
+    })
+}
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Resources for ApiServer {
+    type WatchStream = BoxStream<proto::WatchEvent>;
+
+    async fn create(
+        &self,
+        request: Request<proto::ObjectRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let request = request.into_inner();
+        let kind = kind_of(&request.kind)?;
+        let object = parse_object(kind, &request.object_json)?;
+        let created = ApiServer::create(self, kind, object)
+            .await
+            .map_err(status_of)?;
+        Ok(object_response(&created))
+    }
+
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let request = request.into_inner();
+        let kind = kind_of(&request.kind)?;
+        let object = ApiServer::get(self, kind, &request.namespace, &request.name)
+            .await
+            .map_err(status_of)?;
+        Ok(object_response(&object))
+    }
+
+    async fn list(
+        &self,
+        request: Request<proto::ListRequest>,
+    ) -> Result<Response<proto::ListResponse>, Status> {
+        let request = request.into_inner();
+        let kind = kind_of(&request.kind)?;
+        let filter = Filter::parse(
+            &request.namespace,
+            &request.label_selector,
+            &request.field_selector,
+        )
+        .map_err(status_of)?;
+        let (items, revision) = ApiServer::list(self, kind, &filter)
+            .await
+            .map_err(status_of)?;
+        Ok(Response::new(proto::ListResponse {
+            resource_version: revision.to_string(),
+            items_json: items
+                .iter()
+                .map(|item| serde_json::to_vec(item).unwrap_or_default())
+                .collect(),
+        }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<proto::ObjectRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let request = request.into_inner();
+        let kind = kind_of(&request.kind)?;
+        let object = parse_object(kind, &request.object_json)?;
+        let updated = ApiServer::update(self, kind, object, false)
+            .await
+            .map_err(status_of)?;
+        Ok(object_response(&updated))
+    }
+
+    async fn update_status(
+        &self,
+        request: Request<proto::ObjectRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let request = request.into_inner();
+        let kind = kind_of(&request.kind)?;
+        let object = parse_object(kind, &request.object_json)?;
+        let updated = ApiServer::update(self, kind, object, true)
+            .await
+            .map_err(status_of)?;
+        Ok(object_response(&updated))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<proto::DeleteRequest>,
+    ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let request = request.into_inner();
+        let kind = kind_of(&request.kind)?;
+        let deleted = ApiServer::delete(
+            self,
+            kind,
+            &request.namespace,
+            &request.name,
+            &request.resource_version,
+        )
+        .await
+        .map_err(status_of)?;
+        Ok(object_response(&deleted))
+    }
+
+    async fn watch(
+        &self,
+        request: Request<proto::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let request = request.into_inner();
+        let kind = kind_of(&request.kind)?;
+        let filter = Filter::parse(
+            &request.namespace,
+            &request.label_selector,
+            &request.field_selector,
+        )
+        .map_err(status_of)?;
+        let events = ApiServer::watch(self, kind, filter, &request.resource_version)
+            .await
+            .map_err(status_of)?;
+        let stream = tokio_stream::StreamExt::map(ReceiverStream::new(events), |event| {
+            let event = event.map_err(status_of)?;
+            Ok(proto::WatchEvent {
+                r#type: event.type_.as_str().to_owned(),
+                object_json: serde_json::to_vec(&event.object).unwrap_or_default(),
+                resource_version: event.revision.to_string(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+#[tonic::async_trait]
+impl NodeSync for ApiServer {
+    type SyncStream = BoxStream<NodeSyncMessage>;
+
+    async fn sync(
+        &self,
+        request: Request<NodeSyncRequest>,
+    ) -> Result<Response<Self::SyncStream>, Status> {
+        let request = request.into_inner();
+        if request.node_name.is_empty() {
+            return Err(Status::invalid_argument("node sync: node_name is required"));
+        }
+        tracing::info!(node = %request.node_name, resume = request.resume_revision, "node sync stream opened");
+        let (out, receiver) = mpsc::channel(256);
+        tokio::spawn(super::nodesync::run(
+            self.clone(),
+            request.node_name,
+            request.resume_revision,
+            out,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}

@@ -1,0 +1,302 @@
+//! The HTTP/JSON front end, with Kubernetes paths, for curl users:
+//!
+//! ```text
+//! GET    /api/v1/namespaces/{ns}/pods[?labelSelector=..&fieldSelector=..&watch=true&resourceVersion=N]
+//! POST   /api/v1/namespaces/{ns}/pods
+//! GET    /api/v1/namespaces/{ns}/pods/{name}
+//! PUT    /api/v1/namespaces/{ns}/pods/{name}          (and .../status)
+//! DELETE /api/v1/namespaces/{ns}/pods/{name}
+//! GET    /api/v1/pods                                 (every namespace)
+//! GET    /api/v1/nodes/{name}, /api/v1/namespaces/{name}
+//! GET    /apis/apps/v1/namespaces/{ns}/deployments/{name}
+//! GET    /apis/coordination.k8s.io/v1/namespaces/{ns}/leases
+//! ```
+//!
+//! Errors are Kubernetes `Status` objects; `?watch=true` streams one JSON
+//! event per line (`{"type":"ADDED","object":{...}}`).
+
+use std::collections::HashMap;
+
+use axum::{
+    Router,
+    body::{Body, Bytes},
+    extract::{Query, State},
+    http::{Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use rudder_api::Kind;
+use rudder_kvstore::StoreError;
+use serde_json::{Value, json};
+use tokio_stream::{StreamExt, wrappers::ReceiverStream};
+
+use super::{ApiServer, ApiServerError, Filter};
+
+/// The HTTP routes.
+pub fn router(api: ApiServer) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .fallback(handle)
+        .with_state(api)
+}
+
+/// A request resolved to a kind and an object or collection.
+#[derive(Debug)]
+struct Target {
+    kind: Kind,
+    namespace: String,
+    name: Option<String>,
+    status: bool,
+}
+
+fn resolve(path: &str) -> Option<Target> {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let rest = match segments.as_slice() {
+        ["api", "v1", rest @ ..] => (rest, ""),
+        ["apis", group, "v1", rest @ ..] => (rest, *group),
+        _ => return None,
+    };
+    let (rest, group) = rest;
+    let kind_in_group = |plural: &str| {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.plural() == plural && k.group() == group)
+    };
+    let target = |kind: Kind, namespace: &str, name: Option<&str>, status: bool| Target {
+        kind,
+        namespace: namespace.to_owned(),
+        name: name.map(str::to_owned),
+        status,
+    };
+    match rest {
+        ["namespaces", ns, plural, tail @ ..]
+            if kind_in_group(plural).is_some_and(Kind::namespaced) =>
+        {
+            let kind = kind_in_group(plural)?;
+            match tail {
+                [] => Some(target(kind, ns, None, false)),
+                [name] => Some(target(kind, ns, Some(name), false)),
+                [name, "status"] => Some(target(kind, ns, Some(name), true)),
+                _ => None,
+            }
+        }
+        [plural, tail @ ..] => {
+            let kind = kind_in_group(plural)?;
+            match tail {
+                [] => Some(target(kind, "", None, false)),
+                [name] if !kind.namespaced() => Some(target(kind, "", Some(name), false)),
+                [name, "status"] if !kind.namespaced() => Some(target(kind, "", Some(name), true)),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+async fn handle(
+    State(api): State<ApiServer>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let Some(target) = resolve(uri.path()) else {
+        return status_response(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!(
+                "the server could not find the requested resource {}",
+                uri.path()
+            ),
+        );
+    };
+    match serve(api, method, target, query, body).await {
+        Ok(response) => response,
+        Err(err) => error_response(&err),
+    }
+}
+
+async fn serve(
+    api: ApiServer,
+    method: Method,
+    target: Target,
+    query: HashMap<String, String>,
+    body: Bytes,
+) -> Result<Response, ApiServerError> {
+    let param = |name: &str| query.get(name).map_or("", String::as_str);
+    let Target {
+        kind,
+        namespace,
+        name,
+        status,
+    } = target;
+    match (method, name) {
+        (Method::GET, None) => {
+            let filter = Filter::parse(&namespace, param("labelSelector"), param("fieldSelector"))?;
+            if matches!(param("watch"), "true" | "1") {
+                return watch(api, kind, filter, param("resourceVersion")).await;
+            }
+            let (items, revision) = api.list(kind, &filter).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "apiVersion": kind.api_version(),
+                    "kind": format!("{}List", kind.name()),
+                    "metadata": {"resourceVersion": revision.to_string()},
+                    "items": items,
+                }),
+            ))
+        }
+        (Method::POST, None) => {
+            let mut object = parse_body(kind, &body)?;
+            if kind.namespaced() && !namespace.is_empty() {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
+            Ok(json_response(
+                StatusCode::CREATED,
+                &api.create(kind, object).await?,
+            ))
+        }
+        (Method::GET, Some(name)) => Ok(json_response(
+            StatusCode::OK,
+            &api.get(kind, &namespace, &name).await?,
+        )),
+        (Method::PUT, Some(name)) => {
+            let mut object = parse_body(kind, &body)?;
+            let body_name = rudder_api::object::name_of(&object);
+            if !body_name.is_empty() && body_name != name {
+                return Err(ApiServerError::BadRequest(format!(
+                    "{}: the name in the body ({body_name:?}) does not match the URL ({name:?})",
+                    kind.name().to_lowercase()
+                )));
+            }
+            object["metadata"]["name"] = json!(name);
+            if kind.namespaced() {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &api.update(kind, object, status).await?,
+            ))
+        }
+        (Method::DELETE, Some(name)) => {
+            let deleted = api
+                .delete(kind, &namespace, &name, param("resourceVersion"))
+                .await?;
+            Ok(json_response(StatusCode::OK, &deleted))
+        }
+        (method, _) => Err(ApiServerError::BadRequest(format!(
+            "method {method} is not supported on this path"
+        ))),
+    }
+}
+
+async fn watch(
+    api: ApiServer,
+    kind: Kind,
+    filter: Filter,
+    resource_version: &str,
+) -> Result<Response, ApiServerError> {
+    let events = api.watch(kind, filter, resource_version).await?;
+    let lines = ReceiverStream::new(events).map(|event| {
+        let line = match event {
+            Ok(event) => json!({"type": event.type_.as_str(), "object": event.object}),
+            Err(err) => {
+                let (code, reason) = code_and_reason(&err);
+                json!({"type": "ERROR", "object": status_object(code, reason, &err.to_string())})
+            }
+        };
+        let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+        bytes.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(bytes))
+    });
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from_stream(lines))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
+}
+
+fn parse_body(kind: Kind, body: &[u8]) -> Result<Value, ApiServerError> {
+    serde_json::from_slice(body).map_err(|err| {
+        ApiServerError::BadRequest(format!(
+            "{}: the request body is not JSON: {err}",
+            kind.name().to_lowercase()
+        ))
+    })
+}
+
+fn json_response(code: StatusCode, value: &Value) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(value).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+fn code_and_reason(err: &ApiServerError) -> (StatusCode, &'static str) {
+    match err {
+        ApiServerError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+        ApiServerError::AlreadyExists(_) => (StatusCode::CONFLICT, "AlreadyExists"),
+        ApiServerError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
+        ApiServerError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
+        ApiServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+        ApiServerError::Gone(_) => (StatusCode::GONE, "Expired"),
+        ApiServerError::Store(StoreError::NotLeader { .. } | StoreError::Unavailable(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+        }
+        ApiServerError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+    }
+}
+
+fn status_object(code: StatusCode, reason: &str, message: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Status",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code.as_u16(),
+    })
+}
+
+fn status_response(code: StatusCode, reason: &str, message: &str) -> Response {
+    json_response(code, &status_object(code, reason, message))
+}
+
+fn error_response(err: &ApiServerError) -> Response {
+    let (code, reason) = code_and_reason(err);
+    status_response(code, reason, &err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_paths_resolve() {
+        let t = resolve("/api/v1/namespaces/default/pods/web").expect("pod");
+        assert_eq!(
+            (t.kind, t.namespace.as_str(), t.name.as_deref(), t.status),
+            (Kind::Pod, "default", Some("web"), false)
+        );
+        let t = resolve("/apis/apps/v1/namespaces/prod/deployments").expect("list");
+        assert_eq!((t.kind, t.name), (Kind::Deployment, None));
+        let t = resolve("/api/v1/namespaces/kube-system").expect("namespace");
+        assert_eq!(
+            (t.kind, t.name.as_deref()),
+            (Kind::Namespace, Some("kube-system"))
+        );
+        let t = resolve("/api/v1/nodes/n1/status").expect("node status");
+        assert!(t.status);
+        let t = resolve("/api/v1/services").expect("all services");
+        assert_eq!((t.kind, t.namespace.as_str()), (Kind::Service, ""));
+        assert!(
+            resolve("/apis/apps/v1/namespaces/x/pods").is_none(),
+            "pods are not in apps"
+        );
+        assert!(resolve("/api/v1/namespaces/x/cronjobs").is_none());
+    }
+}
