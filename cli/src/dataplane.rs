@@ -70,7 +70,10 @@ pub fn run(command: DataplaneCommand) -> Result<()> {
 fn print_counters(pins: &NodePins) -> Result<()> {
     let counters = dataplane::read_interface_counters(&pins.dir())
         .with_context(|| format!("node {}: is its agent's dataplane loaded?", pins.node))?;
-    println!("{:<8} {:<11} {:>12} {:>14}", "IFINDEX", "HOOK", "PACKETS", "BYTES");
+    println!(
+        "{:<8} {:<11} {:>12} {:>14}",
+        "IFINDEX", "HOOK", "PACKETS", "BYTES"
+    );
     for c in counters {
         println!(
             "{:<8} {:<11} {:>12} {:>14}",
@@ -84,11 +87,16 @@ fn print_counters(pins: &NodePins) -> Result<()> {
 }
 
 fn open_maps(pins: &NodePins) -> Result<ServiceMaps> {
-    ServiceMaps::open(&pins.dir()).with_context(|| format!("node {}: is its agent's dataplane loaded?", pins.node))
+    ServiceMaps::open(&pins.dir())
+        .with_context(|| format!("node {}: is its agent's dataplane loaded?", pins.node))
 }
 
 fn addr(net: u32, port: u16) -> String {
-    format!("{}:{}", Ipv4Addr::from(ipv4_from_net(net)), port_from_net(port))
+    format!(
+        "{}:{}",
+        Ipv4Addr::from(ipv4_from_net(net)),
+        port_from_net(port)
+    )
 }
 
 fn proto_name(number: u8) -> &'static str {
@@ -97,7 +105,8 @@ fn proto_name(number: u8) -> &'static str {
 
 fn print_services(pins: &NodePins) -> Result<()> {
     let maps = open_maps(pins)?;
-    let mut frontends: Vec<(FrontendKey, Frontend)> = maps.frontends.iter().collect::<Result<_, _>>()?;
+    let mut frontends: Vec<(FrontendKey, Frontend)> =
+        maps.frontends.iter().collect::<Result<_, _>>()?;
     frontends.sort_by_key(|(k, _)| (k.addr.swap_bytes(), k.port.swap_bytes(), k.proto));
     let backends: HashMap<u32, Backend> = maps.backends.iter().collect::<Result<_, _>>()?;
     println!("{:<26} {:>4} {:<24} BACKENDS", "FRONTEND", "ID", "FLAGS");
@@ -117,7 +126,13 @@ fn print_services(pins: &NodePins) -> Result<()> {
             .map(|slot| {
                 let id = maps
                     .slots
-                    .get(&BackendSlotKey { frontend_id: frontend.id, slot }, 0)
+                    .get(
+                        &BackendSlotKey {
+                            frontend_id: frontend.id,
+                            slot,
+                        },
+                        0,
+                    )
                     .ok();
                 match id.and_then(|id| backends.get(&id).map(|b| (id, b))) {
                     Some((id, b)) => format!("{} (#{id})", addr(b.addr, b.port)),
@@ -125,12 +140,20 @@ fn print_services(pins: &NodePins) -> Result<()> {
                 }
             })
             .collect();
-        let slots = if slots.is_empty() { "none: refusing connections".to_owned() } else { slots.join(", ") };
+        let slots = if slots.is_empty() {
+            "none: refusing connections".to_owned()
+        } else {
+            slots.join(", ")
+        };
         println!(
             "{:<26} {:>4} {:<24} {slots}",
             format!("{}/{}", addr(key.addr, key.port), proto_name(key.proto)),
             frontend.id,
-            if flags.is_empty() { "-".to_owned() } else { flags.join(",") },
+            if flags.is_empty() {
+                "-".to_owned()
+            } else {
+                flags.join(",")
+            },
         );
     }
     Ok(())
@@ -149,7 +172,12 @@ fn print_backends(pins: &NodePins) -> Result<()> {
         if b.flags & BACKEND_TERMINATING != 0 {
             flags.push("terminating");
         }
-        println!("{id:>6} {:<22} {:<5} {}", addr(b.addr, b.port), proto_name(b.proto), flags.join(","));
+        println!(
+            "{id:>6} {:<22} {:<5} {}",
+            addr(b.addr, b.port),
+            proto_name(b.proto),
+            flags.join(",")
+        );
     }
     Ok(())
 }
@@ -157,7 +185,10 @@ fn print_backends(pins: &NodePins) -> Result<()> {
 fn print_conntrack(pins: &NodePins) -> Result<()> {
     let maps = open_maps(pins)?;
     let now = rudder_agent::dataplane::services::conntrack::monotonic_now_ns();
-    println!("{:<5} {:<5} {:<22} {:<22} {:>7} {:>8} {:>7} {:<22} FLAGS", "DIR", "PROTO", "SOURCE", "DESTINATION", "BACKEND", "FRONTEND", "IDLE_S", "NAT");
+    println!(
+        "{:<5} {:<5} {:<22} {:<22} {:>7} {:>8} {:>7} {:<22} FLAGS",
+        "DIR", "PROTO", "SOURCE", "DESTINATION", "BACKEND", "FRONTEND", "IDLE_S", "NAT"
+    );
     for item in maps.conntrack.iter() {
         let (key, entry): (ConntrackKey, ConntrackEntry) = item?;
         let mut flags = Vec::new();
@@ -174,7 +205,11 @@ fn print_conntrack(pins: &NodePins) -> Result<()> {
         };
         println!(
             "{:<5} {:<5} {:<22} {:<22} {:>7} {:>8} {:>7} {:<22} {}",
-            if key.direction == CT_FORWARD { "fwd" } else { "reply" },
+            if key.direction == CT_FORWARD {
+                "fwd"
+            } else {
+                "reply"
+            },
             proto_name(key.proto),
             addr(key.saddr, key.sport),
             addr(key.daddr, key.dport),

@@ -279,31 +279,33 @@ const _: () = assert!(core::mem::size_of::<NodeConfig>() == 16);
 
 #[cfg(feature = "user")]
 mod pod {
+    //! Every type below is repr(C) with integer fields only and explicit
+    //! padding fields, so it has no padding bytes and every bit pattern is
+    //! a valid value: what aya::Pod requires.
     use super::*;
-    // SAFETY (all below): repr(C), integer fields only with explicit padding
-    // fields, so there are no padding bytes and every bit pattern is valid.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for FrontendKey {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for Frontend {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for BackendSlotKey {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for Backend {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for ReverseNat {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for ConntrackKey {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for ConntrackEntry {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for AffinityKey {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for AffinityEntry {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for MaglevTable {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for ServiceCounters {}
-    // SAFETY: as above.
+    // SAFETY: see the module comment.
     unsafe impl aya::Pod for NodeConfig {}
 }
 

@@ -72,7 +72,11 @@ fn connect(args: &ClientArgs, source_port: Option<u16>) -> Result<TcpStream> {
 }
 
 /// Requests on one connection, each answer printed as it comes.
-pub fn http_keep_alive(args: &ClientArgs, pause: std::time::Duration, source_port: Option<u16>) -> Result<()> {
+pub fn http_keep_alive(
+    args: &ClientArgs,
+    pause: std::time::Duration,
+    source_port: Option<u16>,
+) -> Result<()> {
     let started = Instant::now();
     let stream = loop {
         match connect(args, source_port) {
@@ -85,7 +89,8 @@ pub fn http_keep_alive(args: &ClientArgs, pause: std::time::Duration, source_por
     let mut reader = std::io::BufReader::new(stream.try_clone()?);
     for i in 0..args.count {
         write!(&stream, "GET / HTTP/1.1\r\nHost: {}\r\n\r\n", args.to)?;
-        let body = read_response(&mut reader).with_context(|| format!("request {} on the kept-alive connection", i + 1))?;
+        let body = read_response(&mut reader)
+            .with_context(|| format!("request {} on the kept-alive connection", i + 1))?;
         println!("{}", body.trim_end());
         std::io::stdout().flush()?;
         std::thread::sleep(pause);

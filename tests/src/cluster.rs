@@ -5,11 +5,7 @@
 //! given to every node's [`ServiceDataplane`] directly, the way the agent
 //! will once it follows the control plane.
 
-use std::{
-    net::Ipv4Addr,
-    path::PathBuf,
-    time::Instant,
-};
+use std::{net::Ipv4Addr, path::PathBuf, time::Instant};
 
 use netns::{Host, Netns, TestNetwork};
 use rudder_agent::dataplane::{
@@ -100,17 +96,49 @@ impl Cluster {
             .map(|i| net.add_host(&format!("node{i}")).expect("node host"))
             .collect();
         let client = net.add_host("client").expect("client host");
+        // The outside client stands for a machine on a real network, whose
+        // packets arrive with complete checksums (the XDP fast path relies
+        // on that); a veth would otherwise hand over partial ones.
+        client
+            .run(&["ethtool", "-K", "eth0", "tx", "off"])
+            .expect("client checksum offload off");
+        // A veth only takes frames its peer sends with XDP_TX (the NodePort
+        // fast path hairpinning to another node) when it runs XDP itself:
+        // the nodes' underlay ports get the (passing) counting program, as
+        // a switch port would take the frames of a NIC.
+        let underlay_pins = net.bpffs_dir("underlay");
+        let ports: Vec<String> = (1..=hosts.len()).map(|i| format!("h{i}")).collect();
+        net.underlay()
+            .enter(move || -> Result<(), String> {
+                let mut dp = Dataplane::load(&underlay_pins).map_err(|e| e.to_string())?;
+                for port in &ports {
+                    dp.attach_xdp(dataplane_common::program_names::COUNT_XDP, port)
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            })
+            .expect("enter underlay")
+            .unwrap_or_else(|e| panic!("underlay ports: {e}"));
         let mut built = Vec::new();
         for (i, host) in hosts.iter().enumerate() {
             let n = i + 1;
-            host.ip(&["link", "add", "cni0", "type", "bridge"]).expect("bridge");
-            host.ip(&["addr", "add", &format!("10.244.{n}.1/24"), "dev", "cni0"]).expect("bridge addr");
+            host.ip(&["link", "add", "cni0", "type", "bridge"])
+                .expect("bridge");
+            host.ip(&["addr", "add", &format!("10.244.{n}.1/24"), "dev", "cni0"])
+                .expect("bridge addr");
             host.ip(&["link", "set", "cni0", "up"]).expect("bridge up");
-            host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("forwarding");
+            host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+                .expect("forwarding");
             for (j, other) in hosts.iter().enumerate() {
                 if i != j {
-                    host.ip(&["route", "add", &format!("10.244.{}.0/24", j + 1), "via", &other.addr.to_string()])
-                        .expect("route to other node's pods");
+                    host.ip(&[
+                        "route",
+                        "add",
+                        &format!("10.244.{}.0/24", j + 1),
+                        "via",
+                        &other.addr.to_string(),
+                    ])
+                    .expect("route to other node's pods");
                 }
             }
             let dir = net.bpffs_dir(&format!("node{n}"));
@@ -119,6 +147,8 @@ impl Cluster {
                 .enter(move || -> Result<u32, String> {
                     let mut dp = Dataplane::load(&load_dir).map_err(|e| e.to_string())?;
                     dp.attach_uplink("eth0").map_err(|e| e.to_string())?;
+                    dp.attach_uplink_fast_path("eth0")
+                        .map_err(|e| e.to_string())?;
                     install_service_blackhole(SERVICE_CIDR).map_err(|e| e.to_string())?;
                     nix::net::if_::if_nametoindex("eth0").map_err(|e| e.to_string())
                 })
@@ -131,9 +161,21 @@ impl Cluster {
                 uplink_ifindex,
             };
             let services = ServiceDataplane::open(&dir, &config).expect("service maps");
-            built.push(Node { host: host.clone(), dir, services, pods: 0, pod_ifaces: Vec::new(), config });
+            built.push(Node {
+                host: host.clone(),
+                dir,
+                services,
+                pods: 0,
+                pod_ifaces: Vec::new(),
+                config,
+            });
         }
-        Self { nodes: built, applied: Default::default(), client, net }
+        Self {
+            nodes: built,
+            applied: Default::default(),
+            client,
+            net,
+        }
     }
 
     /// Adds a pod named `name` on node `node` (0-based) and attaches the
@@ -148,16 +190,37 @@ impl Cluster {
             node.pods += 1;
             node.pods + 1
         };
-        let netns = self.net.add_namespace(&format!("n{n}-{name}")).expect("pod namespace");
+        let netns = self
+            .net
+            .add_namespace(&format!("n{n}-{name}"))
+            .expect("pod namespace");
         let addr = Ipv4Addr::new(10, 244, n as u8, index);
         let host_iface = format!("v{n}p{index}");
         let host = &self.nodes[node].host;
-        host.ip(&["link", "add", &host_iface, "type", "veth", "peer", "name", "eth0", "netns", netns.name()])
-            .expect("pod veth");
-        host.ip(&["link", "set", &host_iface, "master", "cni0", "up"]).expect("veth on bridge");
-        netns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"]).expect("pod addr");
-        netns.ip(&["link", "set", "eth0", "up"]).expect("pod eth0 up");
-        netns.ip(&["route", "add", "default", "via", &format!("10.244.{n}.1")]).expect("pod default route");
+        host.ip(&[
+            "link",
+            "add",
+            &host_iface,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            netns.name(),
+        ])
+        .expect("pod veth");
+        host.ip(&["link", "set", &host_iface, "master", "cni0", "up"])
+            .expect("veth on bridge");
+        netns
+            .ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])
+            .expect("pod addr");
+        netns
+            .ip(&["link", "set", "eth0", "up"])
+            .expect("pod eth0 up");
+        netns
+            .ip(&["route", "add", "default", "via", &format!("10.244.{n}.1")])
+            .expect("pod default route");
         let dir = self.nodes[node].dir.clone();
         let iface = host_iface.clone();
         host.enter(move || -> Result<(), String> {
@@ -167,7 +230,13 @@ impl Cluster {
         .expect("enter node")
         .unwrap_or_else(|e| panic!("pod {name} dataplane: {e}"));
         self.nodes[node].pod_ifaces.push(host_iface.clone());
-        Pod { name: name.to_owned(), netns, addr, node, host_iface }
+        Pod {
+            name: name.to_owned(),
+            netns,
+            addr,
+            node,
+            host_iface,
+        }
     }
 
     /// A Service as each node sees it (`local` differs per node).
@@ -183,9 +252,22 @@ impl Cluster {
             cluster_ip,
             ports: ports
                 .iter()
-                .map(|p| (ServicePort { name: p.name.into(), protocol: p.protocol, port: p.port, node_port: p.node_port }, p.target_port))
+                .map(|p| {
+                    (
+                        ServicePort {
+                            name: p.name.into(),
+                            protocol: p.protocol,
+                            port: p.port,
+                            node_port: p.node_port,
+                        },
+                        p.target_port,
+                    )
+                })
                 .collect(),
-            backends: backends.iter().map(|(pod, state)| (pod.addr, pod.node, *state)).collect(),
+            backends: backends
+                .iter()
+                .map(|(pod, state)| (pod.addr, pod.node, *state))
+                .collect(),
             affinity_timeout_s: None,
             external_traffic_local: false,
             load_balancing: LoadBalancing::Random,
@@ -197,10 +279,13 @@ impl Cluster {
     /// # Panics
     /// When a node refuses it.
     pub fn apply(&mut self, template: &ServiceTemplate) {
-        self.applied.insert(template.name.name.clone(), template.clone());
+        self.applied
+            .insert(template.name.name.clone(), template.clone());
         for (i, node) in self.nodes.iter_mut().enumerate() {
             let change = ServiceChange::Upsert(template.for_node(i));
-            node.services.apply(&change, Instant::now()).expect("apply service");
+            node.services
+                .apply(&change, Instant::now())
+                .expect("apply service");
         }
     }
 
@@ -212,7 +297,9 @@ impl Cluster {
         self.applied.remove(name);
         for node in &mut self.nodes {
             let change = ServiceChange::Delete(ServiceName::new("default", name));
-            node.services.apply(&change, Instant::now()).expect("delete service");
+            node.services
+                .apply(&change, Instant::now())
+                .expect("delete service");
         }
     }
 }
@@ -234,6 +321,8 @@ impl Cluster {
             .enter(move || -> Result<(), String> {
                 let mut dp = Dataplane::load(&dir).map_err(|e| e.to_string())?;
                 dp.attach_uplink("eth0").map_err(|e| e.to_string())?;
+                dp.attach_uplink_fast_path("eth0")
+                    .map_err(|e| e.to_string())?;
                 for iface in &ifaces {
                     dp.attach_pod_interface(iface).map_err(|e| e.to_string())?;
                 }
@@ -293,7 +382,11 @@ impl ServiceTemplate {
                     ports: self
                         .ports
                         .iter()
-                        .map(|(p, target)| EndpointPort { name: p.name.clone(), protocol: p.protocol, port: *target })
+                        .map(|(p, target)| EndpointPort {
+                            name: p.name.clone(),
+                            protocol: p.protocol,
+                            port: *target,
+                        })
                         .collect(),
                     ready: *state == EndpointState::Ready,
                     terminating: *state == EndpointState::Terminating,
@@ -307,7 +400,11 @@ impl ServiceTemplate {
 /// `pod=<name>` of every line the HTTP responder answered.
 pub fn responders(body: &str) -> Vec<String> {
     body.lines()
-        .filter_map(|l| l.strip_prefix("pod=").and_then(|r| r.split_whitespace().next()).map(str::to_owned))
+        .filter_map(|l| {
+            l.strip_prefix("pod=")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        })
         .collect()
 }
 

@@ -73,7 +73,14 @@ pub fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &
 }
 
 /// A TCP/IPv4 packet in an Ethernet frame with correct checksums.
-pub fn tcp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub fn tcp_packet(
+    src: [u8; 4],
+    dst: [u8; 4],
+    sport: u16,
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let tcp_len = 20 + payload.len();
     let mut p = udp_packet(src, dst, sport, dport, &[]);
     p.truncate(14 + 20);

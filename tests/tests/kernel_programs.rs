@@ -129,7 +129,9 @@ mod translation {
 
     use std::{net::Ipv4Addr, time::Instant};
 
-    use dataplane_common::program_names::{SERVICE_FROM_NETWORK, SERVICE_FROM_POD, SERVICE_TO_POD};
+    use dataplane_common::program_names::{
+        SERVICE_FROM_NETWORK, SERVICE_FROM_POD, SERVICE_TO_POD, SERVICE_XDP,
+    };
     use netns::TestNetwork;
     use rudder_agent::dataplane::{
         Dataplane,
@@ -149,11 +151,19 @@ mod translation {
     const BACKEND: [u8; 4] = [10, 244, 1, 5];
 
     fn service(backends: &[[u8; 4]]) -> ServiceState {
-        let port = |name: &str, protocol, port| ServicePort { name: name.into(), protocol, port, node_port: None };
+        let port = |name: &str, protocol, port| ServicePort {
+            name: name.into(),
+            protocol,
+            port,
+            node_port: (protocol == Protocol::Tcp).then_some(30080),
+        };
         ServiceState {
             name: ServiceName::new("default", "web"),
             cluster_ip: Some(Ipv4Addr::from(VIP)),
-            ports: vec![port("http", Protocol::Tcp, 80), port("dns", Protocol::Udp, 53)],
+            ports: vec![
+                port("http", Protocol::Tcp, 80),
+                port("dns", Protocol::Udp, 53),
+            ],
             affinity_timeout_s: None,
             external_traffic_local: false,
             load_balancing: LoadBalancing::Random,
@@ -162,8 +172,16 @@ mod translation {
                 .map(|addr| Endpoint {
                     addr: Ipv4Addr::from(*addr),
                     ports: vec![
-                        EndpointPort { name: "http".into(), protocol: Protocol::Tcp, port: 8080 },
-                        EndpointPort { name: "dns".into(), protocol: Protocol::Udp, port: 5353 },
+                        EndpointPort {
+                            name: "http".into(),
+                            protocol: Protocol::Tcp,
+                            port: 8080,
+                        },
+                        EndpointPort {
+                            name: "dns".into(),
+                            protocol: Protocol::Udp,
+                            port: 5353,
+                        },
                     ],
                     ready: true,
                     terminating: false,
@@ -175,7 +193,11 @@ mod translation {
 
     /// Runs `f` with a loaded dataplane whose only service is `web` with
     /// `backends`, in a namespace of its own.
-    fn with_service<T: Send>(label: &str, backends: &[[u8; 4]], f: impl FnOnce(&mut Dataplane) -> T + Send) -> T {
+    fn with_service<T: Send>(
+        label: &str,
+        backends: &[[u8; 4]],
+        f: impl FnOnce(&mut Dataplane) -> T + Send,
+    ) -> T {
         rudder_tests::require_root();
         let mut net = TestNetwork::new(label).expect("test network");
         let ns = net.add_namespace("prog").expect("namespace");
@@ -190,7 +212,9 @@ mod translation {
                 uplink_ifindex: 1,
             };
             let mut services = ServiceDataplane::open(&dir, &config).expect("service maps");
-            services.apply(&ServiceChange::Upsert(svc), Instant::now()).expect("apply");
+            services
+                .apply(&ServiceChange::Upsert(svc), Instant::now())
+                .expect("apply");
             f(&mut dp)
         })
         .expect("enter")
@@ -211,14 +235,22 @@ mod translation {
             let out = dp.run_program(SERVICE_FROM_POD, &syn, 1).expect("run");
             assert_eq!(out.verdict, TC_NEXT);
             assert_eq!(addr(&out.packet, 30), BACKEND, "destination is the backend");
-            assert_eq!(port(&out.packet, 36), 8080, "destination port is the target port");
+            assert_eq!(
+                port(&out.packet, 36),
+                8080,
+                "destination port is the target port"
+            );
             assert_eq!(addr(&out.packet, 26), CLIENT, "source untouched");
             assert!(checksums_valid(&out.packet), "checksums after DNAT");
 
             let reply = tcp_packet(BACKEND, CLIENT, 8080, 40000, SYN | ACK, b"");
             let back = dp.run_program(SERVICE_TO_POD, &reply, 1).expect("run");
             assert_eq!(back.verdict, TC_NEXT);
-            assert_eq!(addr(&back.packet, 26), VIP, "the reply comes from the ClusterIP");
+            assert_eq!(
+                addr(&back.packet, 26),
+                VIP,
+                "the reply comes from the ClusterIP"
+            );
             assert_eq!(port(&back.packet, 34), 80);
             assert!(checksums_valid(&back.packet), "checksums after reverse NAT");
 
@@ -227,6 +259,36 @@ mod translation {
             let out = dp.run_program(SERVICE_FROM_POD, &data, 1).expect("run");
             assert_eq!(addr(&out.packet, 30), BACKEND);
             assert!(checksums_valid(&out.packet));
+        });
+    }
+
+    #[test]
+    fn the_xdp_fast_path_translates_nodeport_traffic_with_incremental_checksums() {
+        const NODE: [u8; 4] = [192, 0, 2, 1];
+        const OUTSIDE: [u8; 4] = [198, 51, 100, 7];
+        const XDP_PASS: i32 = 2;
+        with_service("xdpx", &[BACKEND], |dp| {
+            for payload in [&b""[..], b"odd", b"GET / HTTP/1.1\r\n\r\n"] {
+                let packet = tcp_packet(OUTSIDE, NODE, 50000, 30080, SYN, payload);
+                let out = dp.run_program(SERVICE_XDP, &packet, 1).expect("run");
+                assert_eq!(out.verdict, XDP_PASS, "a local backend: on to the stack");
+                assert_eq!(addr(&out.packet, 30), BACKEND);
+                assert_eq!(port(&out.packet, 36), 8080);
+                assert_eq!(
+                    addr(&out.packet, 26),
+                    OUTSIDE,
+                    "Cluster policy, local backend: no SNAT"
+                );
+                assert!(
+                    checksums_valid(&out.packet),
+                    "incremental checksums with {} payload bytes",
+                    payload.len()
+                );
+            }
+            // ClusterIPs are not served from the network.
+            let to_vip = tcp_packet(OUTSIDE, VIP, 50001, 80, SYN, b"");
+            let out = dp.run_program(SERVICE_XDP, &to_vip, 1).expect("run");
+            assert_eq!(out.packet, to_vip);
         });
     }
 
@@ -241,9 +303,15 @@ mod translation {
 
             let mut unchecked = udp_packet(CLIENT, VIP, 40002, 53, b"query");
             unchecked[40..42].copy_from_slice(&[0, 0]);
-            let out = dp.run_program(SERVICE_FROM_POD, &unchecked, 1).expect("run");
+            let out = dp
+                .run_program(SERVICE_FROM_POD, &unchecked, 1)
+                .expect("run");
             assert_eq!(addr(&out.packet, 30), BACKEND);
-            assert_eq!(&out.packet[40..42], &[0, 0], "no checksum stays no checksum");
+            assert_eq!(
+                &out.packet[40..42],
+                &[0, 0],
+                "no checksum stays no checksum"
+            );
             assert!(checksums_valid(&out.packet));
         });
     }
@@ -277,9 +345,21 @@ mod translation {
             assert_eq!(icmp.len(), 70);
             assert_eq!(icmp[23], 1, "ICMP");
             assert_eq!((icmp[34], icmp[35]), (3, 3), "destination/port unreachable");
-            assert_eq!(&icmp[42..70], &query[14..42], "quotes the original IP header and 8 bytes");
-            assert_eq!(rudder_tests::internet_checksum(&icmp[14..34]), 0, "IP checksum");
-            assert_eq!(rudder_tests::internet_checksum(&icmp[34..70]), 0, "ICMP checksum");
+            assert_eq!(
+                &icmp[42..70],
+                &query[14..42],
+                "quotes the original IP header and 8 bytes"
+            );
+            assert_eq!(
+                rudder_tests::internet_checksum(&icmp[14..34]),
+                0,
+                "IP checksum"
+            );
+            assert_eq!(
+                rudder_tests::internet_checksum(&icmp[34..70]),
+                0,
+                "ICMP checksum"
+            );
         });
     }
 
@@ -316,9 +396,17 @@ mod translation {
                 ("a port the service does not have", other_port),
                 ("icmp", icmp),
             ] {
-                for program in [SERVICE_FROM_POD, SERVICE_TO_POD, SERVICE_FROM_NETWORK] {
-                    let out = dp.run_program(program, &packet, 1).unwrap_or_else(|e| panic!("{program} on {what}: {e}"));
-                    assert_eq!(out.verdict, TC_NEXT, "{program} on {what}");
+                for program in [
+                    SERVICE_FROM_POD,
+                    SERVICE_TO_POD,
+                    SERVICE_FROM_NETWORK,
+                    SERVICE_XDP,
+                ] {
+                    let out = dp
+                        .run_program(program, &packet, 1)
+                        .unwrap_or_else(|e| panic!("{program} on {what}: {e}"));
+                    let pass = if program == SERVICE_XDP { 2 } else { TC_NEXT };
+                    assert_eq!(out.verdict, pass, "{program} on {what}");
                     assert_eq!(out.packet, packet, "{program} changed the {what} packet");
                 }
             }

@@ -16,7 +16,13 @@ fn testapp() -> String {
 }
 
 fn http_port(node_port: Option<u16>) -> PortSpec {
-    PortSpec { name: "http", protocol: Protocol::Tcp, port: 80, target_port: 8080, node_port }
+    PortSpec {
+        name: "http",
+        protocol: Protocol::Tcp,
+        port: 80,
+        target_port: 8080,
+        node_port,
+    }
 }
 
 /// Starts an HTTP responder in each pod and waits until all listen, so no
@@ -25,18 +31,37 @@ fn serve_http(pods: &[&Pod]) -> Vec<netns::HostProcess> {
     let app = testapp();
     let servers = pods
         .iter()
-        .map(|p| p.spawn(&[&app, "http", "--listen", "0.0.0.0:8080", "--name", &p.name]).expect("http server"))
+        .map(|p| {
+            p.spawn(&[&app, "http", "--listen", "0.0.0.0:8080", "--name", &p.name])
+                .expect("http server")
+        })
         .collect();
     for pod in pods {
-        pod.run(&[&app, "http-get", "--to", "127.0.0.1:8080", "--retry-ms", "5000"])
-            .unwrap_or_else(|e| panic!("{} never listened: {e}", pod.name));
+        pod.run(&[
+            &app,
+            "http-get",
+            "--to",
+            "127.0.0.1:8080",
+            "--retry-ms",
+            "5000",
+        ])
+        .unwrap_or_else(|e| panic!("{} never listened: {e}", pod.name));
     }
     servers
 }
 
 fn get(from: &netns::Netns, to: &str, count: u32) -> String {
-    from.run(&[&testapp(), "http-get", "--to", to, "--count", &count.to_string(), "--retry-ms", "5000"])
-        .unwrap_or_else(|e| panic!("requests to {to} failed: {e}"))
+    from.run(&[
+        &testapp(),
+        "http-get",
+        "--to",
+        to,
+        "--count",
+        &count.to_string(),
+        "--retry-ms",
+        "5000",
+    ])
+    .unwrap_or_else(|e| panic!("requests to {to} failed: {e}"))
 }
 
 fn names(list: &[&str]) -> BTreeSet<String> {
@@ -61,12 +86,19 @@ fn clusterip_reaches_every_backend_on_two_nodes() {
     let seen: BTreeSet<String> = responders(&body).into_iter().collect();
     assert_eq!(seen, names(&["web1", "web2", "web3", "web4"]), "{body}");
     for client_addr in seen_clients(&body) {
-        assert_eq!(client_addr, client.addr.to_string(), "ClusterIP keeps the pod's source address");
+        assert_eq!(
+            client_addr,
+            client.addr.to_string(),
+            "ClusterIP keeps the pod's source address"
+        );
     }
 }
 
 /// A web service with backends web1, web2 on node1 and web3 on node2.
-fn web_cluster(label: &str, node_port: Option<u16>) -> (Cluster, Vec<Pod>, Vec<netns::HostProcess>) {
+fn web_cluster(
+    label: &str,
+    node_port: Option<u16>,
+) -> (Cluster, Vec<Pod>, Vec<netns::HostProcess>) {
     let mut c = Cluster::new(label, 2);
     let web: Vec<Pod> = [(0, "web1"), (0, "web2"), (1, "web3")]
         .iter()
@@ -90,16 +122,45 @@ fn requests_keep_working_while_backends_are_added_and_removed() {
     // A bounded stream of requests, each on a new connection, while the
     // endpoints change under it.
     let stream = client
-        .spawn(&[&app, "http-get", "--to", "10.96.0.10:80", "--count", "300", "--interval-ms", "10", "--retry-ms", "3000"])
+        .spawn(&[
+            &app,
+            "http-get",
+            "--to",
+            "10.96.0.10:80",
+            "--count",
+            "300",
+            "--interval-ms",
+            "10",
+            "--retry-ms",
+            "3000",
+        ])
         .expect("client");
     let all: Vec<&Pod> = web.iter().chain([&extra]).collect();
     let steps: [&[(usize, EndpointState)]; 4] = [
-        &[(0, EndpointState::Ready), (1, EndpointState::Ready), (2, EndpointState::Ready), (3, EndpointState::Ready)],
+        &[
+            (0, EndpointState::Ready),
+            (1, EndpointState::Ready),
+            (2, EndpointState::Ready),
+            (3, EndpointState::Ready),
+        ],
         // web1 terminates: no new flows, its current ones finish...
-        &[(0, EndpointState::Terminating), (1, EndpointState::Ready), (2, EndpointState::Ready), (3, EndpointState::Ready)],
+        &[
+            (0, EndpointState::Terminating),
+            (1, EndpointState::Ready),
+            (2, EndpointState::Ready),
+            (3, EndpointState::Ready),
+        ],
         // ...and then it is gone.
-        &[(1, EndpointState::Ready), (2, EndpointState::Ready), (3, EndpointState::Ready)],
-        &[(0, EndpointState::Ready), (1, EndpointState::Ready), (3, EndpointState::Ready)],
+        &[
+            (1, EndpointState::Ready),
+            (2, EndpointState::Ready),
+            (3, EndpointState::Ready),
+        ],
+        &[
+            (0, EndpointState::Ready),
+            (1, EndpointState::Ready),
+            (3, EndpointState::Ready),
+        ],
     ];
     for step in steps {
         std::thread::sleep(Duration::from_millis(300));
@@ -109,10 +170,18 @@ fn requests_keep_working_while_backends_are_added_and_removed() {
     }
     let (out, err) = wait(stream, Duration::from_secs(60));
     let answered = responders(&out);
-    assert_eq!(answered.len(), 300, "every request answered while endpoints changed; stderr: {err}");
+    assert_eq!(
+        answered.len(),
+        300,
+        "every request answered while endpoints changed; stderr: {err}"
+    );
     // The last step happened after about 1.2 s of the 3.3 s run.
     let last: BTreeSet<String> = answered[200..].iter().cloned().collect();
-    assert_eq!(last, names(&["web1", "web2", "web4"]), "the final endpoints serve the final requests");
+    assert_eq!(
+        last,
+        names(&["web1", "web2", "web4"]),
+        "the final endpoints serve the final requests"
+    );
 }
 
 /// Waits (bounded) for a process to finish and returns its output.
@@ -138,7 +207,11 @@ fn nodeport_with_cluster_policy_reaches_backends_on_every_node() {
             // Sent to node2: source-NATed to node1 so the reply returns via it.
             assert_eq!(client, node1.addr.to_string(), "{line}");
         } else {
-            assert_eq!(client, c.client.addr.to_string(), "local backends see the client: {line}");
+            assert_eq!(
+                client,
+                c.client.addr.to_string(),
+                "local backends see the client: {line}"
+            );
         }
     }
 }
@@ -157,7 +230,11 @@ fn nodeport_with_local_policy_uses_local_backends_and_keeps_the_client_address()
         let seen: BTreeSet<String> = responders(&body).into_iter().collect();
         assert_eq!(seen, expected, "node{}: {body}", node + 1);
         for client in seen_clients(&body) {
-            assert_eq!(client, c.client.addr.to_string(), "Local keeps the client address");
+            assert_eq!(
+                client,
+                c.client.addr.to_string(),
+                "Local keeps the client address"
+            );
         }
     }
 }
@@ -167,21 +244,45 @@ fn udp_service_answers_from_its_backends() {
     rudder_tests::require_root();
     let mut c = Cluster::new("udp", 2);
     let client = c.add_pod(0, "client");
-    let echo: Vec<Pod> = [(0, "dns1"), (1, "dns2")].iter().map(|(n, name)| c.add_pod(*n, name)).collect();
+    let echo: Vec<Pod> = [(0, "dns1"), (1, "dns2")]
+        .iter()
+        .map(|(n, name)| c.add_pod(*n, name))
+        .collect();
     let app = testapp();
     let _servers: Vec<_> = echo
         .iter()
-        .map(|p| p.spawn(&[&app, "udp-echo", "--listen", "0.0.0.0:5353"]).expect("udp echo"))
+        .map(|p| {
+            p.spawn(&[&app, "udp-echo", "--listen", "0.0.0.0:5353"])
+                .expect("udp echo")
+        })
         .collect();
     for pod in &echo {
-        pod.run(&[&app, "udp", "--to", "127.0.0.1:5353", "--retry-ms", "5000"]).expect("udp echo listens");
+        pod.run(&[&app, "udp", "--to", "127.0.0.1:5353", "--retry-ms", "5000"])
+            .expect("udp echo listens");
     }
-    let port = PortSpec { name: "dns", protocol: Protocol::Udp, port: 53, target_port: 5353, node_port: None };
+    let port = PortSpec {
+        name: "dns",
+        protocol: Protocol::Udp,
+        port: 53,
+        target_port: 5353,
+        node_port: None,
+    };
     let backends: Vec<_> = echo.iter().map(|p| (p, EndpointState::Ready)).collect();
     let svc = c.service("dns", Ipv4Addr::new(10, 96, 0, 53), &[port], &backends);
     c.apply(&svc);
     let out = client
-        .run(&[&app, "udp", "--to", "10.96.0.53:53", "--message", "query", "--count", "20", "--retry-ms", "5000"])
+        .run(&[
+            &app,
+            "udp",
+            "--to",
+            "10.96.0.53:53",
+            "--message",
+            "query",
+            "--count",
+            "20",
+            "--retry-ms",
+            "5000",
+        ])
         .expect("udp answers through the service");
     assert_eq!(out.lines().filter(|l| *l == "query").count(), 20, "{out}");
 }
@@ -215,14 +316,28 @@ fn maglev_picks_the_same_backend_for_a_flow_on_every_node() {
     let via = |node: usize| {
         let addr = c.nodes[node].host.addr;
         c.client
-            .run(&[&app, "http-get", "--to", &format!("{addr}:30082"), "--count", "12", "--source-port-base", "41000", "--retry-ms", "5000"])
+            .run(&[
+                &app,
+                "http-get",
+                "--to",
+                &format!("{addr}:30082"),
+                "--count",
+                "12",
+                "--source-port-base",
+                "41000",
+                "--retry-ms",
+                "5000",
+            ])
             .expect("requests")
     };
     let (one, two) = (responders(&via(0)), responders(&via(1)));
     assert_eq!(one.len(), 12);
     assert_eq!(one, two, "same flows, same backends on both nodes");
     let distinct: BTreeSet<&String> = one.iter().collect();
-    assert!(distinct.len() > 1, "different flows spread over backends: {one:?}");
+    assert!(
+        distinct.len() > 1,
+        "different flows spread over backends: {one:?}"
+    );
 }
 
 #[test]
@@ -231,7 +346,12 @@ fn a_pod_reaching_its_own_service_is_answered_by_itself() {
     let mut c = Cluster::new("hair", 1);
     let web = c.add_pod(0, "web1");
     let _server = serve_http(&[&web]);
-    let svc = c.service("web", VIP, &[http_port(None)], &[(&web, EndpointState::Ready)]);
+    let svc = c.service(
+        "web",
+        VIP,
+        &[http_port(None)],
+        &[(&web, EndpointState::Ready)],
+    );
     c.apply(&svc);
     let body = get(&web, "10.96.0.10:80", 5);
     assert_eq!(responders(&body), vec!["web1"; 5], "{body}");
@@ -244,18 +364,35 @@ fn a_service_without_backends_refuses_connections_promptly() {
     let client = c.add_pod(0, "client");
     let ports = [
         http_port(None),
-        PortSpec { name: "dns", protocol: Protocol::Udp, port: 53, target_port: 5353, node_port: None },
+        PortSpec {
+            name: "dns",
+            protocol: Protocol::Udp,
+            port: 53,
+            target_port: 5353,
+            node_port: None,
+        },
     ];
     let svc = c.service("empty", VIP, &ports, &[]);
     c.apply(&svc);
     let app = testapp();
     for (kind, target) in [("tcp", "10.96.0.10:80"), ("udp", "10.96.0.10:53")] {
         let started = std::time::Instant::now();
-        let out = client.output(&[&app, kind, "--to", target, "--timeout-ms", "3000"]).expect("client runs");
+        let out = client
+            .output(&[&app, kind, "--to", target, "--timeout-ms", "3000"])
+            .expect("client runs");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{kind} to an empty service must fail");
-        assert!(err.contains("refused"), "{kind}: refused, not timed out: {err}");
-        assert!(started.elapsed() < Duration::from_millis(2500), "{kind}: refused promptly");
+        assert!(
+            !out.status.success(),
+            "{kind} to an empty service must fail"
+        );
+        assert!(
+            err.contains("refused"),
+            "{kind}: refused, not timed out: {err}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(2500),
+            "{kind}: refused promptly"
+        );
     }
 }
 
@@ -266,20 +403,50 @@ fn a_terminating_backend_gets_no_new_flows_but_keeps_its_connection() {
     let client = c.add_pod(0, "client");
     let (a, b) = (c.add_pod(0, "web1"), c.add_pod(0, "web2"));
     let _servers = serve_http(&[&a, &b]);
-    let svc = c.service("web", VIP, &[http_port(None)], &[(&a, EndpointState::Ready)]);
+    let svc = c.service(
+        "web",
+        VIP,
+        &[http_port(None)],
+        &[(&a, EndpointState::Ready)],
+    );
     c.apply(&svc);
     // One kept-alive connection to web1: 30 requests, 100 ms apart.
     let app = testapp();
     let session = client
-        .spawn(&[&app, "http-get", "--to", "10.96.0.10:80", "--keep-alive", "--count", "30", "--interval-ms", "100", "--retry-ms", "3000"])
+        .spawn(&[
+            &app,
+            "http-get",
+            "--to",
+            "10.96.0.10:80",
+            "--keep-alive",
+            "--count",
+            "30",
+            "--interval-ms",
+            "100",
+            "--retry-ms",
+            "3000",
+        ])
         .expect("session");
     std::thread::sleep(Duration::from_millis(700));
-    let svc = c.service("web", VIP, &[http_port(None)], &[(&a, EndpointState::Terminating), (&b, EndpointState::Ready)]);
+    let svc = c.service(
+        "web",
+        VIP,
+        &[http_port(None)],
+        &[(&a, EndpointState::Terminating), (&b, EndpointState::Ready)],
+    );
     c.apply(&svc);
     let fresh = get(&client, "10.96.0.10:80", 20);
-    assert_eq!(responders(&fresh), vec!["web2"; 20], "new flows avoid the terminating backend");
+    assert_eq!(
+        responders(&fresh),
+        vec!["web2"; 20],
+        "new flows avoid the terminating backend"
+    );
     let (out, err) = wait(session, Duration::from_secs(30));
-    assert_eq!(responders(&out), vec!["web1"; 30], "the established connection went on: {err}");
+    assert_eq!(
+        responders(&out),
+        vec!["web1"; 30],
+        "the established connection went on: {err}"
+    );
 }
 
 #[test]
@@ -287,13 +454,34 @@ fn node_hosts_have_no_iptables_or_nftables_rules_and_blackhole_the_service_cidr(
     rudder_tests::require_root();
     let (c, _web, _servers) = web_cluster("rules", Some(30083));
     for node in &c.nodes {
-        let routes = node.host.ip(&["route", "show", "type", "blackhole"]).expect("routes");
-        assert!(routes.contains(rudder_tests::cluster::SERVICE_CIDR), "{}: {routes}", node.host.label);
-        let nft = node.host.run(&["nft", "list", "ruleset"]).expect("nft runs");
-        assert!(nft.trim().is_empty(), "{}: nft ruleset not empty: {nft}", node.host.label);
-        let ipt = node.host.run(&["iptables-save"]).expect("iptables-save runs");
+        let routes = node
+            .host
+            .ip(&["route", "show", "type", "blackhole"])
+            .expect("routes");
+        assert!(
+            routes.contains(rudder_tests::cluster::SERVICE_CIDR),
+            "{}: {routes}",
+            node.host.label
+        );
+        let nft = node
+            .host
+            .run(&["nft", "list", "ruleset"])
+            .expect("nft runs");
+        assert!(
+            nft.trim().is_empty(),
+            "{}: nft ruleset not empty: {nft}",
+            node.host.label
+        );
+        let ipt = node
+            .host
+            .run(&["iptables-save"])
+            .expect("iptables-save runs");
         let rules: Vec<&str> = ipt.lines().filter(|l| l.starts_with('-')).collect();
-        assert!(rules.is_empty(), "{}: iptables rules: {rules:?}", node.host.label);
+        assert!(
+            rules.is_empty(),
+            "{}: iptables rules: {rules:?}",
+            node.host.label
+        );
     }
 }
 
@@ -306,15 +494,50 @@ fn an_agent_restart_under_traffic_loses_no_established_connection() {
     // Long-lived connections (ClusterIP from a pod, NodePort from outside)
     // and a stream of new connections, all running across two restarts.
     let session = client
-        .spawn(&[&app, "http-get", "--to", "10.96.0.10:80", "--keep-alive", "--count", "40", "--interval-ms", "50", "--retry-ms", "3000"])
+        .spawn(&[
+            &app,
+            "http-get",
+            "--to",
+            "10.96.0.10:80",
+            "--keep-alive",
+            "--count",
+            "40",
+            "--interval-ms",
+            "50",
+            "--retry-ms",
+            "3000",
+        ])
         .expect("pod session");
     let node1 = c.nodes[0].host.addr;
     let outside = c
         .client
-        .spawn(&[&app, "http-get", "--to", &format!("{node1}:30084"), "--keep-alive", "--count", "40", "--interval-ms", "50", "--retry-ms", "3000"])
+        .spawn(&[
+            &app,
+            "http-get",
+            "--to",
+            &format!("{node1}:30084"),
+            "--keep-alive",
+            "--count",
+            "40",
+            "--interval-ms",
+            "50",
+            "--retry-ms",
+            "3000",
+        ])
         .expect("outside session");
     let stream = client
-        .spawn(&[&app, "http-get", "--to", "10.96.0.10:80", "--count", "200", "--interval-ms", "10", "--retry-ms", "3000"])
+        .spawn(&[
+            &app,
+            "http-get",
+            "--to",
+            "10.96.0.10:80",
+            "--count",
+            "200",
+            "--interval-ms",
+            "10",
+            "--retry-ms",
+            "3000",
+        ])
         .expect("new connections");
     std::thread::sleep(Duration::from_millis(400));
     // The table is rebuilt from the pinned maps with the same ids, so the
@@ -323,11 +546,25 @@ fn an_agent_restart_under_traffic_loses_no_established_connection() {
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(c.restart_agent(0), 0);
     assert_eq!(c.restart_agent(1), 0);
-    for (what, process, expected) in [("pod session", session, 40), ("outside session", outside, 40), ("new connections", stream, 200)] {
+    for (what, process, expected) in [
+        ("pod session", session, 40),
+        ("outside session", outside, 40),
+        ("new connections", stream, 200),
+    ] {
         let (out, err) = wait(process, Duration::from_secs(60));
-        assert_eq!(responders(&out).len(), expected, "{what}: every request answered across restarts; stderr: {err}");
+        assert_eq!(
+            responders(&out).len(),
+            expected,
+            "{what}: every request answered across restarts; stderr: {err}"
+        );
     }
-    let links = std::fs::read_dir(c.nodes[0].dir.join("links")).expect("links").count();
-    // Uplink: 2 programs; 3 pods on node1 (web1, web2, client): 2 each.
-    assert_eq!(links, 2 + 3 * 2, "restarts switch links, they do not add any");
+    let links = std::fs::read_dir(c.nodes[0].dir.join("links"))
+        .expect("links")
+        .count();
+    // Uplink: 2 tc programs and XDP; 3 pods on node1 (web1, web2, client): 2 each.
+    assert_eq!(
+        links,
+        3 + 3 * 2,
+        "restarts switch links, they do not add any"
+    );
 }

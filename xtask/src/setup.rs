@@ -24,6 +24,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("iperf3", "bandwidth measurements between test hosts"),
     ("iputils-ping", "reachability checks between test hosts"),
     (
+        "ethtool",
+        "test hosts turn veth checksum offload off where they stand for real NICs",
+    ),
+    (
         "iptables",
         "the kube-proxy-style reference in the dataplane benchmark, and the check that rudder writes no rules",
     ),

@@ -3,17 +3,18 @@
 //! (backend -> client, or -> the SNAT source) says how to restore the
 //! frontend address on the way back.
 
-use aya_ebpf::{bindings::BPF_NOEXIST, programs::TcContext};
+use aya_ebpf::bindings::BPF_NOEXIST;
 use dataplane_common::service::{
     Backend, CT_CLOSING, CT_FORWARD, CT_REPLY, CT_SNAT, ConntrackEntry, ConntrackKey, NodeConfig,
     flow_hash,
 };
 
 use super::{
-    Hook, TC_DROP, TC_NEXT,
+    Hook, Outcome,
     flow::{Flow, tcp_flags},
     maps::{BACKENDS, CONNTRACK, REVERSE_NAT, count_packet},
-    nat, redirect,
+    nat,
+    packet::Packet,
 };
 
 /// How often a flow's `last_seen` is refreshed: writing it on every packet
@@ -51,7 +52,7 @@ fn touch(entry: *mut ConntrackEntry, flow: &Flow, now: u64) {
 
 /// If `flow` is a reply of a translated flow, restores the frontend as its
 /// source (and the original client as its destination after SNAT) and
-/// returns the verdict; `None` if it is not a reply.
+/// returns what to do with it; `None` if it is not a reply.
 ///
 /// Where the restored source would be one of this node's own addresses (a
 /// NodePort), the packet must not enter the node's IP stack again, which
@@ -59,9 +60,9 @@ fn touch(entry: *mut ConntrackEntry, flow: &Flow, now: u64) {
 /// - leaving a pod, it is left alone here and translated after routing, on
 ///   the way out (uplink egress, or the client pod's veth egress);
 /// - arriving from the network after SNAT, it is sent straight back out
-///   ([`redirect::route_out`]).
+///   ([`Outcome::RouteOut`]).
 #[inline(always)]
-pub fn reverse(ctx: &TcContext, flow: &Flow, hook: Hook, now: u64) -> Option<i32> {
+pub fn reverse<P: Packet>(ctx: &P, flow: &Flow, hook: Hook, now: u64) -> Option<Outcome> {
     let entry_ptr = CONNTRACK.get_ptr_mut(key(flow, CT_REPLY))?;
     touch(entry_ptr, flow, now);
     // SAFETY: as in `touch`.
@@ -70,24 +71,26 @@ pub fn reverse(ctx: &TcContext, flow: &Flow, hook: Hook, now: u64) -> Option<i32
     if hook == Hook::FromPod && !snat {
         // Translated on the way out instead (see above); ClusterIP replies
         // take the same path so every reply is handled in one place.
-        return Some(TC_NEXT);
+        return Some(Outcome::Pass);
     }
     // The service is gone: nothing to restore; the client will reset.
     let frontend = REVERSE_NAT.get_ptr(entry.frontend_id)?;
     // SAFETY: a pointer from a successful lookup stays valid for this run.
     let frontend = unsafe { *frontend };
     if nat::rewrite_source(ctx, flow, frontend.addr, frontend.port).is_err() {
-        return Some(TC_DROP);
+        return Some(Outcome::Drop);
     }
     if snat && nat::rewrite_destination(ctx, flow, entry.nat_addr, entry.nat_port).is_err() {
-        return Some(TC_DROP);
+        return Some(Outcome::Drop);
     }
     count_packet(entry.frontend_id, ctx.len());
     if snat && hook == Hook::FromNetwork {
-        let frontend_addr = frontend.addr;
-        return Some(redirect::route_out(ctx, frontend_addr, entry.nat_addr));
+        return Some(Outcome::RouteOut {
+            saddr: frontend.addr,
+            daddr: entry.nat_addr,
+        });
     }
-    Some(TC_NEXT)
+    Some(Outcome::Pass)
 }
 
 /// A known flow's backend (if that backend still exists) and its SNAT source.
@@ -199,7 +202,9 @@ pub fn allocate_snat_port(
     let start = flow_hash(flow.saddr, flow.daddr, flow.sport, flow.dport, flow.proto);
     for attempt in 0..SNAT_ATTEMPTS {
         // A large odd stride visits different ports for nearby starts.
-        let offset = start.wrapping_add(attempt.wrapping_mul(7_919)).checked_rem(range)?;
+        let offset = start
+            .wrapping_add(attempt.wrapping_mul(7_919))
+            .checked_rem(range)?;
         let port = (min + offset) as u16;
         let port = port.to_be();
         let (key, entry) = reply_entry(

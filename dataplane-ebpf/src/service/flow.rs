@@ -2,8 +2,9 @@
 //! unfragmented IPv4 TCP or UDP packet with complete headers yields `None`
 //! and passes untouched.
 
-use aya_ebpf::programs::TcContext;
 use dataplane_common::service::proto;
+
+use super::packet::Packet;
 
 /// Ethernet header length; IPv4 starts here.
 pub const L3_OFFSET: usize = 14;
@@ -62,12 +63,12 @@ pub struct Flow {
 impl Flow {
     /// Parses Ethernet + IPv4 + TCP/UDP ports; `None` for anything else.
     #[inline(always)]
-    pub fn parse(ctx: &TcContext) -> Option<Self> {
-        let ether_type: u16 = ctx.load(12).ok()?;
+    pub fn parse<P: Packet>(ctx: &P) -> Option<Self> {
+        let ether_type: u16 = ctx.load(12)?;
         if ether_type != 0x0800u16.to_be() {
             return None;
         }
-        let ip: Ipv4Header = ctx.load(L3_OFFSET).ok()?;
+        let ip: Ipv4Header = ctx.load(L3_OFFSET)?;
         if ip.version_ihl >> 4 != 4 {
             return None;
         }
@@ -83,14 +84,14 @@ impl Flow {
         let l4 = L3_OFFSET + ip_header_len;
         let (ports, tcp_flags) = match ip.proto {
             proto::TCP => {
-                let ports: [u16; 2] = ctx.load(l4).ok()?;
-                let flags: u8 = ctx.load(l4 + 13).ok()?;
+                let ports: [u16; 2] = ctx.load(l4)?;
+                let flags: u8 = ctx.load(l4 + 13)?;
                 (ports, flags)
             }
             proto::UDP => {
-                let ports: [u16; 2] = ctx.load(l4).ok()?;
+                let ports: [u16; 2] = ctx.load(l4)?;
                 // The whole UDP header must be there (length, checksum).
-                let _: u32 = ctx.load(l4 + 4).ok()?;
+                let _: u32 = ctx.load(l4 + 4)?;
                 (ports, 0)
             }
             _ => return None,

@@ -1,32 +1,21 @@
-//! Rewriting addresses and ports with the kernel's checksum helpers, which
-//! also handle CHECKSUM_PARTIAL packets (the norm for traffic from local
-//! sockets and veths) correctly.
+//! Rewriting addresses and ports, keeping the IPv4 and TCP/UDP checksums
+//! right (see [`Packet`] for how, per hook type).
 
-use aya_ebpf::{
-    bindings::{BPF_F_MARK_MANGLED_0, BPF_F_PSEUDO_HDR},
-    programs::TcContext,
-};
 use dataplane_common::service::proto;
 
-use super::flow::{Flow, IP_CSUM_OFFSET, IP_DADDR_OFFSET, IP_SADDR_OFFSET};
+use super::{
+    flow::{Flow, IP_CSUM_OFFSET, IP_DADDR_OFFSET, IP_SADDR_OFFSET},
+    packet::Packet,
+};
 
-/// Error from a packet-rewriting helper (its negative errno).
-pub type RewriteError = i64;
-
-#[inline(always)]
-fn l4_flags(flow: &Flow) -> u64 {
-    // A zero UDP checksum means "none": keep it zero.
-    if flow.proto == proto::UDP {
-        u64::from(BPF_F_MARK_MANGLED_0)
-    } else {
-        0
-    }
-}
+/// A rewrite the packet did not allow (too short, or a helper failed).
+#[derive(Debug)]
+pub struct RewriteError;
 
 /// Sets the destination address and port, fixing both checksums.
 #[inline(always)]
-pub fn rewrite_destination(
-    ctx: &TcContext,
+pub fn rewrite_destination<P: Packet>(
+    ctx: &P,
     flow: &Flow,
     addr: u32,
     port: u16,
@@ -45,8 +34,8 @@ pub fn rewrite_destination(
 
 /// Sets the source address and port, fixing both checksums.
 #[inline(always)]
-pub fn rewrite_source(
-    ctx: &TcContext,
+pub fn rewrite_source<P: Packet>(
+    ctx: &P,
     flow: &Flow,
     addr: u32,
     port: u16,
@@ -68,8 +57,8 @@ pub fn rewrite_source(
     clippy::too_many_arguments,
     reason = "one call site per direction, all values distinct"
 )]
-fn rewrite(
-    ctx: &TcContext,
+fn rewrite<P: Packet>(
+    ctx: &P,
     flow: &Flow,
     addr_offset: usize,
     old_addr: u32,
@@ -79,21 +68,26 @@ fn rewrite(
     new_port: u16,
 ) -> Result<(), RewriteError> {
     let csum = flow.l4_csum_offset();
-    let flags = l4_flags(flow);
+    let udp = flow.proto == proto::UDP;
     if old_addr != new_addr {
         // The address is part of the L4 pseudo-header.
-        ctx.l4_csum_replace(
-            csum,
-            u64::from(old_addr),
-            u64::from(new_addr),
-            flags | u64::from(BPF_F_PSEUDO_HDR) | 4,
-        )?;
-        ctx.l3_csum_replace(IP_CSUM_OFFSET, u64::from(old_addr), u64::from(new_addr), 4)?;
-        ctx.store(addr_offset, &new_addr, 0)?;
+        ctx.replace_l4_checksum(csum, old_addr, new_addr, 4, true, udp)
+            .ok_or(RewriteError)?;
+        ctx.replace_l3_checksum(IP_CSUM_OFFSET, old_addr, new_addr)
+            .ok_or(RewriteError)?;
+        ctx.store(addr_offset, &new_addr).ok_or(RewriteError)?;
     }
     if old_port != new_port {
-        ctx.l4_csum_replace(csum, u64::from(old_port), u64::from(new_port), flags | 2)?;
-        ctx.store(port_offset, &new_port, 0)?;
+        ctx.replace_l4_checksum(
+            csum,
+            u32::from(old_port),
+            u32::from(new_port),
+            2,
+            false,
+            udp,
+        )
+        .ok_or(RewriteError)?;
+        ctx.store(port_offset, &new_port).ok_or(RewriteError)?;
     }
     Ok(())
 }

@@ -8,11 +8,12 @@
 //! MAC addresses.
 
 use aya_ebpf::{
+    bindings::xdp_action,
     helpers::{bpf_fib_lookup, bpf_redirect, bpf_redirect_neigh},
-    programs::TcContext,
+    programs::{TcContext, XdpContext},
 };
 
-use super::TC_DROP;
+use super::{TC_DROP, packet::Packet};
 
 const AF_INET: u8 = 2;
 /// BPF_FIB_LKUP_RET_SUCCESS.
@@ -48,26 +49,41 @@ struct RedirectNeighbour {
 const _: () = assert!(core::mem::size_of::<FibLookup>() == 64);
 const _: () = assert!(core::mem::size_of::<RedirectNeighbour>() == 20);
 
-/// Routes the (already translated) packet from `saddr` to `daddr` out of
-/// the node and returns the verdict (TC_ACT_REDIRECT, or drop when there is
-/// no route).
+/// A FIB query from `ifindex` for `saddr` -> `daddr`.
 #[inline(always)]
-pub fn route_out(ctx: &TcContext, saddr: u32, daddr: u32) -> i32 {
-    let mut params = FibLookup {
+fn query(ifindex: u32, saddr: u32, daddr: u32) -> FibLookup {
+    FibLookup {
         family: AF_INET,
         l4_protocol: 0,
         sport: 0,
         dport: 0,
         tot_len: 0,
-        // SAFETY: `skb` is this program's context.
-        ifindex: unsafe { (*ctx.skb.skb).ifindex },
+        ifindex,
         tos: 0,
         ipv4_src: [saddr, 0, 0, 0],
         ipv4_dst: [daddr, 0, 0, 0],
         vlan: 0,
         smac: [0; 6],
         dmac: [0; 6],
-    };
+    }
+}
+
+/// Writes the MAC addresses the FIB found into the frame.
+#[inline(always)]
+fn set_macs<P: Packet>(ctx: &P, params: &FibLookup) -> Option<()> {
+    let mut macs = [0u8; 12];
+    macs[..6].copy_from_slice(&params.dmac);
+    macs[6..].copy_from_slice(&params.smac);
+    ctx.store(0, &macs)
+}
+
+/// Routes the (already translated) packet from `saddr` to `daddr` out of
+/// the node and returns the verdict (TC_ACT_REDIRECT, or drop when there is
+/// no route).
+#[inline(always)]
+pub fn route_out(ctx: &TcContext, saddr: u32, daddr: u32) -> i32 {
+    // SAFETY: `skb` is this program's context.
+    let mut params = query(unsafe { (*ctx.skb.skb).ifindex }, saddr, daddr);
     // SAFETY: `params` is a valid, initialised bpf_fib_lookup of the size passed.
     let rc = unsafe {
         bpf_fib_lookup(
@@ -79,10 +95,7 @@ pub fn route_out(ctx: &TcContext, saddr: u32, daddr: u32) -> i32 {
     };
     match rc {
         FIB_SUCCESS => {
-            let mut macs = [0u8; 12];
-            macs[..6].copy_from_slice(&params.dmac);
-            macs[6..].copy_from_slice(&params.smac);
-            if ctx.store(0, &macs, 0).is_err() {
+            if set_macs(ctx, &params).is_none() {
                 return TC_DROP;
             }
             // SAFETY: no memory arguments.
@@ -107,4 +120,32 @@ pub fn route_out(ctx: &TcContext, saddr: u32, daddr: u32) -> i32 {
         }
         _ => TC_DROP,
     }
+}
+
+/// [`route_out`] for XDP: out of the same interface with XDP_TX, or another
+/// one with a redirect. `None` when there is no route or the neighbour is
+/// not resolved (XDP cannot wait for it); the frame is untouched then.
+#[inline(always)]
+pub fn xdp_route_out(ctx: &XdpContext, saddr: u32, daddr: u32) -> Option<u32> {
+    // SAFETY: `ctx` is this program's context.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let mut params = query(ingress, saddr, daddr);
+    // SAFETY: `params` is a valid, initialised bpf_fib_lookup of the size passed.
+    let rc = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx.cast(),
+            (&raw mut params).cast(),
+            core::mem::size_of::<FibLookup>() as i32,
+            0,
+        )
+    };
+    if rc != FIB_SUCCESS {
+        return None;
+    }
+    set_macs(ctx, &params)?;
+    if params.ifindex == ingress {
+        return Some(xdp_action::XDP_TX);
+    }
+    // SAFETY: no memory arguments.
+    Some(unsafe { bpf_redirect(params.ifindex, 0) as u32 })
 }

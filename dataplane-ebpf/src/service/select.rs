@@ -24,10 +24,8 @@ pub fn backend(flow: &Flow, frontend: &Frontend, now: u64) -> Option<(u32, Backe
         client: flow.saddr,
     };
     let affinity = frontend.flags & FRONTEND_AFFINITY != 0;
-    if affinity {
-        if let Some(found) = sticky_backend(affinity_key, frontend, now) {
-            return Some(found);
-        }
+    if affinity && let Some(found) = sticky_backend(affinity_key, frontend, now) {
+        return Some(found);
     }
     let backend_id = if frontend.flags & FRONTEND_MAGLEV != 0 {
         let table = MAGLEV.get_ptr(frontend.id)?;

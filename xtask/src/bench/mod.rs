@@ -9,7 +9,10 @@ use anyhow::{Result, bail};
 
 /// Benchmarks by name, with what they compare.
 pub const BENCHMARKS: &[(&str, &str)] = &[
-    ("dataplane", "eBPF service translation vs a kube-proxy-style iptables ruleset"),
+    (
+        "dataplane",
+        "eBPF service translation vs a kube-proxy-style iptables ruleset",
+    ),
     ("store", "the replicated store vs etcd"),
 ];
 
@@ -19,13 +22,14 @@ pub fn run(name: &str) -> Result<()> {
         "dataplane" => dataplane::run(),
         "store" => store::run(),
         other => {
-            let known: Vec<String> = BENCHMARKS.iter().map(|(n, what)| format!("  {n}: {what}")).collect();
-            bail!("no benchmark named {other:?}; there are:\n{}", known.join("\n"))
+            let known: Vec<String> = BENCHMARKS
+                .iter()
+                .map(|(n, what)| format!("  {n}: {what}"))
+                .collect();
+            bail!(
+                "no benchmark named {other:?}; there are:\n{}",
+                known.join("\n")
+            )
         }
     }
-}
-
-/// Where a benchmark's report goes.
-pub fn report_path(name: &str) -> std::path::PathBuf {
-    crate::shell::workspace_root().join("docs/benchmarks").join(format!("{name}.md"))
 }

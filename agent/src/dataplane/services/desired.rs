@@ -152,6 +152,9 @@ pub struct BackendKey {
     pub protocol: Protocol,
 }
 
+/// Backends with their `BACKEND_*` flags.
+pub type BackendList = Vec<(BackendKey, u8)>;
+
 /// A frontend as it should be: flags, and backends in a stable order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DesiredFrontend {
@@ -164,9 +167,9 @@ pub struct DesiredFrontend {
     /// Port replies are restored to.
     pub port: u16,
     /// Backends taking new flows.
-    pub active: Vec<(BackendKey, u8)>,
+    pub active: BackendList,
     /// Terminating backends: kept so their established flows go on.
-    pub terminating: Vec<(BackendKey, u8)>,
+    pub terminating: BackendList,
 }
 
 /// This node's part in translation.
@@ -234,7 +237,7 @@ impl ServiceState {
         &self,
         port: &ServicePort,
         local_only: bool,
-    ) -> (Vec<(BackendKey, u8)>, Vec<(BackendKey, u8)>) {
+    ) -> (BackendList, BackendList) {
         let mut active = Vec::new();
         let mut terminating = Vec::new();
         for endpoint in &self.endpoints {

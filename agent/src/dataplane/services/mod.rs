@@ -453,6 +453,18 @@ impl super::Dataplane {
             .iter()
             .try_for_each(|(program, hook)| self.attach_tc(program, iface, *hook))
     }
+
+    /// Attaches the XDP NodePort fast path to the node uplink (in addition
+    /// to [`Self::attach_uplink`]). It rewrites checksums incrementally and
+    /// so needs complete checksums on arrival, as NICs deliver them; on a
+    /// veth uplink whose peer sends with checksum offload (partial
+    /// checksums) leave it off.
+    ///
+    /// # Errors
+    /// When the interface does not exist or the kernel refuses the attach.
+    pub fn attach_uplink_fast_path(&mut self, iface: &str) -> Result<(), DataplaneError> {
+        self.attach_xdp(dataplane_common::program_names::SERVICE_XDP, iface)
+    }
 }
 
 /// Detaches service translation from a pod's host-side veth (the pod is

@@ -530,10 +530,8 @@ impl ServiceTable {
     }
 
     fn release_backend(&mut self, id: u32) {
-        if let Some(key) = self.backend_by_id.get(&id) {
-            if let Some(state) = self.backends.get_mut(key) {
-                state.refs = state.refs.saturating_sub(1);
-            }
+        if let Some(state) = self.backend_by_id.get(&id).and_then(|key| self.backends.get_mut(key)) {
+            state.refs = state.refs.saturating_sub(1);
         }
     }
 }
