@@ -229,6 +229,17 @@ impl ApiServer {
         kind: Kind,
         filter: &Filter,
     ) -> Result<(Vec<Value>, i64), ApiServerError> {
+        let scoped;
+        let filter = if kind.namespaced() {
+            filter
+        } else {
+            // A namespace means nothing to cluster-scoped kinds.
+            scoped = Filter {
+                namespace: String::new(),
+                ..filter.clone()
+            };
+            &scoped
+        };
         let prefix = list_prefix(kind, &filter.namespace);
         let (response, revision) = self
             .store
@@ -412,6 +423,10 @@ impl ApiServer {
         filter: Filter,
         resource_version: &str,
     ) -> Result<mpsc::Receiver<Result<ResourceEvent, ApiServerError>>, ApiServerError> {
+        let mut filter = filter;
+        if !kind.namespaced() {
+            filter.namespace.clear();
+        }
         let (out, receiver) = mpsc::channel(256);
         let start = match resource_version {
             "" | "0" => {

@@ -1,0 +1,196 @@
+//! `rudderctl get KIND [NAME] [-o wide|yaml|json|name] [-l SELECTOR] [-w]`.
+
+use anyhow::{Context, Result, bail};
+use rudder_api::{
+    Kind,
+    client::{ListOptions, WatchEvent},
+};
+use serde_json::{Value, json};
+
+use crate::{
+    manifest::display_name,
+    server::{ServerArgs, block_on, explain},
+    table,
+};
+
+/// Arguments of `rudderctl get`.
+#[derive(clap::Args)]
+pub struct GetArgs {
+    /// Kind: pods (po), deployments (deploy), replicasets (rs), services
+    /// (svc), endpoints (ep), nodes (no), namespaces (ns), leases; or
+    /// KIND/NAME.
+    kind: String,
+    /// Object name; all objects when omitted.
+    name: Option<String>,
+    /// Output format: wide, yaml, json or name.
+    #[arg(short, long)]
+    output: Option<String>,
+    /// Label selector, e.g. app=web,tier!=db.
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Field selector, e.g. spec.nodeName=node1.
+    #[arg(long)]
+    field_selector: Option<String>,
+    /// Namespace (default "default").
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// After listing, watch for changes.
+    #[arg(short, long)]
+    watch: bool,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Output formats.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Output {
+    Table { wide: bool },
+    Yaml,
+    Json,
+    Name,
+}
+
+fn output(text: Option<&str>) -> Result<Output> {
+    Ok(match text {
+        None => Output::Table { wide: false },
+        Some("wide") => Output::Table { wide: true },
+        Some("yaml") => Output::Yaml,
+        Some("json") => Output::Json,
+        Some("name") => Output::Name,
+        Some(other) => bail!("--output {other:?}: use wide, yaml, json or name"),
+    })
+}
+
+/// Splits `KIND/NAME` or `KIND` + optional NAME.
+pub fn kind_and_name(kind: &str, name: Option<String>) -> Result<(Kind, Option<String>)> {
+    let (kind_text, name) = match kind.split_once('/') {
+        Some((kind, inline)) => (kind, Some(inline.to_owned())),
+        None => (kind, name),
+    };
+    // `deployment.apps` as printed by apply is accepted too.
+    let kind_text = kind_text.split('.').next().unwrap_or(kind_text);
+    let kind = Kind::parse(kind_text).with_context(|| {
+        format!("unknown resource type {kind_text:?}: use pods, deployments, replicasets, services, endpoints, nodes, namespaces or leases")
+    })?;
+    Ok((kind, name))
+}
+
+/// Runs `rudderctl get`.
+pub fn run(args: GetArgs) -> Result<()> {
+    block_on(async move {
+        let (kind, name) = kind_and_name(&args.kind, args.name.clone())?;
+        let format = output(args.output.as_deref())?;
+        let client = args.server.connect().await?;
+        let namespace = if args.all_namespaces {
+            String::new()
+        } else {
+            args.namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned())
+        };
+        let all = args.all_namespaces && name.is_none();
+        let (objects, resource_version) = match &name {
+            Some(name) => {
+                let object = client
+                    .get_json(kind, &namespace, name)
+                    .await
+                    .map_err(explain)?;
+                let version = object["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                (vec![object], version)
+            }
+            None => {
+                let list = client
+                    .list_json(kind, &list_options(&args, &namespace))
+                    .await
+                    .map_err(explain)?;
+                (list.items, list.resource_version)
+            }
+        };
+        if objects.is_empty() && !args.watch {
+            if namespace.is_empty() || !kind.namespaced() {
+                eprintln!("No resources found");
+            } else {
+                eprintln!("No resources found in {namespace} namespace.");
+            }
+            return Ok(());
+        }
+        print_objects(kind, &objects, format, all, name.is_some())?;
+        if args.watch {
+            let mut options = list_options(&args, &namespace);
+            if let Some(name) = &name {
+                options.field_selector = format!("metadata.name={name}");
+            }
+            let mut watch = client
+                .watch_json(kind, &options, &resource_version)
+                .await
+                .map_err(explain)?;
+            while let Some(event) = watch.next().await {
+                let object = match event.map_err(explain)? {
+                    WatchEvent::Added(o) | WatchEvent::Modified(o) | WatchEvent::Deleted(o) => o,
+                    WatchEvent::Bookmark { .. } => continue,
+                };
+                match format {
+                    Output::Table { wide } => {
+                        let row = table::row(kind, &object, wide, all);
+                        println!("{}", row.join("   "));
+                    }
+                    _ => print_objects(kind, &[object], format, all, true)?,
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn list_options(args: &GetArgs, namespace: &str) -> ListOptions {
+    ListOptions {
+        namespace: namespace.to_owned(),
+        label_selector: args.selector.clone().unwrap_or_default(),
+        field_selector: args.field_selector.clone().unwrap_or_default(),
+    }
+}
+
+fn print_objects(
+    kind: Kind,
+    objects: &[Value],
+    format: Output,
+    all: bool,
+    single: bool,
+) -> Result<()> {
+    match format {
+        Output::Table { wide } => {
+            let rows: Vec<Vec<String>> = objects
+                .iter()
+                .map(|object| table::row(kind, object, wide, all))
+                .collect();
+            print!("{}", table::render(&table::headers(kind, wide, all), &rows));
+        }
+        Output::Name => {
+            for object in objects {
+                println!(
+                    "{}",
+                    display_name(kind, object["metadata"]["name"].as_str().unwrap_or(""))
+                );
+            }
+        }
+        Output::Yaml | Output::Json => {
+            let document = if single && objects.len() == 1 {
+                objects[0].clone()
+            } else {
+                json!({"apiVersion": "v1", "kind": "List", "items": objects})
+            };
+            if format == Output::Yaml {
+                print!("{}", serde_yaml_ng::to_string(&document)?);
+            } else {
+                println!("{}", serde_json::to_string_pretty(&document)?);
+            }
+        }
+    }
+    Ok(())
+}

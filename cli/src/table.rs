@@ -1,0 +1,356 @@
+//! kubectl-like tables: one row per object, columns per kind.
+
+use std::time::SystemTime;
+
+use rudder_api::{Kind, time::parse_rfc3339};
+use serde_json::Value;
+
+/// Column headers of `kind`'s table.
+pub fn headers(kind: Kind, wide: bool, namespaces: bool) -> Vec<&'static str> {
+    let mut columns = Vec::new();
+    if namespaces && kind.namespaced() {
+        columns.push("NAMESPACE");
+    }
+    columns.extend_from_slice(match kind {
+        Kind::Pod => &["NAME", "READY", "STATUS", "RESTARTS", "AGE"][..],
+        Kind::Deployment => &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        Kind::ReplicaSet => &["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        Kind::Service => &[
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE",
+        ],
+        Kind::Endpoints => &["NAME", "ENDPOINTS", "AGE"],
+        Kind::Node => &["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
+        Kind::Namespace => &["NAME", "STATUS", "AGE"],
+        Kind::Lease => &["NAME", "HOLDER", "AGE"],
+    });
+    if wide {
+        columns.extend_from_slice(match kind {
+            Kind::Pod => &["IP", "NODE"][..],
+            Kind::Deployment | Kind::ReplicaSet => &["CONTAINERS", "IMAGES", "SELECTOR"],
+            Kind::Service => &["SELECTOR"],
+            Kind::Node => &["INTERNAL-IP"],
+            _ => &[],
+        });
+    }
+    columns
+}
+
+fn text<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+fn number(object: &Value, pointer: &str) -> i64 {
+    object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn or_none(value: &str) -> String {
+    if value.is_empty() {
+        "<none>".to_owned()
+    } else {
+        value.to_owned()
+    }
+}
+
+/// One row of `kind`'s table for `object`.
+pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<String> {
+    let mut cells = Vec::new();
+    if namespaces && kind.namespaced() {
+        cells.push(text(object, "/metadata/namespace").to_owned());
+    }
+    let name = text(object, "/metadata/name").to_owned();
+    let age = age(text(object, "/metadata/creationTimestamp"));
+    match kind {
+        Kind::Pod => {
+            let statuses = object
+                .pointer("/status/containerStatuses")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let containers = object
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            let ready = statuses
+                .iter()
+                .filter(|s| s.get("ready").and_then(Value::as_bool) == Some(true))
+                .count();
+            let restarts: i64 = statuses
+                .iter()
+                .map(|s| s.get("restartCount").and_then(Value::as_i64).unwrap_or(0))
+                .sum();
+            let phase = match text(object, "/status/phase") {
+                "" => "Pending",
+                phase => phase,
+            };
+            let status = if object.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else {
+                phase
+            };
+            cells.extend([
+                name,
+                format!("{ready}/{containers}"),
+                status.to_owned(),
+                restarts.to_string(),
+                age,
+            ]);
+        }
+        Kind::Deployment => {
+            let desired = object
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            cells.extend([
+                name,
+                format!("{}/{desired}", number(object, "/status/readyReplicas")),
+                number(object, "/status/updatedReplicas").to_string(),
+                number(object, "/status/availableReplicas").to_string(),
+                age,
+            ]);
+        }
+        Kind::ReplicaSet => {
+            cells.extend([
+                name,
+                object
+                    .pointer("/spec/replicas")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1)
+                    .to_string(),
+                number(object, "/status/replicas").to_string(),
+                number(object, "/status/readyReplicas").to_string(),
+                age,
+            ]);
+        }
+        Kind::Service => {
+            let ports: Vec<String> = object
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .map(|ports| {
+                    ports
+                        .iter()
+                        .map(|p| {
+                            let port = p.get("port").and_then(Value::as_i64).unwrap_or(0);
+                            let proto = p.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+                            match p.get("nodePort").and_then(Value::as_i64) {
+                                Some(node_port) => format!("{port}:{node_port}/{proto}"),
+                                None => format!("{port}/{proto}"),
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            cells.extend([
+                name,
+                text(object, "/spec/type").to_owned(),
+                or_none(text(object, "/spec/clusterIP")),
+                "<none>".to_owned(),
+                ports.join(","),
+                age,
+            ]);
+        }
+        Kind::Endpoints => {
+            let mut endpoints = Vec::new();
+            for subset in object
+                .get("subsets")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+            {
+                let ports: Vec<i64> = subset
+                    .get("ports")
+                    .and_then(Value::as_array)
+                    .map(|ps| ps.iter().filter_map(|p| p.get("port")?.as_i64()).collect())
+                    .unwrap_or_default();
+                for address in subset
+                    .get("addresses")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+                {
+                    let ip = address.get("ip").and_then(Value::as_str).unwrap_or("");
+                    for port in &ports {
+                        endpoints.push(format!("{ip}:{port}"));
+                    }
+                }
+            }
+            let shown = if endpoints.len() > 3 {
+                format!(
+                    "{} + {} more...",
+                    endpoints[..3].join(","),
+                    endpoints.len() - 3
+                )
+            } else {
+                or_none(&endpoints.join(","))
+            };
+            cells.extend([name, shown, age]);
+        }
+        Kind::Node => {
+            let ready = object
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|cs| {
+                    cs.iter()
+                        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))
+                })
+                .and_then(|c| c.get("status").and_then(Value::as_str))
+                == Some("True");
+            let mut status = if ready { "Ready" } else { "NotReady" }.to_owned();
+            if object
+                .pointer("/spec/unschedulable")
+                .and_then(Value::as_bool)
+                == Some(true)
+            {
+                status.push_str(",SchedulingDisabled");
+            }
+            cells.extend([
+                name,
+                status,
+                "<none>".to_owned(),
+                age,
+                or_none(text(object, "/status/nodeInfo/kubeletVersion")),
+            ]);
+        }
+        Kind::Namespace => {
+            cells.extend([name, text(object, "/status/phase").to_owned(), age]);
+        }
+        Kind::Lease => {
+            cells.extend([name, or_none(text(object, "/spec/holderIdentity")), age]);
+        }
+    }
+    if wide {
+        match kind {
+            Kind::Pod => cells.extend([
+                or_none(text(object, "/status/podIP")),
+                or_none(text(object, "/spec/nodeName")),
+            ]),
+            Kind::Deployment | Kind::ReplicaSet => {
+                let containers = object
+                    .pointer("/spec/template/spec/containers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                let names: Vec<&str> = containers
+                    .iter()
+                    .filter_map(|c| c.get("name")?.as_str())
+                    .collect();
+                let images: Vec<&str> = containers
+                    .iter()
+                    .filter_map(|c| c.get("image")?.as_str())
+                    .collect();
+                let selector: Vec<String> = object
+                    .pointer("/spec/selector/matchLabels")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                cells.extend([names.join(","), images.join(","), selector.join(",")]);
+            }
+            Kind::Service => {
+                let selector: Vec<String> = object
+                    .pointer("/spec/selector")
+                    .and_then(Value::as_object)
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                cells.push(or_none(&selector.join(",")));
+            }
+            Kind::Node => {
+                let ip = object
+                    .pointer("/status/addresses")
+                    .and_then(Value::as_array)
+                    .and_then(|a| {
+                        a.iter()
+                            .find(|x| x.get("type").and_then(Value::as_str) == Some("InternalIP"))
+                    })
+                    .and_then(|x| x.get("address").and_then(Value::as_str))
+                    .unwrap_or("");
+                cells.push(or_none(ip));
+            }
+            _ => {}
+        }
+    }
+    cells
+}
+
+/// Formats rows with columns padded to their widest cell, three spaces
+/// apart, as kubectl does.
+pub fn render(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(width) = widths.get_mut(i) {
+                *width = (*width).max(cell.len());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let last = cells.len().saturating_sub(1);
+        for (i, cell) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}   ", width = widths[i]));
+            }
+        }
+        out.push('\n');
+    };
+    line(headers.to_vec(), &mut out);
+    for row in rows {
+        line(row.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// Age like kubectl: `45s`, `12m`, `3h`, `2d`.
+pub fn age(created: &str) -> String {
+    let Some(created) = parse_rfc3339(created) else {
+        return "<unknown>".to_owned();
+    };
+    let secs = SystemTime::now()
+        .duration_since(created)
+        .map_or(0, |d| d.as_secs());
+    match secs {
+        0..120 => format!("{secs}s"),
+        120..7200 => format!("{}m", secs / 60),
+        7200..172_800 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn service_row_and_padding() {
+        let svc = json!({
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"type": "NodePort", "clusterIP": "10.96.0.10",
+                     "ports": [{"port": 80, "protocol": "TCP", "nodePort": 30080}]}
+        });
+        let row = row(Kind::Service, &svc, false, false);
+        assert_eq!(
+            &row[..5],
+            ["web", "NodePort", "10.96.0.10", "<none>", "80:30080/TCP"]
+        );
+        let table = render(&["NAME", "X"], &[vec!["a-long-name".into(), "1".into()]]);
+        assert_eq!(table, "NAME          X\na-long-name   1\n");
+    }
+}

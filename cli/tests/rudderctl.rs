@@ -1,0 +1,131 @@
+//! rudderctl against a real control plane (in-process, 127.0.0.1, an
+//! ephemeral port): apply, get, scale, delete, and the wording of errors.
+
+use std::{path::Path, process::Command};
+
+use rudder_controlplane::server::{self, ServerConfig};
+use serde_json::Value;
+
+fn rudderctl(server: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rudderctl"));
+    command
+        .args(args)
+        .env("RUDDER_SERVER", server)
+        .env("RUDDER_CONFIG", "/nonexistent")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = command.spawn().expect("rudderctl runs");
+    if let (Some(mut pipe), Some(input)) = (child.stdin.take(), stdin) {
+        pipe.write_all(input.as_bytes()).expect("stdin");
+    }
+    let output = child.wait_with_output().expect("rudderctl finishes");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Every field of `wanted` is in `actual` with the same value.
+fn contains(actual: &Value, wanted: &Value, path: &str) {
+    match (actual, wanted) {
+        (Value::Object(a), Value::Object(w)) => {
+            for (key, value) in w {
+                let inner = a
+                    .get(key)
+                    .unwrap_or_else(|| panic!("{path}.{key} is missing after the round trip"));
+                contains(inner, value, &format!("{path}.{key}"));
+            }
+        }
+        (Value::Array(a), Value::Array(w)) => {
+            assert_eq!(a.len(), w.len(), "{path}: length changed");
+            for (i, (a, w)) in a.iter().zip(w).enumerate() {
+                contains(a, w, &format!("{path}[{i}]"));
+            }
+        }
+        _ => assert_eq!(actual, wanted, "{path} changed"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = server::start(ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        http_listen: None,
+        compaction_interval: None,
+    })
+    .await
+    .expect("server starts");
+    let addr = running.grpc_addr.to_string();
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/web.yaml");
+    let manifest = manifest.to_string_lossy().into_owned();
+    let blocking_addr = addr.clone();
+    tokio::task::spawn_blocking(move || {
+        let addr = blocking_addr.as_str();
+        let (ok, out, err) = rudderctl(addr, &["apply", "-f", &manifest], None);
+        assert!(ok, "apply failed: {err}");
+        assert_eq!(out, "deployment.apps/web created\nservice/web created\n");
+        let (ok, out, _) = rudderctl(addr, &["apply", "-f", &manifest], None);
+        assert!(ok);
+        assert_eq!(out, "deployment.apps/web unchanged\nservice/web unchanged\n");
+
+        // Every field written in the manifest comes back from get -o yaml.
+        let text = std::fs::read_to_string(&manifest).expect("manifest");
+        let documents: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).expect("yaml"))
+            .collect();
+        for (kind, document) in [("deployment", &documents[0]), ("service", &documents[1])] {
+            let (ok, out, err) = rudderctl(addr, &["get", kind, "web", "-o", "yaml"], None);
+            assert!(ok, "get failed: {err}");
+            let got: Value = serde_yaml_ng::from_str(&out).expect("get -o yaml is YAML");
+            contains(&got, document, kind);
+            assert!(got["metadata"]["resourceVersion"].is_string());
+        }
+
+        let (ok, out, _) = rudderctl(addr, &["get", "svc"], None);
+        assert!(ok);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("NAME   TYPE       CLUSTER-IP"), "{out}");
+        assert!(lines[1].starts_with("web    NodePort"), "{out}");
+        assert!(lines[1].contains("80:30080/TCP"), "{out}");
+
+        let (ok, out, err) = rudderctl(addr, &["scale", "deployment/web", "--replicas", "5"], None);
+        assert!(ok, "scale failed: {err}");
+        assert_eq!(out, "deployment.apps/web scaled\n");
+        let (_, out, _) = rudderctl(addr, &["get", "deploy", "web", "-o", "json"], None);
+        let got: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(got["spec"]["replicas"], 5);
+        assert_eq!(got["metadata"]["generation"], 2);
+
+        // Errors name the object and field, kubectl-style.
+        let bad = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports: [{port: 70000}]\n";
+        let (ok, _, err) = rudderctl(addr, &["apply", "-f", "-"], Some(bad));
+        assert!(!ok);
+        assert!(
+            err.contains("Error from server (Invalid): service \"bad\": spec.ports[0].port: port 70000 out of range 1-65535"),
+            "{err}"
+        );
+        let (ok, _, err) = rudderctl(addr, &["get", "pod", "nope"], None);
+        assert!(!ok);
+        assert!(err.contains("Error from server (NotFound): pods \"nope\" not found"), "{err}");
+
+        let (ok, out, _) = rudderctl(addr, &["delete", "-f", &manifest], None);
+        assert!(ok);
+        assert_eq!(out, "deployment.apps \"web\" deleted\nservice \"web\" deleted\n");
+        let (ok, _, err) = rudderctl(addr, &["get", "deploy"], None);
+        assert!(ok);
+        assert!(err.contains("No resources found"), "{err}");
+        let (ok, out, _) = rudderctl(addr, &["get", "ns"], None);
+        assert!(ok);
+        assert!(out.contains("default") && out.contains("kube-system"), "{out}");
+    })
+    .await
+    .expect("rudderctl checks");
+    running.stop().await;
+}
