@@ -32,6 +32,9 @@ pub mod map_names {
     pub const MAGLEV: &str = "MAGLEV";
     /// Per-CPU array indexed by frontend id -> [`crate::service::ServiceCounters`].
     pub const SERVICE_COUNTERS: &str = "SVC_COUNTERS";
+    /// LRU hash of [`crate::service::SocketNatKey`] -> [`crate::service::ReverseNat`]:
+    /// the frontend a translated socket really talks to.
+    pub const SOCKET_NAT: &str = "SOCKET_NAT";
     /// Array with one [`crate::service::NodeConfig`].
     pub const NODE_CONFIG: &str = "NODE_CONFIG";
 }

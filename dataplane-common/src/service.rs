@@ -328,3 +328,27 @@ const fn mix(mut h: u32) -> u32 {
     h ^= h >> 16;
     h
 }
+
+/// Socket-level translation entries (connect-time load balancing).
+pub const MAX_SOCKET_NAT: u32 = 65_536;
+
+/// Key of the socket reverse-NAT map: which backend a socket was sent to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SocketNatKey {
+    /// `bpf_get_socket_cookie` of the socket.
+    pub cookie: u64,
+    /// Backend address, network byte order.
+    pub addr: u32,
+    /// Backend port, network byte order.
+    pub port: u16,
+    /// Explicit padding; always zero.
+    pub pad: u16,
+}
+
+const _: () = assert!(core::mem::size_of::<SocketNatKey>() == 16);
+
+#[cfg(feature = "user")]
+// SAFETY: repr(C), integer fields with explicit padding: no padding bytes,
+// every bit pattern valid.
+unsafe impl aya::Pod for SocketNatKey {}

@@ -123,6 +123,22 @@ fn read_response(reader: &mut impl std::io::BufRead) -> Result<String> {
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
+/// One datagram out and one back on an unconnected socket; the reply's
+/// source address is part of the result.
+pub fn udp_unconnected(args: &ClientArgs, message: &str) -> Result<String> {
+    let socket = UdpSocket::bind(("0.0.0.0", 0))?;
+    socket.set_read_timeout(Some(args.timeout()))?;
+    socket.send_to(message.as_bytes(), args.to)?;
+    let mut buf = [0u8; 65536];
+    let (n, from) = socket
+        .recv_from(&mut buf)
+        .with_context(|| format!("waiting for the echo from {}", args.to))?;
+    Ok(format!(
+        "{} from={from}",
+        String::from_utf8_lossy(&buf[..n])
+    ))
+}
+
 /// One HTTP/1.1 GET / on a fresh connection; returns the body.
 pub fn http_get(args: &ClientArgs, source_port: Option<u16>) -> Result<String> {
     let mut stream = connect(args, source_port)?;

@@ -93,6 +93,10 @@ enum Command {
         /// Message to send.
         #[arg(long, default_value = "ping")]
         message: String,
+        /// Use an unconnected socket (sendto/recvfrom) and print the
+        /// address each echo came from, as `<echo> from=<addr>`.
+        #[arg(long)]
+        unconnected: bool,
     },
     /// HTTP client: GET /, prints the body.
     HttpGet {
@@ -117,7 +121,17 @@ fn main() -> Result<()> {
         Command::UdpEcho { listen } => server::udp_echo(listen),
         Command::Http { listen, name } => server::http(listen, &server::responder_name(name)),
         Command::Tcp { args, message } => client::repeat(&args, || client::tcp(&args, &message)),
-        Command::Udp { args, message } => client::repeat(&args, || client::udp(&args, &message)),
+        Command::Udp {
+            args,
+            message,
+            unconnected,
+        } => client::repeat(&args, || {
+            if unconnected {
+                client::udp_unconnected(&args, &message)
+            } else {
+                client::udp(&args, &message)
+            }
+        }),
         Command::HttpGet {
             args,
             keep_alive,

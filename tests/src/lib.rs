@@ -34,6 +34,76 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
+/// A cgroup v2 directory of this test run, removed on drop (after killing
+/// what is still in it). Uses the machine's cgroup2 mount (the unified
+/// hierarchy of a hybrid setup, or /sys/fs/cgroup itself).
+pub struct TestCgroup {
+    path: PathBuf,
+}
+
+impl TestCgroup {
+    /// Creates `rudder-test-<pid>-<label>` under the cgroup2 mount.
+    ///
+    /// # Panics
+    /// When no cgroup2 hierarchy is mounted or the directory cannot be made.
+    pub fn new(label: &str) -> Self {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let root = mounts
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split_whitespace();
+                let (_, dir, fstype) = (f.next()?, f.next()?, f.next()?);
+                (fstype == "cgroup2").then(|| PathBuf::from(dir))
+            })
+            .next()
+            .expect("a cgroup2 hierarchy is mounted");
+        let path = root.join(format!("rudder-test-{}-{label}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create test cgroup");
+        Self { path }
+    }
+
+    /// The cgroup directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Runs `args` inside `netns` as a process of this cgroup; returns its
+    /// output whatever its exit status. (It joins the cgroup before `ip
+    /// netns exec`, which hides the cgroup filesystem behind a fresh /sys.)
+    pub fn output_in(&self, netns: &netns::Netns, args: &[&str]) -> std::process::Output {
+        let procs = self.path.join("cgroup.procs");
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo $$ > '{}' && exec ip netns exec {} \"$@\"",
+                procs.display(),
+                netns.name()
+            ))
+            .arg("sh")
+            .args(args)
+            .output()
+            .expect("sh runs")
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let procs = std::fs::read_to_string(self.path.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.path).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 /// A UDP/IPv4 packet in an Ethernet frame with correct checksums, for
 /// BPF_PROG_TEST_RUN.
 pub fn udp_packet(src: [u8; 4], dst: [u8; 4], sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {

@@ -568,3 +568,125 @@ fn an_agent_restart_under_traffic_loses_no_established_connection() {
         "restarts switch links, they do not add any"
     );
 }
+
+#[test]
+fn processes_in_the_cgroup_connect_straight_to_backends() {
+    rudder_tests::require_root();
+    let mut c = Cluster::new("sock", 1);
+    let web: Vec<Pod> = ["web1", "web2"].iter().map(|n| c.add_pod(0, n)).collect();
+    let _servers = serve_http(&web.iter().collect::<Vec<_>>());
+    let dns = c.add_pod(0, "dns1");
+    let app = testapp();
+    let _echo = dns
+        .spawn(&[&app, "udp-echo", "--listen", "0.0.0.0:5353"])
+        .expect("udp echo");
+    dns.run(&[&app, "udp", "--to", "127.0.0.1:5353", "--retry-ms", "5000"])
+        .expect("udp echo listens");
+    let backends: Vec<_> = web.iter().map(|p| (p, EndpointState::Ready)).collect();
+    c.apply(&c.service("web", VIP, &[http_port(None)], &backends));
+    let dns_port = PortSpec {
+        name: "dns",
+        protocol: Protocol::Udp,
+        port: 53,
+        target_port: 5353,
+        node_port: None,
+    };
+    c.apply(&c.service(
+        "dns",
+        Ipv4Addr::new(10, 96, 0, 53),
+        &[dns_port],
+        &[(&dns, EndpointState::Ready)],
+    ));
+
+    let cgroup = rudder_tests::TestCgroup::new("sock");
+    let dir = c.nodes[0].dir.clone();
+    let path = cgroup.path().to_path_buf();
+    c.nodes[0]
+        .host
+        .enter(move || {
+            let mut dp =
+                rudder_agent::dataplane::Dataplane::load(&dir).map_err(|e| e.to_string())?;
+            dp.attach_sockets(&path).map_err(|e| e.to_string())
+        })
+        .expect("enter node")
+        .expect("attach socket hooks");
+
+    // A host process on the node (no pod veth on its way, so no tc program
+    // could translate): only the connect-time hook can take it to a backend.
+    let node = &c.nodes[0].host;
+    let out = cgroup.output_in(
+        node,
+        &[
+            &app,
+            "http-get",
+            "--to",
+            "10.96.0.10:80",
+            "--count",
+            "20",
+            "--retry-ms",
+            "3000",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "the host reaches the ClusterIP: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body = String::from_utf8_lossy(&out.stdout).into_owned();
+    let seen: BTreeSet<String> = responders(&body).into_iter().collect();
+    assert_eq!(seen, names(&["web1", "web2"]), "{body}");
+
+    // Unconnected UDP: sendmsg picks the backend, recvmsg restores the
+    // service as the reply's source.
+    let udp = cgroup.output_in(
+        node,
+        &[
+            &app,
+            "udp",
+            "--to",
+            "10.96.0.53:53",
+            "--unconnected",
+            "--message",
+            "q",
+            "--count",
+            "3",
+            "--retry-ms",
+            "3000",
+        ],
+    );
+    assert!(
+        udp.status.success(),
+        "the host reaches the UDP service: {}",
+        String::from_utf8_lossy(&udp.stderr)
+    );
+    let out = String::from_utf8_lossy(&udp.stdout).into_owned();
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["q from=10.96.0.53:53"; 3],
+        "{out}"
+    );
+
+    // None of it went through per-packet NAT.
+    let metrics = c.nodes[0].services.metrics();
+    assert!(
+        metrics.contains("rudder_dataplane_map_entries{map=\"CONNTRACK\"} 0"),
+        "{metrics}"
+    );
+
+    // A process outside the cgroup is not translated: the blackhole route
+    // refuses it.
+    let outside = node
+        .output(&[
+            &app,
+            "http-get",
+            "--to",
+            "10.96.0.10:80",
+            "--timeout-ms",
+            "1000",
+        ])
+        .expect("runs");
+    assert!(
+        !outside.status.success(),
+        "outside the cgroup there is no translation"
+    );
+}

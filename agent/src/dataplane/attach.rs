@@ -6,7 +6,7 @@ use std::{io, os::fd::AsFd, path::Path};
 
 use aya::{
     programs::{
-        LinkOrder, TcAttachType, XdpMode,
+        CgroupAttachMode, LinkOrder, TcAttachType, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
         tc::{SchedClassifierLink, TcAttachOptions},
         xdp::XdpLink,
@@ -84,6 +84,68 @@ impl Dataplane {
             .map_err(|e: LinkError| fail(error_chain(&e)))?;
         keep_pinned(link, &pin).map_err(fail)
     }
+}
+
+impl Dataplane {
+    /// Attaches the cgroup sock_addr program `program` to the cgroup v2
+    /// directory `cgroup` (processes in it and its descendants), alongside
+    /// other programs there, and pins the link; a link already pinned for
+    /// the pair is switched to this agent's program.
+    ///
+    /// # Errors
+    /// When the cgroup cannot be opened or the kernel refuses the attach.
+    pub fn attach_cgroup(
+        &mut self,
+        program: &'static str,
+        cgroup: &Path,
+    ) -> Result<(), DataplaneError> {
+        let label = cgroup_label(cgroup);
+        let pin = links_dir(&self.dir).join(link_pin_name(program, &label));
+        let fail = |reason: String| DataplaneError::Attach {
+            program,
+            iface: cgroup.display().to_string(),
+            reason,
+        };
+        let sock_addr = self.cgroup_sock_addr(program)?;
+        if let Some(old) = pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
+            // aya has no attach_to_link for these links: switch the program
+            // with BPF_LINK_UPDATE on the pinned link's fd.
+            let link = sys::obj_get(&pin).map_err(|e| fail(e.to_string()))?;
+            drop(old);
+            let prog = sock_addr.fd().map_err(|e| fail(error_chain(&e)))?;
+            return sys::link_update(link.as_fd(), prog.as_fd()).map_err(|e| fail(e.to_string()));
+        }
+        let dir =
+            std::fs::File::open(cgroup).map_err(|e| fail(format!("opening the cgroup: {e}")))?;
+        // bpf_link cgroup attachments always coexist with other programs;
+        // the kernel rejects any explicit mode flag on them (EINVAL).
+        let id = sock_addr
+            .attach(&dir, CgroupAttachMode::Single)
+            .map_err(|e| fail(error_chain(&e)))?;
+        let link: FdLink = sock_addr
+            .take_link(id)
+            .map_err(|e| fail(error_chain(&e)))?
+            .try_into()
+            .map_err(|e: LinkError| fail(error_chain(&e)))?;
+        keep_pinned(link, &pin).map_err(fail)
+    }
+}
+
+/// Pin label for a cgroup path: `/` cannot be in a file name.
+fn cgroup_label(cgroup: &Path) -> String {
+    format!("cgroup{}", cgroup.display()).replace('/', "%")
+}
+
+/// Detaches `program` from the cgroup `cgroup` (see [`detach`]).
+///
+/// # Errors
+/// As [`detach`].
+pub fn detach_cgroup(
+    dir: &Path,
+    program: &'static str,
+    cgroup: &Path,
+) -> Result<(), DataplaneError> {
+    detach(dir, program, &cgroup_label(cgroup))
 }
 
 /// Detaches `program` from `iface` at once (BPF_LINK_DETACH), then removes

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 
 use aya::{
     Ebpf, EbpfLoader,
-    programs::{SchedClassifier, Xdp},
+    programs::{CgroupSockAddr, SchedClassifier, Xdp},
 };
 use dataplane_common::map_names;
 
-pub use attach::detach;
+pub use attach::{detach, detach_cgroup};
 pub use bpffs::ensure_bpffs;
 pub use counters::{InterfaceCounters, detach_counters, read_interface_counters};
 pub use object::kernel_programs;
@@ -104,6 +104,8 @@ pub struct MapSizes {
     pub conntrack: u32,
     /// Session-affinity entries.
     pub affinity: u32,
+    /// Sockets translated at connect time (cgroup hooks).
+    pub sockets: u32,
 }
 
 impl Default for MapSizes {
@@ -115,6 +117,7 @@ impl Default for MapSizes {
             backends: s::MAX_BACKENDS,
             conntrack: s::MAX_CONNTRACK,
             affinity: s::MAX_AFFINITY,
+            sockets: s::MAX_SOCKET_NAT,
         }
     }
 }
@@ -162,6 +165,7 @@ impl Dataplane {
             backends,
             conntrack,
             affinity,
+            sockets,
         } = *sizes;
         for (name, size) in [
             (map_names::FRONTENDS, frontends),
@@ -171,6 +175,7 @@ impl Dataplane {
             (map_names::BACKENDS, backends),
             (map_names::CONNTRACK, conntrack),
             (map_names::AFFINITY, affinity),
+            (map_names::SOCKET_NAT, sockets),
         ] {
             loader.map_max_entries(name, size);
         }
@@ -188,6 +193,26 @@ impl Dataplane {
 
     fn classifier(&mut self, name: &'static str) -> Result<&mut SchedClassifier, DataplaneError> {
         let program: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(name)
+            .ok_or(DataplaneError::Program {
+                name,
+                reason: "not in the object".into(),
+            })?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
+                name,
+                reason: error_chain(&e),
+            })?;
+        load_once(name, program.fd().is_ok(), || program.load())?;
+        Ok(program)
+    }
+
+    fn cgroup_sock_addr(
+        &mut self,
+        name: &'static str,
+    ) -> Result<&mut CgroupSockAddr, DataplaneError> {
+        let program: &mut CgroupSockAddr = self
             .ebpf
             .program_mut(name)
             .ok_or(DataplaneError::Program {

@@ -1,5 +1,6 @@
-//! The two bpf(2) commands aya 0.14 does not expose on a pinned link:
-//! opening it by path as a plain fd, and BPF_LINK_DETACH.
+//! The bpf(2) commands aya 0.14 does not expose on a pinned link: opening
+//! it by path as a plain fd, switching its program (for link types aya has
+//! no `attach_to_link` for), and BPF_LINK_DETACH.
 
 use std::{
     ffi::CString,
@@ -13,6 +14,7 @@ use std::{
 
 /// `enum bpf_cmd` values from linux/bpf.h.
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_DETACH: libc::c_long = 34;
 
 /// A `union bpf_attr`, as large as any member this module uses; members
@@ -59,4 +61,16 @@ pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
         u32::try_from(link.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     attr.0[..4].copy_from_slice(&fd.to_ne_bytes());
     bpf(BPF_LINK_DETACH, &attr).map(drop)
+}
+
+/// BPF_LINK_UPDATE (Linux 5.7): atomically makes `link` run `program`.
+pub fn link_update(link: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::Result<()> {
+    // struct { __u32 link_fd; __u32 new_prog_fd; __u32 flags; __u32 old_prog_fd; }
+    let mut attr = BpfAttr([0; 64]);
+    let fd = |fd: BorrowedFd<'_>| {
+        u32::try_from(fd.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))
+    };
+    attr.0[..4].copy_from_slice(&fd(link)?.to_ne_bytes());
+    attr.0[4..8].copy_from_slice(&fd(program)?.to_ne_bytes());
+    bpf(BPF_LINK_UPDATE, &attr).map(drop)
 }

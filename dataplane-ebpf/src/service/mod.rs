@@ -17,6 +17,7 @@ mod packet;
 mod redirect;
 mod reject;
 mod select;
+mod socket;
 
 use aya_ebpf::{
     bindings::xdp_action,

@@ -233,11 +233,7 @@ impl ServiceState {
 
     /// Active and terminating backends of `port`, sorted (a stable order
     /// keeps slot writes minimal and Maglev tables identical on all nodes).
-    fn backends_for(
-        &self,
-        port: &ServicePort,
-        local_only: bool,
-    ) -> (BackendList, BackendList) {
+    fn backends_for(&self, port: &ServicePort, local_only: bool) -> (BackendList, BackendList) {
         let mut active = Vec::new();
         let mut terminating = Vec::new();
         for endpoint in &self.endpoints {

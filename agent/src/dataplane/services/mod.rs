@@ -467,6 +467,37 @@ impl super::Dataplane {
     }
 }
 
+/// The connect-time translation programs.
+const SOCKET_PROGRAMS: [&str; 3] = [
+    dataplane_common::program_names::SOCK_CONNECT4,
+    dataplane_common::program_names::SOCK_SENDMSG4,
+    dataplane_common::program_names::SOCK_RECVMSG4,
+];
+
+impl super::Dataplane {
+    /// Attaches connect-time translation to the cgroup v2 directory
+    /// `cgroup`: its processes (host daemons, or the pods placed under it)
+    /// connect straight to a backend, with no per-packet NAT.
+    ///
+    /// # Errors
+    /// When the cgroup cannot be opened or the kernel refuses an attach.
+    pub fn attach_sockets(&mut self, cgroup: &Path) -> Result<(), DataplaneError> {
+        SOCKET_PROGRAMS
+            .iter()
+            .try_for_each(|program| self.attach_cgroup(program, cgroup))
+    }
+}
+
+/// Detaches connect-time translation from `cgroup`.
+///
+/// # Errors
+/// When a pinned link cannot be detached.
+pub fn detach_sockets(dir: &Path, cgroup: &Path) -> Result<(), DataplaneError> {
+    SOCKET_PROGRAMS
+        .iter()
+        .try_for_each(|program| super::detach_cgroup(dir, program, cgroup))
+}
+
 /// Detaches service translation from a pod's host-side veth (the pod is
 /// gone or going).
 ///

@@ -530,7 +530,11 @@ impl ServiceTable {
     }
 
     fn release_backend(&mut self, id: u32) {
-        if let Some(state) = self.backend_by_id.get(&id).and_then(|key| self.backends.get_mut(key)) {
+        if let Some(state) = self
+            .backend_by_id
+            .get(&id)
+            .and_then(|key| self.backends.get_mut(key))
+        {
             state.refs = state.refs.saturating_sub(1);
         }
     }
