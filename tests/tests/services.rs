@@ -690,3 +690,45 @@ fn processes_in_the_cgroup_connect_straight_to_backends() {
         "outside the cgroup there is no translation"
     );
 }
+
+#[test]
+fn conntrack_collection_removes_flows_of_removed_backends_and_closed_flows() {
+    rudder_tests::require_root();
+    let mut c = Cluster::new("ctgc", 1);
+    let client = c.add_pod(0, "client");
+    let web: Vec<Pod> = ["web1", "web2"].iter().map(|n| c.add_pod(0, n)).collect();
+    let _servers = serve_http(&web.iter().collect::<Vec<_>>());
+    c.apply(&c.service("web", VIP, &[http_port(None)], &[(&web[0], EndpointState::Ready)]));
+    get(&client, "10.96.0.10:80", 5);
+    let entries = |c: &Cluster| -> usize {
+        let metrics = c.nodes[0].services.metrics();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("rudder_dataplane_map_entries{map=\"CONNTRACK\"} "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(usize::MAX)
+    };
+    assert_eq!(entries(&c), 10, "five flows, two entries each");
+
+    // Generous timeouts: nothing is idle long enough, only orphans go.
+    let generous = rudder_agent::dataplane::services::ConntrackTimeouts::default();
+    let stats = c.nodes[0].services.collect_conntrack(&generous).expect("gc");
+    assert_eq!((stats.scanned, stats.expired, stats.orphaned), (10, 0, 0), "{stats:?}");
+
+    // web1 leaves the service: its backend is deleted, its flows can never
+    // recover, and collection removes them.
+    c.apply(&c.service("web", VIP, &[http_port(None)], &[(&web[1], EndpointState::Ready)]));
+    let stats = c.nodes[0].services.collect_conntrack(&generous).expect("gc");
+    assert_eq!(stats.orphaned, 10, "{stats:?}");
+    assert_eq!(entries(&c), 0);
+
+    // Closed flows go after the (here zero) closing timeout.
+    get(&client, "10.96.0.10:80", 3);
+    std::thread::sleep(Duration::from_millis(100));
+    let strict = rudder_agent::dataplane::services::ConntrackTimeouts {
+        tcp_closing: Duration::ZERO,
+        ..generous
+    };
+    let stats = c.nodes[0].services.collect_conntrack(&strict).expect("gc");
+    assert_eq!(stats.expired, 6, "three closed flows, both directions: {stats:?}");
+}
