@@ -2,8 +2,9 @@
 //! pods bound to it (sandbox netns, `rudder-cni`, processes), and programs
 //! the eBPF dataplane that load-balances Services without iptables.
 //!
-//! Today the crate holds the dataplane: loading the embedded kernel
-//! programs, attaching them to interfaces with pinned links, and reading
-//! their maps back.
+//! Today the crate holds the dataplane (loading the embedded kernel
+//! programs, attaching them with pinned links, service sync, reading maps
+//! back) and `serve`, which runs it as a daemon fed from a services file.
 
 pub mod dataplane;
+pub mod serve;

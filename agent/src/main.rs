@@ -1,6 +1,7 @@
 //! rudder-agent: the node daemon.
 //!
 //! ```text
+//! rudder-agent [--netns NS] serve --node N --services FILE [--uplink eth0] [--xdp] ...
 //! rudder-agent [--netns NS] dataplane attach --node N --iface eth0 [--iface ...]
 //! rudder-agent [--netns NS] dataplane detach --node N --iface eth0
 //! ```
@@ -25,9 +26,62 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the node's dataplane: attach the programs, keep the service maps
+    /// equal to the services file, collect conntrack, serve metrics.
+    Serve(ServeArgs),
     /// Operate the node's eBPF dataplane.
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    node: NodeDir,
+    /// Services with their endpoints (JSON; see the serve::services_file docs).
+    #[arg(long)]
+    services: PathBuf,
+    /// The uplink interface; NodePorts are served on its address.
+    #[arg(long, default_value = "eth0")]
+    uplink: String,
+    /// Attach the XDP NodePort fast path (needs complete checksums on the
+    /// uplink, as physical NICs deliver).
+    #[arg(long)]
+    xdp: bool,
+    /// The pod bridge; its ports get service translation.
+    #[arg(long, default_value = "cni0")]
+    bridge: String,
+    /// cgroup v2 directory whose processes get connect-time translation.
+    #[arg(long)]
+    cgroup: Option<PathBuf>,
+    /// The service CIDR; untranslated packets to it are blackholed.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cidr: String,
+    /// Where to serve Prometheus metrics (/metrics).
+    #[arg(long)]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Source ports for NodePort SNAT, FIRST-LAST (keep them out of the
+    /// ephemeral range).
+    #[arg(long, default_value = "40000-49999", value_parser = parse_port_range)]
+    snat_ports: std::ops::RangeInclusive<u16>,
+    /// Source address of hairpin flows (must route from pods to their gateway).
+    #[arg(long, default_value = "169.254.42.1")]
+    hairpin_addr: std::net::Ipv4Addr,
+    /// Seconds between conntrack collections.
+    #[arg(long, default_value_t = 10)]
+    gc_interval_s: u64,
+}
+
+fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (first, last) = text
+        .split_once('-')
+        .ok_or("expected FIRST-LAST, e.g. 40000-49999")?;
+    let first: u16 = first.parse().map_err(|e| format!("first port: {e}"))?;
+    let last: u16 = last.parse().map_err(|e| format!("last port: {e}"))?;
+    if first == 0 || last < first {
+        return Err(format!("{first}-{last} is not a range of ports"));
+    }
+    Ok(first..=last)
 }
 
 #[derive(clap::Args)]
@@ -81,6 +135,23 @@ fn main() -> Result<()> {
         enter_netns(netns)?;
     }
     match cli.command {
+        Command::Serve(args) => {
+            let dir = args.node.dir();
+            rudder_agent::serve::serve(&rudder_agent::serve::ServeConfig {
+                node: args.node.node,
+                dir,
+                uplink: args.uplink,
+                xdp: args.xdp,
+                bridge: args.bridge,
+                cgroup: args.cgroup,
+                service_cidr: args.service_cidr,
+                services_file: args.services,
+                metrics_listen: args.metrics_listen,
+                snat_ports: args.snat_ports,
+                hairpin_addr: args.hairpin_addr,
+                gc_interval: std::time::Duration::from_secs(args.gc_interval_s),
+            })?;
+        }
         Command::Dataplane(DataplaneCommand::Attach { node, ifaces }) => {
             let mut dataplane = Dataplane::load(&node.dir())?;
             for iface in &ifaces {

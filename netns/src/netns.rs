@@ -70,7 +70,7 @@ impl Netns {
         let (program, rest) = args.split_first().unwrap_or((&"true", &[]));
         let mut cmd = self.command(program);
         cmd.args(rest).stdin(Stdio::null());
-        HostProcess::spawn(cmd, args.join(" "))
+        HostProcess::start(cmd, args.join(" "))
     }
 
     /// Runs `f` on a fresh thread that has entered this namespace, so socket

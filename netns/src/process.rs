@@ -16,7 +16,14 @@ pub struct HostProcess {
 }
 
 impl HostProcess {
-    pub(crate) fn spawn(mut cmd: Command, command: String) -> Result<Self> {
+    /// Starts `cmd` (with piped output) and takes charge of it; use
+    /// [`crate::Netns::spawn`] for programs that run inside a host, this for
+    /// ones that enter a namespace themselves. `command` describes it in
+    /// errors.
+    ///
+    /// # Errors
+    /// When the program cannot be started.
+    pub fn start(mut cmd: Command, command: String) -> Result<Self> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().map_err(|source| NetnsError::Spawn {
             command: command.clone(),

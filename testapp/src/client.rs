@@ -88,7 +88,11 @@ pub fn http_keep_alive(
     stream.set_read_timeout(Some(args.timeout()))?;
     let mut reader = std::io::BufReader::new(stream.try_clone()?);
     for i in 0..args.count {
-        write!(&stream, "GET / HTTP/1.1\r\nHost: {}\r\n\r\n", args.to)?;
+        write!(
+            &stream,
+            "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            args.path, args.to
+        )?;
         let body = read_response(&mut reader)
             .with_context(|| format!("request {} on the kept-alive connection", i + 1))?;
         println!("{}", body.trim_end());
@@ -139,14 +143,14 @@ pub fn udp_unconnected(args: &ClientArgs, message: &str) -> Result<String> {
     ))
 }
 
-/// One HTTP/1.1 GET / on a fresh connection; returns the body.
+/// One HTTP/1.1 GET on a fresh connection; returns the body.
 pub fn http_get(args: &ClientArgs, source_port: Option<u16>) -> Result<String> {
     let mut stream = connect(args, source_port)?;
     stream.set_read_timeout(Some(args.timeout()))?;
     write!(
         stream,
-        "GET / HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-        args.to
+        "GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        args.path, args.to
     )?;
     let mut response = String::new();
     stream

@@ -8,6 +8,8 @@
 //! rudder-testapp tcp       --to 10.96.0.10:7000 [--message hi] [--count N]
 //! rudder-testapp udp       --to 10.96.0.10:7001 [--message hi] [--count N]
 //! rudder-testapp http-get  --to 10.96.0.10:80 [--count N]
+//! rudder-testapp conn-bench --to 10.96.0.10:80 [--to ...] --connections N
+//!                           --concurrency C --duration-ms D
 //! ```
 //! Servers run until killed and print `listening on ADDR` once bound. The
 //! HTTP responder answers `pod=<name> client=<ip:port>` so a test sees both
@@ -16,6 +18,7 @@
 //! first attempt for up to `--retry-ms` (a server may still be starting).
 
 mod client;
+mod load;
 mod server;
 
 use std::{net::SocketAddr, time::Duration};
@@ -38,6 +41,9 @@ struct ClientArgs {
     /// Number of requests (each on a new connection for TCP and HTTP).
     #[arg(long, default_value_t = 1)]
     count: u32,
+    /// HTTP path to request.
+    #[arg(long, default_value = "/")]
+    path: String,
     /// Per-request timeout.
     #[arg(long, default_value_t = 2000)]
     timeout_ms: u64,
@@ -113,6 +119,25 @@ enum Command {
         #[arg(long)]
         source_port_base: Option<u16>,
     },
+    /// New-connection load against HTTP responders: prints a JSON summary
+    /// (connections/s, latency percentiles of connect + request + response).
+    ConnBench {
+        /// Server address; repeat to spread connections over several.
+        #[arg(long, required = true)]
+        to: Vec<SocketAddr>,
+        /// Most connections to make.
+        #[arg(long, default_value_t = 100_000)]
+        connections: u64,
+        /// Connections in flight at once.
+        #[arg(long, default_value_t = 4)]
+        concurrency: u32,
+        /// Longest the run may take.
+        #[arg(long, default_value_t = 2000)]
+        duration_ms: u64,
+        /// Limit on each connect and each read.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -131,6 +156,19 @@ fn main() -> Result<()> {
             } else {
                 client::udp(&args, &message)
             }
+        }),
+        Command::ConnBench {
+            to,
+            connections,
+            concurrency,
+            duration_ms,
+            timeout_ms,
+        } => load::run(&load::ConnBench {
+            targets: to,
+            connections,
+            concurrency,
+            duration: Duration::from_millis(duration_ms),
+            timeout: Duration::from_millis(timeout_ms),
         }),
         Command::HttpGet {
             args,

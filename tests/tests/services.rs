@@ -698,7 +698,12 @@ fn conntrack_collection_removes_flows_of_removed_backends_and_closed_flows() {
     let client = c.add_pod(0, "client");
     let web: Vec<Pod> = ["web1", "web2"].iter().map(|n| c.add_pod(0, n)).collect();
     let _servers = serve_http(&web.iter().collect::<Vec<_>>());
-    c.apply(&c.service("web", VIP, &[http_port(None)], &[(&web[0], EndpointState::Ready)]));
+    c.apply(&c.service(
+        "web",
+        VIP,
+        &[http_port(None)],
+        &[(&web[0], EndpointState::Ready)],
+    ));
     get(&client, "10.96.0.10:80", 5);
     let entries = |c: &Cluster| -> usize {
         let metrics = c.nodes[0].services.metrics();
@@ -712,13 +717,28 @@ fn conntrack_collection_removes_flows_of_removed_backends_and_closed_flows() {
 
     // Generous timeouts: nothing is idle long enough, only orphans go.
     let generous = rudder_agent::dataplane::services::ConntrackTimeouts::default();
-    let stats = c.nodes[0].services.collect_conntrack(&generous).expect("gc");
-    assert_eq!((stats.scanned, stats.expired, stats.orphaned), (10, 0, 0), "{stats:?}");
+    let stats = c.nodes[0]
+        .services
+        .collect_conntrack(&generous)
+        .expect("gc");
+    assert_eq!(
+        (stats.scanned, stats.expired, stats.orphaned),
+        (10, 0, 0),
+        "{stats:?}"
+    );
 
     // web1 leaves the service: its backend is deleted, its flows can never
     // recover, and collection removes them.
-    c.apply(&c.service("web", VIP, &[http_port(None)], &[(&web[1], EndpointState::Ready)]));
-    let stats = c.nodes[0].services.collect_conntrack(&generous).expect("gc");
+    c.apply(&c.service(
+        "web",
+        VIP,
+        &[http_port(None)],
+        &[(&web[1], EndpointState::Ready)],
+    ));
+    let stats = c.nodes[0]
+        .services
+        .collect_conntrack(&generous)
+        .expect("gc");
     assert_eq!(stats.orphaned, 10, "{stats:?}");
     assert_eq!(entries(&c), 0);
 
@@ -730,5 +750,8 @@ fn conntrack_collection_removes_flows_of_removed_backends_and_closed_flows() {
         ..generous
     };
     let stats = c.nodes[0].services.collect_conntrack(&strict).expect("gc");
-    assert_eq!(stats.expired, 6, "three closed flows, both directions: {stats:?}");
+    assert_eq!(
+        stats.expired, 6,
+        "three closed flows, both directions: {stats:?}"
+    );
 }

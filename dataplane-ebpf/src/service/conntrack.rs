@@ -12,7 +12,7 @@ use dataplane_common::service::{
 use super::{
     Hook, Outcome,
     flow::{Flow, tcp_flags},
-    maps::{BACKENDS, CONNTRACK, REVERSE_NAT, count_packet},
+    maps::{BACKENDS, CONNTRACK, NODE_CONFIG, REVERSE_NAT, count_packet},
     nat,
     packet::Packet,
 };
@@ -84,7 +84,10 @@ pub fn reverse<P: Packet>(ctx: &P, flow: &Flow, hook: Hook, now: u64) -> Option<
         return Some(Outcome::Drop);
     }
     count_packet(entry.frontend_id, ctx.len());
-    if snat && hook == Hook::FromNetwork {
+    // A source-NATed NodePort reply now comes from this node's address and
+    // must leave directly (a hairpin reply comes from a ClusterIP: fine).
+    let node_addr = NODE_CONFIG.get(0).map_or(0, |config| config.node_addr);
+    if snat && frontend.addr == node_addr {
         return Some(Outcome::RouteOut {
             saddr: frontend.addr,
             daddr: entry.nat_addr,

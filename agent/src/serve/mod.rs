@@ -1,0 +1,238 @@
+//! `rudder-agent serve`: the node's dataplane as a daemon. It loads and
+//! attaches the programs (uplink, every pod port of the node bridge as pods
+//! come and go, optionally a cgroup for connect-time translation), keeps the
+//! service maps equal to the desired state, collects conntrack, and serves
+//! Prometheus metrics. Desired state comes from a services file
+//! ([`services_file`]) until the agent follows the control plane.
+//!
+//! Exiting leaves every program attached and every map pinned: forwarding
+//! goes on while no agent runs, and the next one takes over without a gap.
+
+pub mod services_file;
+
+use std::{
+    collections::BTreeSet,
+    io::{BufRead, BufReader, Write},
+    net::{Ipv4Addr, SocketAddr, TcpListener},
+    ops::RangeInclusive,
+    path::PathBuf,
+    process::Command,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::dataplane::{
+    Dataplane,
+    services::{
+        ConntrackTimeouts, NodeServiceConfig, ServiceDataplane, detach_pod_interface,
+        install_service_blackhole,
+    },
+};
+
+/// How `serve` runs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// This node's name (endpoints on it are local).
+    pub node: String,
+    /// The node's bpffs directory.
+    pub dir: PathBuf,
+    /// The uplink interface (NodePorts are served on its address).
+    pub uplink: String,
+    /// Attach the XDP NodePort fast path to the uplink.
+    pub xdp: bool,
+    /// The pod bridge whose ports get service translation.
+    pub bridge: String,
+    /// cgroup v2 directory for connect-time translation, if any.
+    pub cgroup: Option<PathBuf>,
+    /// The service CIDR (blackholed).
+    pub service_cidr: String,
+    /// The services file.
+    pub services_file: PathBuf,
+    /// Where to serve /metrics.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Source ports for NodePort SNAT.
+    pub snat_ports: RangeInclusive<u16>,
+    /// Source address of hairpin flows.
+    pub hairpin_addr: Ipv4Addr,
+    /// How often conntrack is collected.
+    pub gc_interval: Duration,
+}
+
+/// Set by SIGTERM/SIGINT.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// Runs until SIGTERM or SIGINT.
+///
+/// # Errors
+/// When the dataplane cannot be set up; problems while running (a bad
+/// services file, a pod port that vanished) are logged and retried.
+pub fn serve(config: &ServeConfig) -> Result<()> {
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let action = nix::sys::signal::SigAction::new(
+            nix::sys::signal::SigHandler::Handler(request_stop),
+            nix::sys::signal::SaFlags::empty(),
+            nix::sys::signal::SigSet::empty(),
+        );
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { nix::sys::signal::sigaction(signal, &action) }
+            .context("installing signal handlers")?;
+    }
+    let mut dataplane = Dataplane::load(&config.dir)?;
+    dataplane.attach_uplink(&config.uplink)?;
+    if config.xdp {
+        dataplane.attach_uplink_fast_path(&config.uplink)?;
+    }
+    if let Some(cgroup) = &config.cgroup {
+        dataplane.attach_sockets(cgroup)?;
+    }
+    install_service_blackhole(&config.service_cidr)?;
+    let node_addr = interface_ipv4(&config.uplink)?;
+    let uplink_ifindex = nix::net::if_::if_nametoindex(config.uplink.as_str())
+        .with_context(|| format!("uplink {}", config.uplink))?;
+    let services = Arc::new(Mutex::new(ServiceDataplane::open(
+        &config.dir,
+        &NodeServiceConfig {
+            node_addr,
+            hairpin_addr: config.hairpin_addr,
+            snat_ports: config.snat_ports.clone(),
+            uplink_ifindex,
+        },
+    )?));
+    if let Some(listen) = config.metrics_listen {
+        serve_metrics(listen, Arc::clone(&services))?;
+    }
+    tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
+
+    let mut pods = BTreeSet::new();
+    let mut file_stamp = None;
+    let mut last_gc = Instant::now();
+    while !STOP.load(Ordering::SeqCst) {
+        sync_pod_ports(&mut dataplane, config, &mut pods);
+        let stamp = std::fs::metadata(&config.services_file)
+            .and_then(|m| m.modified())
+            .ok();
+        if stamp != file_stamp {
+            file_stamp = stamp;
+            let received = Instant::now();
+            match services_file::read(&config.services_file, &config.node) {
+                Ok(desired) => match lock(&services).resync(&desired, received) {
+                    Ok(writes) => {
+                        tracing::info!(services = desired.len(), writes, "services synced")
+                    }
+                    Err(err) => tracing::error!(%err, "syncing services"),
+                },
+                Err(err) => {
+                    tracing::error!(%err, "services file ignored; the maps keep their last state")
+                }
+            }
+        }
+        if last_gc.elapsed() >= config.gc_interval {
+            last_gc = Instant::now();
+            match lock(&services).collect_conntrack(&ConntrackTimeouts::default()) {
+                Ok(stats) => tracing::debug!(?stats, "conntrack collected"),
+                Err(err) => tracing::warn!(%err, "conntrack collection"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    tracing::info!("stopping; programs stay attached and maps pinned");
+    Ok(())
+}
+
+fn lock(services: &Mutex<ServiceDataplane>) -> std::sync::MutexGuard<'_, ServiceDataplane> {
+    services
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Attaches translation to new ports of the pod bridge and forgets the
+/// links of ports that are gone.
+fn sync_pod_ports(dataplane: &mut Dataplane, config: &ServeConfig, known: &mut BTreeSet<String>) {
+    let current = match bridge_ports(&config.bridge) {
+        Ok(ports) => ports,
+        Err(err) => {
+            tracing::debug!(%err, bridge = %config.bridge, "no pod bridge yet");
+            return;
+        }
+    };
+    for port in current.difference(known) {
+        match dataplane.attach_pod_interface(port) {
+            Ok(()) => tracing::info!(port, "pod port attached"),
+            Err(err) => tracing::warn!(%err, port, "attaching a pod port"),
+        }
+    }
+    for port in known.difference(&current) {
+        if let Err(err) = detach_pod_interface(&config.dir, port) {
+            tracing::warn!(%err, port, "forgetting a pod port");
+        }
+    }
+    *known = current;
+}
+
+/// Names of the interfaces enslaved to `bridge`.
+fn bridge_ports(bridge: &str) -> Result<BTreeSet<String>> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
+        .output()?;
+    if !out.status.success() {
+        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(':').nth(1))
+        .map(|name| name.trim().split('@').next().unwrap_or_default().to_owned())
+        .filter(|name| !name.is_empty())
+        .collect())
+}
+
+/// The first IPv4 address of `iface`.
+fn interface_ipv4(iface: &str) -> Result<Ipv4Addr> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "dev", iface])
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+        .with_context(|| format!("{iface} has no IPv4 address"))
+}
+
+/// Serves `GET /metrics` on `listen` from a thread.
+fn serve_metrics(listen: SocketAddr, services: Arc<Mutex<ServiceDataplane>>) -> Result<()> {
+    let listener = TcpListener::bind(listen).with_context(|| format!("metrics on {listen}"))?;
+    tracing::info!(%listen, "metrics at /metrics");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = String::new();
+            if BufReader::new(&stream).read_line(&mut request).is_err() {
+                continue;
+            }
+            let (status, body) = if request.starts_with("GET /metrics") {
+                ("200 OK", lock(&services).metrics())
+            } else {
+                ("404 Not Found", "only /metrics lives here\n".to_owned())
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(())
+}

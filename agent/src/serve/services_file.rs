@@ -1,0 +1,240 @@
+//! A file of Services with their endpoints, the agent's source of desired
+//! state until it follows the control plane's node-sync stream: the same
+//! facts, written by hand or by a test.
+//!
+//! ```json
+//! {"services": [{
+//!   "namespace": "default", "name": "web", "clusterIP": "10.96.0.10",
+//!   "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30080}],
+//!   "externalTrafficPolicy": "Cluster", "sessionAffinityTimeoutSeconds": null,
+//!   "loadBalancing": "random",
+//!   "endpoints": [{"ip": "10.244.1.2", "node": "node1", "ready": true, "terminating": false}]
+//! }]}
+//! ```
+
+use std::{net::Ipv4Addr, path::Path};
+
+use serde::Deserialize;
+
+use crate::dataplane::services::{
+    Endpoint, EndpointPort, LoadBalancing, Protocol, ServiceName, ServicePort, ServiceState,
+};
+
+/// Errors reading a services file.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesFileError {
+    /// The file cannot be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid.
+    #[error("{path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, and where.
+        reason: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    services: Vec<FileService>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileService {
+    #[serde(default = "default_namespace")]
+    namespace: String,
+    name: String,
+    #[serde(rename = "clusterIP")]
+    cluster_ip: Option<Ipv4Addr>,
+    ports: Vec<FilePort>,
+    #[serde(default)]
+    external_traffic_policy: Option<String>,
+    #[serde(default)]
+    session_affinity_timeout_seconds: Option<u32>,
+    #[serde(default)]
+    load_balancing: Option<String>,
+    #[serde(default)]
+    endpoints: Vec<FileEndpoint>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FilePort {
+    #[serde(default)]
+    name: String,
+    #[serde(default = "default_protocol")]
+    protocol: String,
+    port: u16,
+    target_port: Option<u16>,
+    node_port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct FileEndpoint {
+    ip: Ipv4Addr,
+    node: String,
+    #[serde(default = "yes")]
+    ready: bool,
+    #[serde(default)]
+    terminating: bool,
+}
+
+fn default_namespace() -> String {
+    "default".into()
+}
+
+fn default_protocol() -> String {
+    "TCP".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Reads `path` as the Services the node `node` should serve.
+///
+/// # Errors
+/// When the file cannot be read or is invalid; the message names the
+/// service and field.
+pub fn read(path: &Path, node: &str) -> Result<Vec<ServiceState>, ServicesFileError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ServicesFileError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse(&text, node).map_err(|reason| ServicesFileError::Invalid {
+        path: shown,
+        reason,
+    })
+}
+
+/// Parses the file's text; errors name the service and field.
+pub fn parse(text: &str, node: &str) -> Result<Vec<ServiceState>, String> {
+    let file: File = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    file.services
+        .into_iter()
+        .map(|s| convert(s, node))
+        .collect()
+}
+
+fn convert(service: FileService, node: &str) -> Result<ServiceState, String> {
+    let FileService {
+        namespace,
+        name,
+        cluster_ip,
+        ports,
+        external_traffic_policy,
+        session_affinity_timeout_seconds,
+        load_balancing,
+        endpoints,
+    } = service;
+    let id = format!("service \"{namespace}/{name}\"");
+    let external_traffic_local = match external_traffic_policy.as_deref() {
+        None | Some("Cluster") => false,
+        Some("Local") => true,
+        Some(other) => {
+            return Err(format!(
+                "{id}: externalTrafficPolicy {other:?} is not Cluster or Local"
+            ));
+        }
+    };
+    let load_balancing = match load_balancing.as_deref() {
+        None | Some("random") => LoadBalancing::Random,
+        Some("maglev") => LoadBalancing::Maglev,
+        Some(other) => {
+            return Err(format!(
+                "{id}: loadBalancing {other:?} is not random or maglev"
+            ));
+        }
+    };
+    let mut service_ports = Vec::new();
+    let mut endpoint_ports = Vec::new();
+    for (i, port) in ports.into_iter().enumerate() {
+        let protocol = match port.protocol.as_str() {
+            "TCP" => Protocol::Tcp,
+            "UDP" => Protocol::Udp,
+            other => {
+                return Err(format!(
+                    "{id}: ports[{i}].protocol {other:?} is not TCP or UDP"
+                ));
+            }
+        };
+        if port.port == 0 {
+            return Err(format!("{id}: ports[{i}].port must be 1-65535"));
+        }
+        service_ports.push(ServicePort {
+            name: port.name.clone(),
+            protocol,
+            port: port.port,
+            node_port: port.node_port,
+        });
+        endpoint_ports.push(EndpointPort {
+            name: port.name,
+            protocol,
+            port: port.target_port.unwrap_or(port.port),
+        });
+    }
+    Ok(ServiceState {
+        name: ServiceName { namespace, name },
+        cluster_ip,
+        ports: service_ports,
+        affinity_timeout_s: session_affinity_timeout_seconds,
+        external_traffic_local,
+        load_balancing,
+        endpoints: endpoints
+            .into_iter()
+            .map(|e| Endpoint {
+                addr: e.ip,
+                ports: endpoint_ports.clone(),
+                ready: e.ready,
+                terminating: e.terminating,
+                local: e.node == node,
+            })
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn a_service_file_becomes_service_states_with_local_endpoints_marked() {
+        let text = r#"{"services": [{"name": "web", "clusterIP": "10.96.0.10",
+            "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}],
+            "endpoints": [{"ip": "10.244.1.2", "node": "node1"}, {"ip": "10.244.2.2", "node": "node2"}]}]}"#;
+        let services = parse(text, "node1").expect("valid");
+        assert_eq!(services.len(), 1);
+        let s = &services[0];
+        assert_eq!(s.name.to_string(), "default/web");
+        assert_eq!(s.endpoints[0].ports[0].port, 8080);
+        assert!(s.endpoints[0].local && !s.endpoints[1].local);
+        assert_eq!(s.ports[0].node_port, Some(30080));
+    }
+
+    #[test]
+    fn a_bad_field_is_named_with_its_service() {
+        let text = r#"{"services": [{"name": "web", "clusterIP": "10.96.0.10", "ports": [{"port": 80, "protocol": "SCTP"}]}]}"#;
+        let err = parse(text, "node1").expect_err("invalid");
+        assert_eq!(
+            err,
+            r#"service "default/web": ports[0].protocol "SCTP" is not TCP or UDP"#
+        );
+        let err = parse(
+            r#"{"services": [{"name": "web", "bogus": 1, "ports": []}]}"#,
+            "n",
+        )
+        .expect_err("invalid");
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+    }
+}
