@@ -59,6 +59,7 @@ async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         http_listen: None,
         compaction_interval: None,
+        replication: None,
     })
     .await
     .expect("server starts");

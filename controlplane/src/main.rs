@@ -1,11 +1,13 @@
 //! `rudder-controlplane`: the store, the API server and the node-sync
 //! stream in one process.
 
+use std::collections::BTreeMap;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use rudder_controlplane::server::{self, ServerConfig};
+use rudder_kvstore::raft::Replication;
 
 #[derive(Parser)]
 #[command(name = "rudder-controlplane", version, about = "rudder control plane")]
@@ -26,13 +28,54 @@ struct Args {
     /// Seconds between compactions of the store's history (0: never).
     #[arg(long, default_value_t = 300)]
     compaction_interval_seconds: u64,
+    /// This replica's id in a replicated control plane (with --peer).
+    #[arg(long, env = "RUDDER_NODE_ID")]
+    node_id: Option<u64>,
+    /// A replica as ID=HOST:PORT (its --listen address), this one included;
+    /// repeat for each. Without peers the store is a single node.
+    #[arg(long = "peer", value_name = "ID=HOST:PORT")]
+    peers: Vec<String>,
+    /// Log entries between Raft snapshots.
+    #[arg(long, default_value_t = 10_000)]
+    snapshot_after_logs: u64,
+}
+
+fn replication(args: &Args) -> Result<Option<Replication>> {
+    if args.peers.is_empty() {
+        if args.node_id.is_some() {
+            anyhow::bail!("--node-id needs --peer ID=HOST:PORT for every replica");
+        }
+        return Ok(None);
+    }
+    let Some(node_id) = args.node_id else {
+        anyhow::bail!("--peer needs --node-id: which of the replicas is this one?");
+    };
+    let mut peers = BTreeMap::new();
+    for peer in &args.peers {
+        let (id, addr) = peer
+            .split_once('=')
+            .with_context(|| format!("--peer {peer:?}: expected ID=HOST:PORT"))?;
+        let id: u64 = id
+            .parse()
+            .with_context(|| format!("--peer {peer:?}: {id:?} is not a replica id"))?;
+        peers.insert(id, addr.to_owned());
+    }
+    if !peers.contains_key(&node_id) {
+        anyhow::bail!("--node-id {node_id} is not among the --peer ids");
+    }
+    Ok(Some(Replication {
+        node_id,
+        peers,
+        snapshot_after_logs: args.snapshot_after_logs,
+    }))
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,openraft=warn".into()),
         )
         .init();
     let args = Args::parse();
@@ -42,7 +85,9 @@ async fn main() -> Result<()> {
             anyhow::anyhow!("--http-listen {addr:?} is not an address like 127.0.0.1:7401: {err}")
         })?),
     };
+    let replication = replication(&args)?;
     let running = server::start(ServerConfig {
+        replication,
         data_dir: args.data_dir,
         listen: args.listen,
         http_listen,

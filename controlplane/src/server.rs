@@ -5,7 +5,12 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use rudder_api::proto::{node_sync_server::NodeSyncServer, resources_server::ResourcesServer};
-use rudder_kvstore::{Store, StoreConfig, grpc::EtcdApi};
+use rudder_kvstore::proto::raft::raft_transport_server::RaftTransportServer;
+use rudder_kvstore::{
+    Store, StoreConfig,
+    grpc::EtcdApi,
+    raft::{RaftService, Replication},
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -22,6 +27,8 @@ pub struct ServerConfig {
     pub http_listen: Option<SocketAddr>,
     /// Compaction interval of the store's history.
     pub compaction_interval: Option<Duration>,
+    /// Run as one replica of a Raft group; `None` for a single node.
+    pub replication: Option<Replication>,
 }
 
 /// A running control plane.
@@ -59,21 +66,29 @@ impl RunningServer {
 pub async fn start(config: ServerConfig) -> Result<RunningServer> {
     let mut store_config = StoreConfig::new(&config.data_dir);
     store_config.compaction_interval = config.compaction_interval;
-    let store = Store::open(store_config)
-        .await
-        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    serve(store, config).await
+    let (store, raft) = match config.replication.clone() {
+        None => (Store::open(store_config).await, None),
+        Some(replication) => match Store::open_replicated(store_config, replication).await {
+            Ok((store, raft)) => (Ok(store), Some(raft)),
+            Err(err) => (Err(err), None),
+        },
+    };
+    let store =
+        store.with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    serve(store, raft, config).await
 }
 
-/// Starts serving an already opened store.
+/// Starts serving an already opened store (and, replicated, the service
+/// the other replicas talk to).
 ///
 /// # Errors
 /// When an address cannot be bound.
-pub async fn serve(store: Store, config: ServerConfig) -> Result<RunningServer> {
+pub async fn serve(
+    store: Store,
+    raft: Option<RaftTransportServer<RaftService>>,
+    config: ServerConfig,
+) -> Result<RunningServer> {
     let api = ApiServer::new(store.clone());
-    api.ensure_builtin_namespaces()
-        .await
-        .context("creating the default namespaces")?;
     let (shutdown, stop) = tokio::sync::watch::channel(false);
     let grpc_listener = TcpListener::bind(config.listen)
         .await
@@ -85,7 +100,8 @@ pub async fn serve(store: Store, config: ServerConfig) -> Result<RunningServer> 
         .add_service(NodeSyncServer::new(api.clone()))
         .add_service(kv)
         .add_service(watch)
-        .add_service(lease);
+        .add_service(lease)
+        .add_optional_service(raft);
     let mut grpc_stop = stop.clone();
     let mut tasks = vec![tokio::spawn(async move {
         let incoming = TcpListenerStream::new(grpc_listener);
@@ -116,6 +132,27 @@ pub async fn serve(store: Store, config: ServerConfig) -> Result<RunningServer> 
                 tracing::error!(error = %err, "HTTP server failed");
             }
         }));
+    }
+    // Replicated, the namespaces can only be written once a leader exists,
+    // which needs this replica's transport up: create them in the background.
+    let namespaces_api = api.clone();
+    let mut namespaces_stop = stop.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            match namespaces_api.ensure_builtin_namespaces().await {
+                Ok(()) => return,
+                Err(err) => tracing::debug!(error = %err, "default namespaces not created yet"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                _ = namespaces_stop.wait_for(|stop| *stop) => return,
+            }
+        }
+    }));
+    if config.replication.is_none() {
+        api.ensure_builtin_namespaces()
+            .await
+            .context("creating the default namespaces")?;
     }
     tracing::info!(%grpc_addr, http_addr = ?http_addr, data_dir = %config.data_dir.display(), "control plane serving");
     Ok(RunningServer {

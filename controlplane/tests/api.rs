@@ -18,6 +18,7 @@ async fn start(dir: &tempfile::TempDir) -> (RunningServer, Client) {
         listen: "127.0.0.1:0".parse().expect("addr"),
         http_listen: Some("127.0.0.1:0".parse().expect("addr")),
         compaction_interval: None,
+        replication: None,
     })
     .await
     .expect("server starts");

@@ -1,7 +1,8 @@
 //! The store's errors.
 
-/// Everything that can go wrong in the store.
-#[derive(Debug, thiserror::Error)]
+/// Everything that can go wrong in the store. Serializable: a replica
+/// forwarding a write to the leader gets the leader's error back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum StoreError {
     /// The revision asked for has been compacted away.
     #[error(

@@ -37,6 +37,11 @@ impl LeaseClock {
         );
     }
 
+    /// Forgets every lease.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// Forgets `id` (revoked or expired).
     pub fn remove(&self, id: i64) {
         self.lock().remove(&id);

@@ -33,6 +33,10 @@ const LEASE_KEYS: TableDefinition<'_, &[u8], ()> = TableDefinition::new("lease_k
 /// Counters, see the `META_*` names.
 const META: TableDefinition<'_, &str, i64> = TableDefinition::new("meta");
 
+/// Raft's bookkeeping of the state machine (last applied log id,
+/// membership), written in the same transactions as the state it describes.
+pub(crate) const RAFT_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_meta");
+
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
 const META_LAST_LEASE: &str = "last_lease";
@@ -74,6 +78,7 @@ impl Mvcc {
             txn.open_table(LEASES)?;
             txn.open_table(LEASE_KEYS)?;
             txn.open_table(META)?;
+            txn.open_table(RAFT_META)?;
         }
         txn.commit()?;
         Ok(Self { db })
@@ -203,10 +208,26 @@ impl Mvcc {
         Ok(applied)
     }
 
-    /// Every live key and lease, for a Raft snapshot.
-    #[expect(dead_code, reason = "the Raft snapshot path lands next")]
-    pub fn export(&self) -> Result<Snapshot, StoreError> {
+    /// A value of Raft's bookkeeping table.
+    pub fn raft_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read()?;
+        let table = txn.open_table(RAFT_META)?;
+        Ok(table.get(name)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Every live key and lease, with Raft's bookkeeping, all from one read
+    /// transaction (a Raft snapshot).
+    pub fn export(&self) -> Result<Exported, StoreError> {
+        let txn = self.db.begin_read()?;
+        let raft_meta = {
+            let table = txn.open_table(RAFT_META)?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (name, value) = entry?;
+                out.push((name.value().to_owned(), value.value().to_vec()));
+            }
+            out
+        };
         let kv = txn.open_table(KV)?;
         let leases = txn.open_table(LEASES)?;
         let meta = txn.open_table(META)?;
@@ -226,10 +247,9 @@ impl Mvcc {
             let (id, ttl) = entry?;
             snapshot.leases.push((id.value(), ttl.value()));
         }
-        Ok(snapshot)
+        Ok((snapshot, raft_meta))
     }
 
-    #[expect(dead_code, reason = "the Raft snapshot path lands next")]
     /// Replaces the whole state with `snapshot` (a replica catching up).
     /// History before the snapshot is gone, so the snapshot's revision
     /// becomes the compaction point: watchers from earlier re-list.
@@ -271,6 +291,9 @@ impl Mvcc {
         Ok(())
     }
 }
+
+/// A snapshot with Raft's bookkeeping rows (name, JSON value).
+pub(crate) type Exported = (Snapshot, Vec<(String, Vec<u8>)>);
 
 /// The whole key space at one revision (Raft snapshots).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

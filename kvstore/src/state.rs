@@ -48,6 +48,18 @@ impl StateMachine {
         &self.leases
     }
 
+    /// Reloads what is derived from the stored state after it was replaced
+    /// (a Raft snapshot): the watchers' revision and lease deadlines.
+    pub fn reload(&self) -> Result<(), StoreError> {
+        self.hub.reset_to(self.mvcc.revision()?);
+        let now = Instant::now();
+        self.leases.clear();
+        for (id, ttl) in self.mvcc.leases()? {
+            self.leases.grant(id, ttl, now);
+        }
+        Ok(())
+    }
+
     /// Applies `commands` in one transaction, then publishes their events
     /// and updates lease deadlines. See [`Mvcc::apply`] for the arguments.
     pub fn apply(

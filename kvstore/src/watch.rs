@@ -142,6 +142,18 @@ impl WatchHub {
         Some((receiver, lagged))
     }
 
+    /// The state was replaced wholesale (a Raft snapshot was installed):
+    /// every watcher is cut off as if it lagged; resuming finds its revision
+    /// compacted and re-lists.
+    pub fn reset_to(&self, revision: i64) {
+        let mut inner = self.lock();
+        inner.published = revision;
+        for slot in inner.slots.values() {
+            slot.lagged.store(true, Ordering::Release);
+        }
+        inner.slots.clear();
+    }
+
     /// Drops every watcher: they end with [`WatchError::Closed`].
     pub fn close(&self) {
         self.lock().slots.clear();
