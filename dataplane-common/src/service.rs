@@ -23,8 +23,6 @@ pub const MAX_BACKEND_SLOTS: u32 = 262_144;
 pub const MAX_BACKENDS: u32 = 131_072;
 /// Conntrack entries (LRU: the oldest flows are evicted first when full).
 pub const MAX_CONNTRACK: u32 = 262_144;
-/// SNAT entries for NodePort traffic forwarded to other nodes.
-pub const MAX_SNAT: u32 = 65_536;
 /// Session-affinity entries (LRU).
 pub const MAX_AFFINITY: u32 = 65_536;
 /// Frontends that may use Maglev at once (each table is 4 KiB).

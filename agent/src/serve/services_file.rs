@@ -7,7 +7,7 @@
 //!   "namespace": "default", "name": "web", "clusterIP": "10.96.0.10",
 //!   "ports": [{"name": "http", "protocol": "TCP", "port": 80, "targetPort": 8080, "nodePort": 30080}],
 //!   "externalTrafficPolicy": "Cluster", "sessionAffinityTimeoutSeconds": null,
-//!   "loadBalancing": "random",
+//!   "annotations": {"rudder.dev/load-balancing": "maglev"},
 //!   "endpoints": [{"ip": "10.244.1.2", "node": "node1", "ready": true, "terminating": false}]
 //! }]}
 //! ```
@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::dataplane::services::{
     Endpoint, EndpointPort, LoadBalancing, Protocol, ServiceName, ServicePort, ServiceState,
+    desired::LOAD_BALANCING_ANNOTATION,
 };
 
 /// Errors reading a services file.
@@ -61,7 +62,7 @@ struct FileService {
     #[serde(default)]
     session_affinity_timeout_seconds: Option<u32>,
     #[serde(default)]
-    load_balancing: Option<String>,
+    annotations: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     endpoints: Vec<FileEndpoint>,
 }
@@ -135,7 +136,7 @@ fn convert(service: FileService, node: &str) -> Result<ServiceState, String> {
         ports,
         external_traffic_policy,
         session_affinity_timeout_seconds,
-        load_balancing,
+        annotations,
         endpoints,
     } = service;
     let id = format!("service \"{namespace}/{name}\"");
@@ -148,14 +149,9 @@ fn convert(service: FileService, node: &str) -> Result<ServiceState, String> {
             ));
         }
     };
-    let load_balancing = match load_balancing.as_deref() {
-        None | Some("random") => LoadBalancing::Random,
-        Some("maglev") => LoadBalancing::Maglev,
-        Some(other) => {
-            return Err(format!(
-                "{id}: loadBalancing {other:?} is not random or maglev"
-            ));
-        }
+    let load_balancing = match annotations.get(LOAD_BALANCING_ANNOTATION) {
+        None => LoadBalancing::Random,
+        Some(value) => LoadBalancing::from_annotation(value).map_err(|e| format!("{id}: {e}"))?,
     };
     let mut service_ports = Vec::new();
     let mut endpoint_ports = Vec::new();
@@ -207,6 +203,7 @@ fn convert(service: FileService, node: &str) -> Result<ServiceState, String> {
 #[cfg(test)]
 mod tests {
     use super::parse;
+    use crate::dataplane::services::LoadBalancing;
 
     #[test]
     fn a_service_file_becomes_service_states_with_local_endpoints_marked() {
@@ -220,6 +217,19 @@ mod tests {
         assert_eq!(s.endpoints[0].ports[0].port, 8080);
         assert!(s.endpoints[0].local && !s.endpoints[1].local);
         assert_eq!(s.ports[0].node_port, Some(30080));
+        assert_eq!(s.load_balancing, LoadBalancing::Random);
+        let maglev = r#"{"services": [{"name": "web", "clusterIP": "10.96.0.10", "ports": [{"port": 80}],
+            "annotations": {"rudder.dev/load-balancing": "maglev"}}]}"#;
+        assert_eq!(
+            parse(maglev, "node1").expect("valid")[0].load_balancing,
+            LoadBalancing::Maglev
+        );
+        let bad = maglev.replace("\"maglev\"", "\"ring\"");
+        let err = parse(&bad, "node1").expect_err("invalid");
+        assert!(
+            err.starts_with("service \"default/web\": annotation rudder.dev/load-balancing"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -70,6 +70,10 @@ impl Protocol {
     }
 }
 
+/// The Service annotation that selects the load-balancing algorithm:
+/// `rudder.dev/load-balancing: maglev` (or `random`, the default).
+pub const LOAD_BALANCING_ANNOTATION: &str = "rudder.dev/load-balancing";
+
 /// How a frontend picks the backend of a new flow.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LoadBalancing {
@@ -177,6 +181,22 @@ pub struct DesiredFrontend {
 pub struct NodeAddresses {
     /// Addresses NodePorts are served on (the node's uplink addresses).
     pub node_port_addrs: Vec<Ipv4Addr>,
+}
+
+impl LoadBalancing {
+    /// The algorithm a [`LOAD_BALANCING_ANNOTATION`] value names.
+    ///
+    /// # Errors
+    /// The value is neither `random` nor `maglev`.
+    pub fn from_annotation(value: &str) -> Result<Self, String> {
+        match value {
+            "random" => Ok(Self::Random),
+            "maglev" => Ok(Self::Maglev),
+            other => Err(format!(
+                "annotation {LOAD_BALANCING_ANNOTATION}: {other:?} is not random or maglev"
+            )),
+        }
+    }
 }
 
 impl ServiceState {
