@@ -50,6 +50,34 @@ fn serve_http(pods: &[&Pod]) -> Vec<netns::HostProcess> {
     servers
 }
 
+/// UDP 53 of a Service, to port 5353 of its pods.
+fn dns_port() -> PortSpec {
+    PortSpec {
+        name: "dns",
+        protocol: Protocol::Udp,
+        port: 53,
+        target_port: 5353,
+        node_port: None,
+    }
+}
+
+/// Starts a UDP echo server on port 5353 in each pod and waits until all answer.
+fn serve_udp_echo(pods: &[&Pod]) -> Vec<netns::HostProcess> {
+    let app = testapp();
+    let servers = pods
+        .iter()
+        .map(|p| {
+            p.spawn(&[&app, "udp-echo", "--listen", "0.0.0.0:5353"])
+                .expect("udp echo")
+        })
+        .collect();
+    for pod in pods {
+        pod.run(&[&app, "udp", "--to", "127.0.0.1:5353", "--retry-ms", "5000"])
+            .unwrap_or_else(|e| panic!("{} never listened: {e}", pod.name));
+    }
+    servers
+}
+
 fn get(from: &netns::Netns, to: &str, count: u32) -> String {
     from.run(&[
         &testapp(),
@@ -249,24 +277,8 @@ fn udp_service_answers_from_its_backends() {
         .map(|(n, name)| c.add_pod(*n, name))
         .collect();
     let app = testapp();
-    let _servers: Vec<_> = echo
-        .iter()
-        .map(|p| {
-            p.spawn(&[&app, "udp-echo", "--listen", "0.0.0.0:5353"])
-                .expect("udp echo")
-        })
-        .collect();
-    for pod in &echo {
-        pod.run(&[&app, "udp", "--to", "127.0.0.1:5353", "--retry-ms", "5000"])
-            .expect("udp echo listens");
-    }
-    let port = PortSpec {
-        name: "dns",
-        protocol: Protocol::Udp,
-        port: 53,
-        target_port: 5353,
-        node_port: None,
-    };
+    let _servers = serve_udp_echo(&echo.iter().collect::<Vec<_>>());
+    let port = dns_port();
     let backends: Vec<_> = echo.iter().map(|p| (p, EndpointState::Ready)).collect();
     let svc = c.service("dns", Ipv4Addr::new(10, 96, 0, 53), &[port], &backends);
     c.apply(&svc);
@@ -362,16 +374,7 @@ fn a_service_without_backends_refuses_connections_promptly() {
     rudder_tests::require_root();
     let mut c = Cluster::new("rej", 1);
     let client = c.add_pod(0, "client");
-    let ports = [
-        http_port(None),
-        PortSpec {
-            name: "dns",
-            protocol: Protocol::Udp,
-            port: 53,
-            target_port: 5353,
-            node_port: None,
-        },
-    ];
+    let ports = [http_port(None), dns_port()];
     let svc = c.service("empty", VIP, &ports, &[]);
     c.apply(&svc);
     let app = testapp();
@@ -577,20 +580,10 @@ fn processes_in_the_cgroup_connect_straight_to_backends() {
     let _servers = serve_http(&web.iter().collect::<Vec<_>>());
     let dns = c.add_pod(0, "dns1");
     let app = testapp();
-    let _echo = dns
-        .spawn(&[&app, "udp-echo", "--listen", "0.0.0.0:5353"])
-        .expect("udp echo");
-    dns.run(&[&app, "udp", "--to", "127.0.0.1:5353", "--retry-ms", "5000"])
-        .expect("udp echo listens");
+    let _echo = serve_udp_echo(&[&dns]);
     let backends: Vec<_> = web.iter().map(|p| (p, EndpointState::Ready)).collect();
     c.apply(&c.service("web", VIP, &[http_port(None)], &backends));
-    let dns_port = PortSpec {
-        name: "dns",
-        protocol: Protocol::Udp,
-        port: 53,
-        target_port: 5353,
-        node_port: None,
-    };
+    let dns_port = dns_port();
     c.apply(&c.service(
         "dns",
         Ipv4Addr::new(10, 96, 0, 53),

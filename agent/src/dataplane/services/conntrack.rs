@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use dataplane_common::service::{CT_CLOSING, CT_FORWARD, ConntrackEntry, ConntrackKey, proto};
+use dataplane_common::service::{CT_CLOSING, ConntrackEntry, ConntrackKey, proto};
 
 use super::maps::ServiceMaps;
 use crate::dataplane::{DataplaneError, error_chain};
@@ -120,11 +120,6 @@ pub fn monotonic_now_ns() -> u64 {
         u64::try_from(now.tv_sec()).unwrap_or(0) * 1_000_000_000
             + u64::try_from(now.tv_nsec()).unwrap_or(0)
     })
-}
-
-/// Whether a key is the forward (client -> frontend) half of a flow.
-pub fn is_forward(key: &ConntrackKey) -> bool {
-    key.direction == CT_FORWARD
 }
 
 #[cfg(test)]

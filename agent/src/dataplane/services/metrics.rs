@@ -29,11 +29,6 @@ impl LatencyHistogram {
         self.sum_s += s;
     }
 
-    /// Number of observations.
-    pub fn count(&self) -> u64 {
-        self.total
-    }
-
     /// Appends the histogram in Prometheus text format.
     pub fn render(&self, name: &str, help: &str, out: &mut String) {
         let _ = writeln!(out, "# HELP {name} {help}");

@@ -401,11 +401,6 @@ impl ServiceDataplane {
         }
         out
     }
-
-    /// Number of sync operations observed (for tests and logs).
-    pub fn syncs(&self) -> u64 {
-        self.sync_latency.count()
-    }
 }
 
 /// The programs on a pod's host-side veth.
