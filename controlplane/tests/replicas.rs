@@ -206,16 +206,14 @@ async fn leader_killed_mid_writes_loses_no_acknowledged_write() {
                     break;
                 }
                 let target = (w + i) % addrs.len();
-                if !clients.contains_key(&target) {
-                    match channel(&addrs[target]).await {
-                        Some(ch) => {
-                            clients.insert(target, KvClient::new(ch));
+                let client = match clients.entry(target) {
+                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        match channel(&addrs[target]).await {
+                            Some(ch) => entry.insert(KvClient::new(ch)),
+                            None => continue,
                         }
-                        None => continue,
                     }
-                }
-                let Some(client) = clients.get_mut(&target) else {
-                    continue;
                 };
                 let key = format!("/h/{w}/{i}");
                 let put = client.put(PutRequest {
