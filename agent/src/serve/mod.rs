@@ -116,6 +116,7 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
     tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
 
     let mut pods = BTreeSet::new();
+    // `None` until the first look, so a missing file is reported once.
     let mut file_stamp = None;
     let mut last_gc = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
