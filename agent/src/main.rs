@@ -1,7 +1,7 @@
 //! rudder-agent: the node daemon.
 //!
 //! ```text
-//! rudder-agent [--netns NS] serve --node N --services FILE [--uplink eth0] [--xdp] ...
+//! rudder-agent [--netns NS] serve --node N --controlplane ADDR | --services FILE [--uplink eth0] [--xdp] ...
 //! rudder-agent [--netns NS] dataplane attach --node N --iface eth0 [--iface ...]
 //! rudder-agent [--netns NS] dataplane detach --node N --iface eth0
 //! ```
@@ -38,9 +38,19 @@ enum Command {
 struct ServeArgs {
     #[command(flatten)]
     node: NodeDir,
-    /// Services with their endpoints (JSON; see the serve::services_file docs).
+    /// The control plane's gRPC address: Services and Endpoints come from
+    /// its node-sync stream.
+    #[arg(
+        long,
+        env = "RUDDER_CONTROLPLANE",
+        conflicts_with = "services",
+        required_unless_present = "services"
+    )]
+    controlplane: Option<String>,
+    /// Or: a file of Services with their endpoints (JSON; see the
+    /// serve::services_file docs), for a node without a control plane.
     #[arg(long)]
-    services: PathBuf,
+    services: Option<PathBuf>,
     /// The uplink interface; NodePorts are served on its address.
     #[arg(long, default_value = "eth0")]
     uplink: String,
@@ -145,7 +155,11 @@ fn main() -> Result<()> {
                 bridge: args.bridge,
                 cgroup: args.cgroup,
                 service_cidr: args.service_cidr,
-                services_file: args.services,
+                source: match (args.controlplane, args.services) {
+                    (Some(addr), _) => rudder_agent::serve::DesiredSource::ControlPlane(addr),
+                    (None, Some(file)) => rudder_agent::serve::DesiredSource::File(file),
+                    (None, None) => anyhow::bail!("give --controlplane or --services"),
+                },
                 metrics_listen: args.metrics_listen,
                 snat_ports: args.snat_ports,
                 hairpin_addr: args.hairpin_addr,

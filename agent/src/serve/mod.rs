@@ -2,12 +2,15 @@
 //! attaches the programs (uplink, every pod port of the node bridge as pods
 //! come and go, optionally a cgroup for connect-time translation), keeps the
 //! service maps equal to the desired state, collects conntrack, and serves
-//! Prometheus metrics. Desired state comes from a services file
-//! ([`services_file`]) until the agent follows the control plane.
+//! Prometheus metrics. Desired state comes from the control plane's
+//! node-sync stream ([`node_sync`]), or from a services file
+//! ([`services_file`]) for a node without a control plane.
 //!
 //! Exiting leaves every program attached and every map pinned: forwarding
 //! goes on while no agent runs, and the next one takes over without a gap.
 
+pub mod from_api;
+pub mod node_sync;
 pub mod services_file;
 
 use std::{
@@ -51,8 +54,8 @@ pub struct ServeConfig {
     pub cgroup: Option<PathBuf>,
     /// The service CIDR (blackholed).
     pub service_cidr: String,
-    /// The services file.
-    pub services_file: PathBuf,
+    /// Where the desired Services come from.
+    pub source: DesiredSource,
     /// Where to serve /metrics.
     pub metrics_listen: Option<SocketAddr>,
     /// Source ports for NodePort SNAT.
@@ -61,6 +64,15 @@ pub struct ServeConfig {
     pub hairpin_addr: Ipv4Addr,
     /// How often conntrack is collected.
     pub gc_interval: Duration,
+}
+
+/// Where `serve` hears which Services to serve.
+#[derive(Clone, Debug)]
+pub enum DesiredSource {
+    /// The control plane's node-sync stream at this gRPC address.
+    ControlPlane(String),
+    /// A services file, re-read when it changes.
+    File(PathBuf),
 }
 
 /// Set by SIGTERM/SIGINT.
@@ -116,29 +128,11 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
     tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
 
     let mut pods = BTreeSet::new();
-    // `None` until the first look, so a missing file is reported once.
-    let mut file_stamp = None;
+    let mut desired = DesiredFeed::start(config);
     let mut last_gc = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
         sync_pod_ports(&mut dataplane, config, &mut pods);
-        let stamp = std::fs::metadata(&config.services_file)
-            .and_then(|m| m.modified())
-            .ok();
-        if stamp != file_stamp {
-            file_stamp = stamp;
-            let received = Instant::now();
-            match services_file::read(&config.services_file, &config.node) {
-                Ok(desired) => match lock(&services).resync(&desired, received) {
-                    Ok(writes) => {
-                        tracing::info!(services = desired.len(), writes, "services synced")
-                    }
-                    Err(err) => tracing::error!(%err, "syncing services"),
-                },
-                Err(err) => {
-                    tracing::error!(%err, "services file ignored; the maps keep their last state")
-                }
-            }
-        }
+        desired.apply_pending(&services);
         if last_gc.elapsed() >= config.gc_interval {
             last_gc = Instant::now();
             match lock(&services).collect_conntrack(&ConntrackTimeouts::default()) {
@@ -150,6 +144,65 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
     }
     tracing::info!("stopping; programs stay attached and maps pinned");
     Ok(())
+}
+
+/// The source of desired state, polled by the serve loop.
+enum DesiredFeed {
+    /// Updates from the node-sync thread.
+    Stream(std::sync::mpsc::Receiver<node_sync::Received>),
+    /// The services file and the last modification time seen (`None`
+    /// until the first look, so a missing file is reported once).
+    File(PathBuf, String, Option<Option<std::time::SystemTime>>),
+}
+
+impl DesiredFeed {
+    fn start(config: &ServeConfig) -> Self {
+        match &config.source {
+            DesiredSource::ControlPlane(addr) => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                node_sync::follow(addr.clone(), config.node.clone(), tx);
+                Self::Stream(rx)
+            }
+            DesiredSource::File(path) => Self::File(path.clone(), config.node.clone(), None),
+        }
+    }
+
+    /// Applies whatever arrived since the last call.
+    fn apply_pending(&mut self, services: &Mutex<ServiceDataplane>) {
+        match self {
+            Self::Stream(rx) => {
+                while let Ok(node_sync::Received { desired, at }) = rx.try_recv() {
+                    let result = match &desired {
+                        node_sync::Desired::Resync(all) => lock(services).resync(all, at),
+                        node_sync::Desired::Apply(change) => lock(services).apply(change, at),
+                    };
+                    match result {
+                        Ok(writes) => tracing::debug!(writes, "services synced"),
+                        Err(err) => tracing::error!(%err, "syncing services"),
+                    }
+                }
+            }
+            Self::File(path, node, seen) => {
+                let stamp = std::fs::metadata(&*path).and_then(|m| m.modified()).ok();
+                if *seen == Some(stamp) {
+                    return;
+                }
+                *seen = Some(stamp);
+                let received = Instant::now();
+                match services_file::read(path, node) {
+                    Ok(desired) => match lock(services).resync(&desired, received) {
+                        Ok(writes) => {
+                            tracing::info!(services = desired.len(), writes, "services synced")
+                        }
+                        Err(err) => tracing::error!(%err, "syncing services"),
+                    },
+                    Err(err) => {
+                        tracing::error!(%err, "services file ignored; the maps keep their last state")
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn lock(services: &Mutex<ServiceDataplane>) -> std::sync::MutexGuard<'_, ServiceDataplane> {

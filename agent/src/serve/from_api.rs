@@ -1,0 +1,169 @@
+//! Service and Endpoints objects (as the control plane sends them) to the
+//! dataplane's [`ServiceState`], as seen from one node.
+
+use std::net::Ipv4Addr;
+
+use rudder_api::core::{Endpoints, Service};
+
+use crate::dataplane::services::{
+    Endpoint, EndpointPort, LoadBalancing, Protocol, ServiceName, ServicePort, ServiceState,
+    desired::LOAD_BALANCING_ANNOTATION,
+};
+
+/// Default sessionAffinity ClientIP timeout, as Kubernetes has it.
+const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
+
+/// The dataplane's view of `service` with its `endpoints` (if any yet) on
+/// node `node`. `None` for what the dataplane does not serve (headless,
+/// ExternalName, no usable ClusterIP); problems are logged, never fatal.
+pub fn service_state(
+    service: &Service,
+    endpoints: Option<&Endpoints>,
+    node: &str,
+) -> Option<ServiceState> {
+    let meta = &service.metadata;
+    let name = ServiceName::new(&meta.namespace, &meta.name);
+    let spec = &service.spec;
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return None;
+    }
+    let cluster_ip = match spec.cluster_ip.as_deref() {
+        None | Some("") | Some("None") => return None,
+        Some(ip) => match ip.parse::<Ipv4Addr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                tracing::warn!(service = %name, ip, "clusterIP is not IPv4; not served");
+                return None;
+            }
+        },
+    };
+    let ports: Vec<ServicePort> = spec
+        .ports
+        .iter()
+        .filter_map(|p| {
+            let protocol = protocol(p.protocol.as_deref())?;
+            Some(ServicePort {
+                name: p.name.clone().unwrap_or_default(),
+                protocol,
+                port: u16::try_from(p.port).ok()?,
+                node_port: p
+                    .node_port
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| *n != 0),
+            })
+        })
+        .collect();
+    let affinity_timeout_s = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|t| u32::try_from(t).ok())
+            .unwrap_or(DEFAULT_AFFINITY_TIMEOUT_S)
+    });
+    let load_balancing = match meta.annotations.get(LOAD_BALANCING_ANNOTATION) {
+        None => LoadBalancing::Random,
+        Some(value) => LoadBalancing::from_annotation(value).unwrap_or_else(|err| {
+            tracing::warn!(service = %name, %err, "using random load balancing");
+            LoadBalancing::Random
+        }),
+    };
+    let mut state_endpoints = Vec::new();
+    for subset in endpoints.map(|e| e.subsets.as_slice()).unwrap_or_default() {
+        let ports: Vec<EndpointPort> = subset
+            .ports
+            .iter()
+            .filter_map(|p| {
+                Some(EndpointPort {
+                    name: p.name.clone().unwrap_or_default(),
+                    protocol: protocol(p.protocol.as_deref())?,
+                    port: u16::try_from(p.port).ok()?,
+                })
+            })
+            .collect();
+        for address in &subset.addresses {
+            let Ok(addr) = address.ip.parse::<Ipv4Addr>() else {
+                continue;
+            };
+            state_endpoints.push(Endpoint {
+                addr,
+                ports: ports.clone(),
+                ready: true,
+                terminating: false,
+                local: address.node_name.as_deref() == Some(node),
+            });
+        }
+    }
+    Some(ServiceState {
+        name,
+        cluster_ip: Some(cluster_ip),
+        ports,
+        affinity_timeout_s,
+        external_traffic_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+        load_balancing,
+        endpoints: state_endpoints,
+    })
+}
+
+/// TCP when unset; SCTP (and anything else) is not served.
+fn protocol(name: Option<&str>) -> Option<Protocol> {
+    match name {
+        None | Some("TCP") => Some(Protocol::Tcp),
+        Some("UDP") => Some(Protocol::Udp),
+        Some(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode<T: serde::de::DeserializeOwned>(json: &str) -> T {
+        serde_json::from_str(json).expect("valid json")
+    }
+
+    #[test]
+    fn a_nodeport_service_with_endpoints_becomes_a_service_state() {
+        let service: Service = decode(
+            r#"{"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web", "namespace": "shop", "annotations": {"rudder.dev/load-balancing": "maglev"}},
+                "spec": {"type": "NodePort", "clusterIP": "10.96.0.10", "externalTrafficPolicy": "Local",
+                         "sessionAffinity": "ClientIP",
+                         "ports": [{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080},
+                                   {"name": "dns", "protocol": "UDP", "port": 53}]}}"#,
+        );
+        let endpoints: Endpoints = decode(
+            r#"{"metadata": {"name": "web", "namespace": "shop"},
+                "subsets": [{"addresses": [{"ip": "10.244.1.2", "nodeName": "n1"}, {"ip": "10.244.2.2", "nodeName": "n2"}],
+                             "notReadyAddresses": [{"ip": "10.244.1.9", "nodeName": "n1"}],
+                             "ports": [{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]}]}"#,
+        );
+        let state = service_state(&service, Some(&endpoints), "n1").expect("served");
+        assert_eq!(state.name.to_string(), "shop/web");
+        assert_eq!(state.cluster_ip, Some(Ipv4Addr::new(10, 96, 0, 10)));
+        assert_eq!(state.ports.len(), 2);
+        assert_eq!(state.ports[0].node_port, Some(30080));
+        assert_eq!(state.ports[1].protocol, Protocol::Udp);
+        assert!(state.external_traffic_local);
+        assert_eq!(state.affinity_timeout_s, Some(DEFAULT_AFFINITY_TIMEOUT_S));
+        assert_eq!(state.load_balancing, LoadBalancing::Maglev);
+        assert_eq!(
+            state.endpoints.len(),
+            2,
+            "not-ready addresses get no traffic"
+        );
+        assert!(state.endpoints[0].local && !state.endpoints[1].local);
+        assert_eq!(state.endpoints[0].ports[1].port, 5353);
+    }
+
+    #[test]
+    fn headless_and_external_name_services_are_not_served() {
+        let headless: Service = decode(
+            r#"{"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}}"#,
+        );
+        assert_eq!(service_state(&headless, None, "n1"), None);
+        let external: Service =
+            decode(r#"{"metadata": {"name": "x"}, "spec": {"type": "ExternalName", "ports": []}}"#);
+        assert_eq!(service_state(&external, None, "n1"), None);
+    }
+}

@@ -1,0 +1,262 @@
+//! Following the control plane's node-sync stream: Services and Endpoints
+//! of the whole cluster, as a snapshot then changes, resumed by revision
+//! after a disconnect. Each change becomes the dataplane change of the one
+//! Service it touches.
+
+use std::{
+    collections::BTreeMap,
+    sync::mpsc::Sender,
+    time::{Duration, Instant},
+};
+
+use rudder_api::{
+    client::{Client, NodeChange, NodeSyncUpdate},
+    core::{Endpoints, Service},
+};
+
+use super::from_api::service_state;
+use crate::dataplane::services::{ServiceChange, ServiceName, ServiceState};
+
+/// What the serve loop is told to do, and when it was received.
+#[derive(Debug)]
+pub struct Received {
+    /// The change.
+    pub desired: Desired,
+    /// When the agent received it (start of the sync latency).
+    pub at: Instant,
+}
+
+/// A desired-state update for the dataplane.
+#[derive(Debug)]
+pub enum Desired {
+    /// The full set (after a snapshot).
+    Resync(Vec<ServiceState>),
+    /// One Service changed.
+    Apply(ServiceChange),
+}
+
+/// The cluster's Services and Endpoints as last heard.
+#[derive(Default)]
+struct Cache {
+    services: BTreeMap<(String, String), Service>,
+    endpoints: BTreeMap<(String, String), Endpoints>,
+}
+
+fn key(namespace: &str, name: &str) -> (String, String) {
+    (namespace.to_owned(), name.to_owned())
+}
+
+impl Cache {
+    fn all(&self, node: &str) -> Vec<ServiceState> {
+        self.services
+            .iter()
+            .filter_map(|(k, s)| service_state(s, self.endpoints.get(k), node))
+            .collect()
+    }
+
+    /// The dataplane change for the Service `k` as the cache now has it.
+    fn change_of(&self, k: &(String, String), node: &str) -> ServiceChange {
+        self.services
+            .get(k)
+            .and_then(|s| service_state(s, self.endpoints.get(k), node))
+            .map_or_else(
+                || ServiceChange::Delete(ServiceName::new(&k.0, &k.1)),
+                ServiceChange::Upsert,
+            )
+    }
+
+    /// Applies one change; returns the dataplane change, if any.
+    fn apply(&mut self, change: NodeChange, node: &str) -> Option<ServiceChange> {
+        let touched = match change {
+            NodeChange::ServiceUpserted(s) => {
+                let k = key(&s.metadata.namespace, &s.metadata.name);
+                self.services.insert(k.clone(), s);
+                k
+            }
+            NodeChange::ServiceDeleted(s) => {
+                let k = key(&s.metadata.namespace, &s.metadata.name);
+                self.services.remove(&k);
+                k
+            }
+            NodeChange::EndpointsUpserted(e) => {
+                let k = key(&e.metadata.namespace, &e.metadata.name);
+                self.endpoints.insert(k.clone(), e);
+                k
+            }
+            NodeChange::EndpointsDeleted(e) => {
+                let k = key(&e.metadata.namespace, &e.metadata.name);
+                self.endpoints.remove(&k);
+                k
+            }
+            // Pods are the pod runtime's business.
+            NodeChange::PodUpserted(_) | NodeChange::PodDeleted(_) => return None,
+        };
+        Some(self.change_of(&touched, node))
+    }
+}
+
+/// Follows the node-sync stream of `node` at `addr` on a thread of its own,
+/// sending every update to `tx`, reconnecting (from the last revision) until
+/// `tx`'s receiver is gone.
+pub fn follow(addr: String, node: String, tx: Sender<Received>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                tracing::error!(%err, "cannot start the node-sync runtime");
+                return;
+            }
+        };
+        runtime.block_on(run(&addr, &node, &tx));
+    })
+}
+
+async fn run(addr: &str, node: &str, tx: &Sender<Received>) {
+    let mut revision = 0;
+    let mut cache = Cache::default();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match stream_once(addr, node, tx, &mut revision, &mut cache).await {
+            Ok(()) => tracing::info!(addr, revision, "node-sync stream ended; resuming"),
+            Err(Stop) => return,
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The receiver is gone: the agent is stopping.
+struct Stop;
+
+async fn stream_once(
+    addr: &str,
+    node: &str,
+    tx: &Sender<Received>,
+    revision: &mut i64,
+    cache: &mut Cache,
+) -> Result<(), Stop> {
+    let client = match Client::connect(addr).await {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::warn!(addr, %err, "control plane unreachable");
+            return Ok(());
+        }
+    };
+    let mut stream = match client.node_sync(node, *revision).await {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(addr, %err, "node-sync refused");
+            return Ok(());
+        }
+    };
+    while let Some(update) = stream.next().await {
+        let at = Instant::now();
+        let update = match update {
+            Ok(update) => update,
+            Err(err) => {
+                tracing::warn!(%err, "node-sync stream broke");
+                return Ok(());
+            }
+        };
+        let desired = match update {
+            NodeSyncUpdate::Snapshot {
+                revision: at_revision,
+                services,
+                endpoints,
+                ..
+            } => {
+                *revision = at_revision;
+                *cache = Cache::default();
+                for s in services {
+                    cache
+                        .services
+                        .insert(key(&s.metadata.namespace, &s.metadata.name), s);
+                }
+                for e in endpoints {
+                    cache
+                        .endpoints
+                        .insert(key(&e.metadata.namespace, &e.metadata.name), e);
+                }
+                Some(Desired::Resync(cache.all(node)))
+            }
+            NodeSyncUpdate::Change {
+                revision: at_revision,
+                change,
+            } => {
+                *revision = at_revision;
+                cache.apply(change, node).map(Desired::Apply)
+            }
+            NodeSyncUpdate::Bookmark {
+                revision: at_revision,
+            } => {
+                *revision = at_revision;
+                None
+            }
+        };
+        if let Some(desired) = desired {
+            tx.send(Received { desired, at }).map_err(|_| Stop)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(name: &str) -> Service {
+        serde_json::from_str(&format!(
+            r#"{{"metadata": {{"name": "{name}", "namespace": "default"}},
+                "spec": {{"clusterIP": "10.96.0.10", "ports": [{{"port": 80}}]}}}}"#
+        ))
+        .expect("json")
+    }
+
+    fn endpoints(name: &str, ips: &[&str]) -> Endpoints {
+        let addresses: Vec<String> = ips
+            .iter()
+            .map(|ip| format!(r#"{{"ip": "{ip}"}}"#))
+            .collect();
+        serde_json::from_str(&format!(
+            r#"{{"metadata": {{"name": "{name}", "namespace": "default"}},
+                "subsets": [{{"addresses": [{}], "ports": [{{"port": 8080}}]}}]}}"#,
+            addresses.join(",")
+        ))
+        .expect("json")
+    }
+
+    #[test]
+    fn each_change_becomes_the_change_of_its_service() {
+        let mut cache = Cache::default();
+        let Some(ServiceChange::Upsert(s)) =
+            cache.apply(NodeChange::ServiceUpserted(service("web")), "n1")
+        else {
+            panic!("a new service is upserted");
+        };
+        assert!(s.endpoints.is_empty());
+        let Some(ServiceChange::Upsert(s)) = cache.apply(
+            NodeChange::EndpointsUpserted(endpoints("web", &["10.244.1.2"])),
+            "n1",
+        ) else {
+            panic!("endpoints upsert their service");
+        };
+        assert_eq!(s.endpoints.len(), 1);
+        let deleted = cache.apply(NodeChange::ServiceDeleted(service("web")), "n1");
+        assert_eq!(
+            deleted,
+            Some(ServiceChange::Delete(ServiceName::new("default", "web")))
+        );
+        // Endpoints of a service that is gone: nothing to serve.
+        let late = cache.apply(
+            NodeChange::EndpointsUpserted(endpoints("web", &["10.244.1.3"])),
+            "n1",
+        );
+        assert_eq!(
+            late,
+            Some(ServiceChange::Delete(ServiceName::new("default", "web")))
+        );
+    }
+}
