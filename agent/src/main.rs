@@ -80,6 +80,13 @@ struct ServeArgs {
     /// Seconds between conntrack collections.
     #[arg(long, default_value_t = 10)]
     gc_interval_s: u64,
+    /// This node's pod subnet (with --controlplane: announced in the Node
+    /// object; the other nodes route it here).
+    #[arg(long)]
+    pod_cidr: Option<String>,
+    /// Seconds the node counts as alive without renewing its lease.
+    #[arg(long, default_value_t = 40)]
+    lease_seconds: u64,
 }
 
 fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -164,6 +171,8 @@ fn main() -> Result<()> {
                 snat_ports: args.snat_ports,
                 hairpin_addr: args.hairpin_addr,
                 gc_interval: std::time::Duration::from_secs(args.gc_interval_s),
+                pod_cidr: args.pod_cidr,
+                lease_duration: std::time::Duration::from_secs(args.lease_seconds.max(3)),
             })?;
         }
         Command::Dataplane(DataplaneCommand::Attach { node, ifaces }) => {

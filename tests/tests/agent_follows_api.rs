@@ -1,6 +1,6 @@
-//! A Service and its Endpoints applied with `rudderctl` to the control
-//! plane are load-balanced by `rudder-agent serve --controlplane` on every
-//! node: the agent follows the node-sync stream.
+//! Agents in control-plane mode: they register their nodes, route to each
+//! other's pods (nobody else adds a route), and a Service with Endpoints
+//! applied with `rudderctl` is load-balanced on every node.
 
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ fn responders(body: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_service_applied_through_the_api_is_served_on_every_node() {
+fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_api() {
     rudder_tests::require_root();
     let mut net = TestNetwork::new("api").expect("network");
     let cp = net.add_host("cp").expect("control plane host");
@@ -226,6 +226,37 @@ fn a_service_applied_through_the_api_is_served_on_every_node() {
             ["web1", "web2"],
             "NodePort of {} from outside",
             node.label
+        );
+    }
+    // Pod to pod across nodes, on the routes the agents installed.
+    let direct = tester
+        .run(&[
+            &app,
+            "http-get",
+            "--to",
+            "10.244.2.2:8080",
+            "--retry-ms",
+            "10000",
+        ])
+        .expect("node1's pod reaches node2's pod");
+    assert!(
+        direct.starts_with("pod=web2 client=10.244.1.9:"),
+        "no NAT between pods: {direct}"
+    );
+    let nodes_table = client
+        .run(&[
+            &bin("rudderctl"),
+            "get",
+            "nodes",
+            "--server",
+            &format!("http://{listen}"),
+        ])
+        .expect("rudderctl get nodes");
+    for name in &names {
+        let row = nodes_table.lines().find(|l| l.starts_with(name.as_str()));
+        assert!(
+            row.is_some_and(|r| r.contains("Ready")),
+            "{name} registered and Ready:\n{nodes_table}"
         );
     }
     drop(agents);

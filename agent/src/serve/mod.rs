@@ -10,6 +10,7 @@
 //! goes on while no agent runs, and the next one takes over without a gap.
 
 pub mod from_api;
+pub mod node;
 pub mod node_sync;
 pub mod services_file;
 
@@ -64,6 +65,11 @@ pub struct ServeConfig {
     pub hairpin_addr: Ipv4Addr,
     /// How often conntrack is collected.
     pub gc_interval: Duration,
+    /// This node's pod subnet, announced in its Node object (control-plane
+    /// mode); other nodes route it via this node's address.
+    pub pod_cidr: Option<String>,
+    /// How long the node counts as alive without renewing its lease.
+    pub lease_duration: Duration,
 }
 
 /// Where `serve` hears which Services to serve.
@@ -127,6 +133,24 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
     }
     tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
 
+    if let DesiredSource::ControlPlane(addr) = &config.source {
+        let identity = node::NodeIdentity {
+            name: config.node.clone(),
+            address: node_addr,
+            pod_cidr: config.pod_cidr.clone().unwrap_or_default(),
+            lease_duration: config.lease_duration,
+        };
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(node::run(addr, identity)),
+                Err(err) => tracing::error!(%err, "cannot start the node runtime"),
+            }
+        });
+    }
     let mut pods = BTreeSet::new();
     let mut desired = DesiredFeed::start(config);
     let mut last_gc = Instant::now();

@@ -1,0 +1,308 @@
+//! The node's membership in the cluster: its Node object (addresses, pod
+//! CIDR, capacity, a Ready condition), a Lease renewed as its heartbeat, and
+//! routes to every other node's pod CIDR via that node's address, kept in
+//! sync with the Node objects (no overlay, no iptables).
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    process::Command,
+    time::{Duration, SystemTime},
+};
+
+use rudder_api::{
+    client::{Client, ClientError, ListOptions, WatchEvent},
+    coordination::{Lease, LeaseSpec},
+    core::{Namespace, Node, NodeAddress, NodeSpec, NodeStatus},
+    meta::{Condition, ObjectMeta},
+    time::format_rfc3339,
+};
+
+/// Namespace of node heartbeat leases, as in Kubernetes.
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// What the agent says about its node.
+#[derive(Clone, Debug)]
+pub struct NodeIdentity {
+    /// Node name.
+    pub name: String,
+    /// Address other nodes reach it on.
+    pub address: Ipv4Addr,
+    /// Its pods' subnet (e.g. 10.244.1.0/24).
+    pub pod_cidr: String,
+    /// Lease duration: how long the node counts as alive without a renewal.
+    pub lease_duration: Duration,
+}
+
+/// Runs forever on the current tokio runtime: registers the node, renews
+/// its lease at a third of the lease duration, and follows the other nodes'
+/// pod CIDRs into routes. Errors are logged and retried.
+pub async fn run(addr: String, identity: NodeIdentity) {
+    let routes = tokio::spawn(follow_routes(addr.clone(), identity.clone()));
+    let mut registered = false;
+    loop {
+        match Client::connect(&addr).await {
+            Ok(client) => {
+                if !registered {
+                    match register(&client, &identity).await {
+                        Ok(()) => {
+                            registered = true;
+                            tracing::info!(node = %identity.name, "node registered");
+                        }
+                        Err(err) => tracing::warn!(%err, "registering the node"),
+                    }
+                }
+                if registered && let Err(err) = renew_lease(&client, &identity).await {
+                    tracing::warn!(%err, "renewing the node lease");
+                }
+            }
+            Err(err) => tracing::warn!(%err, "control plane unreachable"),
+        }
+        tokio::time::sleep(identity.lease_duration / 3).await;
+        if routes.is_finished() {
+            return;
+        }
+    }
+}
+
+fn node_object(identity: &NodeIdentity) -> Node {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let memory_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let capacity: BTreeMap<String, String> = [
+        ("cpu".to_owned(), cpus.to_string()),
+        ("memory".to_owned(), format!("{memory_kib}Ki")),
+        ("pods".to_owned(), "110".to_owned()),
+    ]
+    .into();
+    let now = format_rfc3339(SystemTime::now());
+    Node {
+        metadata: ObjectMeta {
+            name: identity.name.clone(),
+            labels: [("kubernetes.io/hostname".to_owned(), identity.name.clone())].into(),
+            ..ObjectMeta::default()
+        },
+        spec: NodeSpec {
+            pod_cidr: (!identity.pod_cidr.is_empty()).then(|| identity.pod_cidr.clone()),
+            pod_cidrs: [identity.pod_cidr.clone()]
+                .into_iter()
+                .filter(|c| !c.is_empty())
+                .collect(),
+            ..NodeSpec::default()
+        },
+        status: Some(NodeStatus {
+            addresses: vec![NodeAddress {
+                type_: "InternalIP".into(),
+                address: identity.address.to_string(),
+            }],
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: Some("AgentReady".into()),
+                message: Some("rudder-agent is running and its dataplane is loaded".into()),
+                last_transition_time: Some(now.clone()),
+                last_heartbeat_time: Some(now),
+            }],
+            allocatable: capacity.clone(),
+            capacity,
+        }),
+        ..Node::default()
+    }
+}
+
+/// Creates the Node, or brings an existing one (a restart) up to date.
+async fn register(client: &Client, identity: &NodeIdentity) -> Result<(), ClientError> {
+    let wanted = node_object(identity);
+    match client.get::<Node>("", &identity.name).await {
+        Err(ClientError::NotFound(_)) => {
+            let created = client.create(&wanted).await?;
+            let mut with_status = created;
+            with_status.status = wanted.status;
+            client.update_status(&with_status).await.map(drop)
+        }
+        Ok(mut existing) => {
+            existing.spec.pod_cidr = wanted.spec.pod_cidr;
+            existing.spec.pod_cidrs = wanted.spec.pod_cidrs;
+            existing.metadata.labels.extend(wanted.metadata.labels);
+            let mut updated = client.update(&existing).await?;
+            updated.status = wanted.status;
+            client.update_status(&updated).await.map(drop)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Renews (or creates) the node's Lease.
+async fn renew_lease(client: &Client, identity: &NodeIdentity) -> Result<(), ClientError> {
+    let now = format_rfc3339(SystemTime::now());
+    match client.get::<Lease>(LEASE_NAMESPACE, &identity.name).await {
+        Ok(mut lease) => {
+            lease.spec.renew_time = Some(now);
+            client.update(&lease).await.map(drop)
+        }
+        Err(ClientError::NotFound(_)) => {
+            let namespace = Namespace {
+                metadata: ObjectMeta {
+                    name: LEASE_NAMESPACE.into(),
+                    ..ObjectMeta::default()
+                },
+                ..Namespace::default()
+            };
+            match client.create(&namespace).await {
+                Ok(_) | Err(ClientError::AlreadyExists(_)) => {}
+                Err(err) => return Err(err),
+            }
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: identity.name.clone(),
+                    namespace: LEASE_NAMESPACE.into(),
+                    ..ObjectMeta::default()
+                },
+                spec: LeaseSpec {
+                    holder_identity: Some(identity.name.clone()),
+                    lease_duration_seconds: Some(
+                        identity.lease_duration.as_secs().try_into().unwrap_or(40),
+                    ),
+                    acquire_time: Some(now.clone()),
+                    renew_time: Some(now),
+                    ..LeaseSpec::default()
+                },
+                ..Lease::default()
+            };
+            client.create(&lease).await.map(drop)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Keeps one route per other node: its pod CIDR via its InternalIP.
+async fn follow_routes(addr: String, identity: NodeIdentity) {
+    let mut installed: BTreeMap<String, (String, String)> = BTreeMap::new();
+    loop {
+        if let Err(err) = watch_nodes(&addr, &identity, &mut installed).await {
+            tracing::warn!(%err, "following nodes");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn watch_nodes(
+    addr: &str,
+    identity: &NodeIdentity,
+    installed: &mut BTreeMap<String, (String, String)>,
+) -> Result<(), ClientError> {
+    let client = Client::connect(addr).await?;
+    let list = client.list::<Node>(&ListOptions::default()).await?;
+    let mut current: BTreeMap<String, Node> = list
+        .items
+        .into_iter()
+        .map(|n| (n.metadata.name.clone(), n))
+        .collect();
+    reconcile_routes(identity, &current, installed);
+    let mut watch = client
+        .watch::<Node>(&ListOptions::default(), &list.resource_version)
+        .await?;
+    while let Some(event) = watch.next().await {
+        match event? {
+            WatchEvent::Added(node) | WatchEvent::Modified(node) => {
+                current.insert(node.metadata.name.clone(), node);
+            }
+            WatchEvent::Deleted(node) => {
+                current.remove(&node.metadata.name);
+            }
+            WatchEvent::Bookmark { .. } => continue,
+        }
+        reconcile_routes(identity, &current, installed);
+    }
+    Ok(())
+}
+
+/// Pod CIDR and address of a node, if it has both.
+fn route_of(node: &Node) -> Option<(String, String)> {
+    let cidr = node.spec.pod_cidr.clone().filter(|c| !c.is_empty())?;
+    let via = node
+        .status
+        .as_ref()?
+        .addresses
+        .iter()
+        .find(|a| a.type_ == "InternalIP")?
+        .address
+        .clone();
+    Some((cidr, via))
+}
+
+fn reconcile_routes(
+    identity: &NodeIdentity,
+    nodes: &BTreeMap<String, Node>,
+    installed: &mut BTreeMap<String, (String, String)>,
+) {
+    let wanted: BTreeMap<String, (String, String)> = nodes
+        .iter()
+        .filter(|(name, _)| **name != identity.name)
+        .filter_map(|(name, node)| route_of(node).map(|r| (name.clone(), r)))
+        .collect();
+    for (name, (cidr, via)) in &wanted {
+        if installed.get(name) == Some(&(cidr.clone(), via.clone())) {
+            continue;
+        }
+        match ip(&["route", "replace", cidr, "via", via]) {
+            Ok(()) => {
+                tracing::info!(node = %name, %cidr, %via, "route to node's pods");
+                installed.insert(name.clone(), (cidr.clone(), via.clone()));
+            }
+            Err(err) => tracing::warn!(node = %name, %cidr, %via, %err, "installing route"),
+        }
+    }
+    let gone: Vec<String> = installed
+        .keys()
+        .filter(|n| !wanted.contains_key(*n))
+        .cloned()
+        .collect();
+    for name in gone {
+        if let Some((cidr, via)) = installed.remove(&name) {
+            let _ = ip(&["route", "del", &cidr, "via", &via]);
+            tracing::info!(node = %name, %cidr, "route removed: node gone");
+        }
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_object_carries_address_cidr_capacity_and_readiness() {
+        let node = node_object(&NodeIdentity {
+            name: "n1".into(),
+            address: Ipv4Addr::new(192, 0, 2, 1),
+            pod_cidr: "10.244.1.0/24".into(),
+            lease_duration: Duration::from_secs(40),
+        });
+        assert_eq!(
+            route_of(&node),
+            Some(("10.244.1.0/24".into(), "192.0.2.1".into()))
+        );
+        let status = node.status.expect("status");
+        assert!(status.capacity["cpu"].parse::<usize>().expect("cpu count") >= 1);
+        assert!(status.capacity["memory"].ends_with("Ki"));
+        assert_eq!(status.conditions[0].type_, "Ready");
+    }
+}
