@@ -7,4 +7,5 @@
 //! back) and `serve`, which runs it as a daemon fed from a services file.
 
 pub mod dataplane;
+pub mod pods;
 pub mod serve;

@@ -26,9 +26,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the node's dataplane: attach the programs, keep the service maps
-    /// equal to the services file, collect conntrack, serve metrics.
-    Serve(ServeArgs),
+    /// Run the node: its pods (with --controlplane), its dataplane kept equal
+    /// to the desired Services, conntrack collection, metrics.
+    Serve(Box<ServeArgs>),
     /// Operate the node's eBPF dataplane.
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
@@ -87,6 +87,19 @@ struct ServeArgs {
     /// Seconds the node counts as alive without renewing its lease.
     #[arg(long, default_value_t = 40)]
     lease_seconds: u64,
+    /// Pod records and container logs (default /var/lib/rudder/<node>).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// CNI network configurations, as a container runtime reads them.
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// CNI plugin binaries.
+    #[arg(long, default_value = "/opt/cni/bin")]
+    cni_bin_dir: PathBuf,
+    /// Pod sandboxes (network namespaces) are named <prefix>-<pod uid>
+    /// (default: rudder-<node>).
+    #[arg(long)]
+    sandbox_prefix: Option<String>,
 }
 
 fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -153,7 +166,28 @@ fn main() -> Result<()> {
     }
     match cli.command {
         Command::Serve(args) => {
+            let args = *args;
             let dir = args.node.dir();
+            let node_name = args.node.node.clone();
+            let pods = args
+                .controlplane
+                .as_ref()
+                .map(|_| rudder_agent::pods::PodRuntimeConfig {
+                    node: node_name.clone(),
+                    // Filled in by `serve` once the uplink address is known.
+                    node_addr: std::net::Ipv4Addr::UNSPECIFIED,
+                    state_dir: args
+                        .state_dir
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("/var/lib/rudder").join(&node_name)),
+                    cni_conf_dir: args.cni_conf_dir.clone(),
+                    cni_bin_dir: args.cni_bin_dir.clone(),
+                    sandbox_prefix: args
+                        .sandbox_prefix
+                        .clone()
+                        .unwrap_or_else(|| format!("rudder-{node_name}")),
+                    cgroup_root: None,
+                });
             rudder_agent::serve::serve(&rudder_agent::serve::ServeConfig {
                 node: args.node.node,
                 dir,
@@ -173,6 +207,7 @@ fn main() -> Result<()> {
                 gc_interval: std::time::Duration::from_secs(args.gc_interval_s),
                 pod_cidr: args.pod_cidr,
                 lease_duration: std::time::Duration::from_secs(args.lease_seconds.max(3)),
+                pods,
             })?;
         }
         Command::Dataplane(DataplaneCommand::Attach { node, ifaces }) => {

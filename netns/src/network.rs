@@ -156,6 +156,12 @@ impl Drop for TestNetwork {
         for netns in self.namespaces.iter().rev() {
             remove_namespace(netns);
         }
+        // Namespaces others made under this network's prefix (an agent's
+        // pod sandboxes named after the test): everything named by this
+        // run goes.
+        for name in names_with_prefix(Path::new("/run/netns"), &format!("{}-", self.prefix)) {
+            remove_namespace(&Netns::new(name));
+        }
         // Unpinning frees the links and maps once no process holds them.
         for dir in &self.bpffs_dirs {
             let _ = std::fs::remove_dir_all(dir);
@@ -185,6 +191,19 @@ pub fn sweep_stale() {
     for name in stale_names(Path::new(TEST_BPFFS_ROOT)) {
         let _ = std::fs::remove_dir_all(Path::new(TEST_BPFFS_ROOT).join(name));
     }
+}
+
+/// Entries of `dir` whose names start with `prefix`.
+fn names_with_prefix(dir: &Path, prefix: &str) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(prefix))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Entries of `dir` named by a run whose process no longer exists.

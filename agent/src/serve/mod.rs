@@ -70,6 +70,8 @@ pub struct ServeConfig {
     pub pod_cidr: Option<String>,
     /// How long the node counts as alive without renewing its lease.
     pub lease_duration: Duration,
+    /// Pod runtime settings (control-plane mode runs the pods bound here).
+    pub pods: Option<crate::pods::PodRuntimeConfig>,
 }
 
 /// Where `serve` hears which Services to serve.
@@ -151,12 +153,27 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
             }
         });
     }
+    let mut runtime = config.pods.clone().map(|mut pods| {
+        pods.node_addr = node_addr;
+        crate::pods::PodRuntime::new(pods)
+    });
+    let reporter = match (&config.source, &runtime) {
+        (DesiredSource::ControlPlane(addr), Some(_)) => Some(status_reporter(addr.clone())),
+        _ => None,
+    };
     let mut pods = BTreeSet::new();
     let mut desired = DesiredFeed::start(config);
     let mut last_gc = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
+        desired.apply_pending(&services, runtime.as_mut());
+        if let Some(runtime) = runtime.as_mut() {
+            for report in runtime.tick() {
+                if let Some(reporter) = &reporter {
+                    let _ = reporter.send(report);
+                }
+            }
+        }
         sync_pod_ports(&mut dataplane, config, &mut pods);
-        desired.apply_pending(&services);
         if last_gc.elapsed() >= config.gc_interval {
             last_gc = Instant::now();
             match lock(&services).collect_conntrack(&ConntrackTimeouts::default()) {
@@ -192,13 +209,35 @@ impl DesiredFeed {
     }
 
     /// Applies whatever arrived since the last call.
-    fn apply_pending(&mut self, services: &Mutex<ServiceDataplane>) {
+    fn apply_pending(
+        &mut self,
+        services: &Mutex<ServiceDataplane>,
+        mut runtime: Option<&mut crate::pods::PodRuntime>,
+    ) {
         match self {
             Self::Stream(rx) => {
                 while let Ok(node_sync::Received { desired, at }) = rx.try_recv() {
-                    let result = match &desired {
-                        node_sync::Desired::Resync(all) => lock(services).resync(all, at),
-                        node_sync::Desired::Apply(change) => lock(services).apply(change, at),
+                    let result = match desired {
+                        node_sync::Desired::Resync(all) => lock(services).resync(&all, at),
+                        node_sync::Desired::Apply(change) => lock(services).apply(&change, at),
+                        node_sync::Desired::Pods(pods) => {
+                            if let Some(runtime) = runtime.as_deref_mut() {
+                                runtime.resync(pods);
+                            }
+                            continue;
+                        }
+                        node_sync::Desired::PodUpserted(pod) => {
+                            if let Some(runtime) = runtime.as_deref_mut() {
+                                runtime.upsert(pod);
+                            }
+                            continue;
+                        }
+                        node_sync::Desired::PodDeleted(pod) => {
+                            if let Some(runtime) = runtime.as_deref_mut() {
+                                runtime.delete(&pod);
+                            }
+                            continue;
+                        }
                     };
                     match result {
                         Ok(writes) => tracing::debug!(writes, "services synced"),
@@ -227,6 +266,66 @@ impl DesiredFeed {
             }
         }
     }
+}
+
+/// Writes pod statuses to the API from a thread of its own (latest per pod
+/// wins; a conflict is retried with the fresh object).
+fn status_reporter(addr: String) -> std::sync::mpsc::Sender<crate::pods::StatusReport> {
+    let (tx, rx) = std::sync::mpsc::channel::<crate::pods::StatusReport>();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            tracing::error!("cannot start the status reporter");
+            return;
+        };
+        let mut client = None;
+        while let Ok(first) = rx.recv() {
+            let mut latest = std::collections::BTreeMap::new();
+            latest.insert(first.uid.clone(), first);
+            while let Ok(more) = rx.try_recv() {
+                latest.insert(more.uid.clone(), more);
+            }
+            for report in latest.into_values() {
+                runtime.block_on(async {
+                    if client.is_none() {
+                        client = rudder_api::client::Client::connect(&addr).await.ok();
+                    }
+                    let Some(c) = client.as_ref() else { return };
+                    if let Err(err) = write_status(c, &report).await {
+                        tracing::warn!(pod = %report.name, %err, "reporting pod status");
+                    }
+                });
+            }
+        }
+    });
+    tx
+}
+
+async fn write_status(
+    client: &rudder_api::client::Client,
+    report: &crate::pods::StatusReport,
+) -> Result<(), rudder_api::client::ClientError> {
+    use rudder_api::client::ClientError;
+    for _ in 0..5 {
+        let mut pod: rudder_api::core::Pod = match client.get(&report.namespace, &report.name).await
+        {
+            Ok(pod) => pod,
+            Err(ClientError::NotFound(_)) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        if pod.metadata.uid != report.uid {
+            return Ok(());
+        }
+        pod.status = Some(report.status.clone());
+        match client.update_status(&pod).await {
+            Ok(_) => return Ok(()),
+            Err(ClientError::Conflict(_)) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 fn lock(services: &Mutex<ServiceDataplane>) -> std::sync::MutexGuard<'_, ServiceDataplane> {

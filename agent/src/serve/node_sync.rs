@@ -11,7 +11,7 @@ use std::{
 
 use rudder_api::{
     client::{Client, NodeChange, NodeSyncUpdate},
-    core::{Endpoints, Service},
+    core::{Endpoints, Pod, Service},
 };
 
 use super::from_api::service_state;
@@ -26,13 +26,19 @@ pub struct Received {
     pub at: Instant,
 }
 
-/// A desired-state update for the dataplane.
+/// A desired-state update for the dataplane or the pod runtime.
 #[derive(Debug)]
 pub enum Desired {
-    /// The full set (after a snapshot).
+    /// The full set of Services (after a snapshot).
     Resync(Vec<ServiceState>),
     /// One Service changed.
     Apply(ServiceChange),
+    /// The full set of pods bound to this node (after a snapshot).
+    Pods(Vec<Pod>),
+    /// A pod bound to this node appeared or changed.
+    PodUpserted(Pod),
+    /// A pod left this node or was deleted.
+    PodDeleted(Pod),
 }
 
 /// The cluster's Services and Endpoints as last heard.
@@ -66,7 +72,16 @@ impl Cache {
     }
 
     /// Applies one change; returns the dataplane change, if any.
+    #[cfg(test)]
     fn apply(&mut self, change: NodeChange, node: &str) -> Option<ServiceChange> {
+        self.desired(change, node).and_then(|d| match d {
+            Desired::Apply(change) => Some(change),
+            _ => None,
+        })
+    }
+
+    /// What one change means for the agent.
+    fn desired(&mut self, change: NodeChange, node: &str) -> Option<Desired> {
         let touched = match change {
             NodeChange::ServiceUpserted(s) => {
                 let k = key(&s.metadata.namespace, &s.metadata.name);
@@ -88,10 +103,10 @@ impl Cache {
                 self.endpoints.remove(&k);
                 k
             }
-            // Pods are the pod runtime's business.
-            NodeChange::PodUpserted(_) | NodeChange::PodDeleted(_) => return None,
+            NodeChange::PodUpserted(pod) => return Some(Desired::PodUpserted(pod)),
+            NodeChange::PodDeleted(pod) => return Some(Desired::PodDeleted(pod)),
         };
-        Some(self.change_of(&touched, node))
+        Some(Desired::Apply(self.change_of(&touched, node)))
     }
 }
 
@@ -166,8 +181,13 @@ async fn stream_once(
                 revision: at_revision,
                 services,
                 endpoints,
-                ..
+                pods,
             } => {
+                tx.send(Received {
+                    desired: Desired::Pods(pods),
+                    at,
+                })
+                .map_err(|_| Stop)?;
                 *revision = at_revision;
                 *cache = Cache::default();
                 for s in services {
@@ -187,7 +207,7 @@ async fn stream_once(
                 change,
             } => {
                 *revision = at_revision;
-                cache.apply(change, node).map(Desired::Apply)
+                cache.desired(change, node)
             }
             NodeSyncUpdate::Bookmark {
                 revision: at_revision,

@@ -1,0 +1,856 @@
+//! The embedded pod runtime: a pod is a network namespace (its sandbox)
+//! wired by the CNI plugins of the node's net.d, and its containers are
+//! processes started inside it. The runtime follows the pods bound to this
+//! node, restarts containers per restartPolicy with backoff, runs
+//! liveness/readiness probes, tears pods down (SIGTERM, grace period,
+//! SIGKILL, CNI DEL, sandbox removed), and reports their status.
+//!
+//! What it started is recorded under the state directory, so a restarted
+//! agent adopts running pods instead of restarting them.
+
+mod cni;
+mod probe;
+mod process;
+
+use std::{
+    collections::BTreeMap,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use nix::sys::signal::Signal;
+use rudder_api::{
+    core::{Container, ContainerStatus, Pod, PodIp, PodStatus},
+    meta::Condition,
+    time::now_rfc3339,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use self::cni::{CniError, NetworkConfig};
+use self::process::ProcessState;
+
+/// How the runtime runs pods.
+#[derive(Clone, Debug)]
+pub struct PodRuntimeConfig {
+    /// This node's name.
+    pub node: String,
+    /// This node's address (the pods' hostIP).
+    pub node_addr: Ipv4Addr,
+    /// Records and container logs live here.
+    pub state_dir: PathBuf,
+    /// CNI network configurations (net.d).
+    pub cni_conf_dir: PathBuf,
+    /// CNI plugin binaries.
+    pub cni_bin_dir: PathBuf,
+    /// Sandbox names are `<prefix>-<pod uid>` (unique per node).
+    pub sandbox_prefix: String,
+    /// cgroup v2 directory pods' cgroups are made under, if any.
+    pub cgroup_root: Option<PathBuf>,
+}
+
+/// A pod status to write to the API.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StatusReport {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// UID (a report for an older incarnation must not be written).
+    pub uid: String,
+    /// The status.
+    pub status: PodStatus,
+}
+
+/// What a restarted agent needs to adopt a pod.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PodRecord {
+    namespace: String,
+    name: String,
+    uid: String,
+    sandbox: String,
+    ip: Option<Ipv4Addr>,
+    cni_result: Value,
+    started: String,
+    containers: Vec<ContainerRecord>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct ContainerRecord {
+    name: String,
+    pid: Option<u32>,
+    restart_count: i64,
+    started_at: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct ProbeState {
+    next: Option<Instant>,
+    successes: i64,
+    failures: i64,
+}
+
+#[derive(Debug)]
+struct ContainerRun {
+    spec: Container,
+    pid: Option<u32>,
+    restart_count: i64,
+    started_at: Option<String>,
+    started_instant: Option<Instant>,
+    next_start: Instant,
+    backoff: Duration,
+    last_exit: Option<i32>,
+    finished: bool,
+    ready: bool,
+    readiness: ProbeState,
+    liveness: ProbeState,
+}
+
+#[derive(Debug)]
+struct PodRun {
+    pod: Pod,
+    record: Option<PodRecord>,
+    containers: Vec<ContainerRun>,
+    /// Set when the pod is going: SIGKILL at this deadline.
+    terminating: Option<Instant>,
+    /// Why the sandbox is not up yet, and when to try again.
+    sandbox_error: Option<(String, Instant)>,
+}
+
+/// The pods of this node.
+pub struct PodRuntime {
+    config: PodRuntimeConfig,
+    pods: BTreeMap<String, PodRun>,
+    reported: BTreeMap<String, PodStatus>,
+    adopted: BTreeMap<String, PodRecord>,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const DEFAULT_GRACE: Duration = Duration::from_secs(30);
+
+impl PodRuntime {
+    /// A runtime that will adopt the pods a previous agent recorded.
+    pub fn new(config: PodRuntimeConfig) -> Self {
+        let mut adopted = BTreeMap::new();
+        if let Ok(entries) = std::fs::read_dir(config.state_dir.join("pods")) {
+            for entry in entries.flatten() {
+                let Ok(text) = std::fs::read_to_string(entry.path()) else {
+                    continue;
+                };
+                match serde_json::from_str::<PodRecord>(&text) {
+                    Ok(record) => {
+                        adopted.insert(record.uid.clone(), record);
+                    }
+                    Err(err) => {
+                        tracing::warn!(file = %entry.path().display(), %err, "unreadable pod record")
+                    }
+                }
+            }
+        }
+        Self {
+            config,
+            pods: BTreeMap::new(),
+            reported: BTreeMap::new(),
+            adopted,
+        }
+    }
+
+    /// Makes the runtime run exactly `pods` (a snapshot): new ones start,
+    /// missing ones are torn down, recorded ones are adopted.
+    pub fn resync(&mut self, pods: Vec<Pod>) {
+        let wanted: std::collections::BTreeSet<String> =
+            pods.iter().map(|p| p.metadata.uid.clone()).collect();
+        let gone: Vec<String> = self
+            .pods
+            .keys()
+            .filter(|uid| !wanted.contains(*uid))
+            .cloned()
+            .collect();
+        for uid in gone {
+            self.terminate(&uid);
+        }
+        for pod in pods {
+            self.upsert(pod);
+        }
+        // Recorded pods the control plane no longer has: tear them down.
+        let orphans: Vec<PodRecord> = std::mem::take(&mut self.adopted).into_values().collect();
+        for record in orphans {
+            tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "recorded pod no longer exists; removing");
+            self.teardown_record(&record);
+        }
+    }
+
+    /// A pod bound to this node appeared or changed.
+    pub fn upsert(&mut self, pod: Pod) {
+        if pod.spec.node_name.as_deref() != Some(self.config.node.as_str()) {
+            return;
+        }
+        let uid = pod.metadata.uid.clone();
+        let deleting = pod.metadata.deletion_timestamp.is_some();
+        if let Some(run) = self.pods.get_mut(&uid) {
+            run.pod = pod;
+            if deleting {
+                self.terminate(&uid);
+            }
+            return;
+        }
+        if deleting {
+            return;
+        }
+        let containers = pod
+            .spec
+            .containers
+            .iter()
+            .map(|c| new_container(c.clone()))
+            .collect();
+        let mut run = PodRun {
+            pod,
+            record: None,
+            containers,
+            terminating: None,
+            sandbox_error: None,
+        };
+        if let Some(record) = self.adopted.remove(&uid) {
+            adopt(&mut run, record);
+        }
+        self.pods.insert(uid, run);
+    }
+
+    /// A pod was deleted (or left this node): tear it down.
+    pub fn delete(&mut self, pod: &Pod) {
+        self.terminate(&pod.metadata.uid);
+    }
+
+    /// One round: sandboxes, container starts and restarts, probes,
+    /// terminations. Returns the statuses that changed.
+    pub fn tick(&mut self) -> Vec<StatusReport> {
+        let now = Instant::now();
+        let uids: Vec<String> = self.pods.keys().cloned().collect();
+        let mut reports = Vec::new();
+        for uid in uids {
+            let Some(mut run) = self.pods.remove(&uid) else {
+                continue;
+            };
+            if run.terminating.is_some() {
+                if self.finish_termination(&mut run, now) {
+                    self.reported.remove(&uid);
+                    continue;
+                }
+                self.pods.insert(uid, run);
+                continue;
+            }
+            if run.record.is_none() {
+                self.ensure_sandbox(&mut run, now);
+            }
+            if let Some(record) = run.record.clone() {
+                self.run_containers(&mut run, &record, now);
+            }
+            let status = pod_status(&run, &self.config);
+            if self.reported.get(&uid) != Some(&status) {
+                self.reported.insert(uid.clone(), status.clone());
+                reports.push(StatusReport {
+                    namespace: run.pod.metadata.namespace.clone(),
+                    name: run.pod.metadata.name.clone(),
+                    uid: uid.clone(),
+                    status,
+                });
+            }
+            self.pods.insert(uid, run);
+        }
+        reports
+    }
+
+    /// Number of pods the runtime runs.
+    pub fn len(&self) -> usize {
+        self.pods.len()
+    }
+
+    /// Whether the runtime runs no pod.
+    pub fn is_empty(&self) -> bool {
+        self.pods.is_empty()
+    }
+
+    fn sandbox_name(&self, uid: &str) -> String {
+        let short: String = uid
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(12)
+            .collect();
+        format!("{}-{short}", self.config.sandbox_prefix)
+    }
+
+    fn log_dir(&self, pod: &Pod) -> PathBuf {
+        let meta = &pod.metadata;
+        self.config
+            .state_dir
+            .join("logs")
+            .join(format!("{}_{}_{}", meta.namespace, meta.name, meta.uid))
+    }
+
+    /// Creates the sandbox and wires it with CNI; on failure undoes it and
+    /// retries later.
+    fn ensure_sandbox(&self, run: &mut PodRun, now: Instant) {
+        if let Some((_, retry)) = &run.sandbox_error
+            && now < *retry
+        {
+            return;
+        }
+        let meta = &run.pod.metadata;
+        let sandbox = self.sandbox_name(&meta.uid);
+        let result = (|| -> Result<PodRecord, String> {
+            let network =
+                NetworkConfig::load(&self.config.cni_conf_dir).map_err(|e| e.to_string())?;
+            ip(&["netns", "add", &sandbox]).or_else(|e| {
+                if e.contains("File exists") {
+                    Ok(())
+                } else {
+                    Err(e)
+                }
+            })?;
+            let attachment = cni::Attachment {
+                container_id: meta.uid.clone(),
+                netns: PathBuf::from("/run/netns").join(&sandbox),
+                ifname: "eth0".into(),
+            };
+            let runtime_config = json!({ "bandwidth": bandwidth(&run.pod) });
+            match cni::add(
+                &network,
+                &self.config.cni_bin_dir,
+                &attachment,
+                &runtime_config,
+            ) {
+                Ok((cni_result, ip)) => Ok(PodRecord {
+                    namespace: meta.namespace.clone(),
+                    name: meta.name.clone(),
+                    uid: meta.uid.clone(),
+                    sandbox: sandbox.clone(),
+                    ip,
+                    cni_result,
+                    started: now_rfc3339(),
+                    containers: Vec::new(),
+                }),
+                Err(err) => {
+                    let _ = ip(&["netns", "delete", &sandbox]);
+                    Err(err.to_string())
+                }
+            }
+        })();
+        match result {
+            Ok(record) => {
+                tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), ip = ?record.ip, sandbox = %record.sandbox, "sandbox ready");
+                std::fs::create_dir_all(self.log_dir(&run.pod)).ok();
+                run.record = Some(record);
+                run.sandbox_error = None;
+                self.save(run);
+            }
+            Err(err) => {
+                tracing::warn!(pod = %format!("{}/{}", meta.namespace, meta.name), %err, "sandbox failed; retrying");
+                run.sandbox_error = Some((err, now + Duration::from_secs(2)));
+            }
+        }
+    }
+
+    fn run_containers(&self, run: &mut PodRun, record: &PodRecord, now: Instant) {
+        let policy = run
+            .pod
+            .spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let netns = PathBuf::from("/run/netns").join(&record.sandbox);
+        let log_dir = self.log_dir(&run.pod);
+        let env_base = base_env(&run.pod, record.ip);
+        let mut changed = false;
+        for c in &mut run.containers {
+            if let Some(pid) = c.pid {
+                match process::check(pid) {
+                    ProcessState::Running => {}
+                    ProcessState::Gone(code) => {
+                        c.pid = None;
+                        c.ready = false;
+                        c.last_exit = code;
+                        changed = true;
+                        let ran_long = c
+                            .started_instant
+                            .is_some_and(|s| s.elapsed() > Duration::from_secs(10));
+                        if ran_long {
+                            c.backoff = FIRST_BACKOFF;
+                        }
+                        let restart = match policy.as_str() {
+                            "Never" => false,
+                            "OnFailure" => code != Some(0),
+                            _ => true,
+                        };
+                        if restart {
+                            c.next_start = now + c.backoff;
+                            c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
+                        } else {
+                            c.finished = true;
+                        }
+                        tracing::info!(pod = %run.pod.metadata.name, container = %c.spec.name, ?code, restart, "container exited");
+                    }
+                }
+            }
+            if c.pid.is_none() && !c.finished && now >= c.next_start {
+                let mut env = env_base.clone();
+                env.extend(
+                    c.spec
+                        .env
+                        .iter()
+                        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
+                );
+                let argv: Vec<String> = c
+                    .spec
+                    .command
+                    .iter()
+                    .chain(&c.spec.args)
+                    .map(|a| expand(a, &env))
+                    .collect();
+                let log = log_dir.join(format!("{}.log", c.spec.name));
+                let launch = process::Launch {
+                    argv: &argv,
+                    env: &env,
+                    working_dir: c.spec.working_dir.as_deref(),
+                    netns: &netns,
+                    log: &log,
+                    cgroup: None,
+                };
+                match process::start(&launch) {
+                    Ok(pid) => {
+                        if c.started_at.is_some() {
+                            c.restart_count += 1;
+                        }
+                        c.pid = Some(pid);
+                        c.started_at = Some(now_rfc3339());
+                        c.started_instant = Some(now);
+                        c.readiness = ProbeState::default();
+                        c.liveness = ProbeState::default();
+                        changed = true;
+                        tracing::info!(pod = %run.pod.metadata.name, container = %c.spec.name, pid, "container started");
+                    }
+                    Err(err) => {
+                        tracing::warn!(pod = %run.pod.metadata.name, container = %c.spec.name, %err, "container failed to start");
+                        c.last_exit = Some(127);
+                        c.next_start = now + c.backoff;
+                        c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+            if let (Some(pid), Some(ip)) = (c.pid, record.ip) {
+                probe_container(c, pid, ip, &netns, now);
+            }
+        }
+        if changed {
+            self.save(run);
+        }
+    }
+
+    /// Starts a pod's termination: SIGTERM now, SIGKILL at the deadline.
+    fn terminate(&mut self, uid: &str) {
+        let Some(run) = self.pods.get_mut(uid) else {
+            return;
+        };
+        if run.terminating.is_some() {
+            return;
+        }
+        let grace = run
+            .pod
+            .spec
+            .termination_grace_period_seconds
+            .and_then(|g| u64::try_from(g).ok())
+            .map_or(DEFAULT_GRACE, Duration::from_secs);
+        for pid in run.containers.iter().filter_map(|c| c.pid) {
+            process::signal(pid, Signal::SIGTERM);
+        }
+        run.terminating = Some(Instant::now() + grace);
+        tracing::info!(pod = %run.pod.metadata.name, ?grace, "terminating");
+    }
+
+    /// `true` once the pod is completely gone.
+    fn finish_termination(&mut self, run: &mut PodRun, now: Instant) -> bool {
+        let deadline = run.terminating.unwrap_or(now);
+        let mut alive = false;
+        for c in &mut run.containers {
+            if let Some(pid) = c.pid {
+                if process::check(pid) == ProcessState::Running {
+                    if now >= deadline {
+                        process::signal(pid, Signal::SIGKILL);
+                    }
+                    alive = true;
+                } else {
+                    c.pid = None;
+                }
+            }
+        }
+        if alive {
+            return false;
+        }
+        if let Some(record) = run.record.take() {
+            self.teardown_record(&record);
+        }
+        true
+    }
+
+    /// Kills what a record says runs, CNI DEL, removes the sandbox and the
+    /// record.
+    fn teardown_record(&self, record: &PodRecord) {
+        for pid in record.containers.iter().filter_map(|c| c.pid) {
+            if process::check(pid) == ProcessState::Running {
+                process::signal(pid, Signal::SIGKILL);
+            }
+        }
+        if let Ok(network) = NetworkConfig::load(&self.config.cni_conf_dir) {
+            let attachment = cni::Attachment {
+                container_id: record.uid.clone(),
+                netns: PathBuf::from("/run/netns").join(&record.sandbox),
+                ifname: "eth0".into(),
+            };
+            if let Err(err) = cni::delete(
+                &network,
+                &self.config.cni_bin_dir,
+                &attachment,
+                Some(&record.cni_result),
+            ) {
+                tracing::warn!(pod = %record.name, %err, "CNI DEL");
+            }
+        }
+        let _ = ip(&["netns", "delete", &record.sandbox]);
+        let _ = std::fs::remove_file(self.record_path(&record.uid));
+        tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "pod removed");
+    }
+
+    fn record_path(&self, uid: &str) -> PathBuf {
+        self.config
+            .state_dir
+            .join("pods")
+            .join(format!("{uid}.json"))
+    }
+
+    /// Persists the record with the containers' current pids.
+    fn save(&self, run: &mut PodRun) {
+        let Some(record) = run.record.as_mut() else {
+            return;
+        };
+        record.containers = run
+            .containers
+            .iter()
+            .map(|c| ContainerRecord {
+                name: c.spec.name.clone(),
+                pid: c.pid,
+                restart_count: c.restart_count,
+                started_at: c.started_at.clone(),
+            })
+            .collect();
+        let path = self.record_path(&record.uid);
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let tmp = path.with_extension("tmp");
+        let written = serde_json::to_vec(record)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(err) = written {
+            tracing::warn!(pod = %record.name, %err, "cannot record the pod; a restarted agent would not adopt it");
+        }
+    }
+}
+
+fn new_container(spec: Container) -> ContainerRun {
+    ContainerRun {
+        spec,
+        pid: None,
+        restart_count: 0,
+        started_at: None,
+        started_instant: None,
+        next_start: Instant::now(),
+        backoff: FIRST_BACKOFF,
+        last_exit: None,
+        finished: false,
+        ready: false,
+        readiness: ProbeState::default(),
+        liveness: ProbeState::default(),
+    }
+}
+
+/// Takes over a recorded pod: its sandbox, address and running processes.
+fn adopt(run: &mut PodRun, record: PodRecord) {
+    for c in &mut run.containers {
+        if let Some(saved) = record.containers.iter().find(|s| s.name == c.spec.name) {
+            c.restart_count = saved.restart_count;
+            c.started_at = saved.started_at.clone();
+            c.pid = saved
+                .pid
+                .filter(|pid| process::check(*pid) == ProcessState::Running);
+        }
+    }
+    tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "adopted after restart");
+    run.record = Some(record);
+}
+
+/// Runs the probes that are due.
+fn probe_container(c: &mut ContainerRun, pid: u32, ip: Ipv4Addr, netns: &Path, now: Instant) {
+    let started = c.started_instant.unwrap_or(now);
+    if let Some(probe) = c.spec.liveness_probe.clone()
+        && due(&mut c.liveness, &probe, started, now)
+    {
+        if probe::run(&probe, &c.spec, ip, netns) {
+            c.liveness.failures = 0;
+        } else {
+            c.liveness.failures += 1;
+            if c.liveness.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                tracing::info!(container = %c.spec.name, "liveness probe failed; restarting");
+                process::signal(pid, Signal::SIGKILL);
+                c.liveness.failures = 0;
+            }
+        }
+    }
+    match c.spec.readiness_probe.clone() {
+        None => c.ready = true,
+        Some(probe) => {
+            if due(&mut c.readiness, &probe, started, now) {
+                if probe::run(&probe, &c.spec, ip, netns) {
+                    c.readiness.successes += 1;
+                    c.readiness.failures = 0;
+                    if c.readiness.successes >= probe.success_threshold.unwrap_or(1).max(1) {
+                        c.ready = true;
+                    }
+                } else {
+                    c.readiness.failures += 1;
+                    c.readiness.successes = 0;
+                    if c.readiness.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                        c.ready = false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a probe is due now (and schedules its next run).
+fn due(
+    state: &mut ProbeState,
+    probe: &rudder_api::core::Probe,
+    started: Instant,
+    now: Instant,
+) -> bool {
+    let initial = Duration::from_secs(
+        probe
+            .initial_delay_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(0),
+    );
+    let period = Duration::from_secs(
+        probe
+            .period_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .unwrap_or(10)
+            .max(1),
+    );
+    let next = state.next.unwrap_or(started + initial);
+    if now < next {
+        return false;
+    }
+    state.next = Some(now + period);
+    true
+}
+
+/// Variables every container gets (a rudder convenience; Kubernetes needs
+/// the downward API for the same).
+fn base_env(pod: &Pod, ip: Option<Ipv4Addr>) -> Vec<(String, String)> {
+    vec![
+        (
+            "PATH".into(),
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        ),
+        ("POD_NAME".into(), pod.metadata.name.clone()),
+        ("POD_NAMESPACE".into(), pod.metadata.namespace.clone()),
+        (
+            "POD_IP".into(),
+            ip.map(|i| i.to_string()).unwrap_or_default(),
+        ),
+    ]
+}
+
+/// Expands `$(NAME)` from `env`, as Kubernetes does in command and args;
+/// `$$(NAME)` is a literal `$(NAME)`; unknown names stay as written.
+fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("$(") {
+        if rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("$(");
+            rest = &rest[i + 2..];
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        match rest[i + 2..].find(')') {
+            Some(end) => {
+                let name = &rest[i + 2..i + 2 + end];
+                match env.iter().rev().find(|(k, _)| k == name) {
+                    Some((_, value)) => out.push_str(value),
+                    None => out.push_str(&rest[i..i + 3 + end]),
+                }
+                rest = &rest[i + 3 + end..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The bandwidth capability from the pod's `kubernetes.io/ingress-bandwidth`
+/// and `egress-bandwidth` annotations (bits per second, with K/M/G).
+fn bandwidth(pod: &Pod) -> Value {
+    let rate = |key: &str| {
+        pod.metadata
+            .annotations
+            .get(key)
+            .and_then(|v| parse_bits(v))
+    };
+    let mut out = serde_json::Map::new();
+    if let Some(r) = rate("kubernetes.io/ingress-bandwidth") {
+        out.insert("ingressRate".into(), json!(r));
+        out.insert("ingressBurst".into(), json!(r / 8));
+    }
+    if let Some(r) = rate("kubernetes.io/egress-bandwidth") {
+        out.insert("egressRate".into(), json!(r));
+        out.insert("egressBurst".into(), json!(r / 8));
+    }
+    Value::Object(out)
+}
+
+fn parse_bits(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits.parse().ok()?;
+    let factor = match unit {
+        "" => 1,
+        "k" | "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+/// The pod's status as the runtime sees it.
+fn pod_status(run: &PodRun, config: &PodRuntimeConfig) -> PodStatus {
+    let record = run.record.as_ref();
+    let ip = record.and_then(|r| r.ip);
+    let statuses: Vec<ContainerStatus> = run
+        .containers
+        .iter()
+        .map(|c| {
+            let state = if c.pid.is_some() {
+                json!({"running": {"startedAt": c.started_at}})
+            } else if c.finished {
+                let code = c.last_exit.unwrap_or(0);
+                json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}})
+            } else if record.is_none() {
+                json!({"waiting": {"reason": "ContainerCreating", "message": run.sandbox_error.as_ref().map(|(e, _)| e.clone())}})
+            } else if c.restart_count > 0 || c.last_exit.is_some() {
+                json!({"waiting": {"reason": "CrashLoopBackOff"}})
+            } else {
+                json!({"waiting": {"reason": "ContainerCreating"}})
+            };
+            ContainerStatus {
+                name: c.spec.name.clone(),
+                ready: c.pid.is_some() && c.ready,
+                restart_count: c.restart_count,
+                image: c.spec.image.clone(),
+                started: Some(c.pid.is_some()),
+                state: Some(state),
+            }
+        })
+        .collect();
+    let all_finished = run.containers.iter().all(|c| c.finished);
+    let phase = if record.is_none() {
+        "Pending"
+    } else if all_finished && run.containers.iter().all(|c| c.last_exit == Some(0)) {
+        "Succeeded"
+    } else if all_finished {
+        "Failed"
+    } else if run
+        .containers
+        .iter()
+        .any(|c| c.pid.is_some() || c.started_at.is_some())
+    {
+        "Running"
+    } else {
+        "Pending"
+    };
+    let ready = !statuses.is_empty() && statuses.iter().all(|s| s.ready);
+    let condition = |kind: &str, ok: bool| Condition {
+        type_: kind.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        ..Condition::default()
+    };
+    PodStatus {
+        phase: Some(phase.into()),
+        conditions: vec![
+            condition("PodScheduled", true),
+            condition("Initialized", record.is_some()),
+            condition("ContainersReady", ready),
+            condition("Ready", ready),
+        ],
+        host_ip: Some(config.node_addr.to_string()),
+        pod_ip: ip.map(|i| i.to_string()),
+        pod_ips: ip
+            .map(|i| vec![PodIp { ip: i.to_string() }])
+            .unwrap_or_default(),
+        start_time: record.map(|r| r.started.clone()),
+        container_statuses: statuses,
+        message: run.sandbox_error.as_ref().map(|(e, _)| e.clone()),
+        reason: None,
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_in_command_and_args_are_expanded_as_kubernetes_does() {
+        let env = vec![("POD_NAME".to_owned(), "web-1".to_owned())];
+        assert_eq!(expand("--name=$(POD_NAME)", &env), "--name=web-1");
+        assert_eq!(expand("$$(POD_NAME)", &env), "$(POD_NAME)");
+        assert_eq!(
+            expand("$(MISSING) $(POD_NAME", &env),
+            "$(MISSING) $(POD_NAME"
+        );
+    }
+
+    #[test]
+    fn bandwidth_annotations_become_the_cni_capability() {
+        assert_eq!(parse_bits("10M"), Some(10_000_000));
+        assert_eq!(parse_bits("1Gi"), Some(1 << 30));
+        assert_eq!(parse_bits("fast"), None);
+    }
+}

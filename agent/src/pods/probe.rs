@@ -1,0 +1,112 @@
+//! Liveness and readiness probes: httpGet and tcpSocket from the node to
+//! the pod's address (as the kubelet does), exec inside the pod's network
+//! namespace, each bounded by the probe's timeout.
+
+use std::{
+    io::{Read, Write},
+    net::{Ipv4Addr, SocketAddr, TcpStream},
+    path::Path,
+    time::Duration,
+};
+
+use rudder_api::core::{Container, IntOrString, Probe};
+
+/// Runs `probe` once against the pod at `ip`; `true` when it passes.
+pub fn run(probe: &Probe, container: &Container, ip: Ipv4Addr, netns: &Path) -> bool {
+    let timeout = Duration::from_secs(
+        probe
+            .timeout_seconds
+            .and_then(|t| u64::try_from(t).ok())
+            .unwrap_or(1)
+            .max(1),
+    );
+    if let Some(http) = &probe.http_get {
+        let Some(port) = resolve_port(&http.port, container) else {
+            return false;
+        };
+        return http_get(
+            SocketAddr::from((ip, port)),
+            http.path.as_deref().unwrap_or("/"),
+            timeout,
+        );
+    }
+    if let Some(tcp) = &probe.tcp_socket {
+        let Some(port) = resolve_port(&tcp.port, container) else {
+            return false;
+        };
+        return TcpStream::connect_timeout(&SocketAddr::from((ip, port)), timeout).is_ok();
+    }
+    if let Some(exec) = &probe.exec {
+        return exec_in(&exec.command, netns, timeout);
+    }
+    // A probe with no handler is a spec error the API should have refused;
+    // treat it as passing rather than killing the container over it.
+    true
+}
+
+/// A port by number, or by the name of one of the container's ports.
+fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .find(|p| p.name.as_deref() == Some(name.as_str()))
+            .and_then(|p| u16::try_from(p.container_port).ok()),
+    }
+}
+
+/// GET `path`; passes on a status from 200 to 399.
+fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    if write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: rudder-probe\r\nConnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    if stream.read_exact(&mut head).is_err() {
+        return false;
+    }
+    let status: u16 = std::str::from_utf8(&head[9..12])
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (200..400).contains(&status)
+}
+
+/// Runs `command` in the pod's network namespace; passes on exit code 0.
+fn exec_in(command: &[String], netns: &Path, timeout: Duration) -> bool {
+    let Some((program, args)) = command.split_first() else {
+        return false;
+    };
+    let mut cmd = std::process::Command::new("ip");
+    let name = netns
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    cmd.args(["netns", "exec", &name, program])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let Ok(mut child) = cmd.spawn() else {
+        return false;
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return status.success(),
+            Ok(None) if started.elapsed() < timeout => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+        }
+    }
+}
