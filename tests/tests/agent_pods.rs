@@ -63,6 +63,13 @@ impl Cluster {
             ])
             .expect("control plane");
         let server = format!("http://{listen}");
+        // One CNI bin directory, as on a node: rudder-cni beside the
+        // reference plugins.
+        let cni_bin = scratch.join("cni-bin");
+        std::fs::create_dir_all(&cni_bin).expect("cni bin");
+        std::os::unix::fs::symlink(bin("rudder-cni"), cni_bin.join("rudder-cni"))
+            .expect("rudder-cni");
+        std::os::unix::fs::symlink("/usr/lib/cni/tuning", cni_bin.join("tuning")).expect("tuning");
         let mut nodes = Vec::new();
         for (i, host) in hosts.into_iter().enumerate() {
             let n = i + 1;
@@ -74,16 +81,22 @@ impl Cluster {
                 .expect("name")
                 .to_string_lossy()
                 .into_owned();
-            // The node's CNI configuration, as a runtime would find it: the
-            // reference bridge + host-local plugins.
+            // The node's CNI configuration, as a runtime would find it:
+            // rudder-cni, and on node2 the reference `tuning` plugin chained
+            // after it (a runtime must run whatever the list says).
             let netd = scratch.join(format!("net.d-{n}"));
             std::fs::create_dir_all(&netd).expect("net.d");
-            let conflist = serde_json::json!({
-                "cniVersion": "1.0.0", "name": "pods",
-                "plugins": [{"type": "bridge", "bridge": "cni0", "isGateway": true, "ipMasq": false,
-                    "ipam": {"type": "host-local", "ranges": [[{"subnet": format!("10.244.{n}.0/24")}]],
-                             "routes": [{"dst": "0.0.0.0/0"}], "dataDir": scratch.join(format!("ipam-{n}"))}}]
-            });
+            let mut plugins = vec![serde_json::json!({
+                "type": "rudder-cni", "bridge": "cni0",
+                "bandwidthDir": scratch.join(format!("bandwidth-{n}")),
+                "ipam": {"subnet": format!("10.244.{n}.0/24"), "dataDir": scratch.join(format!("ipam-{n}"))}
+            })];
+            if n == 2 {
+                plugins.push(serde_json::json!({"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.accept_redirects": "0"}}));
+            }
+            // 1.0.0: the reference plugins in Debian predate CNI 1.1.0.
+            let conflist =
+                serde_json::json!({"cniVersion": "1.0.0", "name": "pods", "plugins": plugins});
             std::fs::write(netd.join("10-pods.conflist"), conflist.to_string()).expect("conflist");
             let state = scratch.join(format!("state-{n}"));
             let prefix = format!("{}-n{n}", net.prefix());
@@ -102,7 +115,7 @@ impl Cluster {
                 "--cni-conf-dir",
                 &netd.display().to_string(),
                 "--cni-bin-dir",
-                "/usr/lib/cni",
+                &cni_bin.display().to_string(),
                 "--state-dir",
                 &state.display().to_string(),
                 "--sandbox-prefix",
