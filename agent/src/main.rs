@@ -100,6 +100,10 @@ struct ServeArgs {
     /// (default: rudder-<node>).
     #[arg(long)]
     sandbox_prefix: Option<String>,
+    /// A cgroup v2 directory: each pod gets a group under it with its
+    /// memory and cpu limits.
+    #[arg(long)]
+    pod_cgroup_root: Option<PathBuf>,
 }
 
 fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -186,7 +190,7 @@ fn main() -> Result<()> {
                         .sandbox_prefix
                         .clone()
                         .unwrap_or_else(|| format!("rudder-{node_name}")),
-                    cgroup_root: None,
+                    cgroup_root: args.pod_cgroup_root.clone(),
                 });
             rudder_agent::serve::serve(&rudder_agent::serve::ServeConfig {
                 node: args.node.node,

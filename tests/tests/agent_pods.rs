@@ -31,6 +31,8 @@ fn start_agent(node: &mut Node) {
 
 struct Cluster {
     nodes: Vec<Node>,
+    /// node1's pods get cgroups under this one.
+    cgroup: rudder_tests::TestCgroup,
     client: Host,
     server: String,
     scratch: PathBuf,
@@ -70,6 +72,7 @@ impl Cluster {
         std::os::unix::fs::symlink(bin("rudder-cni"), cni_bin.join("rudder-cni"))
             .expect("rudder-cni");
         std::os::unix::fs::symlink("/usr/lib/cni/tuning", cni_bin.join("tuning")).expect("tuning");
+        let cgroup = rudder_tests::TestCgroup::new(label);
         let mut nodes = Vec::new();
         for (i, host) in hosts.into_iter().enumerate() {
             let n = i + 1;
@@ -124,6 +127,13 @@ impl Cluster {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
+            let mut args = args;
+            if n == 1 {
+                args.extend([
+                    "--pod-cgroup-root".to_owned(),
+                    cgroup.path().display().to_string(),
+                ]);
+            }
             let mut node = Node {
                 host,
                 name,
@@ -137,6 +147,7 @@ impl Cluster {
         }
         Self {
             nodes,
+            cgroup,
             client,
             server,
             scratch,
@@ -267,6 +278,24 @@ fn pods_run_are_ready_talk_across_nodes_restart_survive_the_agent_and_clean_up()
         "{ip1} {ip2}"
     );
     assert_eq!(web1["status"]["phase"], "Running");
+
+    // node1 runs its pods in cgroups of their own.
+    let groups: Vec<std::path::PathBuf> = std::fs::read_dir(c.cgroup.path())
+        .expect("pod cgroups")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert!(!groups.is_empty(), "pod cgroups under the root");
+    assert!(
+        groups
+            .iter()
+            .any(|g| !std::fs::read_to_string(g.join("cgroup.procs"))
+                .unwrap_or_default()
+                .trim()
+                .is_empty()),
+        "containers run inside their pod's cgroup: {groups:?}"
+    );
 
     // Across nodes, pod to pod (routes from the agents, no NAT).
     let pod1_ns = std::fs::read_dir("/run/netns")

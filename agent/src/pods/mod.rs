@@ -8,6 +8,7 @@
 //! What it started is recorded under the state directory, so a restarted
 //! agent adopts running pods instead of restarting them.
 
+mod cgroup;
 mod cni;
 mod probe;
 mod process;
@@ -363,6 +364,11 @@ impl PodRuntime {
         let netns = PathBuf::from("/run/netns").join(&record.sandbox);
         let log_dir = self.log_dir(&run.pod);
         let env_base = base_env(&run.pod, record.ip);
+        let cgroup = self.config.cgroup_root.as_deref().and_then(|root| {
+            cgroup::ensure(root, &record.sandbox, &run.pod)
+                .map_err(|err| tracing::warn!(pod = %run.pod.metadata.name, %err, "pod cgroup; running without limits"))
+                .ok()
+        });
         let mut changed = false;
         for c in &mut run.containers {
             if let Some(pid) = c.pid {
@@ -416,7 +422,7 @@ impl PodRuntime {
                     working_dir: c.spec.working_dir.as_deref(),
                     netns: &netns,
                     log: &log,
-                    cgroup: None,
+                    cgroup: cgroup.as_deref(),
                 };
                 match process::start(&launch) {
                     Ok(pid) => {
@@ -518,6 +524,9 @@ impl PodRuntime {
             }
         }
         let _ = ip(&["netns", "delete", &record.sandbox]);
+        if let Some(root) = &self.config.cgroup_root {
+            cgroup::remove(root, &record.sandbox);
+        }
         let _ = std::fs::remove_file(self.record_path(&record.uid));
         tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "pod removed");
     }
