@@ -196,6 +196,11 @@ fn bad_input_gets_the_spec_error_code() {
         env
     };
     let config_bytes = config.to_string().into_bytes();
+    // A regular file: neither a namespace nor a place for directories.
+    let plain_file = node.dir.join("plain-file");
+    std::fs::write(&plain_file, "").expect("plain file");
+    let plain_file = plain_file.to_string_lossy().into_owned();
+    let under_plain_file = format!("{plain_file}/ipam");
     let edited = |edit: &dyn Fn(&mut Value)| {
         let mut config = config.clone();
         edit(&mut config);
@@ -261,7 +266,7 @@ fn bad_input_gets_the_spec_error_code() {
         ),
         (
             "netns is not a namespace",
-            with("CNI_NETNS", "/etc/hostname"),
+            with("CNI_NETNS", &plain_file),
             config_bytes.clone(),
             4,
             "not a network namespace",
@@ -313,10 +318,10 @@ fn bad_input_gets_the_spec_error_code() {
             good_env("STATUS"),
             edited(&|c| {
                 c["cniVersion"] = json!("1.1.0");
-                c["ipam"]["dataDir"] = json!("/etc/hostname/ipam");
+                c["ipam"]["dataDir"] = json!(under_plain_file);
             }),
             50,
-            "/etc/hostname",
+            "plain-file",
         ),
     ];
     for (what, env, stdin, want_code, needle) in cases {
