@@ -10,14 +10,14 @@
 //! goes on while no agent runs, and the next one takes over without a gap.
 
 pub mod from_api;
+mod http;
 pub mod node;
 pub mod node_sync;
 pub mod services_file;
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener},
+    net::{Ipv4Addr, SocketAddr},
     ops::RangeInclusive,
     path::PathBuf,
     process::Command,
@@ -131,7 +131,8 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         },
     )?));
     if let Some(listen) = config.metrics_listen {
-        serve_metrics(listen, Arc::clone(&services))?;
+        let logs = config.pods.as_ref().map(|p| p.state_dir.join("logs"));
+        http::serve(listen, Arc::clone(&services), logs)?;
     }
     tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
 
@@ -141,6 +142,14 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
             address: node_addr,
             pod_cidr: config.pod_cidr.clone().unwrap_or_default(),
             lease_duration: config.lease_duration,
+            agent_endpoint: config.metrics_listen.map(|listen| {
+                let ip = if listen.ip().is_unspecified() {
+                    node_addr.into()
+                } else {
+                    listen.ip()
+                };
+                format!("http://{}", SocketAddr::new(ip, listen.port()))
+            }),
         };
         let addr = addr.clone();
         std::thread::spawn(move || {
@@ -385,31 +394,4 @@ fn interface_ipv4(iface: &str) -> Result<Ipv4Addr> {
         .nth(1)
         .and_then(|cidr| cidr.split('/').next()?.parse().ok())
         .with_context(|| format!("{iface} has no IPv4 address"))
-}
-
-/// Serves `GET /metrics` on `listen` from a thread.
-fn serve_metrics(listen: SocketAddr, services: Arc<Mutex<ServiceDataplane>>) -> Result<()> {
-    let listener = TcpListener::bind(listen).with_context(|| format!("metrics on {listen}"))?;
-    tracing::info!(%listen, "metrics at /metrics");
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut request = String::new();
-            if BufReader::new(&stream).read_line(&mut request).is_err() {
-                continue;
-            }
-            let (status, body) = if request.starts_with("GET /metrics") {
-                ("200 OK", lock(&services).metrics())
-            } else {
-                ("404 Not Found", "only /metrics lives here\n".to_owned())
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    Ok(())
 }

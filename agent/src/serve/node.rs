@@ -18,6 +18,10 @@ use rudder_api::{
     time::format_rfc3339,
 };
 
+/// Node annotation with the agent's HTTP endpoint (`http://ip:port`), where
+/// `rudderctl logs` reads container output.
+pub const AGENT_ENDPOINT_ANNOTATION: &str = "rudder.dev/agent-endpoint";
+
 /// Namespace of node heartbeat leases, as in Kubernetes.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 
@@ -32,6 +36,8 @@ pub struct NodeIdentity {
     pub pod_cidr: String,
     /// Lease duration: how long the node counts as alive without a renewal.
     pub lease_duration: Duration,
+    /// The agent's HTTP endpoint, if it serves one.
+    pub agent_endpoint: Option<String>,
 }
 
 /// Runs forever on the current tokio runtime: registers the node, renews
@@ -86,6 +92,11 @@ fn node_object(identity: &NodeIdentity) -> Node {
         metadata: ObjectMeta {
             name: identity.name.clone(),
             labels: [("kubernetes.io/hostname".to_owned(), identity.name.clone())].into(),
+            annotations: identity
+                .agent_endpoint
+                .iter()
+                .map(|e| (AGENT_ENDPOINT_ANNOTATION.to_owned(), e.clone()))
+                .collect(),
             ..ObjectMeta::default()
         },
         spec: NodeSpec {
@@ -130,6 +141,14 @@ async fn register(client: &Client, identity: &NodeIdentity) -> Result<(), Client
             existing.spec.pod_cidr = wanted.spec.pod_cidr;
             existing.spec.pod_cidrs = wanted.spec.pod_cidrs;
             existing.metadata.labels.extend(wanted.metadata.labels);
+            existing
+                .metadata
+                .annotations
+                .remove(AGENT_ENDPOINT_ANNOTATION);
+            existing
+                .metadata
+                .annotations
+                .extend(wanted.metadata.annotations);
             let mut updated = client.update(&existing).await?;
             updated.status = wanted.status;
             client.update_status(&updated).await.map(drop)
@@ -295,7 +314,12 @@ mod tests {
             address: Ipv4Addr::new(192, 0, 2, 1),
             pod_cidr: "10.244.1.0/24".into(),
             lease_duration: Duration::from_secs(40),
+            agent_endpoint: Some("http://192.0.2.1:10250".into()),
         });
+        assert_eq!(
+            node.metadata.annotations[AGENT_ENDPOINT_ANNOTATION],
+            "http://192.0.2.1:10250"
+        );
         assert_eq!(
             route_of(&node),
             Some(("10.244.1.0/24".into(), "192.0.2.1".into()))

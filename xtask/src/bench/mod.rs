@@ -2,6 +2,7 @@
 //! reference in one run; each writes a markdown table with ratios to
 //! `docs/benchmarks/<name>.md`. Benchmarks report; tests assert.
 
+mod cni;
 mod dataplane;
 mod store;
 
@@ -14,6 +15,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
         "eBPF service translation vs a kube-proxy-style iptables ruleset",
     ),
     ("store", "the replicated store vs etcd"),
+    (
+        "cni",
+        "rudder-cni vs the reference bridge + host-local plugins",
+    ),
 ];
 
 /// Runs the benchmark `name`.
@@ -21,6 +26,7 @@ pub fn run(name: &str) -> Result<()> {
     match name {
         "dataplane" => dataplane::run(),
         "store" => store::run(),
+        "cni" => cni::run(),
         other => {
             let known: Vec<String> = BENCHMARKS
                 .iter()
