@@ -7,6 +7,7 @@ mod dataplane;
 mod delete;
 mod describe;
 mod get;
+mod logs;
 mod manifest;
 mod scale;
 mod server;
@@ -34,6 +35,8 @@ enum Command {
     Delete(delete::DeleteArgs),
     /// Set the replicas of a Deployment or ReplicaSet.
     Scale(scale::ScaleArgs),
+    /// Print a container's output (-f to follow it).
+    Logs(logs::LogsArgs),
     /// Inspect a node's eBPF maps (run on that node, as root).
     #[command(subcommand)]
     Dataplane(dataplane::DataplaneCommand),
@@ -46,6 +49,7 @@ fn main() -> Result<()> {
         Command::Describe(args) => describe::run(args),
         Command::Delete(args) => delete::run(args),
         Command::Scale(args) => scale::run(args),
+        Command::Logs(args) => logs::run(args),
         Command::Dataplane(command) => dataplane::run(command),
     }
 }

@@ -62,7 +62,7 @@ fn config_path() -> Option<PathBuf> {
 
 /// Runs an async command on a small runtime: the CLI does one thing at a
 /// time, so one thread is plenty.
-pub fn block_on<F: std::future::Future<Output = Result<()>>>(future: F) -> Result<()> {
+pub fn block_on<T, F: std::future::Future<Output = Result<T>>>(future: F) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -121,6 +121,8 @@ impl Cluster {
                 &cni_bin.display().to_string(),
                 "--state-dir",
                 &state.display().to_string(),
+                "--metrics-listen",
+                "0.0.0.0:10250",
                 "--sandbox-prefix",
                 &prefix,
             ]

@@ -1,0 +1,124 @@
+//! `rudderctl logs POD [-c CONTAINER] [-f]`: a container's output, read
+//! from the agent of the pod's node (its endpoint is announced on the Node
+//! object, as the kubelet's is).
+
+use std::io::{Read, Write};
+
+use anyhow::{Context, Result, bail};
+use rudder_api::core::{Node, Pod};
+
+use crate::server::{ServerArgs, block_on, explain};
+
+/// Node annotation with the agent's HTTP endpoint.
+const AGENT_ENDPOINT_ANNOTATION: &str = "rudder.dev/agent-endpoint";
+
+/// Arguments of `rudderctl logs`.
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    /// The pod.
+    pod: String,
+    /// The container (default: the pod's only container).
+    #[arg(short, long)]
+    container: Option<String>,
+    /// Keep printing what the container writes.
+    #[arg(short, long)]
+    follow: bool,
+    /// Namespace (default "default").
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+/// Runs `rudderctl logs`.
+pub fn run(args: LogsArgs) -> Result<()> {
+    let (endpoint, container) = block_on(async {
+        let client = args.server.connect().await?;
+        let pod: Pod = client
+            .get(&args.namespace, &args.pod)
+            .await
+            .map_err(explain)?;
+        let container = match &args.container {
+            Some(name) => {
+                if !pod.spec.containers.iter().any(|c| &c.name == name) {
+                    let names: Vec<&str> = pod
+                        .spec
+                        .containers
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    bail!(
+                        "pod {}/{} has no container {name:?} (it has: {})",
+                        args.namespace,
+                        args.pod,
+                        names.join(", ")
+                    );
+                }
+                name.clone()
+            }
+            None => match pod.spec.containers.as_slice() {
+                [only] => only.name.clone(),
+                many => {
+                    let names: Vec<&str> = many.iter().map(|c| c.name.as_str()).collect();
+                    bail!(
+                        "pod {}/{} has several containers; choose one with -c ({})",
+                        args.namespace,
+                        args.pod,
+                        names.join(", ")
+                    );
+                }
+            },
+        };
+        let Some(node_name) = pod.spec.node_name.clone().filter(|n| !n.is_empty()) else {
+            bail!(
+                "pod {}/{} is not bound to a node yet: no logs",
+                args.namespace,
+                args.pod
+            );
+        };
+        let node: Node = client.get("", &node_name).await.map_err(explain)?;
+        let Some(endpoint) = node
+            .metadata
+            .annotations
+            .get(AGENT_ENDPOINT_ANNOTATION)
+            .cloned()
+        else {
+            bail!(
+                "node {node_name} announces no agent endpoint (start its agent with --metrics-listen)"
+            );
+        };
+        Ok((endpoint, container))
+    })?;
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let path = format!(
+        "/logs/{}/{}/{container}{}",
+        args.namespace,
+        args.pod,
+        if args.follow { "?follow=true" } else { "" }
+    );
+    let mut stream =
+        std::net::TcpStream::connect(address).with_context(|| format!("agent at {address}"))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    // Status line and headers, then the body as it comes.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte)? == 0 {
+            bail!("agent at {address} closed the connection");
+        }
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    if !head.starts_with("HTTP/1.1 200") {
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body);
+        bail!("{}", body.trim());
+    }
+    let mut out = std::io::stdout();
+    std::io::copy(&mut stream, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
