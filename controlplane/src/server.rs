@@ -12,7 +12,7 @@ use rudder_kvstore::{
     raft::{RaftService, Replication},
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::apiserver::{ApiServer, http};
 
@@ -104,7 +104,9 @@ pub async fn serve(
         .add_optional_service(raft);
     let mut grpc_stop = stop.clone();
     let mut tasks = vec![tokio::spawn(async move {
-        let incoming = TcpListenerStream::new(grpc_listener);
+        // Without TCP_NODELAY the small HTTP/2 frames of a response wait for
+        // the client's delayed ACK: milliseconds on every call.
+        let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
         let result = grpc
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = grpc_stop.wait_for(|stop| *stop).await;

@@ -9,8 +9,9 @@
 //!   record, a clear [`WatchError::Compacted`] when the history is gone, and
 //!   [`WatchError::Lagged`] for a watcher that could not keep up.
 //! - Leases with TTL and keep-alive; compaction of history.
-//! - Durable: a write is acknowledged only after its redb transaction is
-//!   fsynced; concurrent writes share one fsync (group commit).
+//! - Durable: a write is acknowledged only after it is fsynced (the
+//!   single replica's write-ahead log, or the Raft log); concurrent writes
+//!   share one fsync (group commit).
 //! - One replica on a data directory by default ([`Store::open`]); three
 //!   replicas with Raft ([`raft`]).
 //!
@@ -28,6 +29,7 @@ mod single;
 mod state;
 mod store;
 mod types;
+mod wal;
 mod watch;
 
 pub use consensus::ReplicaStatus;

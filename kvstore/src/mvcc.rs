@@ -40,6 +40,7 @@ pub(crate) const RAFT_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
 const META_LAST_LEASE: &str = "last_lease";
+const META_WAL_SEQ: &str = "wal_seq";
 
 /// The key-value state machine. Cheap to share: redb serialises writers and
 /// lets readers run alongside them on a consistent snapshot.
@@ -96,6 +97,22 @@ impl Mvcc {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         meta_get(&meta, META_COMPACTED)
+    }
+
+    /// The sequence number of the last write-ahead-log record whose effects
+    /// are in this state (single-replica mode).
+    pub fn wal_seq(&self) -> Result<i64, StoreError> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        meta_get(&meta, META_WAL_SEQ)
+    }
+
+    /// Records, inside a transaction's `extra` step, which write-ahead-log
+    /// record the transaction applies.
+    pub fn set_wal_seq(txn: &WriteTransaction, seq: i64) -> Result<(), StoreError> {
+        let mut meta = txn.open_table(META)?;
+        meta.insert(META_WAL_SEQ, seq)?;
+        Ok(())
     }
 
     /// Reads keys from the latest committed state; returns them with the

@@ -103,7 +103,7 @@ impl Store {
     /// database is unreadable.
     pub async fn open(config: StoreConfig) -> Result<Self, StoreError> {
         let state = open_state(&config)?;
-        let consensus = SingleNode::start(state.clone())?;
+        let consensus = SingleNode::start(state.clone(), &config.data_dir)?;
         Ok(Self::assemble(state, Box::new(consensus), config))
     }
 

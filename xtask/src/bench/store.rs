@@ -57,6 +57,21 @@ struct Sample {
 
 /// Runs the benchmark: `RUDDER_BENCH_RUNS` runs per store (default 3).
 pub fn run() -> Result<()> {
+    if cfg!(debug_assertions) {
+        // The load generator shares the two cores with the servers; an
+        // unoptimized client would measure itself. Run the optimized one.
+        println!("bench store: re-running the optimized xtask");
+        return shell::run(shell::cargo().args([
+            "run",
+            "--release",
+            "-q",
+            "-p",
+            "xtask",
+            "--",
+            "bench",
+            "store",
+        ]));
+    }
     let runs: usize = match std::env::var("RUDDER_BENCH_RUNS") {
         Ok(text) => text
             .parse()
