@@ -1,0 +1,44 @@
+//! rudder-bench: rudder's benchmarks, each run side by side with its
+//! reference in test hosts, writing a markdown report with ratios.
+//! `cargo xtask bench <name>` builds everything and runs this binary.
+//!
+//! ```text
+//! rudder-bench dataplane [--out docs/benchmarks/dataplane.md] [--runs 5] [--quick]
+//! ```
+//! Needs root: the benchmarks create network namespaces and load eBPF
+//! programs. Packets only travel between namespaces a benchmark made, every
+//! load loop is bounded in count and time, and everything is removed at the
+//! end (also on failure and Ctrl-C; a run killed outright is swept by the
+//! next one).
+
+mod dataplane;
+mod interrupt;
+mod machine;
+mod stats;
+
+use anyhow::{Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "rudder-bench", version, about = "rudder's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// eBPF service translation vs a kube-proxy-style iptables ruleset.
+    Dataplane(dataplane::Options),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if !netns::have_privileges() {
+        bail!("the benchmarks create network namespaces and load eBPF programs: run as root");
+    }
+    interrupt::install()?;
+    match cli.command {
+        Command::Dataplane(options) => dataplane::run(&options),
+    }
+}
