@@ -8,6 +8,7 @@
 //! *is* the resourceVersion, filled in on every read, and updates compare
 //! it in the same transaction that writes.
 
+pub mod allocation;
 pub mod grpc;
 pub mod http;
 pub mod nodesync;
@@ -178,22 +179,47 @@ impl ApiServer {
             )));
         }
         let key = kind.key(&namespace, &name);
-        let response = self
-            .store
-            .txn(TxnRequest {
-                compare: vec![Compare {
-                    key: key.clone().into_bytes(),
-                    target: CompareTarget::CreateRevision(0),
-                    op: CompareOp::Equal,
-                }],
-                success: vec![Op::Put(PutRequest {
-                    key: key.into_bytes(),
-                    value: encode(&object),
-                    lease: 0,
-                })],
-                failure: vec![],
-            })
-            .await?;
+        // A Service's ClusterIP/NodePorts are claimed in the same
+        // transaction; a lost race on a picked value just picks again.
+        let mut attempts = 0;
+        let response = loop {
+            let claim = if kind == Kind::Service {
+                allocation::claim(&self.store, &mut object, None).await?
+            } else {
+                allocation::Claim::default()
+            };
+            let mut compare = vec![Compare {
+                key: key.clone().into_bytes(),
+                target: CompareTarget::CreateRevision(0),
+                op: CompareOp::Equal,
+            }];
+            compare.extend(claim.compares.iter().cloned());
+            let mut success = vec![Op::Put(PutRequest {
+                key: key.clone().into_bytes(),
+                value: encode(&object),
+                lease: 0,
+            })];
+            success.extend(claim.ops.iter().cloned());
+            let response = self
+                .store
+                .txn(TxnRequest {
+                    compare,
+                    success,
+                    failure: vec![],
+                })
+                .await?;
+            attempts += 1;
+            if response.succeeded
+                || claim.is_empty()
+                || attempts >= 16
+                || self.store.get(key.as_str()).await?.is_some()
+            {
+                break response;
+            }
+            if let Some(err) = claim.requested_conflict(&self.store, &name).await? {
+                return Err(err);
+            }
+        };
         if !response.succeeded {
             return Err(ApiServerError::AlreadyExists(format!(
                 "{} {name:?} already exists{}",
@@ -326,6 +352,11 @@ impl ApiServer {
             meta.remove("resourceVersion");
         }
         let mut next = object::normalize(kind, next)?;
+        let claim = if kind == Kind::Service && !status_only {
+            allocation::claim(&self.store, &mut next, Some(&current)).await?
+        } else {
+            allocation::Claim::default()
+        };
         if next.get("spec") != current.get("spec") {
             let generation = current_meta
                 .get("generation")
@@ -342,23 +373,30 @@ impl ApiServer {
             return Ok(current);
         }
         let key = kind.key(&namespace, &name);
+        let mut compare = vec![Compare {
+            key: key.clone().into_bytes(),
+            target: CompareTarget::ModRevision(current_kv.mod_revision),
+            op: CompareOp::Equal,
+        }];
+        compare.extend(claim.compares.iter().cloned());
+        let mut success = vec![Op::Put(PutRequest {
+            key: key.into_bytes(),
+            value: encode(&next),
+            lease: 0,
+        })];
+        success.extend(claim.ops.iter().cloned());
         let response = self
             .store
             .txn(TxnRequest {
-                compare: vec![Compare {
-                    key: key.clone().into_bytes(),
-                    target: CompareTarget::ModRevision(current_kv.mod_revision),
-                    op: CompareOp::Equal,
-                }],
-                success: vec![Op::Put(PutRequest {
-                    key: key.into_bytes(),
-                    value: encode(&next),
-                    lease: 0,
-                })],
+                compare,
+                success,
                 failure: vec![],
             })
             .await?;
         if !response.succeeded {
+            if let Some(err) = claim.requested_conflict(&self.store, &name).await? {
+                return Err(err);
+            }
             return Err(conflict(kind, &name));
         }
         set_resource_version(&mut next, response.revision);
@@ -383,6 +421,15 @@ impl ApiServer {
             return Err(conflict(kind, name));
         }
         let key = kind.key(&namespace, name);
+        let mut success = vec![Op::Delete(DeleteRequest {
+            range: KeyRange::key(key.clone()),
+        })];
+        if kind == Kind::Service {
+            // Released in the same transaction that deletes the Service.
+            success.extend(allocation::release_ops(&allocation::held_keys(&decode(
+                &current_kv,
+            )?)));
+        }
         let response = self
             .store
             .txn(TxnRequest {
@@ -391,9 +438,7 @@ impl ApiServer {
                     target: CompareTarget::ModRevision(current_kv.mod_revision),
                     op: CompareOp::Equal,
                 }],
-                success: vec![Op::Delete(DeleteRequest {
-                    range: KeyRange::key(key),
-                })],
+                success,
                 failure: vec![],
             })
             .await?;
