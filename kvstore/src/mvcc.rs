@@ -37,6 +37,9 @@ const META: TableDefinition<'_, &str, i64> = TableDefinition::new("meta");
 /// membership), written in the same transactions as the state it describes.
 pub(crate) const RAFT_META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("raft_meta");
 
+/// Bytes of redb page cache.
+const CACHE_SIZE: usize = 16 << 20;
+
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
 const META_LAST_LEASE: &str = "last_lease";
@@ -71,7 +74,11 @@ pub(crate) struct HistoryPage {
 impl Mvcc {
     /// Opens (or creates) the state machine in `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)?;
+        // redb's default cache grows to a gigabyte; the working set of a
+        // control plane is far smaller, and resident memory matters here.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_SIZE)
+            .create(path)?;
         let txn = db.begin_write()?;
         {
             txn.open_table(KV)?;
