@@ -10,7 +10,8 @@
 //! floor column (an ARP frame, which the program passes after reading the
 //! Ethernet header) shows.
 //!
-//! Each path is timed two ways: packets of one service in a row (the
+//! Conntrack is emptied before every round, so its occupancy is the same at
+//! every service count. Each path is timed two ways: packets of one service in a row (the
 //! service's map entries stay in the CPU caches: the cost of the lookups
 //! themselves), and packets each to a randomly chosen service (at 100,000
 //! services most lookups miss the caches and the TLB, as traffic spread
@@ -27,7 +28,7 @@ use dataplane_common::program_names::SERVICE_FROM_POD;
 use netns::TestNetwork;
 use rudder_agent::dataplane::{
     Dataplane, MapSizes,
-    services::{NodeServiceConfig, ServiceDataplane, ServiceState},
+    services::{NodeServiceConfig, ServiceDataplane, ServiceState, maps::ServiceMaps},
 };
 use rudder_tests::tcp_packet;
 
@@ -83,13 +84,13 @@ pub fn measure(plan: &Plan) -> Result<Vec<PacketCost>> {
 fn measure_in_namespace(dir: &Path, plan: &Plan) -> Result<Vec<PacketCost>> {
     let largest = SERVICE_COUNTS[SERVICE_COUNTS.len() - 1];
     let endpoints = largest * synthetic::ENDPOINTS_PER_SERVICE;
-    let flows = plan.runs * (plan.packet_samples * 3 + 1) * SERVICE_COUNTS.len();
+    let flows = plan.packet_samples * 3 + 1;
     let sizes = MapSizes {
         frontends: capacity(largest),
         backend_slots: capacity(endpoints),
         backends: capacity(endpoints),
-        // Two entries per flow, and no LRU eviction while measuring.
-        conntrack: capacity(2 * flows),
+        // Two entries per flow of a round, and no LRU eviction while measuring.
+        conntrack: capacity(2 * flows).max(MapSizes::default().conntrack),
         ..MapSizes::default()
     };
     let mut dp = Dataplane::load_with(dir, &sizes).context("loading the dataplane")?;
@@ -118,6 +119,7 @@ fn measure_in_namespace(dir: &Path, plan: &Plan) -> Result<Vec<PacketCost>> {
         let mut floor = Vec::new();
         for _ in 0..plan.runs {
             interrupt::check()?;
+            empty_conntrack(dir)?;
             let mut run = Run {
                 dp: &mut dp,
                 flows: &mut flows,
@@ -157,6 +159,20 @@ fn measure_in_namespace(dir: &Path, plan: &Plan) -> Result<Vec<PacketCost>> {
     drop(dp);
     let _ = std::fs::remove_dir_all(PathBuf::from(dir));
     Ok(results)
+}
+
+/// Deletes every conntrack entry.
+fn empty_conntrack(dir: &Path) -> Result<()> {
+    let mut maps = ServiceMaps::open(dir).context("opening the service maps")?;
+    let keys: Vec<_> = maps
+        .conntrack
+        .keys()
+        .collect::<Result<_, _>>()
+        .context("listing conntrack")?;
+    for key in keys {
+        maps.conntrack.remove(&key).context("emptying conntrack")?;
+    }
+    Ok(())
 }
 
 /// Map capacity for `entries`, with a little room.

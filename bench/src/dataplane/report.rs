@@ -358,7 +358,8 @@ fn how_measured(out: &mut String, inputs: &Inputs<'_>) {
              to every other column. Each sample's packet belongs to a different flow (except \
              for *established, one service*, which repeats one flow). *Established*: a flow opened by a SYN, then one ACK of it \
              timed (conntrack hit). *New flow*: a SYN of a never-seen flow (backend choice and \
-             two conntrack inserts). *Untranslated*: a pod-to-pod packet.",
+             two conntrack inserts). *Untranslated*: a pod-to-pod packet. Conntrack is emptied before every run, so \
+             its occupancy is the same at every service count.",
             int(packet_cost::SERVICE_COUNTS[packet_cost::SERVICE_COUNTS.len() - 1]),
             int(plan.packet_samples)
         ),
