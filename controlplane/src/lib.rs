@@ -9,7 +9,9 @@
 //! on [`informer`]s and [`workqueue`]s.
 
 pub mod apiserver;
+pub mod controllers;
 pub mod informer;
 pub mod leader;
+pub mod scheduler;
 pub mod server;
 pub mod workqueue;

@@ -1,12 +1,18 @@
 //! `rudder-controlplane`: the store, the API server and the node-sync
-//! stream in one process.
+//! stream in one process, with the controllers and the scheduler running
+//! in whichever replica holds the leader lease.
 
 use std::collections::BTreeMap;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use rudder_controlplane::server::{self, ServerConfig};
+use rudder_controlplane::{
+    apiserver::allocation::{self, ServiceRanges},
+    controllers::{ControllerConfig, ControllerManager},
+    leader::LeaderConfig,
+    server::{self, ServerConfig},
+};
 use rudder_kvstore::raft::Replication;
 
 #[derive(Parser)]
@@ -38,6 +44,27 @@ struct Args {
     /// Log entries between Raft snapshots.
     #[arg(long, default_value_t = 10_000)]
     snapshot_after_logs: u64,
+    /// Do not run the controllers (Deployments, ReplicaSets, Endpoints,
+    /// node lifecycle, garbage collection).
+    #[arg(long)]
+    no_controllers: bool,
+    /// Do not run the scheduler.
+    #[arg(long)]
+    no_scheduler: bool,
+    /// Seconds a node may go without renewing its lease before it becomes
+    /// NotReady and its pods leave Endpoints.
+    #[arg(long, default_value_t = 40)]
+    node_grace_period_seconds: u64,
+    /// Seconds a node may stay NotReady before its pods are deleted (and
+    /// recreated elsewhere by their controllers).
+    #[arg(long, default_value_t = 300)]
+    pod_eviction_timeout_seconds: u64,
+    /// Range Service ClusterIPs are allocated from.
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// Range Service NodePorts are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
 }
 
 fn replication(args: &Args) -> Result<Option<Replication>> {
@@ -86,6 +113,10 @@ async fn main() -> Result<()> {
         })?),
     };
     let replication = replication(&args)?;
+    let ranges = ServiceRanges::parse(
+        &args.service_cluster_ip_range,
+        &args.service_node_port_range,
+    )?;
     let running = server::start(ServerConfig {
         replication,
         data_dir: args.data_dir,
@@ -102,8 +133,44 @@ async fn main() -> Result<()> {
             .http_addr
             .map_or("(off)".to_owned(), |a| a.to_string())
     );
+    // Replicated, the store takes writes once a leader exists: keep trying.
+    let store = running.store().clone();
+    tokio::spawn(async move {
+        while let Err(err) = allocation::configure(&store, &ranges).await {
+            tracing::debug!(error = %err, "service ranges not written yet");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tracing::info!(%ranges, "service ranges");
+    });
+    let controllers = if args.no_controllers && args.no_scheduler {
+        None
+    } else {
+        let client = rudder_api::client::Client::connect(&running.grpc_addr.to_string()).await?;
+        let identity = format!(
+            "{}-{}-{}",
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .unwrap_or_default()
+                .trim(),
+            std::process::id(),
+            running.grpc_addr
+        );
+        Some(ControllerManager::start(
+            client,
+            ControllerConfig {
+                controllers: !args.no_controllers,
+                scheduler: !args.no_scheduler,
+                node_grace_period: Duration::from_secs(args.node_grace_period_seconds),
+                pod_eviction_timeout: Duration::from_secs(args.pod_eviction_timeout_seconds),
+                leader: Some(LeaderConfig::controlplane(identity)),
+                ..ControllerConfig::default()
+            },
+        ))
+    };
     wait_for_signal().await;
     tracing::info!("shutting down");
+    if let Some(controllers) = controllers {
+        controllers.stop();
+    }
     running.stop().await;
     Ok(())
 }

@@ -1,0 +1,211 @@
+//! The node lifecycle controller: nodes heartbeat by renewing a Lease named
+//! after them in `kube-node-lease`. A node whose lease goes unrenewed for
+//! the grace period becomes NotReady (condition `Ready=Unknown`, taint
+//! `node.kubernetes.io/unreachable:NoExecute`), its pods are marked not
+//! ready at once (so the Endpoints controller withdraws them), and after
+//! the eviction timeout its pods are deleted so that their controllers
+//! recreate them on other nodes.
+//!
+//! Staleness is judged by this process's clock since it *saw* the lease
+//! change, not by comparing the agent's timestamps with local time: clocks
+//! of different machines disagree.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use rudder_api::{
+    client::{Client, ClientError},
+    core::{Node, Pod, Taint},
+};
+use tokio::{task::JoinHandle, time::Instant};
+
+use super::{Informers, NODE_LEASE_NAMESPACE, condition, pod_ready, set_condition};
+
+/// Taint put on nodes that stopped heartbeating.
+pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// Reason on the Ready condition this controller writes.
+pub const REASON: &str = "NodeStatusUnknown";
+
+/// Watches node heartbeats and evicts pods from dead nodes.
+#[derive(Debug, Clone)]
+pub struct NodeLifecycleController {
+    client: Client,
+    informers: Informers,
+    grace: Duration,
+    eviction_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Seen {
+    heartbeat: Option<String>,
+    changed_at: Instant,
+    not_ready_since: Option<Instant>,
+}
+
+impl NodeLifecycleController {
+    /// A controller with the given grace period and eviction timeout.
+    pub fn new(
+        client: Client,
+        informers: Informers,
+        grace: Duration,
+        eviction_timeout: Duration,
+    ) -> Self {
+        Self {
+            client,
+            informers,
+            grace,
+            eviction_timeout,
+        }
+    }
+
+    /// Spawns its periodic check.
+    pub fn start(self, tasks: &mut Vec<JoinHandle<()>>) {
+        tasks.push(tokio::spawn(async move {
+            self.informers.synced().await;
+            let period = (self.grace / 8).clamp(Duration::from_millis(100), Duration::from_secs(5));
+            let mut seen: HashMap<String, Seen> = HashMap::new();
+            loop {
+                if let Err(err) = self.check(&mut seen).await {
+                    tracing::warn!(%err, "node lifecycle check");
+                }
+                tokio::time::sleep(period).await;
+            }
+        }));
+    }
+
+    async fn check(&self, seen: &mut HashMap<String, Seen>) -> Result<(), ClientError> {
+        let nodes = self.informers.nodes.list();
+        seen.retain(|name, _| nodes.iter().any(|n| &n.metadata.name == name));
+        for node in nodes {
+            let name = node.metadata.name.clone();
+            let heartbeat = self
+                .informers
+                .node_leases
+                .get(&format!("{NODE_LEASE_NAMESPACE}/{name}"))
+                .and_then(|lease| lease.spec.renew_time.clone());
+            let entry = seen.entry(name.clone()).or_insert_with(|| Seen {
+                heartbeat: heartbeat.clone(),
+                changed_at: Instant::now(),
+                not_ready_since: None,
+            });
+            if entry.heartbeat != heartbeat {
+                entry.heartbeat = heartbeat;
+                entry.changed_at = Instant::now();
+            }
+            let silent = entry.changed_at.elapsed() >= self.grace;
+            let ready = condition(
+                node.status.as_ref().map(|s| s.conditions.as_slice()),
+                "Ready",
+            );
+            let marked_by_us = ready.is_some_and(|c| c.reason.as_deref() == Some(REASON));
+            let is_ready = ready.is_some_and(|c| c.status == "True");
+            if silent && !marked_by_us {
+                self.mark_not_ready(&node).await?;
+            } else if !silent && marked_by_us {
+                self.mark_ready(&node).await?;
+            }
+            if silent || !is_ready {
+                let since = *entry.not_ready_since.get_or_insert_with(Instant::now);
+                self.withdraw_pods(&name).await?;
+                if since.elapsed() >= self.eviction_timeout {
+                    self.evict_pods(&name).await?;
+                }
+            } else {
+                entry.not_ready_since = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn mark_not_ready(&self, node: &Node) -> Result<(), ClientError> {
+        let mut next = node.clone();
+        let status = next.status.get_or_insert_with(Default::default);
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            "Unknown",
+            REASON,
+            format!(
+                "rudder-agent stopped renewing its lease in {NODE_LEASE_NAMESPACE} for {:?}",
+                self.grace
+            ),
+        );
+        let updated = self.client.update_status(&next).await?;
+        tracing::warn!(node = %node.metadata.name, "node stopped heartbeating: NotReady");
+        let mut tainted = updated;
+        if !tainted
+            .spec
+            .taints
+            .iter()
+            .any(|t| t.key == UNREACHABLE_TAINT)
+        {
+            tainted.spec.taints.push(Taint {
+                key: UNREACHABLE_TAINT.to_owned(),
+                value: None,
+                effect: "NoExecute".to_owned(),
+            });
+            self.client.update(&tainted).await?;
+        }
+        Ok(())
+    }
+
+    async fn mark_ready(&self, node: &Node) -> Result<(), ClientError> {
+        let mut next = node.clone();
+        let status = next.status.get_or_insert_with(Default::default);
+        set_condition(
+            &mut status.conditions,
+            "Ready",
+            "True",
+            "NodeHeartbeatResumed",
+            "rudder-agent renews its lease again".to_owned(),
+        );
+        let updated = self.client.update_status(&next).await?;
+        tracing::info!(node = %node.metadata.name, "node heartbeats again: Ready");
+        let mut untainted = updated;
+        let before = untainted.spec.taints.len();
+        untainted.spec.taints.retain(|t| t.key != UNREACHABLE_TAINT);
+        if untainted.spec.taints.len() != before {
+            self.client.update(&untainted).await?;
+        }
+        Ok(())
+    }
+
+    /// Marks the node's pods not ready, which takes them out of Endpoints.
+    async fn withdraw_pods(&self, node: &str) -> Result<(), ClientError> {
+        for pod in self.informers.pods.on_node(node) {
+            if !pod_ready(&pod) {
+                continue;
+            }
+            let mut next: Pod = Arc::unwrap_or_clone(pod);
+            let status = next.status.get_or_insert_with(Default::default);
+            set_condition(
+                &mut status.conditions,
+                "Ready",
+                "False",
+                "NodeNotReady",
+                format!("node {node:?} is not ready"),
+            );
+            match self.client.update_status(&next).await {
+                Ok(_) | Err(ClientError::NotFound(_) | ClientError::Conflict(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+
+    async fn evict_pods(&self, node: &str) -> Result<(), ClientError> {
+        for pod in self.informers.pods.on_node(node) {
+            match self
+                .client
+                .delete::<Pod>(&pod.metadata.namespace, &pod.metadata.name)
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(%node, pod = %pod.metadata.name, "evicted pod from a NotReady node");
+                }
+                Err(ClientError::NotFound(_)) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(())
+    }
+}

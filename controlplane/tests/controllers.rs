@@ -1,0 +1,850 @@
+//! Controllers and scheduler against an in-process control plane on
+//! 127.0.0.1 with ephemeral ports. Nodes are Node objects; a fake kubelet
+//! in the test reports bound pods running and ready, as an agent would.
+//! Waits are bounded; nothing asserts how long anything took.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use rudder_api::{
+    apps::{
+        Deployment, DeploymentSpec, DeploymentStrategy, PodTemplateSpec, ReplicaSet, RollingUpdate,
+    },
+    client::{Client, ClientError, ListOptions, WatchEvent},
+    coordination::{Lease, LeaseSpec},
+    core::{
+        Container, ContainerPort, Endpoints, EnvVar, IntOrString, Namespace, Node, NodeStatus, Pod,
+        PodStatus, Service, ServicePort, ServiceSpec, Taint, Toleration,
+    },
+    meta::{Condition, LabelSelector, ObjectMeta},
+};
+use rudder_controlplane::{
+    controllers::{ControllerConfig, ControllerManager, NODE_LEASE_NAMESPACE, pod_ready},
+    leader::LeaderConfig,
+    server::{self, RunningServer, ServerConfig},
+};
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+struct Cluster {
+    running: Option<RunningServer>,
+    client: Client,
+    manager: Option<ControllerManager>,
+    kubelet: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start(config: ControllerConfig) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let running = server::start(ServerConfig {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            http_listen: None,
+            compaction_interval: None,
+            replication: None,
+        })
+        .await
+        .expect("server starts");
+        let client = Client::connect(&running.grpc_addr.to_string())
+            .await
+            .expect("client connects");
+        let mut leader = LeaderConfig::controlplane("test-replica".into());
+        leader.lease_duration = Duration::from_secs(3);
+        let manager = ControllerManager::start(
+            client.clone(),
+            ControllerConfig {
+                leader: Some(leader),
+                ..config
+            },
+        );
+        let kubelet = tokio::spawn(fake_kubelet(client.clone()));
+        Self {
+            running: Some(running),
+            client,
+            manager: Some(manager),
+            kubelet,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        self.kubelet.abort();
+        if let Some(manager) = self.manager.take() {
+            manager.stop();
+        }
+        if let Some(running) = self.running.take() {
+            running.stop().await;
+        }
+    }
+}
+
+/// Reports every bound pod running and ready (unless labelled
+/// `ready: "no"`), with an address, as an agent would.
+async fn fake_kubelet(client: Client) {
+    let mut next_ip = 2u32;
+    let mut ips: HashMap<String, String> = HashMap::new();
+    loop {
+        if let Ok(pods) = client.list::<Pod>(&ListOptions::default()).await {
+            for mut pod in pods.items {
+                let Some(node) = pod.spec.node_name.clone() else {
+                    continue;
+                };
+                if pod.metadata.labels.get("ready").map(String::as_str) == Some("no") {
+                    continue;
+                }
+                let status = pod.status.get_or_insert_with(PodStatus::default);
+                let already = status.pod_ip.is_some()
+                    || status
+                        .conditions
+                        .iter()
+                        .any(|c| c.reason.as_deref() == Some("NodeNotReady"));
+                if already {
+                    continue;
+                }
+                let ip = ips
+                    .entry(pod.metadata.uid.clone())
+                    .or_insert_with(|| {
+                        next_ip += 1;
+                        format!("10.244.{}.{}", next_ip / 250, next_ip % 250)
+                    })
+                    .clone();
+                status.phase = Some("Running".into());
+                status.pod_ip = Some(ip);
+                status.host_ip = Some(format!("192.0.2.{}", node.len()));
+                status.conditions.retain(|c| c.type_ != "Ready");
+                status.conditions.push(Condition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    last_transition_time: Some(rudder_api::time::now_rfc3339()),
+                    ..Condition::default()
+                });
+                let _ = client.update_status(&pod).await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("gave up waiting until {what}");
+}
+
+fn meta(name: &str, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: name.into(),
+        namespace: namespace.into(),
+        ..ObjectMeta::default()
+    }
+}
+
+async fn add_node(
+    client: &Client,
+    name: &str,
+    labels: &[(&str, &str)],
+    taints: Vec<Taint>,
+    unschedulable: bool,
+) {
+    let mut node = Node {
+        metadata: meta(name, ""),
+        ..Node::default()
+    };
+    node.metadata.labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    node.spec.taints = taints;
+    node.spec.unschedulable = Some(unschedulable);
+    let mut created = client.create(&node).await.expect("node created");
+    let resources: BTreeMap<String, String> = [
+        ("cpu".to_owned(), "4".to_owned()),
+        ("memory".to_owned(), "8Gi".to_owned()),
+        ("pods".to_owned(), "110".to_owned()),
+    ]
+    .into();
+    created.status = Some(NodeStatus {
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: Some("AgentReady".into()),
+            ..Condition::default()
+        }],
+        capacity: resources.clone(),
+        allocatable: resources,
+        ..NodeStatus::default()
+    });
+    client.update_status(&created).await.expect("node status");
+}
+
+fn template(labels: &[(&str, &str)], version: &str) -> PodTemplateSpec {
+    PodTemplateSpec {
+        metadata: ObjectMeta {
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            ..ObjectMeta::default()
+        },
+        spec: rudder_api::core::PodSpec {
+            containers: vec![Container {
+                name: "web".into(),
+                image: Some("rudder-testapp".into()),
+                command: vec!["rudder-testapp".into()],
+                env: vec![EnvVar {
+                    name: "VERSION".into(),
+                    value: Some(version.into()),
+                }],
+                ports: vec![ContainerPort {
+                    name: Some("http".into()),
+                    container_port: 8080,
+                    ..ContainerPort::default()
+                }],
+                ..Container::default()
+            }],
+            ..rudder_api::core::PodSpec::default()
+        },
+    }
+}
+
+fn deployment(name: &str, replicas: i64, surge: i64, unavailable: i64) -> Deployment {
+    Deployment {
+        metadata: meta(name, "default"),
+        spec: DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: [("app".to_owned(), name.to_owned())].into(),
+                ..LabelSelector::default()
+            },
+            template: template(&[("app", name)], "1"),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdate {
+                    max_surge: Some(IntOrString::Int(surge)),
+                    max_unavailable: Some(IntOrString::Int(unavailable)),
+                }),
+            }),
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+async fn pods_of(client: &Client, app: &str) -> Vec<Pod> {
+    client
+        .list::<Pod>(&ListOptions {
+            namespace: "default".into(),
+            label_selector: format!("app={app}"),
+            ..ListOptions::default()
+        })
+        .await
+        .expect("list pods")
+        .items
+}
+
+async fn rolled_out(client: &Client, name: &str, replicas: i64) -> bool {
+    let Ok(d) = client.get::<Deployment>("default", name).await else {
+        return false;
+    };
+    let Some(status) = d.status else { return false };
+    status.observed_generation == Some(d.metadata.generation)
+        && status.replicas == Some(replicas)
+        && status.updated_replicas == Some(replicas)
+        && status.available_replicas == Some(replicas)
+        && pods_of(client, name)
+            .await
+            .iter()
+            .filter(|p| pod_ready(p))
+            .count()
+            == usize::try_from(replicas).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_scales_up_and_down_and_heals() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    add_node(&client, "node1", &[], vec![], false).await;
+    add_node(&client, "node2", &[], vec![], false).await;
+    let created = client
+        .create(&deployment("web", 3, 1, 0))
+        .await
+        .expect("created");
+    eventually("3 replicas are ready", || rolled_out(&client, "web", 3)).await;
+
+    // Pods are spread over both nodes, and owned by the Deployment's set.
+    let pods = pods_of(&client, "web").await;
+    let nodes: BTreeSet<_> = pods
+        .iter()
+        .filter_map(|p| p.spec.node_name.clone())
+        .collect();
+    assert_eq!(nodes.len(), 2, "spread over both nodes: {nodes:?}");
+    let sets = client
+        .list::<ReplicaSet>(&ListOptions::default())
+        .await
+        .expect("sets")
+        .items;
+    assert_eq!(sets.len(), 1);
+    assert_eq!(
+        sets[0].metadata.owner_references[0].uid,
+        created.metadata.uid
+    );
+    assert_eq!(
+        sets[0]
+            .metadata
+            .annotations
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str),
+        Some("1")
+    );
+
+    let mut scaled = client
+        .get::<Deployment>("default", "web")
+        .await
+        .expect("get");
+    scaled.spec.replicas = Some(6);
+    client.update(&scaled).await.expect("scale up");
+    eventually("6 replicas are ready", || rolled_out(&client, "web", 6)).await;
+
+    let mut scaled = client
+        .get::<Deployment>("default", "web")
+        .await
+        .expect("get");
+    scaled.spec.replicas = Some(2);
+    client.update(&scaled).await.expect("scale down");
+    eventually("2 replicas remain", || async {
+        rolled_out(&client, "web", 2).await && pods_of(&client, "web").await.len() == 2
+    })
+    .await;
+
+    // A deleted pod is replaced.
+    let victim = pods_of(&client, "web").await.remove(0);
+    client
+        .delete::<Pod>("default", &victim.metadata.name)
+        .await
+        .expect("delete pod");
+    eventually("the deleted pod is replaced", || async {
+        let pods = pods_of(&client, "web").await;
+        pods.len() == 2
+            && pods.iter().all(|p| p.metadata.name != victim.metadata.name)
+            && pods.iter().all(pod_ready)
+    })
+    .await;
+
+    // Deleting the Deployment takes its ReplicaSet and pods with it.
+    client
+        .delete::<Deployment>("default", "web")
+        .await
+        .expect("delete");
+    eventually("the set and pods are collected", || async {
+        pods_of(&client, "web").await.is_empty()
+            && client
+                .list::<ReplicaSet>(&ListOptions::default())
+                .await
+                .is_ok_and(|l| l.items.is_empty())
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_never_exceeds_surge_or_unavailable() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    add_node(&client, "node1", &[], vec![], false).await;
+    add_node(&client, "node2", &[], vec![], false).await;
+    let (replicas, surge, unavailable) = (5, 2, 1);
+    client
+        .create(&deployment("roll", replicas, surge, unavailable))
+        .await
+        .expect("created");
+    eventually("version 1 is rolled out", || {
+        rolled_out(&client, "roll", replicas)
+    })
+    .await;
+
+    // Observe every pod change from here on.
+    let options = ListOptions {
+        namespace: "default".into(),
+        label_selector: "app=roll".into(),
+        ..ListOptions::default()
+    };
+    let list = client.list::<Pod>(&options).await.expect("list");
+    let mut pods: HashMap<String, Pod> = list
+        .items
+        .into_iter()
+        .map(|p| (p.metadata.name.clone(), p))
+        .collect();
+    let mut watch = client
+        .watch::<Pod>(&options, &list.resource_version)
+        .await
+        .expect("watch");
+    let done = Arc::new(AtomicBool::new(false));
+    let observer_done = done.clone();
+    let observer = tokio::spawn(async move {
+        let (mut most, mut fewest_ready, mut events) = (pods.len(), pods.len(), 0usize);
+        while !observer_done.load(Ordering::Relaxed) {
+            let Ok(Some(event)) =
+                tokio::time::timeout(Duration::from_millis(200), watch.next()).await
+            else {
+                continue;
+            };
+            match event.expect("watch event") {
+                WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                    pods.insert(p.metadata.name.clone(), p);
+                }
+                WatchEvent::Deleted(p) => {
+                    pods.remove(&p.metadata.name);
+                }
+                WatchEvent::Bookmark { .. } => continue,
+            }
+            events += 1;
+            most = most.max(pods.len());
+            fewest_ready = fewest_ready.min(pods.values().filter(|p| pod_ready(p)).count());
+        }
+        (most, fewest_ready, events)
+    });
+
+    let mut next = client
+        .get::<Deployment>("default", "roll")
+        .await
+        .expect("get");
+    next.spec.template = template(&[("app", "roll")], "2");
+    client.update(&next).await.expect("new template");
+    eventually("version 2 is rolled out", || async {
+        rolled_out(&client, "roll", replicas).await
+            && pods_of(&client, "roll")
+                .await
+                .iter()
+                .all(|p| p.spec.containers[0].env[0].value.as_deref() == Some("2"))
+            && pods_of(&client, "roll").await.len() == 5
+    })
+    .await;
+    done.store(true, Ordering::Relaxed);
+    let (most, fewest_ready, events) = observer.await.expect("observer");
+    assert!(events >= 10, "the watch saw the rollout ({events} events)");
+    let most = i64::try_from(most).expect("count");
+    let fewest_ready = i64::try_from(fewest_ready).expect("count");
+    assert!(
+        most <= replicas + surge,
+        "{most} pods at once, more than {replicas}+{surge}"
+    );
+    assert!(
+        fewest_ready >= replicas - unavailable,
+        "only {fewest_ready} ready pods at one point, fewer than {replicas}-{unavailable}"
+    );
+    let d = client
+        .get::<Deployment>("default", "roll")
+        .await
+        .expect("get");
+    assert_eq!(
+        d.metadata
+            .annotations
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str),
+        Some("2")
+    );
+    let conditions = d.status.expect("status").conditions;
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Available" && c.status == "True")
+    );
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Progressing"
+                && c.reason.as_deref() == Some("NewReplicaSetAvailable"))
+    );
+    // The old set is kept, scaled to zero, as revision history.
+    let sets = client
+        .list::<ReplicaSet>(&ListOptions::default())
+        .await
+        .expect("sets")
+        .items;
+    assert_eq!(sets.len(), 2);
+    assert!(sets.iter().any(|s| s.spec.replicas == Some(0)));
+    cluster.stop().await;
+}
+
+fn service(name: &str, app: &str) -> Service {
+    Service {
+        metadata: meta(name, "default"),
+        spec: ServiceSpec {
+            selector: [("app".to_owned(), app.to_owned())].into(),
+            ports: vec![ServicePort {
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                ..ServicePort::default()
+            }],
+            ..ServiceSpec::default()
+        },
+        ..Service::default()
+    }
+}
+
+fn addresses(endpoints: &Endpoints) -> (Vec<String>, Vec<String>, Vec<i64>) {
+    let mut ready = Vec::new();
+    let mut not_ready = Vec::new();
+    let mut ports = Vec::new();
+    for subset in &endpoints.subsets {
+        ready.extend(subset.addresses.iter().map(|a| a.ip.clone()));
+        not_ready.extend(subset.not_ready_addresses.iter().map(|a| a.ip.clone()));
+        ports.extend(subset.ports.iter().map(|p| p.port));
+    }
+    ready.sort();
+    not_ready.sort();
+    (ready, not_ready, ports)
+}
+
+async fn set_pod_status(client: &Client, name: &str, ip: &str, ready: bool) {
+    let mut pod = client.get::<Pod>("default", name).await.expect("pod");
+    pod.status = Some(PodStatus {
+        phase: Some("Running".into()),
+        pod_ip: Some(ip.into()),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: if ready { "True" } else { "False" }.into(),
+            ..Condition::default()
+        }],
+        ..PodStatus::default()
+    });
+    client.update_status(&pod).await.expect("status written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_follow_readiness() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    client.create(&service("ep", "ep")).await.expect("service");
+    for name in ["ep-a", "ep-b"] {
+        let mut pod = Pod {
+            metadata: meta(name, "default"),
+            spec: template(&[], "1").spec,
+            ..Pod::default()
+        };
+        // Bound already, and kept away from the fake kubelet: this test
+        // writes the status itself.
+        pod.metadata.labels = [
+            ("app".to_owned(), "ep".to_owned()),
+            ("ready".to_owned(), "no".to_owned()),
+        ]
+        .into();
+        pod.spec.node_name = Some("node1".into());
+        client.create(&pod).await.expect("pod");
+    }
+    set_pod_status(&client, "ep-a", "10.244.1.10", true).await;
+    set_pod_status(&client, "ep-b", "10.244.1.11", false).await;
+    let endpoints_are = |ready: Vec<&'static str>, not_ready: Vec<&'static str>| {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            let (ready, not_ready) = (ready.clone(), not_ready.clone());
+            async move {
+                client
+                    .get::<Endpoints>("default", "ep")
+                    .await
+                    .is_ok_and(|e| {
+                        let (r, n, ports) = addresses(&e);
+                        r == ready
+                            && n == not_ready
+                            && ports.iter().all(|p| *p == 8080)
+                            && e.subsets
+                                .iter()
+                                .flat_map(|s| &s.addresses)
+                                .all(|a| a.node_name.as_deref() == Some("node1"))
+                    })
+            }
+        }
+    };
+    eventually(
+        "a ready, b not ready",
+        endpoints_are(vec!["10.244.1.10"], vec!["10.244.1.11"]),
+    )
+    .await;
+    set_pod_status(&client, "ep-b", "10.244.1.11", true).await;
+    eventually(
+        "both ready",
+        endpoints_are(vec!["10.244.1.10", "10.244.1.11"], vec![]),
+    )
+    .await;
+    set_pod_status(&client, "ep-a", "10.244.1.10", false).await;
+    eventually(
+        "a not ready",
+        endpoints_are(vec!["10.244.1.11"], vec!["10.244.1.10"]),
+    )
+    .await;
+    client
+        .delete::<Pod>("default", "ep-b")
+        .await
+        .expect("delete");
+    eventually("b removed", endpoints_are(vec![], vec!["10.244.1.10"])).await;
+    client
+        .delete::<Service>("default", "ep")
+        .await
+        .expect("delete service");
+    eventually("the endpoints go with the service", || async {
+        matches!(
+            client.get::<Endpoints>("default", "ep").await,
+            Err(ClientError::NotFound(_))
+        )
+    })
+    .await;
+    cluster.stop().await;
+}
+
+async fn renew(client: &Client, node: &str) {
+    let now = rudder_api::time::now_rfc3339();
+    match client.get::<Lease>(NODE_LEASE_NAMESPACE, node).await {
+        Ok(mut lease) => {
+            lease.spec.renew_time = Some(now);
+            let _ = client.update(&lease).await;
+        }
+        Err(_) => {
+            let lease = Lease {
+                metadata: meta(node, NODE_LEASE_NAMESPACE),
+                spec: LeaseSpec {
+                    holder_identity: Some(node.into()),
+                    lease_duration_seconds: Some(2),
+                    renew_time: Some(now),
+                    ..LeaseSpec::default()
+                },
+                ..Lease::default()
+            };
+            let _ = client.create(&lease).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_not_ready_nodes_pods_are_replaced_on_another_node() {
+    let cluster = Cluster::start(ControllerConfig {
+        node_grace_period: Duration::from_secs(3),
+        pod_eviction_timeout: Duration::from_secs(2),
+        ..ControllerConfig::default()
+    })
+    .await;
+    let client = cluster.client.clone();
+    client
+        .create(&Namespace {
+            metadata: meta(NODE_LEASE_NAMESPACE, ""),
+            ..Namespace::default()
+        })
+        .await
+        .expect("lease namespace");
+    add_node(&client, "alive", &[], vec![], true).await;
+    add_node(&client, "doomed", &[], vec![], false).await;
+    // Both nodes heartbeat (timestamps have second precision, so the
+    // heartbeat changes at least every second).
+    let doomed_beats = Arc::new(AtomicBool::new(true));
+    let beats = doomed_beats.clone();
+    let heart = client.clone();
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            renew(&heart, "alive").await;
+            if beats.load(Ordering::Relaxed) {
+                renew(&heart, "doomed").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    client
+        .create(&service("moving", "moving"))
+        .await
+        .expect("service");
+    client
+        .create(&deployment("moving", 2, 1, 0))
+        .await
+        .expect("deployment");
+    eventually("both pods run on the only schedulable node", || async {
+        rolled_out(&client, "moving", 2).await
+            && pods_of(&client, "moving")
+                .await
+                .iter()
+                .all(|p| p.spec.node_name.as_deref() == Some("doomed"))
+    })
+    .await;
+    let mut alive = client.get::<Node>("", "alive").await.expect("node");
+    alive.spec.unschedulable = Some(false);
+    client.update(&alive).await.expect("uncordon");
+
+    doomed_beats.store(false, Ordering::Relaxed);
+    eventually("the silent node is NotReady and tainted", || async {
+        client.get::<Node>("", "doomed").await.is_ok_and(|n| {
+            n.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "Unknown")
+            }) && n
+                .spec
+                .taints
+                .iter()
+                .any(|t| t.key == "node.kubernetes.io/unreachable")
+        })
+    })
+    .await;
+    eventually(
+        "the pods run on the other node and back the service",
+        || async {
+            let pods = pods_of(&client, "moving").await;
+            let endpoints = client.get::<Endpoints>("default", "moving").await;
+            pods.len() == 2
+                && pods
+                    .iter()
+                    .all(|p| p.spec.node_name.as_deref() == Some("alive") && pod_ready(p))
+                && endpoints.is_ok_and(|e| {
+                    let all: Vec<_> = e
+                        .subsets
+                        .iter()
+                        .flat_map(|s| s.addresses.iter().chain(&s.not_ready_addresses))
+                        .collect();
+                    all.len() == 2 && all.iter().all(|a| a.node_name.as_deref() == Some("alive"))
+                })
+        },
+    )
+    .await;
+    heartbeat.abort();
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn taints_and_node_selectors_are_respected() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    let db_taint = Taint {
+        key: "dedicated".into(),
+        value: Some("db".into()),
+        effect: "NoSchedule".into(),
+    };
+    add_node(
+        &client,
+        "db",
+        &[("role", "db")],
+        vec![db_taint.clone()],
+        false,
+    )
+    .await;
+    add_node(&client, "web", &[("role", "web")], vec![], false).await;
+    let pod = |name: &str, selector: Option<&str>, tolerate: bool| {
+        let mut pod = Pod {
+            metadata: meta(name, "default"),
+            spec: template(&[], "1").spec,
+            ..Pod::default()
+        };
+        pod.metadata.labels = [("app".to_owned(), "placement".to_owned())].into();
+        if let Some(role) = selector {
+            pod.spec.node_selector = [("role".to_owned(), role.to_owned())].into();
+        }
+        if tolerate {
+            pod.spec.tolerations = vec![Toleration {
+                key: Some("dedicated".into()),
+                value: Some("db".into()),
+                effect: Some("NoSchedule".into()),
+                ..Toleration::default()
+            }];
+        }
+        pod
+    };
+    for i in 0..4 {
+        client
+            .create(&pod(&format!("free-{i}"), None, false))
+            .await
+            .expect("pod");
+    }
+    client
+        .create(&pod("db-tolerating", Some("db"), true))
+        .await
+        .expect("pod");
+    client
+        .create(&pod("db-intolerant", Some("db"), false))
+        .await
+        .expect("pod");
+    client
+        .create(&pod("nowhere", Some("gpu"), true))
+        .await
+        .expect("pod");
+    let node_of = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .get::<Pod>("default", name)
+                .await
+                .ok()
+                .and_then(|p| p.spec.node_name)
+        }
+    };
+    eventually("placeable pods are bound", || async {
+        let pods = pods_of(&client, "placement").await;
+        pods.iter().filter(|p| p.spec.node_name.is_some()).count() == 5
+    })
+    .await;
+    for pod in pods_of(&client, "placement").await {
+        if pod.metadata.name.starts_with("free-") {
+            assert_eq!(
+                pod.spec.node_name.as_deref(),
+                Some("web"),
+                "untolerated taint avoided"
+            );
+        }
+    }
+    assert_eq!(node_of("db-tolerating").await.as_deref(), Some("db"));
+    let reason = |name: &'static str| {
+        let client = client.clone();
+        async move {
+            client.get::<Pod>("default", name).await.ok().and_then(|p| {
+                p.status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| {
+                        c.type_ == "PodScheduled"
+                            && c.status == "False"
+                            && c.reason.as_deref() == Some("Unschedulable")
+                    })
+                    .and_then(|c| c.message)
+            })
+        }
+    };
+    eventually("the intolerant pod says why it waits", || async {
+        reason("db-intolerant").await.is_some_and(|m| {
+            m.starts_with("0/2 nodes are available")
+                && m.contains("1 node(s) had untolerated taint {dedicated=db: NoSchedule}")
+                && m.contains("1 node(s) didn't match Pod's node selector")
+        })
+    })
+    .await;
+    eventually("the pod without matching nodes says why", || async {
+        reason("nowhere")
+            .await
+            .is_some_and(|m| m.contains("2 node(s) didn't match Pod's node selector"))
+    })
+    .await;
+    assert_eq!(node_of("db-intolerant").await, None);
+
+    // Lifting the taint lets the waiting pod in: node changes retry it.
+    let mut db = client.get::<Node>("", "db").await.expect("node");
+    db.spec.taints.clear();
+    client.update(&db).await.expect("untaint");
+    eventually(
+        "the waiting pod is bound once the taint is gone",
+        || async { node_of("db-intolerant").await.as_deref() == Some("db") },
+    )
+    .await;
+    assert_eq!(node_of("nowhere").await, None);
+    cluster.stop().await;
+}
