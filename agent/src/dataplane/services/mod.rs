@@ -82,6 +82,8 @@ pub struct ServiceSync {
     /// Which Service owns a frontend: two Services claiming one address and
     /// port is a control-plane bug; the first keeps it.
     owners: HashMap<FrontendKey, ServiceName>,
+    /// Frontends given up during the current batch (see `finish`).
+    released: Vec<FrontendKey>,
 }
 
 impl ServiceSync {
@@ -111,6 +113,7 @@ impl ServiceSync {
             node,
             services: BTreeMap::new(),
             owners: HashMap::new(),
+            released: Vec::new(),
         }
     }
 
@@ -121,15 +124,15 @@ impl ServiceSync {
     pub fn upsert(&mut self, service: &ServiceState) -> Result<Vec<MapWrite>, TableError> {
         let mut batch = WriteBatch::default();
         self.upsert_into(service, &mut batch)?;
-        self.table.collect_unused_backends(&mut batch);
+        self.finish(&mut batch);
         Ok(batch.into_writes())
     }
 
     /// The writes that remove a Service.
     pub fn delete(&mut self, name: &ServiceName) -> Vec<MapWrite> {
         let mut batch = WriteBatch::default();
-        self.delete_into(name, &mut batch);
-        self.table.collect_unused_backends(&mut batch);
+        self.delete_into(name);
+        self.finish(&mut batch);
         batch.into_writes()
     }
 
@@ -149,20 +152,30 @@ impl ServiceSync {
             .cloned()
             .collect();
         for name in gone {
-            self.delete_into(&name, &mut batch);
+            self.delete_into(&name);
         }
         for service in services {
             self.upsert_into(service, &mut batch)?;
         }
         // Frontends nobody owns: leftovers of services deleted while no
         // agent was running.
-        for key in self.table.frontend_keys() {
+        self.released.extend(self.table.frontend_keys());
+        self.finish(&mut batch);
+        Ok(batch.into_writes())
+    }
+
+    /// Removes the frontends released in this batch that no Service took
+    /// over, then the backends nothing references. Removal waits until the
+    /// end so a frontend moving to another Service (same address and port,
+    /// e.g. a Service recreated under a new name) keeps its id and is never
+    /// deleted after being written.
+    fn finish(&mut self, batch: &mut WriteBatch) {
+        for key in std::mem::take(&mut self.released) {
             if !self.owners.contains_key(&key) {
-                self.table.remove_frontend(key, &mut batch);
+                self.table.remove_frontend(key, batch);
             }
         }
-        self.table.collect_unused_backends(&mut batch);
-        Ok(batch.into_writes())
+        self.table.collect_unused_backends(batch);
     }
 
     fn upsert_into(
@@ -190,15 +203,15 @@ impl ServiceSync {
             .unwrap_or_default();
         for key in previous.into_iter().filter(|k| !owned.contains(k)) {
             self.owners.remove(&key);
-            self.table.remove_frontend(key, batch);
+            self.released.push(key);
         }
         Ok(())
     }
 
-    fn delete_into(&mut self, name: &ServiceName, batch: &mut WriteBatch) {
+    fn delete_into(&mut self, name: &ServiceName) {
         for key in self.services.remove(name).unwrap_or_default() {
             self.owners.remove(&key);
-            self.table.remove_frontend(key, batch);
+            self.released.push(key);
         }
     }
 
@@ -502,4 +515,80 @@ pub fn detach_pod_interface(dir: &Path, iface: &str) -> Result<(), DataplaneErro
     POD_PROGRAMS
         .iter()
         .try_for_each(|(program, _)| super::detach(dir, program, iface))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::Ipv4Addr;
+
+    use super::*;
+
+    fn service(name: &str, backend: u8) -> ServiceState {
+        ServiceState {
+            name: ServiceName::new("default", name),
+            cluster_ip: Some(Ipv4Addr::new(10, 96, 0, 10)),
+            ports: vec![ServicePort {
+                name: "http".into(),
+                protocol: Protocol::Tcp,
+                port: 80,
+                node_port: None,
+            }],
+            affinity_timeout_s: None,
+            external_traffic_local: false,
+            load_balancing: LoadBalancing::Random,
+            endpoints: vec![Endpoint {
+                addr: Ipv4Addr::new(10, 244, 1, backend),
+                ports: vec![EndpointPort {
+                    name: "http".into(),
+                    protocol: Protocol::Tcp,
+                    port: 8080,
+                }],
+                ready: true,
+                terminating: false,
+                local: true,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_service_recreated_under_another_name_keeps_its_frontend_in_a_resync() {
+        let mut sync = ServiceSync::new(NodeAddresses {
+            node_port_addrs: vec![],
+        });
+        sync.resync(&[service("web", 2)]).expect("ids");
+        let writes = sync.resync(&[service("web-v2", 3)]).expect("ids");
+        assert!(
+            !writes
+                .iter()
+                .any(|w| matches!(w, MapWrite::DeleteFrontend { .. })),
+            "the frontend moved to web-v2 and must not be deleted: {writes:?}"
+        );
+        assert!(
+            writes
+                .iter()
+                .any(|w| matches!(w, MapWrite::DeleteBackend { .. })),
+            "web's backend goes"
+        );
+        let owners = sync.frontend_owners();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].2.name, "web-v2");
+    }
+
+    #[test]
+    fn deleting_one_service_among_many_looks_only_at_its_own_backends() {
+        let mut sync = ServiceSync::new(NodeAddresses {
+            node_port_addrs: vec![],
+        });
+        for i in 0..50u8 {
+            let mut s = service(&format!("s{i}"), i);
+            s.cluster_ip = Some(Ipv4Addr::new(10, 96, 1, i));
+            sync.upsert(&s).expect("ids");
+        }
+        let writes = sync.delete(&ServiceName::new("default", "s7"));
+        let deleted_backends = writes
+            .iter()
+            .filter(|w| matches!(w, MapWrite::DeleteBackend { .. }))
+            .count();
+        assert_eq!(deleted_backends, 1);
+    }
 }

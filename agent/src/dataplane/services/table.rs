@@ -196,6 +196,9 @@ pub struct ServiceTable {
     backend_by_id: HashMap<u32, BackendKey>,
     frontend_ids: IdAllocator,
     backend_ids: IdAllocator,
+    /// Backends whose references dropped to zero (or were restored with
+    /// none): the only ones `collect_unused_backends` needs to look at.
+    unreferenced: Vec<BackendKey>,
 }
 
 /// The contents of the service maps, as read back after a restart.
@@ -222,6 +225,7 @@ impl ServiceTable {
             backend_by_id: HashMap::new(),
             frontend_ids: IdAllocator::new(max_frontends),
             backend_ids: IdAllocator::new(max_backends),
+            unreferenced: Vec::new(),
         }
     }
 
@@ -303,6 +307,12 @@ impl ServiceTable {
         {
             batch.removals.push(MapWrite::DeleteMaglev { frontend_id });
         }
+        table.unreferenced = table
+            .backends
+            .iter()
+            .filter(|(_, b)| b.refs == 0)
+            .map(|(k, _)| *k)
+            .collect();
         table
     }
 
@@ -455,14 +465,10 @@ impl ServiceTable {
     /// the end of a batch, so a backend moving between frontends in the
     /// same batch keeps its id.
     pub fn collect_unused_backends(&mut self, batch: &mut WriteBatch) {
-        let unused: Vec<BackendKey> = self
-            .backends
-            .iter()
-            .filter(|(_, b)| b.refs == 0)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in unused {
-            if let Some(state) = self.backends.remove(&key) {
+        for key in std::mem::take(&mut self.unreferenced) {
+            if self.backends.get(&key).is_some_and(|b| b.refs == 0)
+                && let Some(state) = self.backends.remove(&key)
+            {
                 self.backend_by_id.remove(&state.id);
                 self.backend_ids.release(state.id);
                 batch
@@ -530,12 +536,14 @@ impl ServiceTable {
     }
 
     fn release_backend(&mut self, id: u32) {
-        if let Some(state) = self
-            .backend_by_id
-            .get(&id)
-            .and_then(|key| self.backends.get_mut(key))
-        {
+        let Some(key) = self.backend_by_id.get(&id).copied() else {
+            return;
+        };
+        if let Some(state) = self.backends.get_mut(&key) {
             state.refs = state.refs.saturating_sub(1);
+            if state.refs == 0 {
+                self.unreferenced.push(key);
+            }
         }
     }
 }
