@@ -104,6 +104,9 @@ struct ServeArgs {
     /// memory and cpu limits.
     #[arg(long)]
     pod_cgroup_root: Option<PathBuf>,
+    /// A directory put first in containers' PATH (repeatable).
+    #[arg(long = "extra-path")]
+    extra_path: Vec<PathBuf>,
 }
 
 fn parse_port_range(text: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
@@ -191,6 +194,7 @@ fn main() -> Result<()> {
                         .clone()
                         .unwrap_or_else(|| format!("rudder-{node_name}")),
                     cgroup_root: args.pod_cgroup_root.clone(),
+                    extra_path: args.extra_path.clone(),
                 });
             rudder_agent::serve::serve(&rudder_agent::serve::ServeConfig {
                 node: args.node.node,

@@ -2,6 +2,7 @@
 //! test hosts (see the `netns` crate) and need root.
 
 pub mod cluster;
+pub mod control;
 
 use std::path::PathBuf;
 

@@ -50,6 +50,9 @@ pub struct PodRuntimeConfig {
     pub sandbox_prefix: String,
     /// cgroup v2 directory pods' cgroups are made under, if any.
     pub cgroup_root: Option<PathBuf>,
+    /// Directories put before the standard ones in containers' PATH (the
+    /// embedded runtime resolves `command[0]` there; it pulls no images).
+    pub extra_path: Vec<PathBuf>,
 }
 
 /// A pod status to write to the API.
@@ -363,7 +366,7 @@ impl PodRuntime {
             .unwrap_or_else(|| "Always".into());
         let netns = PathBuf::from("/run/netns").join(&record.sandbox);
         let log_dir = self.log_dir(&run.pod);
-        let env_base = base_env(&run.pod, record.ip);
+        let env_base = base_env(&run.pod, record.ip, &self.config.extra_path);
         let cgroup = self.config.cgroup_root.as_deref().and_then(|root| {
             cgroup::ensure(root, &record.sandbox, &run.pod)
                 .map_err(|err| tracing::warn!(pod = %run.pod.metadata.name, %err, "pod cgroup; running without limits"))
@@ -669,12 +672,11 @@ fn due(
 
 /// Variables every container gets (a rudder convenience; Kubernetes needs
 /// the downward API for the same).
-fn base_env(pod: &Pod, ip: Option<Ipv4Addr>) -> Vec<(String, String)> {
+fn base_env(pod: &Pod, ip: Option<Ipv4Addr>, extra_path: &[PathBuf]) -> Vec<(String, String)> {
+    let mut path: Vec<String> = extra_path.iter().map(|p| p.display().to_string()).collect();
+    path.push("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     vec![
-        (
-            "PATH".into(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        ),
+        ("PATH".into(), path.join(":")),
         ("POD_NAME".into(), pod.metadata.name.clone()),
         ("POD_NAMESPACE".into(), pod.metadata.namespace.clone()),
         (

@@ -1,0 +1,130 @@
+//! The whole path, as a new user walks it: examples/web.yaml (a Deployment
+//! of three HTTP responders, a ClusterIP and a NodePort Service) applied to
+//! the control plane; controllers make ReplicaSet and pods, the scheduler
+//! spreads them over both nodes, agents run them, Endpoints follow their
+//! readiness, and the Services answer from different pods: through the
+//! ClusterIP from a pod, through the NodePort from an outside host.
+
+use std::collections::BTreeSet;
+
+use rudder_tests::control::{Cluster, bin};
+use serde_json::Value;
+
+fn pods(c: &Cluster) -> Vec<Value> {
+    let out = c.rudderctl(&["get", "pods", "-l", "app=web", "-o", "json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+fn names(body: &str) -> BTreeSet<String> {
+    body.lines()
+        .filter_map(|l| {
+            l.strip_prefix("pod=")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned)
+        })
+        .collect()
+}
+
+#[test]
+fn examples_web_yaml_is_served_by_pods_on_both_nodes() {
+    rudder_tests::require_root();
+    let c = Cluster::new("whole");
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/web.yaml"))
+            .expect("examples/web.yaml");
+    c.apply(&manifest);
+
+    let mut running = Vec::new();
+    for _ in 0..300 {
+        running = pods(&c);
+        if running.len() == 3 && running.iter().all(ready) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        running.len() == 3 && running.iter().all(ready),
+        "three web pods Ready: {running:#?}"
+    );
+    let nodes: BTreeSet<&str> = running
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str())
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        2,
+        "the scheduler spreads the Deployment over both nodes"
+    );
+
+    let svc = c.rudderctl(&["get", "service", "web", "-o", "json"]);
+    let svc: Value = serde_json::from_slice(&svc.stdout).expect("service json");
+    let cluster_ip = svc["spec"]["clusterIP"]
+        .as_str()
+        .expect("a ClusterIP was allocated")
+        .to_owned();
+
+    let app = bin("rudder-testapp");
+    // From a pod: the first web pod's sandbox on node1.
+    let sandbox = std::fs::read_dir("/run/netns")
+        .expect("netns")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(&c.nodes[0].prefix))
+        .expect("a pod sandbox on node1");
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &sandbox,
+            &app,
+            "http-get",
+            "--to",
+            &format!("{cluster_ip}:80"),
+            "--count",
+            "30",
+            "--retry-ms",
+            "15000",
+        ])
+        .output()
+        .expect("client runs");
+    let body = String::from_utf8_lossy(&out.stdout);
+    let all: BTreeSet<String> = running
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        names(&body),
+        all,
+        "the ClusterIP answers from every pod: {body} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    for node in &c.nodes {
+        let body = c
+            .client
+            .run(&[
+                &app,
+                "http-get",
+                "--to",
+                &format!("{}:30080", node.host.addr),
+                "--count",
+                "30",
+                "--retry-ms",
+                "15000",
+            ])
+            .expect("NodePort answers");
+        assert!(
+            names(&body).len() >= 2,
+            "NodePort of {} answers from different pods: {body}",
+            node.host.label
+        );
+    }
+}
