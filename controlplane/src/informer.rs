@@ -249,6 +249,7 @@ impl<T: Cached> Informer<T> {
 
     async fn list_and_watch(&self, client: &Client) -> Result<(), ClientError> {
         let list = client.list::<T>(&self.options).await?;
+        tracing::debug!(kind = %T::KIND, items = list.items.len(), "listed");
         let revision: i64 = list.resource_version.parse().unwrap_or(0);
         self.replace(list.items, revision);
         let mut version = list.resource_version;

@@ -180,6 +180,11 @@ impl Scheduler {
         tasks.push(tokio::spawn(async move {
             scheduler.informers.pods.synced().await;
             scheduler.informers.nodes.synced().await;
+            tracing::debug!(
+                nodes = scheduler.informers.nodes.len(),
+                pending = scheduler.queue.len(),
+                "scheduler caches synced"
+            );
             loop {
                 let key = scheduler.queue.get().await;
                 scheduler.schedule(&key).await;
