@@ -64,6 +64,23 @@ fn examples_web_yaml_is_served_by_pods_on_both_nodes() {
         "the scheduler spreads the Deployment over both nodes"
     );
 
+    // Endpoints follow readiness in batches: wait until they list all three.
+    for _ in 0..100 {
+        let ep: Value = serde_json::from_slice(
+            &c.rudderctl(&["get", "endpoints", "web", "-o", "json"])
+                .stdout,
+        )
+        .unwrap_or(Value::Null);
+        let ready: usize = ep["subsets"].as_array().map_or(0, |s| {
+            s.iter()
+                .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
+                .sum()
+        });
+        if ready == 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     let svc = c.rudderctl(&["get", "service", "web", "-o", "json"]);
     let svc: Value = serde_json::from_slice(&svc.stdout).expect("service json");
     let cluster_ip = svc["spec"]["clusterIP"]

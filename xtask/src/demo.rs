@@ -1,26 +1,51 @@
-//! `cargo xtask demo`: a two-node cluster of test hosts whose Services are
-//! load-balanced by rudder's eBPF dataplane, exercised end to end:
+//! `cargo xtask demo`: the whole path on the embedded defaults, in test
+//! hosts (network namespaces on a private 192.0.2.0/24 underlay):
 //!
-//! - two node hosts and an outside client on a private underlay
-//!   (192.0.2.0/24), each node with a pod bridge and three pods running an
-//!   HTTP responder that names its pod;
-//! - `rudder-agent serve` on each node, fed a services file with a
-//!   ClusterIP + NodePort Service over the six pods;
-//! - requests through the ClusterIP from a pod and through the NodePort of
-//!   each node from the outside client, then the agents' own view
-//!   (`rudderctl dataplane services`, `/metrics`).
+//! - `rudder-controlplane` (single node, on-disk data dir) on host `cp`;
+//! - two node hosts running `rudder-agent serve --controlplane`, each with
+//!   rudder-cni as its CNI plugin;
+//! - `rudderctl apply -f examples/web.yaml` from an outside host `client`:
+//!   a Deployment of three HTTP responders, a ClusterIP and a NodePort
+//!   Service; controllers, scheduler and agents take it from there;
+//! - requests through the ClusterIP from a pod and through each node's
+//!   NodePort from the client, answered by different pods.
 //!
-//! Everything it creates is removed when it ends (also on error); a demo
-//! killed half-way is swept by the next run.
+//! The cluster is left running; `cargo xtask demo --down` removes it (and
+//! any later test run sweeps it too, as its creator is gone).
 
-use std::collections::BTreeMap;
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
-use netns::{Host, HostProcess, Netns, TestNetwork};
+use netns::{Host, TestNetwork};
+use serde_json::Value;
 
 use crate::{build_ebpf, shell};
 
-/// Runs the demo end to end.
+/// Where demo clusters keep their files; `--down` removes them.
+const SCRATCH_GLOB: &str = "rudder-demo-";
+
+/// Removes every demo cluster (namespaces, processes, pins, files).
+pub fn down() -> Result<()> {
+    netns::sweep_stale();
+    for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SCRATCH_GLOB)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    println!("demo: removed");
+    Ok(())
+}
+
+/// Brings the demo cluster up and exercises it.
 pub fn run() -> Result<()> {
     if !netns::have_privileges() {
         bail!("the demo creates network namespaces and loads eBPF programs: run it as root");
@@ -35,148 +60,230 @@ pub fn run() -> Result<()> {
         "-p",
         "rudder-cli",
         "-p",
+        "rudder-controlplane",
+        "-p",
+        "rudder-cni",
+        "-p",
         "rudder-testapp",
     ]))?;
     let bin = shell::workspace_root().join("target/debug");
-    let app = bin.join("rudder-testapp").display().to_string();
+    let scratch = std::env::temp_dir().join(format!("{SCRATCH_GLOB}{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
 
-    println!("\n== two nodes and an outside client on a private underlay (192.0.2.0/24)");
+    println!("\n== test hosts on a private underlay (192.0.2.0/24)");
     let mut net = TestNetwork::new("demo").context("creating the test network")?;
+    let cp = net.add_host("cp")?;
     let nodes = [net.add_host("node1")?, net.add_host("node2")?];
     let client = net.add_host("client")?;
+    let server = format!("http://{}:7400", cp.addr);
+    println!(
+        "   cp = {}, node1 = {}, node2 = {}, client = {}",
+        cp.addr, nodes[0].addr, nodes[1].addr, client.addr
+    );
+
+    background(
+        &cp,
+        &[
+            &bin.join("rudder-controlplane").display().to_string(),
+            "--data-dir",
+            &scratch.join("cp").display().to_string(),
+            "--listen",
+            &format!("{}:7400", cp.addr),
+            "--http-listen",
+            &format!("{}:7401", cp.addr),
+        ],
+        &scratch.join("controlplane.log"),
+    )?;
+    println!(
+        "   rudder-controlplane on cp (gRPC {server}, HTTP http://{}:7401)",
+        cp.addr
+    );
+
+    let cni_bin = scratch.join("cni-bin");
+    std::fs::create_dir_all(&cni_bin)?;
+    std::os::unix::fs::symlink(bin.join("rudder-cni"), cni_bin.join("rudder-cni"))?;
+    let mut names = Vec::new();
+    // The nodes' pins live under a directory named after this run, so
+    // `--down` (or any later run) sweeps them.
+    let pins = net.bpffs_dir("pins");
     for (i, node) in nodes.iter().enumerate() {
         let n = i + 1;
-        node.ip(&["link", "add", "cni0", "type", "bridge"])?;
-        node.ip(&["addr", "add", &format!("10.244.{n}.1/24"), "dev", "cni0"])?;
-        node.ip(&["link", "set", "cni0", "up"])?;
         node.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        let other = &nodes[1 - i];
-        node.ip(&[
-            "route",
-            "add",
-            &format!("10.244.{}.0/24", 2 - i),
-            "via",
-            &other.addr.to_string(),
-        ])?;
-        println!("   node{n} = {} (pods 10.244.{n}.0/24)", node.addr);
+        let netd = scratch.join(format!("net.d-{n}"));
+        std::fs::create_dir_all(&netd)?;
+        let conflist = serde_json::json!({"cniVersion": "1.1.0", "name": "pods", "plugins": [{
+            "type": "rudder-cni", "bridge": "cni0",
+            "ipam": {"subnet": format!("10.244.{n}.0/24"), "dataDir": scratch.join(format!("ipam-{n}"))},
+            "bandwidthDir": scratch.join(format!("bandwidth-{n}"))}]});
+        std::fs::write(netd.join("10-pods.conflist"), conflist.to_string())?;
+        let name = node.label.clone();
+        // Started from here with --netns: the agent enters the node's
+        // namespace itself (setns) and keeps the machine's bpffs.
+        let mut cmd = Command::new(bin.join("rudder-agent"));
+        cmd.args([
+            "--netns",
+            node.name(),
+            "serve",
+            "--node",
+            &name,
+            "--controlplane",
+            &server,
+        ])
+        .args([
+            "--pod-cidr",
+            &format!("10.244.{n}.0/24"),
+            "--metrics-listen",
+            "0.0.0.0:10250",
+        ])
+        .arg("--bpffs-root")
+        .arg(&pins)
+        .arg("--cni-conf-dir")
+        .arg(&netd)
+        .arg("--cni-bin-dir")
+        .arg(&cni_bin)
+        .arg("--state-dir")
+        .arg(scratch.join(format!("state-{n}")))
+        .arg("--extra-path")
+        .arg(&bin)
+        .args([
+            "--sandbox-prefix",
+            &format!("{}-{}", net.prefix(), node.label),
+        ]);
+        spawn_logged(cmd, &scratch.join(format!("agent-{n}.log")))?;
+        names.push(name);
     }
-    println!("   client = {}", client.addr);
+    println!(
+        "   rudder-agent serve on node1 and node2 (pods 10.244.1.0/24, 10.244.2.0/24; CNI: rudder-cni)"
+    );
 
-    println!("\n== six pods, each running an HTTP responder that names itself");
-    let mut pods = Vec::new();
-    let mut servers: Vec<HostProcess> = Vec::new();
-    for (i, node) in nodes.iter().enumerate() {
-        for k in 1..=3u8 {
-            let name = format!("web-{}{}", i + 1, k);
-            let pod = add_pod(&mut net, node, i + 1, k + 1, &name)?;
-            servers.push(pod.netns.spawn(&[
-                &app,
-                "http",
-                "--listen",
-                "0.0.0.0:8080",
-                "--name",
-                &name,
-            ])?);
-            pods.push(pod);
+    let rudderctl = bin.join("rudderctl").display().to_string();
+    let ctl = |args: &[&str]| -> Result<String> {
+        let mut full = vec![rudderctl.as_str()];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--server", &server]);
+        Ok(client.run(&full)?)
+    };
+    // Both nodes registered first, so the scheduler can spread the pods.
+    for _ in 0..100 {
+        let nodes = ctl(&["get", "nodes"]).unwrap_or_default();
+        if names.iter().all(|n| {
+            nodes
+                .lines()
+                .any(|l| l.starts_with(n.as_str()) && l.contains("Ready"))
+        }) {
+            break;
         }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let tester = add_pod(&mut net, &nodes[0], 1, 9, "tester")?;
-    for pod in &pods {
-        pod.netns.run(&[
+    println!("\n== rudderctl apply -f examples/web.yaml (from the client host)");
+    let manifest = shell::workspace_root()
+        .join("examples/web.yaml")
+        .display()
+        .to_string();
+    let mut applied = None;
+    for _ in 0..100 {
+        if let Ok(out) = ctl(&["apply", "-f", &manifest]) {
+            applied = Some(out);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for line in applied.context("the control plane never answered")?.lines() {
+        println!("   {line}");
+    }
+
+    println!("\n== waiting for the pods to be scheduled, started and Ready");
+    let mut pods = Vec::new();
+    for _ in 0..300 {
+        let list: Value =
+            serde_json::from_str(&ctl(&["get", "pods", "-l", "app=web", "-o", "json"])?)
+                .unwrap_or(Value::Null);
+        pods = list["items"].as_array().cloned().unwrap_or_default();
+        if pods.len() == 3 && pods.iter().all(ready) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if !(pods.len() == 3 && pods.iter().all(ready)) {
+        bail!(
+            "the pods did not become Ready; logs are in {}",
+            scratch.display()
+        );
+    }
+    // Endpoints follow readiness in batches: wait until they list all three.
+    for _ in 0..100 {
+        let ep: Value = serde_json::from_str(
+            &ctl(&["get", "endpoints", "web", "-o", "json"]).unwrap_or_default(),
+        )
+        .unwrap_or(Value::Null);
+        let ready: usize = ep["subsets"].as_array().map_or(0, |s| {
+            s.iter()
+                .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
+                .sum()
+        });
+        if ready == 3 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ... and give the agents a moment to program them.
+    std::thread::sleep(Duration::from_millis(500));
+    for line in ctl(&["get", "pods", "-o", "wide"])?.lines() {
+        println!("   {line}");
+    }
+    let svc: Value = serde_json::from_str(&ctl(&["get", "service", "web", "-o", "json"])?)?;
+    let cluster_ip = svc["spec"]["clusterIP"]
+        .as_str()
+        .context("no ClusterIP")?
+        .to_owned();
+
+    let app = bin.join("rudder-testapp").display().to_string();
+    let sandbox = std::fs::read_dir("/run/netns")?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with(&format!("{}-node1", net.prefix())))
+        .context("no pod sandbox on node1")?;
+    println!("\n== ClusterIP {cluster_ip}:80 from a pod on node1 (12 new connections)");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &sandbox,
             &app,
             "http-get",
             "--to",
-            "127.0.0.1:8080",
+            &format!("{cluster_ip}:80"),
+            "--count",
+            "12",
             "--retry-ms",
-            "5000",
-        ])?;
-        println!("   {} {} on {}", pod.name, pod.addr, pod.node);
+            "10000",
+        ])
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "requests through the ClusterIP failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or_default()
+        );
     }
-
-    println!("\n== rudder-agent serve on each node (Service web: 10.96.0.10:80, NodePort 30080)");
-    let scratch = std::env::temp_dir().join(format!("{}-demo", net.prefix()));
-    std::fs::create_dir_all(&scratch)?;
-    let mut agents = Vec::new();
-    let mut dirs = BTreeMap::new();
-    for node in &nodes {
-        let dir = net.bpffs_dir(&node.label);
-        let node_name = dir
-            .file_name()
-            .context("bpffs dir name")?
-            .to_string_lossy()
-            .into_owned();
-        let file = scratch.join(format!("{}.json", node.label));
-        std::fs::write(&file, services_file(&pods, &node_name, &node.label))?;
-        let mut cmd = std::process::Command::new(bin.join("rudder-agent"));
-        cmd.args(["--netns", node.name(), "serve", "--node", &node_name])
-            .arg("--bpffs-root")
-            .arg(dir.parent().context("bpffs root")?)
-            .arg("--services")
-            .arg(&file)
-            .args(["--metrics-listen", "127.0.0.1:9100"])
-            .env("RUST_LOG", "warn");
-        agents.push(HostProcess::start(
-            cmd,
-            format!("rudder-agent serve on {}", node.label),
-        )?);
-        dirs.insert(node.label.clone(), dir);
-    }
-
-    println!("\n== ClusterIP 10.96.0.10:80 from pod tester on node1 (12 new connections)");
-    let body = tester.netns.run(&[
-        &app,
-        "http-get",
-        "--to",
-        "10.96.0.10:80",
-        "--count",
-        "12",
-        "--retry-ms",
-        "10000",
-    ])?;
-    print_answers(&body);
+    print_answers(&String::from_utf8_lossy(&out.stdout));
     for node in &nodes {
         println!(
-            "\n== NodePort {}:30080 from the outside client (6 new connections)",
+            "\n== NodePort {}:30080 from the client host (12 new connections)",
             node.addr
         );
-        let body = client.run(&[
+        print_answers(&client.run(&[
             &app,
             "http-get",
             "--to",
             &format!("{}:30080", node.addr),
             "--count",
-            "6",
+            "12",
             "--retry-ms",
             "10000",
-        ])?;
-        print_answers(&body);
-    }
-
-    let node1_dir = &dirs["node1"];
-    println!("\n== rudderctl dataplane services (node1's maps)");
-    let out = std::process::Command::new(bin.join("rudderctl"))
-        .args(["dataplane", "services", "--node"])
-        .arg(node1_dir.file_name().context("name")?)
-        .arg("--bpffs-root")
-        .arg(node1_dir.parent().context("root")?)
-        .output()?;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        println!("   {line}");
-    }
-    println!("\n== node1 agent metrics (excerpt of http://127.0.0.1:9100/metrics in node1)");
-    let metrics = nodes[0].run(&[
-        &app,
-        "http-get",
-        "--to",
-        "127.0.0.1:9100",
-        "--path",
-        "/metrics",
-    ])?;
-    for line in metrics.lines().filter(|l| {
-        l.starts_with("rudder_service_new_flows_total")
-            || l.starts_with("rudder_dataplane_map_entries")
-    }) {
-        println!("   {line}");
+        ])?);
     }
     let rules = nodes[0].run(&["iptables-save"]).unwrap_or_default();
     println!(
@@ -184,70 +291,49 @@ pub fn run() -> Result<()> {
         rules.lines().filter(|l| l.starts_with('-')).count()
     );
 
-    println!("\n== tearing down (agents, pods, namespaces, pins)");
-    drop(agents);
-    drop(servers);
-    drop(net);
-    let _ = std::fs::remove_dir_all(&scratch);
+    // Leave it running: forget the handles that would tear it down.
+    let client_ns = client.name().to_owned();
+    std::mem::forget(net);
+    println!(
+        "\n== the cluster keeps running. Use it from the client host, e.g.:\n   \
+         ip netns exec {client_ns} {rudderctl} --server {server} get deploy,rs,pods,svc,ep -o wide\n   \
+         ip netns exec {client_ns} {rudderctl} --server {server} scale deployment/web --replicas 5\n   \
+         ip netns exec {client_ns} {rudderctl} --server {server} logs <pod>\n   \
+         logs of the control plane and agents: {}\n   \
+         tear it down: cargo xtask demo --down",
+        scratch.display()
+    );
     println!("demo: done");
     Ok(())
 }
 
-struct Pod {
-    name: String,
-    netns: Netns,
-    addr: String,
-    node: String,
-}
-
-/// A pod: a namespace with `eth0` on `node`'s bridge, 10.244.`n`.`index`.
-fn add_pod(net: &mut TestNetwork, node: &Host, n: usize, index: u8, name: &str) -> Result<Pod> {
-    let netns = net.add_namespace(&format!("n{n}-{name}"))?;
-    let port = format!("veth{index}");
-    let addr = format!("10.244.{n}.{index}");
-    node.ip(&[
-        "link",
-        "add",
-        &port,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        "eth0",
-        "netns",
-        netns.name(),
-    ])?;
-    node.ip(&["link", "set", &port, "master", "cni0", "up"])?;
-    netns.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"])?;
-    netns.ip(&["link", "set", "eth0", "up"])?;
-    netns.ip(&["route", "add", "default", "via", &format!("10.244.{n}.1")])?;
-    Ok(Pod {
-        name: name.to_owned(),
-        netns,
-        addr,
-        node: node.label.clone(),
+fn ready(pod: &Value) -> bool {
+    pod["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
     })
 }
 
-/// The services file for the node named `node_name` (`label` in the demo).
-fn services_file(pods: &[Pod], node_name: &str, label: &str) -> String {
-    let endpoints: Vec<String> = pods
-        .iter()
-        .map(|p| {
-            let node = if p.node == label {
-                node_name
-            } else {
-                p.node.as_str()
-            };
-            format!(r#"{{"ip": "{}", "node": "{node}"}}"#, p.addr)
-        })
-        .collect();
-    format!(
-        r#"{{"services": [{{"name": "web", "clusterIP": "10.96.0.10",
-  "ports": [{{"name": "http", "port": 80, "targetPort": 8080, "nodePort": 30080}}],
-  "endpoints": [{}]}}]}}"#,
-        endpoints.join(", ")
-    )
+/// Starts a long-running program inside `host`, output to `log`; it
+/// outlives this process.
+fn background(host: &Host, args: &[&str], log: &Path) -> Result<()> {
+    let mut cmd = host.command(args[0]);
+    cmd.args(&args[1..]);
+    spawn_logged(cmd, log)
+}
+
+fn spawn_logged(mut cmd: Command, log: &Path) -> Result<()> {
+    let file = std::fs::File::create(log)?;
+    cmd.stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .env("NO_COLOR", "1");
+    // Not waited for: the demo leaves the cluster running.
+    std::mem::forget(
+        cmd.spawn()
+            .with_context(|| format!("starting {:?}", cmd.get_program()))?,
+    );
+    Ok(())
 }
 
 fn print_answers(body: &str) {

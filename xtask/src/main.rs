@@ -34,8 +34,13 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Bring up two test hosts, attach the dataplane and show it counting traffic.
-    Demo,
+    /// Bring up a control plane and two nodes in test hosts, apply
+    /// examples/web.yaml and show it served; leaves it running.
+    Demo {
+        /// Remove a demo cluster left running.
+        #[arg(long)]
+        down: bool,
+    },
     /// Run a benchmark side by side with its reference; writes docs/benchmarks/<name>.md.
     Bench {
         /// Which benchmark (dataplane, store).
@@ -50,7 +55,8 @@ fn main() -> Result<()> {
             println!("kernel programs built: {}", object.display());
         }),
         Command::Test { args } => test(&args),
-        Command::Demo => demo::run(),
+        Command::Demo { down: true } => demo::down(),
+        Command::Demo { down: false } => demo::run(),
         Command::Bench { name } => bench::run(&name),
     }
 }

@@ -36,11 +36,15 @@ impl Dataplane {
             reason,
         };
         let classifier = self.classifier(program)?;
-        let id = match pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
+        let switched = match pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
             Some(old) => {
                 let link = SchedClassifierLink::try_from(old).map_err(|e| fail(error_chain(&e)))?;
-                classifier.attach_to_link(link)
+                forget_if_severed(classifier.attach_to_link(link), &pin)
             }
+            None => None,
+        };
+        let id = match switched {
+            Some(result) => result,
             None => classifier.attach_with_options(
                 iface,
                 attach_type,
@@ -69,11 +73,15 @@ impl Dataplane {
             reason,
         };
         let xdp = self.xdp(program)?;
-        let id = match pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
+        let switched = match pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
             Some(old) => {
                 let link = XdpLink::try_from(old).map_err(|e| fail(error_chain(&e)))?;
-                xdp.attach_to_link(link)
+                forget_if_severed(xdp.attach_to_link(link), &pin)
             }
+            None => None,
+        };
+        let id = match switched {
+            Some(result) => result,
             None => xdp.attach(iface, XdpMode::default()),
         }
         .map_err(|e| fail(error_chain(&e)))?;
@@ -168,6 +176,26 @@ pub fn detach(dir: &Path, program: &'static str, iface: &str) -> Result<(), Data
     };
     sys::link_detach(link.as_fd()).map_err(|e| fail(e.to_string()))?;
     std::fs::remove_file(&pin).map_err(|e| fail(e.to_string()))
+}
+
+/// The result of switching a pinned link, or `None` when the link was
+/// severed (its interface was deleted, e.g. a node or pod recreated under
+/// the same name): its pin is removed so the caller attaches afresh.
+fn forget_if_severed<T>(
+    result: Result<T, aya::programs::ProgramError>,
+    pin: &Path,
+) -> Option<Result<T, aya::programs::ProgramError>> {
+    let severed = matches!(
+        &result,
+        Err(aya::programs::ProgramError::SyscallError(SyscallError { io_error, .. }))
+            if io_error.raw_os_error() == Some(libc::ENOLINK)
+    );
+    if severed {
+        tracing::info!(pin = %pin.display(), "pinned link severed (its interface is gone); attaching anew");
+        let _ = std::fs::remove_file(pin);
+        return None;
+    }
+    Some(result)
 }
 
 /// The link pinned at `pin`, if there is one.
