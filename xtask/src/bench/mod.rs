@@ -4,6 +4,7 @@
 
 mod cni;
 mod dataplane;
+mod scheduler;
 mod store;
 
 use anyhow::{Result, bail};
@@ -19,6 +20,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
         "cni",
         "rudder-cni vs the reference bridge + host-local plugins",
     ),
+    (
+        "scheduler",
+        "pods scheduled per second with simulated nodes, vs scheduler_perf thresholds",
+    ),
 ];
 
 /// Runs the benchmark `name`.
@@ -27,6 +32,7 @@ pub fn run(name: &str) -> Result<()> {
         "dataplane" => dataplane::run(),
         "store" => store::run(),
         "cni" => cni::run(),
+        "scheduler" => scheduler::run(),
         other => {
             let known: Vec<String> = BENCHMARKS
                 .iter()
