@@ -71,10 +71,10 @@ async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
         let addr = blocking_addr.as_str();
         let (ok, out, err) = rudderctl(addr, &["apply", "-f", &manifest], None);
         assert!(ok, "apply failed: {err}");
-        assert_eq!(out, "deployment.apps/web created\nservice/web created\n");
+        assert_eq!(out, "deployment.apps/web created\nservice/web created\nservice/web-nodeport created\n");
         let (ok, out, _) = rudderctl(addr, &["apply", "-f", &manifest], None);
         assert!(ok);
-        assert_eq!(out, "deployment.apps/web unchanged\nservice/web unchanged\n");
+        assert_eq!(out, "deployment.apps/web unchanged\nservice/web unchanged\nservice/web-nodeport unchanged\n");
 
         // Every field written in the manifest comes back from get -o yaml.
         let text = std::fs::read_to_string(&manifest).expect("manifest");
@@ -92,9 +92,10 @@ async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
         let (ok, out, _) = rudderctl(addr, &["get", "svc"], None);
         assert!(ok);
         let lines: Vec<&str> = out.lines().collect();
-        assert!(lines[0].starts_with("NAME   TYPE       CLUSTER-IP"), "{out}");
-        assert!(lines[1].starts_with("web    NodePort"), "{out}");
-        assert!(lines[1].contains("80:30080/TCP"), "{out}");
+        assert!(lines[0].starts_with("NAME") && lines[0].contains("TYPE") && lines[0].contains("CLUSTER-IP"), "{out}");
+        let row = |name: &str| lines.iter().find(|l| l.split_whitespace().next() == Some(name)).copied().unwrap_or_default();
+        assert!(row("web").contains("ClusterIP") && row("web").contains("80/TCP"), "{out}");
+        assert!(row("web-nodeport").contains("NodePort") && row("web-nodeport").contains("80:30080/TCP"), "{out}");
 
         let (ok, out, err) = rudderctl(addr, &["scale", "deployment/web", "--replicas", "5"], None);
         assert!(ok, "scale failed: {err}");
@@ -118,7 +119,7 @@ async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
 
         let (ok, out, _) = rudderctl(addr, &["delete", "-f", &manifest], None);
         assert!(ok);
-        assert_eq!(out, "deployment.apps \"web\" deleted\nservice \"web\" deleted\n");
+        assert_eq!(out, "deployment.apps \"web\" deleted\nservice \"web\" deleted\nservice \"web-nodeport\" deleted\n");
         let (ok, _, err) = rudderctl(addr, &["get", "deploy"], None);
         assert!(ok);
         assert!(err.contains("No resources found"), "{err}");

@@ -96,33 +96,37 @@ fn examples_web_yaml_is_served_by_pods_on_both_nodes() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|n| n.starts_with(&c.nodes[0].prefix))
         .expect("a pod sandbox on node1");
-    let out = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &sandbox,
-            &app,
-            "http-get",
-            "--to",
-            &format!("{cluster_ip}:80"),
-            "--count",
-            "30",
-            "--retry-ms",
-            "15000",
-        ])
-        .output()
-        .expect("client runs");
-    let body = String::from_utf8_lossy(&out.stdout);
     let all: BTreeSet<String> = running
         .iter()
         .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(
-        names(&body),
-        all,
-        "the ClusterIP answers from every pod: {body} {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Agents program what the control plane publishes a moment later:
+    // retry (bounded) until every pod has answered.
+    let mut seen = BTreeSet::new();
+    for _ in 0..20 {
+        let out = std::process::Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &sandbox,
+                &app,
+                "http-get",
+                "--to",
+                &format!("{cluster_ip}:80"),
+                "--count",
+                "30",
+                "--retry-ms",
+                "15000",
+            ])
+            .output()
+            .expect("client runs");
+        seen.extend(names(&String::from_utf8_lossy(&out.stdout)));
+        if seen == all {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert_eq!(seen, all, "the ClusterIP answers from every pod");
 
     for node in &c.nodes {
         let body = c
