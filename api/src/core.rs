@@ -1,4 +1,4 @@
-//! The `v1` (core) kinds: Namespace, Node, Pod, Service, Endpoints.
+//! The `v1` (core) kinds: Namespace, Node, Pod, Service, Endpoints, Event.
 
 use std::collections::BTreeMap;
 
@@ -577,6 +577,15 @@ pub struct ObjectReference {
     /// Uid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uid: Option<String>,
+    /// The object's apiVersion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// The object's resourceVersion when referenced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// A part of the object (`spec.containers{web}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_path: Option<String>,
 }
 
 /// A port of an endpoints subset.
@@ -591,4 +600,64 @@ pub struct EndpointPort {
     /// `TCP` (default), `UDP` or `SCTP`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+}
+
+/// A record of something that happened to an object: what a controller,
+/// the scheduler or an agent did or failed to do (`v1` Event, the form
+/// `kubectl describe` shows). Repeats of the same event are folded into
+/// one object whose `count` and `lastTimestamp` grow.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// `v1`.
+    #[serde(default)]
+    pub api_version: String,
+    /// `Event`.
+    #[serde(default)]
+    pub kind: String,
+    /// Metadata; the name is the involved object's plus a unique suffix.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    /// The object the event is about.
+    #[serde(default)]
+    pub involved_object: ObjectReference,
+    /// A short CamelCase reason (`Scheduled`, `FailedScheduling`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What happened, for humans.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// `Normal` or `Warning`.
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Who reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<EventSource>,
+    /// When it first happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_timestamp: Option<String>,
+    /// When it last happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_timestamp: Option<String>,
+    /// How many times it happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
+    /// The component that reported it (`rudder-scheduler`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting_component: Option<String>,
+    /// The instance of that component (a host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reporting_instance: Option<String>,
+}
+
+/// The reporter of an event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSource {
+    /// The component (`rudder-scheduler`, `rudder-agent`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub component: String,
+    /// The host it runs on.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
 }

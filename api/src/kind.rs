@@ -21,11 +21,13 @@ pub enum Kind {
     Service,
     /// `v1` Endpoints.
     Endpoints,
+    /// `v1` Event.
+    Event,
 }
 
 impl Kind {
     /// Every kind, in the order `rudderctl get all` lists them.
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Lease,
@@ -34,6 +36,7 @@ impl Kind {
         Kind::ReplicaSet,
         Kind::Service,
         Kind::Endpoints,
+        Kind::Event,
     ];
 
     /// The kind's name as in `kind:` (`Pod`).
@@ -47,6 +50,7 @@ impl Kind {
             Kind::ReplicaSet => "ReplicaSet",
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
+            Kind::Event => "Event",
         }
     }
 
@@ -61,6 +65,7 @@ impl Kind {
             Kind::ReplicaSet => "replicasets",
             Kind::Service => "services",
             Kind::Endpoints => "endpoints",
+            Kind::Event => "events",
         }
     }
 
@@ -75,6 +80,7 @@ impl Kind {
             Kind::ReplicaSet => &["rs"],
             Kind::Service => &["svc"],
             Kind::Endpoints => &["ep"],
+            Kind::Event => &["ev"],
         }
     }
 
@@ -103,7 +109,7 @@ impl Kind {
 
     /// Whether the kind has a `status` that only the status update changes.
     pub fn has_status(self) -> bool {
-        !matches!(self, Kind::Endpoints | Kind::Lease)
+        !matches!(self, Kind::Endpoints | Kind::Lease | Kind::Event)
     }
 
     /// Parses a kind name, plural, singular or short name, in any case.

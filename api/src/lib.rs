@@ -15,6 +15,7 @@ pub mod client;
 pub mod coordination;
 pub mod core;
 pub mod error;
+pub mod events;
 pub mod kind;
 pub mod meta;
 pub mod object;

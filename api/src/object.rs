@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::{
     apps::{Deployment, ReplicaSet},
     coordination::Lease,
-    core::{Endpoints, Namespace, Node, Pod, Service},
+    core::{Endpoints, Event, Namespace, Node, Pod, Service},
     error::ApiError,
     kind::Kind,
     meta::ObjectMeta,
@@ -98,6 +98,7 @@ pub fn normalize(kind: Kind, raw: Value) -> Result<Value, ApiError> {
         Kind::ReplicaSet => normalize_as::<ReplicaSet>(raw),
         Kind::Service => normalize_as::<Service>(raw),
         Kind::Endpoints => normalize_as::<Endpoints>(raw),
+        Kind::Event => normalize_as::<Event>(raw),
     }
 }
 

@@ -7,8 +7,8 @@ use crate::{
     apps::{Deployment, DeploymentStrategy, PodTemplateSpec, ReplicaSet, RollingUpdate},
     coordination::Lease,
     core::{
-        Container, Endpoints, IntOrString, Namespace, NamespaceStatus, Node, Pod, PodSpec, Probe,
-        Service,
+        Container, Endpoints, Event, IntOrString, Namespace, NamespaceStatus, Node, Pod, PodSpec,
+        Probe, Service,
     },
     kind::Kind,
     meta::{LabelSelector, ObjectMeta},
@@ -433,6 +433,59 @@ fn check_port_name(name: &str) -> Result<(), ()> {
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && name.bytes().any(|b| b.is_ascii_lowercase());
     if ok { Ok(()) } else { Err(()) }
+}
+
+impl Resource for Event {
+    const KIND: Kind = Kind::Event;
+    type_meta!(Event, Kind::Event);
+
+    fn apply_defaults(&mut self) {
+        default_type_meta(Self::KIND, &mut self.api_version, &mut self.kind);
+        self.type_.get_or_insert_with(|| "Normal".to_owned());
+        self.count.get_or_insert(1);
+        if self.first_timestamp.is_none() {
+            self.first_timestamp = Some(crate::time::now_rfc3339());
+        }
+        if self.last_timestamp.is_none() {
+            self.last_timestamp = self.first_timestamp.clone();
+        }
+    }
+
+    fn validate(&self, errors: &mut FieldErrors) {
+        validate_metadata(Self::KIND, &self.metadata, errors);
+        let involved = &self.involved_object;
+        if involved.kind.as_deref().unwrap_or_default().is_empty() {
+            errors.push(
+                "involvedObject.kind",
+                "required: the kind the event is about",
+            );
+        }
+        if involved.name.as_deref().unwrap_or_default().is_empty() {
+            errors.push(
+                "involvedObject.name",
+                "required: the object the event is about",
+            );
+        }
+        if self.reason.as_deref().unwrap_or_default().is_empty() {
+            errors.push("reason", "required: a short CamelCase reason");
+        }
+        errors.one_of("type", self.type_.as_deref(), &["Normal", "Warning"]);
+        if let Some(count) = self.count
+            && count < 1
+        {
+            errors.push("count", format!("{count} must be at least 1"));
+        }
+        for (field, time) in [
+            ("firstTimestamp", &self.first_timestamp),
+            ("lastTimestamp", &self.last_timestamp),
+        ] {
+            if let Some(time) = time
+                && crate::time::parse_rfc3339(time).is_none()
+            {
+                errors.push(field, format!("{time:?} is not an RFC 3339 time"));
+            }
+        }
+    }
 }
 
 impl Resource for Endpoints {

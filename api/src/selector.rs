@@ -194,12 +194,19 @@ pub struct FieldSelector {
 }
 
 impl FieldSelector {
-    /// Fields a selector may name.
-    const FIELDS: [&'static str; 4] = [
+    /// Fields a selector may name (the `involvedObject` ones, `reason`
+    /// and `type` select Events, as `kubectl describe` does).
+    const FIELDS: [&'static str; 10] = [
         "metadata.name",
         "metadata.namespace",
         "spec.nodeName",
         "status.phase",
+        "involvedObject.kind",
+        "involvedObject.namespace",
+        "involvedObject.name",
+        "involvedObject.uid",
+        "reason",
+        "type",
     ];
 
     /// Parses a field selector.

@@ -1,13 +1,18 @@
-//! `rudderctl describe KIND NAME`: an object's metadata, then its spec and
-//! status as readable YAML.
+//! `rudderctl describe KIND NAME`: an object's metadata, its spec and
+//! status as readable YAML, then the Events about it.
 
 use anyhow::Result;
+use rudder_api::{
+    Kind,
+    client::{Client, ListOptions},
+    time::parse_rfc3339,
+};
 use serde_json::Value;
 
 use crate::{
     get::kind_and_name,
     server::{ServerArgs, block_on, explain},
-    table::age,
+    table::{age, event_columns},
 };
 
 /// Arguments of `rudderctl describe`.
@@ -55,9 +60,74 @@ pub fn run(args: DescribeArgs) -> Result<()> {
                 .await
                 .map_err(explain)?;
             print!("{}", describe(&object)?);
+            if kind != Kind::Event {
+                let events = events_about(&client, &object).await?;
+                print!("{}", events_section(&events));
+            }
         }
         Ok(())
     })
+}
+
+/// The Events about `object`, oldest first: those naming its uid, in
+/// every namespace (events about Nodes live in `default`).
+async fn events_about(client: &Client, object: &Value) -> Result<Vec<Value>> {
+    let uid = object["metadata"]["uid"].as_str().unwrap_or_default();
+    let field_selector = if uid.is_empty() {
+        format!(
+            "involvedObject.kind={},involvedObject.name={}",
+            object["kind"].as_str().unwrap_or_default(),
+            object["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    } else {
+        format!("involvedObject.uid={uid}")
+    };
+    let mut events = client
+        .list_json(
+            Kind::Event,
+            &ListOptions {
+                field_selector,
+                ..ListOptions::default()
+            },
+        )
+        .await
+        .map_err(explain)?
+        .items;
+    events.sort_by_key(|event| event["lastTimestamp"].as_str().and_then(parse_rfc3339));
+    Ok(events)
+}
+
+/// The `Events:` table `kubectl describe` ends with.
+fn events_section(events: &[Value]) -> String {
+    if events.is_empty() {
+        return "Events:             <none>\n".to_owned();
+    }
+    let mut rows = vec![
+        ["Type", "Reason", "Age", "From", "Message"].map(str::to_owned),
+        ["----", "------", "----", "----", "-------"].map(str::to_owned),
+    ];
+    for event in events {
+        let (last_seen, type_, reason, _, message) = event_columns(event);
+        let from = event["source"]["component"]
+            .as_str()
+            .or(event["reportingComponent"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        rows.push([type_, reason, last_seen, from, message]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|column| rows.iter().map(|row| row[column].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = "Events:\n".to_owned();
+    for row in &rows {
+        out.push_str("  ");
+        for (cell, width) in row.iter().zip(&widths) {
+            out.push_str(&format!("{cell:<width$}  "));
+        }
+        out.push_str(&row[4]);
+        out.push('\n');
+    }
+    out
 }
 
 fn map_lines(value: Option<&Value>) -> Vec<String> {

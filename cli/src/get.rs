@@ -17,7 +17,7 @@ use crate::{
 #[derive(clap::Args)]
 pub struct GetArgs {
     /// Kind: pods (po), deployments (deploy), replicasets (rs), services
-    /// (svc), endpoints (ep), nodes (no), namespaces (ns), leases; or
+    /// (svc), endpoints (ep), nodes (no), namespaces (ns), leases, events (ev); or
     /// KIND/NAME.
     kind: String,
     /// Object name; all objects when omitted.
@@ -73,7 +73,7 @@ pub fn kind_and_name(kind: &str, name: Option<String>) -> Result<(Kind, Option<S
     // `deployment.apps` as printed by apply is accepted too.
     let kind_text = kind_text.split('.').next().unwrap_or(kind_text);
     let kind = Kind::parse(kind_text).with_context(|| {
-        format!("unknown resource type {kind_text:?}: use pods, deployments, replicasets, services, endpoints, nodes, namespaces or leases")
+        format!("unknown resource type {kind_text:?}: use pods, deployments, replicasets, services, endpoints, nodes, namespaces, leases or events")
     })?;
     Ok((kind, name))
 }
@@ -109,7 +109,17 @@ pub fn run(args: GetArgs) -> Result<()> {
                     .list_json(kind, &list_options(&args, &namespace))
                     .await
                     .map_err(explain)?;
-                (list.items, list.resource_version)
+                let mut items = list.items;
+                if kind == Kind::Event {
+                    // Oldest first, as kubectl: the newest ends up nearest
+                    // the prompt.
+                    items.sort_by_key(|event| {
+                        event["lastTimestamp"]
+                            .as_str()
+                            .and_then(rudder_api::time::parse_rfc3339)
+                    });
+                }
+                (items, list.resource_version)
             }
         };
         if objects.is_empty() && !args.watch {

@@ -27,6 +27,7 @@ pub fn headers(kind: Kind, wide: bool, namespaces: bool) -> Vec<&'static str> {
         Kind::Node => &["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         Kind::Namespace => &["NAME", "STATUS", "AGE"],
         Kind::Lease => &["NAME", "HOLDER", "AGE"],
+        Kind::Event => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
     });
     if wide {
         columns.extend_from_slice(match kind {
@@ -57,6 +58,38 @@ fn or_none(value: &str) -> String {
     } else {
         value.to_owned()
     }
+}
+
+/// The columns kubectl shows for an Event: last seen (with the count
+/// when it repeated), type, reason, `kind/name` of the object, message.
+pub fn event_columns(event: &Value) -> (String, String, String, String, String) {
+    let last = [
+        "/lastTimestamp",
+        "/firstTimestamp",
+        "/metadata/creationTimestamp",
+    ]
+    .into_iter()
+    .map(|pointer| text(event, pointer))
+    .find(|t| !t.is_empty())
+    .unwrap_or("");
+    let count = number(event, "/count");
+    let last_seen = if count > 1 {
+        format!("{} (x{count})", age(last))
+    } else {
+        age(last)
+    };
+    let involved = format!(
+        "{}/{}",
+        text(event, "/involvedObject/kind").to_ascii_lowercase(),
+        text(event, "/involvedObject/name")
+    );
+    (
+        last_seen,
+        text(event, "/type").to_owned(),
+        text(event, "/reason").to_owned(),
+        involved,
+        text(event, "/message").to_owned(),
+    )
 }
 
 /// One row of `kind`'s table for `object`.
@@ -223,6 +256,10 @@ pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<Stri
         }
         Kind::Lease => {
             cells.extend([name, or_none(text(object, "/spec/holderIdentity")), age]);
+        }
+        Kind::Event => {
+            let (last_seen, type_, reason, involved, message) = event_columns(object);
+            cells.extend([last_seen, type_, reason, involved, message]);
         }
     }
     if wide {

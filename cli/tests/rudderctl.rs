@@ -105,6 +105,37 @@ async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
         assert_eq!(got["spec"]["replicas"], 5);
         assert_eq!(got["metadata"]["generation"], 2);
 
+        // describe ends with the Events about the object; get lists them.
+        let (ok, out, _) = rudderctl(addr, &["describe", "deployment", "web"], None);
+        assert!(ok);
+        assert!(out.ends_with("Events:             <none>\n"), "{out}");
+        let uid = got["metadata"]["uid"].as_str().expect("uid");
+        let event = format!(
+            "apiVersion: v1\nkind: Event\nmetadata: {{name: web.1, namespace: default}}\n\
+             involvedObject: {{kind: Deployment, name: web, namespace: default, uid: {uid}}}\n\
+             reason: ScalingReplicaSet\nmessage: Scaled up replica set web-1 to 5\n\
+             source: {{component: deployment-controller}}\ncount: 2\n"
+        );
+        let (ok, _, err) = rudderctl(addr, &["apply", "-f", "-"], Some(&event));
+        assert!(ok, "apply event failed: {err}");
+        let (ok, out, _) = rudderctl(addr, &["describe", "deployment", "web"], None);
+        assert!(ok);
+        let events = out.split("Events:\n").nth(1).unwrap_or_default();
+        let lines: Vec<&str> = events.lines().collect();
+        assert!(lines[0].split_whitespace().eq(["Type", "Reason", "Age", "From", "Message"]), "{out}");
+        assert!(
+            lines[2].contains("Normal") && lines[2].contains("ScalingReplicaSet") && lines[2].contains("(x2)")
+                && lines[2].contains("deployment-controller") && lines[2].ends_with("Scaled up replica set web-1 to 5"),
+            "{out}"
+        );
+        let (ok, out, _) = rudderctl(addr, &["get", "events"], None);
+        assert!(ok);
+        assert!(out.starts_with("LAST SEEN") && out.contains("deployment/web"), "{out}");
+        let no_object = "apiVersion: v1\nkind: Event\nmetadata: {name: orphan}\nreason: X\n";
+        let (ok, _, err) = rudderctl(addr, &["apply", "-f", "-"], Some(no_object));
+        assert!(!ok);
+        assert!(err.contains("involvedObject.kind: required"), "{err}");
+
         // Errors name the object and field, kubectl-style.
         let bad = "apiVersion: v1\nkind: Service\nmetadata: {name: bad}\nspec:\n  ports: [{port: 70000}]\n";
         let (ok, _, err) = rudderctl(addr, &["apply", "-f", "-"], Some(bad));

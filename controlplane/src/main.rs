@@ -59,6 +59,9 @@ struct Args {
     /// recreated elsewhere by their controllers).
     #[arg(long, default_value_t = 300)]
     pod_eviction_timeout_seconds: u64,
+    /// Seconds an Event is kept after its last occurrence.
+    #[arg(long, default_value_t = 3600)]
+    event_ttl_seconds: u64,
     /// Range Service ClusterIPs are allocated from.
     #[arg(long, default_value = "10.96.0.0/12")]
     service_cluster_ip_range: String,
@@ -161,6 +164,7 @@ async fn main() -> Result<()> {
                 scheduler: !args.no_scheduler,
                 node_grace_period: Duration::from_secs(args.node_grace_period_seconds),
                 pod_eviction_timeout: Duration::from_secs(args.pod_eviction_timeout_seconds),
+                event_ttl: Duration::from_secs(args.event_ttl_seconds),
                 leader: Some(LeaderConfig::controlplane(identity)),
                 ..ControllerConfig::default()
             },

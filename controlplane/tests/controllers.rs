@@ -20,13 +20,17 @@ use rudder_api::{
     client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::{Lease, LeaseSpec},
     core::{
-        Container, ContainerPort, Endpoints, EnvVar, IntOrString, Namespace, Node, NodeStatus, Pod,
-        PodStatus, Service, ServicePort, ServiceSpec, Taint, Toleration,
+        Container, ContainerPort, Endpoints, EnvVar, Event, IntOrString, Namespace, Node,
+        NodeStatus, Pod, PodStatus, Service, ServicePort, ServiceSpec, Taint, Toleration,
     },
+    events::{EventRecorder, EventType},
     meta::{Condition, LabelSelector, ObjectMeta},
 };
 use rudder_controlplane::{
-    controllers::{ControllerConfig, ControllerManager, NODE_LEASE_NAMESPACE, pod_ready},
+    controllers::{
+        ControllerConfig, ControllerManager, NODE_LEASE_NAMESPACE, event_ttl::EventExpiry,
+        pod_ready,
+    },
     leader::LeaderConfig,
     server::{self, RunningServer, ServerConfig},
 };
@@ -846,5 +850,164 @@ async fn taints_and_node_selectors_are_respected() {
     )
     .await;
     assert_eq!(node_of("nowhere").await, None);
+    cluster.stop().await;
+}
+
+async fn events_about(client: &Client, kind: &str, name: &str) -> Vec<Event> {
+    client
+        .list::<Event>(&ListOptions {
+            field_selector: format!("involvedObject.kind={kind},involvedObject.name={name}"),
+            ..ListOptions::default()
+        })
+        .await
+        .expect("list events")
+        .items
+}
+
+fn has_event(events: &[Event], type_: &str, reason: &str, message_part: &str) -> bool {
+    events.iter().any(|e| {
+        e.type_.as_deref() == Some(type_)
+            && e.reason.as_deref() == Some(reason)
+            && e.message.as_deref().unwrap_or("").contains(message_part)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_tell_what_the_controllers_and_the_scheduler_did() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    add_node(&client, "n1", &[], vec![], false).await;
+    client
+        .create(&deployment("evented", 2, 1, 0))
+        .await
+        .expect("deployment");
+    eventually("the deployment rolls out", || {
+        rolled_out(&client, "evented", 2)
+    })
+    .await;
+    eventually(
+        "the deployment's event names its new ReplicaSet",
+        || async {
+            let events = events_about(&client, "Deployment", "evented").await;
+            has_event(
+                &events,
+                "Normal",
+                "ScalingReplicaSet",
+                "Scaled up replica set evented-",
+            )
+        },
+    )
+    .await;
+    let set = client
+        .list::<ReplicaSet>(&ListOptions {
+            namespace: "default".into(),
+            label_selector: "app=evented".into(),
+            ..ListOptions::default()
+        })
+        .await
+        .expect("list sets")
+        .items
+        .pop()
+        .expect("a ReplicaSet");
+    let pods = pods_of(&client, "evented").await;
+    eventually(
+        "the ReplicaSet's events name each pod it created",
+        || async {
+            let events = events_about(&client, "ReplicaSet", &set.metadata.name).await;
+            pods.iter().all(|pod| {
+                has_event(
+                    &events,
+                    "Normal",
+                    "SuccessfulCreate",
+                    &format!("Created pod: {}", pod.metadata.name),
+                )
+            })
+        },
+    )
+    .await;
+    for pod in &pods {
+        eventually("each pod's event says where it was scheduled", || async {
+            let events = events_about(&client, "Pod", &pod.metadata.name).await;
+            has_event(&events, "Normal", "Scheduled", "to n1")
+                && events
+                    .iter()
+                    .all(|e| e.involved_object.uid.as_deref() == Some(&*pod.metadata.uid))
+        })
+        .await;
+    }
+
+    let mut stuck = Pod {
+        metadata: meta("needs-gpu", "default"),
+        spec: template(&[], "1").spec,
+        ..Pod::default()
+    };
+    stuck.spec.node_selector = [("gpu".to_owned(), "yes".to_owned())].into();
+    client.create(&stuck).await.expect("pod");
+    eventually("an unschedulable pod gets a warning saying why", || async {
+        let events = events_about(&client, "Pod", "needs-gpu").await;
+        has_event(
+            &events,
+            "Warning",
+            "FailedScheduling",
+            "0/1 nodes are available",
+        )
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_events_fold_into_one_and_expire_after_their_ttl() {
+    let cluster = Cluster::start(ControllerConfig {
+        controllers: false,
+        scheduler: false,
+        ..ControllerConfig::default()
+    })
+    .await;
+    let client = cluster.client.clone();
+    let (recorder, writer) = EventRecorder::start(client.clone(), "test", "host");
+    let node = Node {
+        metadata: meta("flaky", ""),
+        ..Node::default()
+    };
+    for _ in 0..3 {
+        recorder.record(&node, EventType::Warning, "Flapping", "lost its lease");
+    }
+    recorder.record(&node, EventType::Normal, "Recovered", "renews again");
+    eventually(
+        "three occurrences are one event counted three times",
+        || async {
+            let events = events_about(&client, "Node", "flaky").await;
+            let flapping: Vec<_> = events
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("Flapping"))
+                .collect();
+            events.len() == 2 && flapping.len() == 1 && flapping[0].count == Some(3)
+        },
+    )
+    .await;
+    let events = events_about(&client, "Node", "flaky").await;
+    assert!(
+        events.iter().all(|e| e.metadata.namespace == "default"),
+        "events about cluster-scoped objects live in default"
+    );
+    writer.abort();
+
+    let expiry = EventExpiry::new(client.clone(), Duration::from_secs(3600));
+    let now = std::time::SystemTime::now();
+    assert_eq!(
+        expiry.sweep(now).await.expect("sweep"),
+        0,
+        "fresh events stay"
+    );
+    assert_eq!(
+        expiry
+            .sweep(now + Duration::from_secs(2 * 3600))
+            .await
+            .expect("sweep"),
+        2,
+        "expired events go"
+    );
+    assert!(events_about(&client, "Node", "flaky").await.is_empty());
     cluster.stop().await;
 }

@@ -16,7 +16,8 @@ use rudder_api::{
     Kind,
     apps::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec},
     client::{Client, ClientError},
-    core::IntOrString,
+    core::{IntOrString, ObjectReference},
+    events::{EventRecorder, EventType},
     meta::{ObjectMeta, OwnerReference},
 };
 use tokio::task::JoinHandle;
@@ -35,15 +36,17 @@ const CACHE_WAIT: Duration = Duration::from_secs(10);
 pub struct DeploymentController {
     client: Client,
     informers: Informers,
+    events: EventRecorder,
     queue: WorkQueue<String>,
 }
 
 impl DeploymentController {
-    /// A controller over the shared informers.
-    pub fn new(client: Client, informers: Informers) -> Self {
+    /// A controller over the shared informers, reporting to `events`.
+    pub fn new(client: Client, informers: Informers, events: EventRecorder) -> Self {
         Self {
             client,
             informers,
+            events,
             queue: WorkQueue::default(),
         }
     }
@@ -131,6 +134,15 @@ impl DeploymentController {
                 Err(err) => return Err(err),
             };
             tracing::info!(deployment = key, replicaset = %created.metadata.name, revision = next_revision, "created ReplicaSet");
+            self.events.record(
+                &*deployment,
+                EventType::Normal,
+                "ScalingReplicaSet",
+                format!(
+                    "Scaled up replica set {} to {initial}",
+                    created.metadata.name
+                ),
+            );
             self.settle(&created).await;
             new = self
                 .informers
@@ -253,7 +265,27 @@ impl DeploymentController {
         let mut next = set.clone();
         next.spec.replicas = Some(replicas);
         let written = self.client.update(&next).await?;
-        tracing::info!(replicaset = %set.metadata.name, from = set.spec.replicas.unwrap_or(0), to = replicas, "scaled ReplicaSet");
+        let from = set.spec.replicas.unwrap_or(0);
+        tracing::info!(replicaset = %set.metadata.name, from, to = replicas, "scaled ReplicaSet");
+        if let Some(owner) = controller_of(&set.metadata) {
+            let direction = if replicas > from { "up" } else { "down" };
+            self.events.record_about(
+                ObjectReference {
+                    kind: Some(owner.kind.clone()),
+                    namespace: Some(set.metadata.namespace.clone()),
+                    name: Some(owner.name.clone()),
+                    uid: Some(owner.uid.clone()),
+                    api_version: Some(owner.api_version.clone()),
+                    ..ObjectReference::default()
+                },
+                EventType::Normal,
+                "ScalingReplicaSet",
+                format!(
+                    "Scaled {direction} replica set {} from {from} to {replicas}",
+                    set.metadata.name
+                ),
+            );
+        }
         self.settle(&written).await;
         Ok(())
     }

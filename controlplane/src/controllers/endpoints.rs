@@ -17,6 +17,7 @@ use rudder_api::{
         EndpointAddress, EndpointPort, EndpointSubset, Endpoints, IntOrString, ObjectReference,
         Pod, Service, ServicePort,
     },
+    events::{EventRecorder, EventType},
     meta::ObjectMeta,
     selector::Selector,
 };
@@ -30,15 +31,17 @@ use crate::workqueue::WorkQueue;
 pub struct EndpointsController {
     client: Client,
     informers: Informers,
+    events: EventRecorder,
     queue: WorkQueue<String>,
 }
 
 impl EndpointsController {
-    /// A controller over the shared informers.
-    pub fn new(client: Client, informers: Informers) -> Self {
+    /// A controller over the shared informers, reporting to `events`.
+    pub fn new(client: Client, informers: Informers, events: EventRecorder) -> Self {
         Self {
             client,
             informers,
+            events,
             queue: WorkQueue::default(),
         }
     }
@@ -86,6 +89,22 @@ impl EndpointsController {
     }
 
     async fn reconcile(&self, key: &str) -> Result<Requeue, ClientError> {
+        let result = self.sync(key).await;
+        if let Err(err) = &result
+            && !matches!(err, ClientError::Conflict(_))
+            && let Some(service) = self.informers.services.get(key)
+        {
+            self.events.record(
+                &*service,
+                EventType::Warning,
+                "FailedToUpdateEndpoint",
+                format!("Failed to update endpoint {key}: {err}"),
+            );
+        }
+        result
+    }
+
+    async fn sync(&self, key: &str) -> Result<Requeue, ClientError> {
         let (namespace, name) = split_key(key);
         let existing = self.informers.endpoints.get(key);
         let Some(service) = self.informers.services.get(key) else {
@@ -207,6 +226,7 @@ pub fn subsets_for<'a>(
                 namespace: Some(pod.metadata.namespace.clone()),
                 name: Some(pod.metadata.name.clone()),
                 uid: Some(pod.metadata.uid.clone()),
+                ..ObjectReference::default()
             }),
         };
         let subset = groups

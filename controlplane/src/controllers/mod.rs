@@ -12,6 +12,7 @@
 
 pub mod deployment;
 pub mod endpoints;
+pub mod event_ttl;
 pub mod gc;
 pub mod node_lifecycle;
 pub mod replicaset;
@@ -23,6 +24,7 @@ use rudder_api::{
     client::{Client, ClientError, ListOptions},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
+    events::EventRecorder,
     meta::{Condition, ObjectMeta},
 };
 use tokio::{sync::watch, task::JoinHandle};
@@ -53,6 +55,8 @@ pub struct ControllerConfig {
     pub leader: Option<LeaderConfig>,
     /// Scheduler settings.
     pub scheduling: SchedulerConfig,
+    /// Events are deleted this long after their last occurrence.
+    pub event_ttl: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -64,6 +68,7 @@ impl Default for ControllerConfig {
             pod_eviction_timeout: Duration::from_secs(300),
             leader: None,
             scheduling: SchedulerConfig::default(),
+            event_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -173,25 +178,48 @@ impl Drop for AbortOnDrop {
 fn start_all(client: &Client, config: &ControllerConfig) -> Vec<JoinHandle<()>> {
     let informers = Informers::new();
     let mut tasks = Vec::new();
+    let host = host_name();
     if config.controllers {
-        replicaset::ReplicaSetController::new(client.clone(), informers.clone()).start(&mut tasks);
-        deployment::DeploymentController::new(client.clone(), informers.clone()).start(&mut tasks);
-        endpoints::EndpointsController::new(client.clone(), informers.clone()).start(&mut tasks);
+        let (events, writer) =
+            EventRecorder::start(client.clone(), "rudder-controller-manager", &host);
+        tasks.push(writer);
+        replicaset::ReplicaSetController::new(client.clone(), informers.clone(), events.clone())
+            .start(&mut tasks);
+        deployment::DeploymentController::new(client.clone(), informers.clone(), events.clone())
+            .start(&mut tasks);
+        endpoints::EndpointsController::new(client.clone(), informers.clone(), events.clone())
+            .start(&mut tasks);
         node_lifecycle::NodeLifecycleController::new(
             client.clone(),
             informers.clone(),
+            events,
             config.node_grace_period,
             config.pod_eviction_timeout,
         )
         .start(&mut tasks);
         gc::GarbageCollector::new(client.clone(), informers.clone()).start(&mut tasks);
+        event_ttl::EventExpiry::new(client.clone(), config.event_ttl).start(&mut tasks);
     }
     if config.scheduler {
-        Scheduler::new(client.clone(), informers.clone(), config.scheduling.clone())
-            .start(&mut tasks);
+        let (events, writer) = EventRecorder::start(client.clone(), "rudder-scheduler", &host);
+        tasks.push(writer);
+        Scheduler::new(
+            client.clone(),
+            informers.clone(),
+            events,
+            config.scheduling.clone(),
+        )
+        .start(&mut tasks);
     }
     informers.run(client, &mut tasks);
     tasks
+}
+
+/// This machine's host name, for the `source.host` of events.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_default()
 }
 
 /// What a reconcile asks of its queue.

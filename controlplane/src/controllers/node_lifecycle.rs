@@ -15,6 +15,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use rudder_api::{
     client::{Client, ClientError},
     core::{Node, Pod, Taint},
+    events::{EventRecorder, EventType},
 };
 use tokio::{task::JoinHandle, time::Instant};
 
@@ -30,6 +31,7 @@ pub const REASON: &str = "NodeStatusUnknown";
 pub struct NodeLifecycleController {
     client: Client,
     informers: Informers,
+    events: EventRecorder,
     grace: Duration,
     eviction_timeout: Duration,
 }
@@ -46,12 +48,14 @@ impl NodeLifecycleController {
     pub fn new(
         client: Client,
         informers: Informers,
+        events: EventRecorder,
         grace: Duration,
         eviction_timeout: Duration,
     ) -> Self {
         Self {
             client,
             informers,
+            events,
             grace,
             eviction_timeout,
         }
@@ -131,6 +135,15 @@ impl NodeLifecycleController {
         );
         let updated = self.client.update_status(&next).await?;
         tracing::warn!(node = %node.metadata.name, "node stopped heartbeating: NotReady");
+        self.events.record(
+            node,
+            EventType::Normal,
+            "NodeNotReady",
+            format!(
+                "Node {} status is now: NodeNotReady (no heartbeat for {:?})",
+                node.metadata.name, self.grace
+            ),
+        );
         let mut tainted = updated;
         if !tainted
             .spec
@@ -160,6 +173,12 @@ impl NodeLifecycleController {
         );
         let updated = self.client.update_status(&next).await?;
         tracing::info!(node = %node.metadata.name, "node heartbeats again: Ready");
+        self.events.record(
+            node,
+            EventType::Normal,
+            "NodeReady",
+            format!("Node {} status is now: NodeReady", node.metadata.name),
+        );
         let mut untainted = updated;
         let before = untainted.spec.taints.len();
         untainted.spec.taints.retain(|t| t.key != UNREACHABLE_TAINT);
@@ -201,6 +220,15 @@ impl NodeLifecycleController {
             {
                 Ok(_) => {
                     tracing::warn!(%node, pod = %pod.metadata.name, "evicted pod from a NotReady node");
+                    self.events.record(
+                        &*pod,
+                        EventType::Warning,
+                        "NodeNotReadyEviction",
+                        format!(
+                            "Deleted: node {node} has been NotReady for longer than {:?}",
+                            self.eviction_timeout
+                        ),
+                    );
                 }
                 Err(ClientError::NotFound(_)) => {}
                 Err(err) => return Err(err),

@@ -10,6 +10,7 @@ use rudder_api::{
     apps::{ReplicaSet, ReplicaSetStatus},
     client::{Client, ClientError},
     core::Pod,
+    events::{EventRecorder, EventType},
     meta::{ObjectMeta, OwnerReference},
     selector::Selector,
 };
@@ -30,15 +31,17 @@ const BURST: usize = 64;
 pub struct ReplicaSetController {
     client: Client,
     informers: Informers,
+    events: EventRecorder,
     queue: WorkQueue<String>,
 }
 
 impl ReplicaSetController {
-    /// A controller over the shared informers.
-    pub fn new(client: Client, informers: Informers) -> Self {
+    /// A controller over the shared informers, reporting to `events`.
+    pub fn new(client: Client, informers: Informers, events: EventRecorder) -> Self {
         Self {
             client,
             informers,
+            events,
             queue: WorkQueue::default(),
         }
     }
@@ -123,7 +126,24 @@ impl ReplicaSetController {
                 let count = batch.min(missing - created);
                 let results = join_all((0..count).map(|_| self.client.create(&template))).await;
                 for result in results {
-                    let pod = result?;
+                    let pod = match result {
+                        Ok(pod) => pod,
+                        Err(err) => {
+                            self.events.record(
+                                &*set,
+                                EventType::Warning,
+                                "FailedCreate",
+                                format!("Error creating: {err}"),
+                            );
+                            return Err(err);
+                        }
+                    };
+                    self.events.record(
+                        &*set,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", pod.metadata.name),
+                    );
                     highest = highest.max(revision_of(&pod.metadata));
                     created += 1;
                 }
@@ -145,7 +165,16 @@ impl ReplicaSetController {
                 .await;
                 for (pod, result) in chunk.iter().zip(results) {
                     match result {
-                        Ok(_) | Err(ClientError::NotFound(_)) => {
+                        Ok(_) => {
+                            self.events.record(
+                                &*set,
+                                EventType::Normal,
+                                "SuccessfulDelete",
+                                format!("Deleted pod: {}", pod.metadata.name),
+                            );
+                            deleted.insert(key_of_pod(pod));
+                        }
+                        Err(ClientError::NotFound(_)) => {
                             deleted.insert(key_of_pod(pod));
                         }
                         Err(err) => return Err(err),

@@ -28,6 +28,7 @@ use std::{
 use rudder_api::{
     client::{Client, ClientError},
     core::Pod,
+    events::{EventRecorder, EventType},
 };
 use tokio::{sync::Semaphore, task::JoinHandle};
 
@@ -108,6 +109,7 @@ impl State {
 pub struct Scheduler {
     client: Client,
     informers: Informers,
+    events: EventRecorder,
     config: SchedulerConfig,
     state: Arc<Mutex<State>>,
     queue: WorkQueue<String>,
@@ -121,12 +123,18 @@ enum Decision {
 }
 
 impl Scheduler {
-    /// A scheduler over the shared informers.
-    pub fn new(client: Client, informers: Informers, config: SchedulerConfig) -> Self {
+    /// A scheduler over the shared informers, reporting to `events`.
+    pub fn new(
+        client: Client,
+        informers: Informers,
+        events: EventRecorder,
+        config: SchedulerConfig,
+    ) -> Self {
         let binds = Arc::new(Semaphore::new(config.bind_concurrency.max(1)));
         Self {
             client,
             informers,
+            events,
             state: Arc::new(Mutex::new(State::default())),
             queue: WorkQueue::new(config.initial_backoff, config.max_backoff),
             config,
@@ -372,6 +380,12 @@ impl Scheduler {
         match self.try_bind(pod, node).await {
             Ok(()) => {
                 tracing::debug!(pod = pod_key, %node, "bound");
+                self.events.record(
+                    pod,
+                    EventType::Normal,
+                    "Scheduled",
+                    format!("Successfully assigned {pod_key} to {node}"),
+                );
                 if condition(
                     pod.status.as_ref().map(|s| s.conditions.as_slice()),
                     "PodScheduled",
@@ -448,6 +462,8 @@ impl Scheduler {
     }
 
     async fn record_unschedulable(&self, pod: &Pod, message: String) {
+        self.events
+            .record(pod, EventType::Warning, "FailedScheduling", message.clone());
         let mut next = pod.clone();
         let status = next.status.get_or_insert_with(Default::default);
         if status.phase.is_none() {
