@@ -195,6 +195,17 @@ impl PodRuntime {
         let uid = pod.metadata.uid.clone();
         let deleting = pod.metadata.deletion_timestamp.is_some();
         if let Some(run) = self.pods.get_mut(&uid) {
+            // Someone else rewrote what this agent reports (the node
+            // lifecycle controller marks pods of an unreachable node not
+            // ready): report again, so a node that comes back makes its
+            // pods ready again, as the kubelet's status manager does.
+            if self
+                .reported
+                .get(&uid)
+                .is_some_and(|reported| stored_status_differs(reported, pod.status.as_ref()))
+            {
+                self.reported.remove(&uid);
+            }
             run.pod = pod;
             if deleting {
                 self.terminate(&uid);
@@ -760,6 +771,26 @@ fn parse_bits(text: &str) -> Option<u64> {
 }
 
 /// The pod's status as the runtime sees it.
+/// Whether the status stored in the API says something else than what
+/// this agent last reported, in the fields the agent owns.
+fn stored_status_differs(reported: &PodStatus, stored: Option<&PodStatus>) -> bool {
+    let Some(stored) = stored else {
+        return true;
+    };
+    let conditions = |status: &PodStatus| -> BTreeMap<String, String> {
+        status
+            .conditions
+            .iter()
+            .map(|c| (c.type_.clone(), c.status.clone()))
+            .collect()
+    };
+    // Only fields that survive the API round trip unchanged: comparing
+    // anything the server normalizes would rewrite the status forever.
+    reported.phase != stored.phase
+        || reported.pod_ip != stored.pod_ip
+        || conditions(reported) != conditions(stored)
+}
+
 fn pod_status(run: &PodRun, config: &PodRuntimeConfig) -> PodStatus {
     let record = run.record.as_ref();
     let ip = record.and_then(|r| r.ip);
@@ -846,6 +877,27 @@ fn ip(args: &[&str]) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_status_rewritten_by_someone_else_is_reported_again() {
+        let ready = |status: &str| PodStatus {
+            phase: Some("Running".into()),
+            pod_ip: Some("10.244.1.5".into()),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: status.into(),
+                ..Condition::default()
+            }],
+            ..PodStatus::default()
+        };
+        let reported = ready("True");
+        let mut same = ready("True");
+        same.conditions[0].last_transition_time = Some("2026-11-22T10:00:00Z".into());
+        same.conditions[0].reason = Some("whatever".into());
+        assert!(!stored_status_differs(&reported, Some(&same)));
+        assert!(stored_status_differs(&reported, Some(&ready("False"))));
+        assert!(stored_status_differs(&reported, None));
+    }
 
     #[test]
     fn variables_in_command_and_args_are_expanded_as_kubernetes_does() {
