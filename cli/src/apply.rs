@@ -19,18 +19,16 @@ pub struct ApplyArgs {
     /// Namespace for objects that name none.
     #[arg(short, long)]
     namespace: Option<String>,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 /// Runs `rudderctl apply`.
-pub fn run(args: ApplyArgs) -> Result<()> {
+pub fn run(args: ApplyArgs, server: &ServerArgs) -> Result<()> {
     block_on(async move {
         let mut manifests = Vec::new();
         for file in &args.files {
             manifests.extend(manifest::load(file)?);
         }
-        let client = args.server.connect().await?;
+        let client = server.connect().await?;
         let mut failures = 0;
         for manifest in manifests {
             let mut wanted = manifest.object;

@@ -23,12 +23,10 @@ pub struct DeleteArgs {
     /// A missing object is not an error.
     #[arg(long)]
     ignore_not_found: bool,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 /// Runs `rudderctl delete`.
-pub fn run(args: DeleteArgs) -> Result<()> {
+pub fn run(args: DeleteArgs, server: &ServerArgs) -> Result<()> {
     block_on(async move {
         let mut targets: Vec<(Kind, String, String)> = Vec::new();
         let default_ns = args
@@ -59,7 +57,7 @@ pub fn run(args: DeleteArgs) -> Result<()> {
         if targets.is_empty() {
             bail!("nothing to delete: give -f FILE or KIND NAME");
         }
-        let client = args.server.connect().await?;
+        let client = server.connect().await?;
         let mut failures = 0;
         for (kind, namespace, name) in targets {
             match client.delete_json(kind, &namespace, &name, "").await {

@@ -25,15 +25,13 @@ pub struct DescribeArgs {
     /// Namespace (default "default").
     #[arg(short, long, default_value = "default")]
     namespace: String,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 /// Runs `rudderctl describe`.
-pub fn run(args: DescribeArgs) -> Result<()> {
+pub fn run(args: DescribeArgs, server: &ServerArgs) -> Result<()> {
     block_on(async move {
         let (kind, name) = kind_and_name(&args.kind, args.name.clone())?;
-        let client = args.server.connect().await?;
+        let client = server.connect().await?;
         let names = match name {
             Some(name) => vec![name],
             None => client

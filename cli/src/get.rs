@@ -40,8 +40,6 @@ pub struct GetArgs {
     /// After listing, watch for changes.
     #[arg(short, long)]
     watch: bool,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 /// Output formats.
@@ -79,18 +77,15 @@ pub fn kind_and_name(kind: &str, name: Option<String>) -> Result<(Kind, Option<S
 }
 
 /// Runs `rudderctl get`.
-pub fn run(args: GetArgs) -> Result<()> {
+pub fn run(args: GetArgs, server: &ServerArgs) -> Result<()> {
+    if args.kind.contains(',') {
+        return run_several(args, server);
+    }
     block_on(async move {
         let (kind, name) = kind_and_name(&args.kind, args.name.clone())?;
         let format = output(args.output.as_deref())?;
-        let client = args.server.connect().await?;
-        let namespace = if args.all_namespaces {
-            String::new()
-        } else {
-            args.namespace
-                .clone()
-                .unwrap_or_else(|| "default".to_owned())
-        };
+        let client = server.connect().await?;
+        let namespace = namespace_of(&args);
         let all = args.all_namespaces && name.is_none();
         let (objects, resource_version) = match &name {
             Some(name) => {
@@ -104,30 +99,10 @@ pub fn run(args: GetArgs) -> Result<()> {
                     .to_owned();
                 (vec![object], version)
             }
-            None => {
-                let list = client
-                    .list_json(kind, &list_options(&args, &namespace))
-                    .await
-                    .map_err(explain)?;
-                let mut items = list.items;
-                if kind == Kind::Event {
-                    // Oldest first, as kubectl: the newest ends up nearest
-                    // the prompt.
-                    items.sort_by_key(|event| {
-                        event["lastTimestamp"]
-                            .as_str()
-                            .and_then(rudder_api::time::parse_rfc3339)
-                    });
-                }
-                (items, list.resource_version)
-            }
+            None => list_objects(&client, kind, &args, &namespace).await?,
         };
         if objects.is_empty() && !args.watch {
-            if namespace.is_empty() || !kind.namespaced() {
-                eprintln!("No resources found");
-            } else {
-                eprintln!("No resources found in {namespace} namespace.");
-            }
+            no_resources(&namespace, kind.namespaced());
             return Ok(());
         }
         print_objects(kind, &objects, format, all, name.is_some())?;
@@ -156,6 +131,118 @@ pub fn run(args: GetArgs) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// `rudderctl get deploy,rs,pods`: each kind's table in turn, names
+/// prefixed with their kind, as kubectl does.
+fn run_several(args: GetArgs, server: &ServerArgs) -> Result<()> {
+    if args.name.is_some() || args.watch {
+        bail!(
+            "several kinds ({}) take neither a NAME nor --watch",
+            args.kind
+        );
+    }
+    let kinds = args
+        .kind
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .map(|k| kind_and_name(k, None).map(|(kind, _)| kind))
+        .collect::<Result<Vec<_>>>()?;
+    block_on(async move {
+        let format = output(args.output.as_deref())?;
+        let client = server.connect().await?;
+        let namespace = namespace_of(&args);
+        let mut lists = Vec::new();
+        for kind in kinds {
+            let (objects, _) = list_objects(&client, kind, &args, &namespace).await?;
+            if !objects.is_empty() {
+                lists.push((kind, objects));
+            }
+        }
+        if lists.is_empty() {
+            no_resources(&namespace, true);
+            return Ok(());
+        }
+        match format {
+            Output::Table { wide } => {
+                for (i, (kind, objects)) in lists.iter().enumerate() {
+                    if i > 0 {
+                        println!();
+                    }
+                    let all = args.all_namespaces;
+                    let name_column = usize::from(all && kind.namespaced());
+                    let rows: Vec<Vec<String>> = objects
+                        .iter()
+                        .map(|object| {
+                            let mut row = table::row(*kind, object, wide, all);
+                            row[name_column] = display_name(*kind, &row[name_column]);
+                            row
+                        })
+                        .collect();
+                    print!(
+                        "{}",
+                        table::render(&table::headers(*kind, wide, all), &rows)
+                    );
+                }
+            }
+            Output::Name => {
+                for (kind, objects) in &lists {
+                    print_objects(*kind, objects, format, false, false)?;
+                }
+            }
+            Output::Yaml | Output::Json => {
+                let items: Vec<Value> = lists.into_iter().flat_map(|(_, o)| o).collect();
+                let document = json!({"apiVersion": "v1", "kind": "List", "items": items});
+                if format == Output::Yaml {
+                    print!("{}", serde_yaml_ng::to_string(&document)?);
+                } else {
+                    println!("{}", serde_json::to_string_pretty(&document)?);
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+fn namespace_of(args: &GetArgs) -> String {
+    if args.all_namespaces {
+        String::new()
+    } else {
+        args.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned())
+    }
+}
+
+fn no_resources(namespace: &str, namespaced: bool) {
+    if namespace.is_empty() || !namespaced {
+        eprintln!("No resources found");
+    } else {
+        eprintln!("No resources found in {namespace} namespace.");
+    }
+}
+
+/// The objects of `kind` the arguments select, and the list's revision.
+async fn list_objects(
+    client: &rudder_api::client::Client,
+    kind: Kind,
+    args: &GetArgs,
+    namespace: &str,
+) -> Result<(Vec<Value>, String)> {
+    let list = client
+        .list_json(kind, &list_options(args, namespace))
+        .await
+        .map_err(explain)?;
+    let mut items = list.items;
+    if kind == Kind::Event {
+        // Oldest first, as kubectl: the newest ends up nearest the prompt.
+        items.sort_by_key(|event| {
+            event["lastTimestamp"]
+                .as_str()
+                .and_then(rudder_api::time::parse_rfc3339)
+        });
+    }
+    Ok((items, list.resource_version))
 }
 
 fn list_options(args: &GetArgs, namespace: &str) -> ListOptions {

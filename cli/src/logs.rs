@@ -26,14 +26,12 @@ pub struct LogsArgs {
     /// Namespace (default "default").
     #[arg(short, long, default_value = "default")]
     namespace: String,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 /// Runs `rudderctl logs`.
-pub fn run(args: LogsArgs) -> Result<()> {
+pub fn run(args: LogsArgs, server: &ServerArgs) -> Result<()> {
     let (endpoint, container) = block_on(async {
-        let client = args.server.connect().await?;
+        let client = server.connect().await?;
         let pod: Pod = client
             .get(&args.namespace, &args.pod)
             .await

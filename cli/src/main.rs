@@ -21,6 +21,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Accepted before or after the command (`rudderctl --server A get pods`).
+    #[command(flatten)]
+    server: server::ServerArgs,
 }
 
 #[derive(Subcommand)]
@@ -42,14 +45,26 @@ enum Command {
     Dataplane(dataplane::DataplaneCommand),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
-        Command::Apply(args) => apply::run(args),
-        Command::Get(args) => get::run(args),
-        Command::Describe(args) => describe::run(args),
-        Command::Delete(args) => delete::run(args),
-        Command::Scale(args) => scale::run(args),
-        Command::Logs(args) => logs::run(args),
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // The chain of causes, never a backtrace: this is for users.
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let server = &cli.server;
+    match cli.command {
+        Command::Apply(args) => apply::run(args, server),
+        Command::Get(args) => get::run(args, server),
+        Command::Describe(args) => describe::run(args, server),
+        Command::Delete(args) => delete::run(args, server),
+        Command::Scale(args) => scale::run(args, server),
+        Command::Logs(args) => logs::run(args, server),
         Command::Dataplane(command) => dataplane::run(command),
     }
 }

@@ -26,12 +26,10 @@ pub struct ScaleArgs {
     /// Namespace (default "default").
     #[arg(short, long, default_value = "default")]
     namespace: String,
-    #[command(flatten)]
-    server: ServerArgs,
 }
 
 /// Runs `rudderctl scale`.
-pub fn run(args: ScaleArgs) -> Result<()> {
+pub fn run(args: ScaleArgs, server: &ServerArgs) -> Result<()> {
     block_on(async move {
         let (kind, name) = kind_and_name(&args.kind, args.name.clone())?;
         if !matches!(kind, Kind::Deployment | Kind::ReplicaSet) {
@@ -49,7 +47,7 @@ pub fn run(args: ScaleArgs) -> Result<()> {
         if args.replicas < 0 {
             bail!("--replicas {}: must not be negative", args.replicas);
         }
-        let client = args.server.connect().await?;
+        let client = server.connect().await?;
         for _ in 0..CONFLICT_RETRIES {
             let mut object = client
                 .get_json(kind, &args.namespace, &name)

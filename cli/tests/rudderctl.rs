@@ -97,6 +97,12 @@ async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
         assert!(row("web").contains("ClusterIP") && row("web").contains("80/TCP"), "{out}");
         assert!(row("web-nodeport").contains("NodePort") && row("web-nodeport").contains("80:30080/TCP"), "{out}");
 
+        // Several kinds at once, kubectl-style, with --server before the command.
+        let (ok, out, err) = rudderctl("unused:1", &["--server", addr, "get", "deploy,svc"], None);
+        assert!(ok, "get deploy,svc failed: {err}");
+        let names: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
+        assert_eq!(names, ["NAME", "deployment.apps/web", "NAME", "service/web", "service/web-nodeport"], "{out}");
+
         let (ok, out, err) = rudderctl(addr, &["scale", "deployment/web", "--replicas", "5"], None);
         assert!(ok, "scale failed: {err}");
         assert_eq!(out, "deployment.apps/web scaled\n");

@@ -299,6 +299,7 @@ pub fn run() -> Result<()> {
          ip netns exec {client_ns} {rudderctl} --server {server} get deploy,rs,pods,svc,ep -o wide\n   \
          ip netns exec {client_ns} {rudderctl} --server {server} scale deployment/web --replicas 5\n   \
          ip netns exec {client_ns} {rudderctl} --server {server} logs <pod>\n   \
+         ip netns exec {client_ns} {rudderctl} --server {server} describe deployment web   (ends with its Events)\n   \
          logs of the control plane and agents: {}\n   \
          tear it down: cargo xtask demo --down",
         scratch.display()
