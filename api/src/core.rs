@@ -247,6 +247,10 @@ pub struct Container {
     /// When the container is restarted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub liveness_probe: Option<Probe>,
+    /// Until it first passes, liveness and readiness are not probed; failing
+    /// it `failureThreshold` times restarts the container (for slow starters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub startup_probe: Option<Probe>,
     /// `Always`, `IfNotPresent` or `Never`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,

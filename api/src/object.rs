@@ -255,6 +255,43 @@ mod tests {
     }
 
     #[test]
+    fn startup_probe_is_defaulted_and_checked_like_the_others() {
+        let pod = |startup: serde_json::Value| {
+            json!({
+                "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"containers": [{"name": "c", "image": "x", "startupProbe": startup}]}
+            })
+        };
+        let out = normalize(Kind::Pod, pod(json!({"tcpSocket": {"port": 8080}}))).expect("valid");
+        let probe = &out["spec"]["containers"][0]["startupProbe"];
+        assert_eq!(probe["periodSeconds"], 10);
+        assert_eq!(probe["failureThreshold"], 3);
+        assert_eq!(probe["successThreshold"], 1);
+        let err = normalize(
+            Kind::Pod,
+            pod(json!({"exec": {"command": ["true"]}, "successThreshold": 2})),
+        )
+        .expect_err("invalid")
+        .to_string();
+        assert!(
+            err.contains(
+                "spec.containers[0].startupProbe.successThreshold: must be 1 for a startup probe"
+            ),
+            "{err}"
+        );
+        let err = normalize(Kind::Pod, pod(json!({"periodSeconds": 1})))
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains(
+                "spec.containers[0].startupProbe: exactly one of httpGet, tcpSocket or exec"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn names_and_quantities_are_checked() {
         let raw = json!({
             "kind": "Pod",

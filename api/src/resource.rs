@@ -196,6 +196,7 @@ fn default_container(container: &mut Container) {
     for probe in [
         &mut container.readiness_probe,
         &mut container.liveness_probe,
+        &mut container.startup_probe,
     ]
     .into_iter()
     .flatten()
@@ -274,6 +275,7 @@ fn validate_pod_spec(path: &str, spec: &PodSpec, errors: &mut FieldErrors) {
         for (name, probe) in [
             ("readinessProbe", &container.readiness_probe),
             ("livenessProbe", &container.liveness_probe),
+            ("startupProbe", &container.startup_probe),
         ] {
             let Some(probe) = probe else { continue };
             let probe_path = format!("{field}.{name}");
@@ -291,6 +293,14 @@ fn validate_pod_spec(path: &str, spec: &PodSpec, errors: &mut FieldErrors) {
             }
             if let Some(IntOrString::Int(port)) = probe.tcp_socket.as_ref().map(|t| &t.port) {
                 errors.port(&format!("{probe_path}.tcpSocket.port"), *port);
+            }
+            // A startup probe ends at its first success, so more than one
+            // success in a row means nothing (Kubernetes refuses it too).
+            if name == "startupProbe" && probe.success_threshold.is_some_and(|n| n != 1) {
+                errors.push(
+                    format!("{probe_path}.successThreshold"),
+                    "must be 1 for a startup probe",
+                );
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Processes started inside a test host; killed when their handle drops.
 
 use std::{
+    path::Path,
     process::{Child, Command, Stdio},
     time::Duration,
 };
@@ -29,6 +30,31 @@ impl HostProcess {
             command: command.clone(),
             source,
         })?;
+        Ok(Self {
+            child: Some(child),
+            command,
+        })
+    }
+
+    /// Starts `cmd` with its stdout and stderr appended to the file `log`
+    /// (created if missing) and takes charge of it. For chatty long-running
+    /// processes: a pipe nobody reads would stall them once it fills.
+    ///
+    /// # Errors
+    /// When the log cannot be opened or the program cannot be started.
+    pub fn start_logged(mut cmd: Command, command: String, log: &Path) -> Result<Self> {
+        let spawn_error = |source| NetnsError::Spawn {
+            command: command.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(spawn_error)?;
+        cmd.stdout(file.try_clone().map_err(spawn_error)?)
+            .stderr(file);
+        let child = cmd.spawn().map_err(spawn_error)?;
         Ok(Self {
             child: Some(child),
             command,

@@ -1,17 +1,63 @@
 //! A cluster driven through the control plane: `rudder-controlplane` on a
-//! host of its own, two node hosts running `rudder-agent serve
-//! --controlplane` with rudder-cni (node2 with the reference `tuning`
-//! plugin chained after it), and an outside client host that runs
-//! `rudderctl`.
+//! host of its own, node hosts running `rudder-agent serve --controlplane`
+//! with rudder-cni, and an outside client host that runs `rudderctl`.
+//!
+//! Tests use [`Cluster::new`] (two nodes, node2 with the reference `tuning`
+//! plugin chained after rudder-cni, node1's pods in cgroups of their own);
+//! benchmarks use [`Cluster::build`] with their own [`ClusterOptions`].
 
-use std::{path::PathBuf, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
+use anyhow::{Context, Result};
 use netns::{Host, HostProcess, TestNetwork};
 use serde_json::Value;
 
 /// Path of a workspace binary as a string.
 pub fn bin(name: &str) -> String {
     crate::binary(name).display().to_string()
+}
+
+/// What kind of cluster to build.
+#[derive(Clone, Debug)]
+pub struct ClusterOptions {
+    /// Names the test network (keep it short).
+    pub label: String,
+    /// Number of node hosts (at most 200: each gets 10.244.N.0/24).
+    pub nodes: usize,
+    /// Where `rudder-controlplane`, `rudder-agent`, `rudder-cni`,
+    /// `rudderctl` and `rudder-testapp` are.
+    pub bin_dir: PathBuf,
+    /// Chain the reference `tuning` plugin after rudder-cni on node2.
+    pub chain_tuning_on_node2: bool,
+    /// Run node1's pods in cgroups under [`Cluster::cgroup`].
+    pub pod_cgroups_on_node1: bool,
+    /// Write the processes' output to `<scratch>/logs/*.log` instead of
+    /// pipes (a pipe nobody reads stalls a chatty process once it fills).
+    pub log_to_files: bool,
+    /// Extra arguments for `rudder-controlplane`.
+    pub controlplane_args: Vec<String>,
+}
+
+impl ClusterOptions {
+    /// The tests' cluster: two nodes, the binaries next to the test
+    /// executable, tuning chained on node2, cgroups on node1.
+    pub fn for_tests(label: &str) -> Self {
+        Self {
+            label: label.to_owned(),
+            nodes: 2,
+            bin_dir: crate::binary("rudder-agent")
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+            chain_tuning_on_node2: true,
+            pod_cgroups_on_node1: true,
+            log_to_files: false,
+            controlplane_args: Vec::new(),
+        }
+    }
 }
 
 /// A node host with its agent.
@@ -21,113 +67,155 @@ pub struct Node {
     /// Its Node name.
     pub name: String,
     args: Vec<String>,
+    program: PathBuf,
+    log: Option<PathBuf>,
     /// Its agent, while running.
     pub agent: Option<HostProcess>,
     /// The agent's state directory.
     pub state: PathBuf,
     /// Prefix of its pod sandboxes.
     pub prefix: String,
+    /// The node's bpffs directory (its pinned maps are under `maps/`).
+    pub bpffs: PathBuf,
 }
 
 /// Starts (or restarts) the node's agent.
+///
+/// # Panics
+/// When the agent cannot be started.
 pub fn start_agent(node: &mut Node) {
-    let mut cmd = std::process::Command::new(bin("rudder-agent"));
-    cmd.args(&node.args).env("NO_COLOR", "1");
-    node.agent =
-        Some(HostProcess::start(cmd, format!("agent {}", node.host.label)).expect("agent"));
+    try_start_agent(node).expect("agent");
 }
 
-/// A control plane host, two node hosts with agents, an outside client.
+/// Starts (or restarts) the node's agent.
+///
+/// # Errors
+/// When the agent cannot be started.
+pub fn try_start_agent(node: &mut Node) -> Result<()> {
+    let mut cmd = std::process::Command::new(&node.program);
+    cmd.args(&node.args).env("NO_COLOR", "1");
+    let what = format!("agent {}", node.host.label);
+    node.agent = Some(match &node.log {
+        Some(log) => HostProcess::start_logged(cmd, what, log)?,
+        None => HostProcess::start(cmd, what)?,
+    });
+    Ok(())
+}
+
+/// A control plane host, node hosts with agents, an outside client.
 pub struct Cluster {
     /// The nodes.
     pub nodes: Vec<Node>,
-    /// node1's pods get cgroups under this one.
-    pub cgroup: crate::TestCgroup,
+    /// node1's pods get cgroups under this one (when asked for).
+    pub cgroup: Option<crate::TestCgroup>,
     /// A host on the underlay that is not a node.
     pub client: Host,
+    /// The control plane's host.
+    pub cp: Host,
     /// The control plane's gRPC address.
     pub server: String,
     /// Scratch directory of this cluster.
     pub scratch: PathBuf,
+    bin_dir: PathBuf,
     _cp: HostProcess,
     /// Drops last: removes every namespace of the test.
     _net: TestNetwork,
 }
 
 impl Cluster {
-    /// Builds it and starts every process.
+    /// The tests' cluster (see [`ClusterOptions::for_tests`]).
     ///
     /// # Panics
     /// When the test hosts cannot be made.
     pub fn new(label: &str) -> Self {
-        let mut net = TestNetwork::new(label).expect("network");
-        let cp = net.add_host("cp").expect("cp");
-        let hosts = [
-            net.add_host("node1").expect("node1"),
-            net.add_host("node2").expect("node2"),
-        ];
-        let client = net.add_host("client").expect("client");
+        Self::build(&ClusterOptions::for_tests(label)).expect("test cluster")
+    }
+
+    /// Builds the hosts and starts every process.
+    ///
+    /// # Errors
+    /// When a host, file or process cannot be made; whatever was made is
+    /// removed.
+    pub fn build(options: &ClusterOptions) -> Result<Self> {
+        let mut net = TestNetwork::new(&options.label)?;
+        let cp = net.add_host("cp")?;
+        let hosts = (1..=options.nodes)
+            .map(|n| net.add_host(&format!("node{n}")))
+            .collect::<netns::Result<Vec<_>>>()?;
+        let client = net.add_host("client")?;
         let scratch = std::env::temp_dir().join(format!("{}-pods", net.prefix()));
-        std::fs::create_dir_all(&scratch).expect("scratch");
+        // Removed with the cluster, also when building it fails half-way.
+        let scratch_guard = RemoveDir(scratch.clone());
+        let logs = scratch.join("logs");
+        std::fs::create_dir_all(&logs).context("scratch directory")?;
+        let log = |name: &str| {
+            options
+                .log_to_files
+                .then(|| logs.join(format!("{name}.log")))
+        };
+        let program = |name: &str| options.bin_dir.join(name);
+
         let listen = format!("{}:7400", cp.addr);
-        let cp_process = cp
-            .spawn(&[
-                &bin("rudder-controlplane"),
-                "--data-dir",
-                &scratch.join("cp").display().to_string(),
-                "--listen",
-                &listen,
-                "--http-listen",
-                "off",
-            ])
-            .expect("control plane");
+        let mut cp_cmd = cp.command(&program("rudder-controlplane").display().to_string());
+        cp_cmd
+            .arg("--data-dir")
+            .arg(scratch.join("cp"))
+            .args(["--listen", &listen, "--http-listen", "off"])
+            .args(&options.controlplane_args)
+            .stdin(std::process::Stdio::null());
+        let cp_process = match log("controlplane") {
+            Some(file) => HostProcess::start_logged(cp_cmd, "control plane".into(), &file)?,
+            None => HostProcess::start(cp_cmd, "control plane".into())?,
+        };
         let server = format!("http://{listen}");
         // One CNI bin directory, as on a node: rudder-cni beside the
         // reference plugins.
         let cni_bin = scratch.join("cni-bin");
-        std::fs::create_dir_all(&cni_bin).expect("cni bin");
-        std::os::unix::fs::symlink(bin("rudder-cni"), cni_bin.join("rudder-cni"))
-            .expect("rudder-cni");
-        std::os::unix::fs::symlink("/usr/lib/cni/tuning", cni_bin.join("tuning")).expect("tuning");
-        let cgroup = crate::TestCgroup::new(label);
+        std::fs::create_dir_all(&cni_bin)?;
+        std::os::unix::fs::symlink(program("rudder-cni"), cni_bin.join("rudder-cni"))?;
+        if options.chain_tuning_on_node2 {
+            std::os::unix::fs::symlink("/usr/lib/cni/tuning", cni_bin.join("tuning"))?;
+        }
+        let cgroup = options
+            .pod_cgroups_on_node1
+            .then(|| crate::TestCgroup::new(&options.label));
         let mut nodes = Vec::new();
         for (i, host) in hosts.into_iter().enumerate() {
             let n = i + 1;
-            host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])
-                .expect("forwarding");
+            host.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
             let dir = net.bpffs_dir(&host.label);
             let name = dir
                 .file_name()
-                .expect("name")
+                .context("bpffs directory name")?
                 .to_string_lossy()
                 .into_owned();
             // The node's CNI configuration, as a runtime would find it:
-            // rudder-cni, and on node2 the reference `tuning` plugin chained
+            // rudder-cni, maybe with the reference `tuning` plugin chained
             // after it (a runtime must run whatever the list says).
             let netd = scratch.join(format!("net.d-{n}"));
-            std::fs::create_dir_all(&netd).expect("net.d");
+            std::fs::create_dir_all(&netd)?;
             let mut plugins = vec![serde_json::json!({
                 "type": "rudder-cni", "bridge": "cni0",
                 "bandwidthDir": scratch.join(format!("bandwidth-{n}")),
                 "ipam": {"subnet": format!("10.244.{n}.0/24"), "dataDir": scratch.join(format!("ipam-{n}"))}
             })];
-            if n == 2 {
+            if n == 2 && options.chain_tuning_on_node2 {
                 plugins.push(serde_json::json!({"type": "tuning", "sysctl": {"net.ipv4.conf.eth0.accept_redirects": "0"}}));
             }
             // 1.0.0: the reference plugins in Debian predate CNI 1.1.0.
             let conflist =
                 serde_json::json!({"cniVersion": "1.0.0", "name": "pods", "plugins": plugins});
-            std::fs::write(netd.join("10-pods.conflist"), conflist.to_string()).expect("conflist");
+            std::fs::write(netd.join("10-pods.conflist"), conflist.to_string())?;
             let state = scratch.join(format!("state-{n}"));
             let prefix = format!("{}-n{n}", net.prefix());
-            let args: Vec<String> = [
+            let mut args: Vec<String> = [
                 "--netns",
                 host.name(),
                 "serve",
                 "--node",
                 &name,
                 "--bpffs-root",
-                &dir.parent().expect("root").display().to_string(),
+                &dir.parent().context("bpffs root")?.display().to_string(),
                 "--controlplane",
                 &server,
                 "--pod-cidr",
@@ -139,11 +227,7 @@ impl Cluster {
                 "--state-dir",
                 &state.display().to_string(),
                 "--extra-path",
-                &crate::binary("rudder-testapp")
-                    .parent()
-                    .expect("bin dir")
-                    .display()
-                    .to_string(),
+                &options.bin_dir.display().to_string(),
                 "--metrics-listen",
                 "0.0.0.0:10250",
                 "--sandbox-prefix",
@@ -152,38 +236,56 @@ impl Cluster {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
-            let mut args = args;
-            if n == 1 {
+            if let (1, Some(cgroup)) = (n, &cgroup) {
                 args.extend([
                     "--pod-cgroup-root".to_owned(),
                     cgroup.path().display().to_string(),
                 ]);
             }
             let mut node = Node {
+                log: log(&format!("agent-{}", host.label)),
                 host,
                 name,
                 args,
+                program: program("rudder-agent"),
                 agent: None,
                 state,
                 prefix,
+                bpffs: dir,
             };
-            start_agent(&mut node);
+            try_start_agent(&mut node)?;
             nodes.push(node);
         }
-        Self {
+        std::mem::forget(scratch_guard);
+        Ok(Self {
             nodes,
             cgroup,
             client,
+            cp,
             server,
             scratch,
+            bin_dir: options.bin_dir.clone(),
             _cp: cp_process,
             _net: net,
-        }
+        })
+    }
+
+    /// The cgroup node1's pods run under.
+    ///
+    /// # Panics
+    /// When the cluster was built without pod cgroups.
+    pub fn pod_cgroup(&self) -> &crate::TestCgroup {
+        self.cgroup
+            .as_ref()
+            .expect("the cluster was built with pod cgroups on node1")
     }
 
     /// Runs rudderctl from the client host against the control plane.
+    ///
+    /// # Panics
+    /// When rudderctl cannot be started.
     pub fn rudderctl(&self, args: &[&str]) -> std::process::Output {
-        let mut full = vec![bin("rudderctl")];
+        let mut full = vec![self.bin_dir.join("rudderctl").display().to_string()];
         full.extend(args.iter().map(|a| (*a).to_owned()));
         full.push("--server".into());
         full.push(self.server.clone());
@@ -192,6 +294,9 @@ impl Cluster {
     }
 
     /// `rudderctl apply -f` of a manifest, retried while the server starts.
+    ///
+    /// # Panics
+    /// When it never succeeds.
     pub fn apply(&self, manifest: &str) {
         let file = self.scratch.join("manifest.yaml");
         std::fs::write(&file, manifest).expect("manifest");
@@ -218,7 +323,9 @@ impl Cluster {
     }
 
     /// Polls (bounded) until `check` holds for the pod; returns it.
-    /// Polls (bounded) until `check` holds for the pod; returns it.
+    ///
+    /// # Panics
+    /// When it does not within about 15 s.
     pub fn wait_pod(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
         let mut last = None;
         for _ in 0..150 {
@@ -240,5 +347,14 @@ impl Drop for Cluster {
             drop(node.agent.take());
         }
         let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// Removes a directory when dropped (forgotten once the cluster owns it).
+struct RemoveDir(PathBuf);
+
+impl Drop for RemoveDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }

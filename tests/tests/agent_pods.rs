@@ -75,7 +75,7 @@ fn pods_run_are_ready_talk_across_nodes_restart_survive_the_agent_and_clean_up()
     assert_eq!(web1["status"]["phase"], "Running");
 
     // node1 runs its pods in cgroups of their own.
-    let groups: Vec<std::path::PathBuf> = std::fs::read_dir(c.cgroup.path())
+    let groups: Vec<std::path::PathBuf> = std::fs::read_dir(c.pod_cgroup().path())
         .expect("pod cgroups")
         .flatten()
         .map(|e| e.path())
@@ -180,5 +180,138 @@ fn pods_run_are_ready_talk_across_nodes_restart_survive_the_agent_and_clean_up()
     assert!(
         !leases.contains(&ip1),
         "web-1's address is released: {leases:?}"
+    );
+}
+
+/// Lines in a file (0 when it does not exist yet).
+fn lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+}
+
+/// Polls (bounded) until `check` holds; panics with `what` otherwise.
+fn wait_for(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("never: {what}");
+}
+
+#[test]
+fn startup_probe_holds_back_liveness_and_readiness_and_restarts_a_container_that_never_starts() {
+    rudder_tests::require_root();
+    let c = Cluster::new("startup");
+    // The probes are exec probes that leave a line in a file each time they
+    // run, so the test sees which probe ran, and in which order, without
+    // measuring time. The startup probe passes once `go` exists.
+    let marks = c.scratch.join("marks");
+    std::fs::create_dir_all(&marks).expect("marks dir");
+    let go = marks.join("go");
+    let startup_ran = marks.join("startup");
+    let liveness_ran = marks.join("liveness");
+    let readiness_ran = marks.join("readiness");
+    let mark = |file: &std::path::Path, then: &str| {
+        format!(
+            r#"{{exec: {{command: ["sh", "-c", "echo x >> {}; {then}"]}}, periodSeconds: 1, failureThreshold: 1000}}"#,
+            file.display()
+        )
+    };
+    let node = &c.nodes[0].name;
+    let manifest = format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: slow-start}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    command: ["sleep", "600"]
+    startupProbe: {startup}
+    livenessProbe: {liveness}
+    readinessProbe: {readiness}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: never-starts}}
+spec:
+  nodeName: {node}
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    command: ["sleep", "600"]
+    startupProbe: {{exec: {{command: ["false"]}}, periodSeconds: 1, failureThreshold: 2}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: never-starts-once}}
+spec:
+  nodeName: {node}
+  restartPolicy: Never
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    command: ["sleep", "600"]
+    startupProbe: {{exec: {{command: ["false"]}}, periodSeconds: 1, failureThreshold: 2}}
+"#,
+        startup = mark(&startup_ran, &format!("test -e {}", go.display())),
+        liveness = mark(&liveness_ran, "true"),
+        readiness = mark(&readiness_ran, "true"),
+    );
+    c.apply(&manifest);
+
+    // Running, but the startup probe keeps failing: it runs again and
+    // again, liveness and readiness not once, and the container is neither
+    // started nor ready.
+    c.wait_pod("slow-start", "ran", |p| p["status"]["phase"] == "Running");
+    wait_for("the startup probe ran three times", || {
+        lines(&startup_ran) >= 3
+    });
+    let pod = c.pod("slow-start").expect("slow-start");
+    let status = &pod["status"]["containerStatuses"][0];
+    assert_eq!(status["started"], false, "{pod:#}");
+    assert_eq!(status["ready"], false, "{pod:#}");
+    assert_eq!(lines(&liveness_ran), 0, "liveness waits for startup");
+    assert_eq!(lines(&readiness_ran), 0, "readiness waits for startup");
+
+    // It passes: the container counts as started, readiness and liveness
+    // take over, and the startup probe never runs again for it.
+    std::fs::write(&go, "").expect("go");
+    let pod = c.wait_pod("slow-start", "became Ready", ready);
+    assert_eq!(pod["status"]["containerStatuses"][0]["started"], true);
+    let startup_runs = lines(&startup_ran);
+    std::fs::remove_file(&go).expect("remove go");
+    let liveness_before = lines(&liveness_ran);
+    wait_for("liveness ran three more times", || {
+        lines(&liveness_ran) >= liveness_before + 3
+    });
+    assert_eq!(
+        lines(&startup_ran),
+        startup_runs,
+        "the startup probe is done once it passed"
+    );
+    let pod = c.pod("slow-start").expect("slow-start");
+    assert_eq!(pod["status"]["containerStatuses"][0]["restartCount"], 0);
+    assert!(ready(&pod), "still Ready: {pod:#}");
+
+    // Never passing: failureThreshold failures kill the container, and the
+    // restart policy decides what follows.
+    let restarted = c.wait_pod("never-starts", "restarted", |p| {
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1
+    });
+    assert!(!ready(&restarted));
+    let failed = c.wait_pod("never-starts-once", "failed", |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    assert_eq!(
+        failed["status"]["containerStatuses"][0]["restartCount"], 0,
+        "restartPolicy Never: not restarted"
     );
 }

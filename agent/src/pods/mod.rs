@@ -2,8 +2,8 @@
 //! wired by the CNI plugins of the node's net.d, and its containers are
 //! processes started inside it. The runtime follows the pods bound to this
 //! node, restarts containers per restartPolicy with backoff, runs
-//! liveness/readiness probes, tears pods down (SIGTERM, grace period,
-//! SIGKILL, CNI DEL, sandbox removed), and reports their status.
+//! startup/liveness/readiness probes, tears pods down (SIGTERM, grace
+//! period, SIGKILL, CNI DEL, sandbox removed), and reports their status.
 //!
 //! What it started is recorded under the state directory, so a restarted
 //! agent adopts running pods instead of restarting them.
@@ -87,6 +87,10 @@ struct ContainerRecord {
     pid: Option<u32>,
     restart_count: i64,
     started_at: Option<String>,
+    /// The startup probe passed (or there is none); a record written before
+    /// startup probes existed reads `false`, so the probe runs again.
+    #[serde(default)]
+    startup_passed: bool,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -108,6 +112,10 @@ struct ContainerRun {
     last_exit: Option<i32>,
     finished: bool,
     ready: bool,
+    /// The startup probe passed for this run of the container (or there is
+    /// none): until then liveness and readiness are not probed.
+    startup_passed: bool,
+    startup: ProbeState,
     readiness: ProbeState,
     liveness: ProbeState,
 }
@@ -446,6 +454,8 @@ impl PodRuntime {
                         c.pid = Some(pid);
                         c.started_at = Some(now_rfc3339());
                         c.started_instant = Some(now);
+                        c.startup_passed = c.spec.startup_probe.is_none();
+                        c.startup = ProbeState::default();
                         c.readiness = ProbeState::default();
                         c.liveness = ProbeState::default();
                         changed = true;
@@ -460,7 +470,7 @@ impl PodRuntime {
                 }
             }
             if let (Some(pid), Some(ip)) = (c.pid, record.ip) {
-                probe_container(c, pid, ip, &netns, now);
+                changed |= probe_container(c, pid, ip, &netns, now);
             }
         }
         if changed {
@@ -565,6 +575,7 @@ impl PodRuntime {
                 pid: c.pid,
                 restart_count: c.restart_count,
                 started_at: c.started_at.clone(),
+                startup_passed: c.startup_passed,
             })
             .collect();
         let path = self.record_path(&record.uid);
@@ -594,6 +605,8 @@ fn new_container(spec: Container) -> ContainerRun {
         last_exit: None,
         finished: false,
         ready: false,
+        startup_passed: false,
+        startup: ProbeState::default(),
         readiness: ProbeState::default(),
         liveness: ProbeState::default(),
     }
@@ -608,15 +621,50 @@ fn adopt(run: &mut PodRun, record: PodRecord) {
             c.pid = saved
                 .pid
                 .filter(|pid| process::check(*pid) == ProcessState::Running);
+            c.startup_passed = saved.startup_passed || c.spec.startup_probe.is_none();
         }
     }
     tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "adopted after restart");
     run.record = Some(record);
 }
 
-/// Runs the probes that are due.
-fn probe_container(c: &mut ContainerRun, pid: u32, ip: Ipv4Addr, netns: &Path, now: Instant) {
+/// Runs the probes that are due, as the kubelet does: while a startup
+/// probe has not passed, only it runs (the container is neither live-checked
+/// nor ready); `failureThreshold` failures of it or of the liveness probe
+/// kill the container, which the restart policy then handles. Returns
+/// whether the startup probe just passed (worth recording).
+fn probe_container(
+    c: &mut ContainerRun,
+    pid: u32,
+    ip: Ipv4Addr,
+    netns: &Path,
+    now: Instant,
+) -> bool {
     let started = c.started_instant.unwrap_or(now);
+    let mut startup_just_passed = false;
+    if !c.startup_passed {
+        c.ready = false;
+        match c.spec.startup_probe.clone() {
+            None => c.startup_passed = true,
+            Some(probe) => {
+                if !due(&mut c.startup, &probe, started, now) {
+                    return false;
+                }
+                if !probe::run(&probe, &c.spec, ip, netns) {
+                    c.startup.failures += 1;
+                    if c.startup.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                        tracing::info!(container = %c.spec.name, failures = c.startup.failures, "startup probe failed; killing the container");
+                        process::signal(pid, Signal::SIGKILL);
+                        c.startup.failures = 0;
+                    }
+                    return false;
+                }
+                tracing::info!(container = %c.spec.name, "startup probe passed");
+                c.startup_passed = true;
+            }
+        }
+        startup_just_passed = true;
+    }
     if let Some(probe) = c.spec.liveness_probe.clone()
         && due(&mut c.liveness, &probe, started, now)
     {
@@ -651,6 +699,7 @@ fn probe_container(c: &mut ContainerRun, pid: u32, ip: Ipv4Addr, netns: &Path, n
             }
         }
     }
+    startup_just_passed
 }
 
 /// Whether a probe is due now (and schedules its next run).
@@ -815,7 +864,8 @@ fn pod_status(run: &PodRun, config: &PodRuntimeConfig) -> PodStatus {
                 ready: c.pid.is_some() && c.ready,
                 restart_count: c.restart_count,
                 image: c.spec.image.clone(),
-                started: Some(c.pid.is_some()),
+                // Kubernetes: running and past its startup probe.
+                started: Some(c.pid.is_some() && c.startup_passed),
                 state: Some(state),
             }
         })

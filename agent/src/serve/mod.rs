@@ -171,7 +171,7 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         _ => None,
     };
     let mut pods = BTreeSet::new();
-    let mut desired = DesiredFeed::start(config);
+    let mut desired = DesiredFeed::start(config, &services);
     let mut last_gc = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
         desired.apply_pending(&services, runtime.as_mut());
@@ -190,30 +190,54 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
                 Err(err) => tracing::warn!(%err, "conntrack collection"),
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        desired.wait(TICK);
     }
     tracing::info!("stopping; programs stay attached and maps pinned");
     Ok(())
 }
 
+/// How often the serve loop runs when nothing arrives: container restarts,
+/// probes, pod ports, conntrack collection.
+const TICK: Duration = Duration::from_millis(200);
+
 /// The source of desired state, polled by the serve loop.
 enum DesiredFeed {
-    /// Updates from the node-sync thread.
-    Stream(std::sync::mpsc::Receiver<node_sync::Received>),
+    /// Pod updates from the node-sync stream (its Service changes are
+    /// applied by [`ServiceSync`] as they arrive); one update taken while
+    /// waiting is kept for the next round.
+    Stream(
+        std::sync::mpsc::Receiver<node_sync::Desired>,
+        Option<Box<node_sync::Desired>>,
+    ),
     /// The services file and the last modification time seen (`None`
     /// until the first look, so a missing file is reported once).
     File(PathBuf, String, Option<Option<std::time::SystemTime>>),
 }
 
 impl DesiredFeed {
-    fn start(config: &ServeConfig) -> Self {
+    fn start(config: &ServeConfig, services: &Arc<Mutex<ServiceDataplane>>) -> Self {
         match &config.source {
             DesiredSource::ControlPlane(addr) => {
                 let (tx, rx) = std::sync::mpsc::channel();
                 node_sync::follow(addr.clone(), config.node.clone(), tx);
-                Self::Stream(rx)
+                let (pods_tx, pods_rx) = std::sync::mpsc::channel();
+                ServiceSync::spawn(rx, Arc::clone(services), pods_tx);
+                Self::Stream(pods_rx, None)
             }
             DesiredSource::File(path) => Self::File(path.clone(), config.node.clone(), None),
+        }
+    }
+
+    /// Waits up to `timeout`, returning early when a pod update arrives
+    /// (a new pod should not wait for the next tick to start).
+    fn wait(&mut self, timeout: Duration) {
+        match self {
+            Self::Stream(rx, early) => {
+                if early.is_none() {
+                    *early = rx.recv_timeout(timeout).ok().map(Box::new);
+                }
+            }
+            Self::File(..) => std::thread::sleep(timeout),
         }
     }
 
@@ -224,33 +248,19 @@ impl DesiredFeed {
         mut runtime: Option<&mut crate::pods::PodRuntime>,
     ) {
         match self {
-            Self::Stream(rx) => {
-                while let Ok(node_sync::Received { desired, at }) = rx.try_recv() {
-                    let result = match desired {
-                        node_sync::Desired::Resync(all) => lock(services).resync(&all, at),
-                        node_sync::Desired::Apply(change) => lock(services).apply(&change, at),
-                        node_sync::Desired::Pods(pods) => {
-                            if let Some(runtime) = runtime.as_deref_mut() {
-                                runtime.resync(pods);
-                            }
-                            continue;
-                        }
-                        node_sync::Desired::PodUpserted(pod) => {
-                            if let Some(runtime) = runtime.as_deref_mut() {
-                                runtime.upsert(pod);
-                            }
-                            continue;
-                        }
-                        node_sync::Desired::PodDeleted(pod) => {
-                            if let Some(runtime) = runtime.as_deref_mut() {
-                                runtime.delete(&pod);
-                            }
-                            continue;
-                        }
+            Self::Stream(rx, early) => {
+                let arrived = early.take().map(|d| *d).into_iter().chain(rx.try_iter());
+                for desired in arrived {
+                    let Some(runtime) = runtime.as_deref_mut() else {
+                        continue;
                     };
-                    match result {
-                        Ok(writes) => tracing::debug!(writes, "services synced"),
-                        Err(err) => tracing::error!(%err, "syncing services"),
+                    match desired {
+                        node_sync::Desired::Pods(pods) => runtime.resync(pods),
+                        node_sync::Desired::PodUpserted(pod) => runtime.upsert(pod),
+                        node_sync::Desired::PodDeleted(pod) => runtime.delete(&pod),
+                        node_sync::Desired::Resync(_) | node_sync::Desired::Apply(_) => {
+                            tracing::error!("a Service change reached the pod runtime; ignored");
+                        }
                     }
                 }
             }
@@ -274,6 +284,39 @@ impl DesiredFeed {
                 }
             }
         }
+    }
+}
+
+/// Applies the node-sync stream's Service changes to the maps the moment
+/// they arrive, on a thread of its own: the serve loop's pod work (CNI,
+/// process starts, probes) never delays a map write. Pod updates are passed
+/// on to the serve loop.
+struct ServiceSync;
+
+impl ServiceSync {
+    fn spawn(
+        updates: std::sync::mpsc::Receiver<node_sync::Received>,
+        services: Arc<Mutex<ServiceDataplane>>,
+        pods: std::sync::mpsc::Sender<node_sync::Desired>,
+    ) {
+        std::thread::spawn(move || {
+            for node_sync::Received { desired, at } in updates {
+                let result = match desired {
+                    node_sync::Desired::Resync(all) => lock(&services).resync(&all, at),
+                    node_sync::Desired::Apply(change) => lock(&services).apply(&change, at),
+                    pod_update => {
+                        if pods.send(pod_update).is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                match result {
+                    Ok(writes) => tracing::debug!(writes, "services synced"),
+                    Err(err) => tracing::error!(%err, "syncing services"),
+                }
+            }
+        });
     }
 }
 
