@@ -314,4 +314,48 @@ spec:
         failed["status"]["containerStatuses"][0]["restartCount"], 0,
         "restartPolicy Never: not restarted"
     );
+
+    // What happened is told as Events, as the kubelet tells it.
+    let events_of = |pod: &str| -> Vec<Value> {
+        let out = c.rudderctl(&[
+            "get",
+            "events",
+            "-o",
+            "json",
+            "--field-selector",
+            &format!("involvedObject.name={pod}"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let list: Value = serde_json::from_slice(&out.stdout).expect("event list");
+        list["items"].as_array().cloned().unwrap_or_default()
+    };
+    let has = |events: &[Value], type_: &str, reason: &str, message: &str| {
+        events.iter().any(|e| {
+            e["type"] == type_
+                && e["reason"] == reason
+                && e["message"].as_str().unwrap_or("").contains(message)
+                && e["involvedObject"]["fieldPath"] == "spec.containers{main}"
+                && e["source"]["component"] == "rudder-agent"
+        })
+    };
+    wait_for("the agent's events about never-starts", || {
+        let events = events_of("never-starts");
+        has(&events, "Normal", "Started", "Started container main")
+            && has(
+                &events,
+                "Warning",
+                "Unhealthy",
+                "Startup probe failed: command",
+            )
+            && has(
+                &events,
+                "Normal",
+                "Killing",
+                "Container main failed startup probe, will be restarted",
+            )
+    });
 }

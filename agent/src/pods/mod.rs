@@ -68,6 +68,34 @@ pub struct StatusReport {
     pub status: PodStatus,
 }
 
+/// Something that happened to a pod, to be told as an Event (the
+/// kubelet's `Started`, `Killing`, `Unhealthy`, `BackOff`, ...).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodEvent {
+    /// The pod's namespace.
+    pub namespace: String,
+    /// The pod's name.
+    pub name: String,
+    /// The pod's uid.
+    pub uid: String,
+    /// The container it is about, if one.
+    pub container: Option<String>,
+    /// A warning rather than routine.
+    pub warning: bool,
+    /// CamelCase reason.
+    pub reason: &'static str,
+    /// For humans.
+    pub message: String,
+}
+
+/// What happened to one container during a round, before it is tied to
+/// its pod.
+struct ContainerNote {
+    warning: bool,
+    reason: &'static str,
+    message: String,
+}
+
 /// What a restarted agent needs to adopt a pod.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct PodRecord {
@@ -137,6 +165,9 @@ pub struct PodRuntime {
     pods: BTreeMap<String, PodRun>,
     reported: BTreeMap<String, PodStatus>,
     adopted: BTreeMap<String, PodRecord>,
+    /// Events of this round; a cell because the per-pod steps take the
+    /// runtime by shared reference while they mutate the pod they work on.
+    events: std::cell::RefCell<Vec<PodEvent>>,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -166,6 +197,7 @@ impl PodRuntime {
             config,
             pods: BTreeMap::new(),
             reported: BTreeMap::new(),
+            events: std::cell::RefCell::default(),
             adopted,
         }
     }
@@ -240,6 +272,23 @@ impl PodRuntime {
             adopt(&mut run, record);
         }
         self.pods.insert(uid, run);
+    }
+
+    /// The events since the last call.
+    pub fn take_events(&mut self) -> Vec<PodEvent> {
+        std::mem::take(self.events.get_mut())
+    }
+
+    fn note(&self, pod: &Pod, container: Option<&str>, note: ContainerNote) {
+        self.events.borrow_mut().push(PodEvent {
+            namespace: pod.metadata.namespace.clone(),
+            name: pod.metadata.name.clone(),
+            uid: pod.metadata.uid.clone(),
+            container: container.map(str::to_owned),
+            warning: note.warning,
+            reason: note.reason,
+            message: note.message,
+        });
     }
 
     /// A pod was deleted (or left this node): tear it down.
@@ -371,6 +420,15 @@ impl PodRuntime {
             }
             Err(err) => {
                 tracing::warn!(pod = %format!("{}/{}", meta.namespace, meta.name), %err, "sandbox failed; retrying");
+                self.note(
+                    &run.pod,
+                    None,
+                    ContainerNote {
+                        warning: true,
+                        reason: "FailedCreatePodSandBox",
+                        message: format!("Failed to create pod sandbox: {err}"),
+                    },
+                );
                 run.sandbox_error = Some((err, now + Duration::from_secs(2)));
             }
         }
@@ -413,6 +471,21 @@ impl PodRuntime {
                             _ => true,
                         };
                         if restart {
+                            if c.backoff > FIRST_BACKOFF {
+                                // Crashing again soon after a restart.
+                                self.note(
+                                    &run.pod,
+                                    Some(&c.spec.name),
+                                    ContainerNote {
+                                        warning: true,
+                                        reason: "BackOff",
+                                        message: format!(
+                                            "Back-off {:?} restarting failed container {} in pod {}",
+                                            c.backoff, c.spec.name, run.pod.metadata.name
+                                        ),
+                                    },
+                                );
+                            }
                             c.next_start = now + c.backoff;
                             c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
                         } else {
@@ -460,9 +533,27 @@ impl PodRuntime {
                         c.liveness = ProbeState::default();
                         changed = true;
                         tracing::info!(pod = %run.pod.metadata.name, container = %c.spec.name, pid, "container started");
+                        self.note(
+                            &run.pod,
+                            Some(&c.spec.name),
+                            ContainerNote {
+                                warning: false,
+                                reason: "Started",
+                                message: format!("Started container {}", c.spec.name),
+                            },
+                        );
                     }
                     Err(err) => {
                         tracing::warn!(pod = %run.pod.metadata.name, container = %c.spec.name, %err, "container failed to start");
+                        self.note(
+                            &run.pod,
+                            Some(&c.spec.name),
+                            ContainerNote {
+                                warning: true,
+                                reason: "Failed",
+                                message: format!("Error: {err}"),
+                            },
+                        );
                         c.last_exit = Some(127);
                         c.next_start = now + c.backoff;
                         c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
@@ -470,7 +561,11 @@ impl PodRuntime {
                 }
             }
             if let (Some(pid), Some(ip)) = (c.pid, record.ip) {
-                changed |= probe_container(c, pid, ip, &netns, now);
+                let mut notes = Vec::new();
+                changed |= probe_container(c, pid, ip, &netns, now, &mut notes);
+                for note in notes {
+                    self.note(&run.pod, Some(&c.spec.name), note);
+                }
             }
         }
         if changed {
@@ -492,11 +587,27 @@ impl PodRuntime {
             .termination_grace_period_seconds
             .and_then(|g| u64::try_from(g).ok())
             .map_or(DEFAULT_GRACE, Duration::from_secs);
-        for pid in run.containers.iter().filter_map(|c| c.pid) {
-            process::signal(pid, Signal::SIGTERM);
+        let mut stopping = Vec::new();
+        for c in &run.containers {
+            if let Some(pid) = c.pid {
+                process::signal(pid, Signal::SIGTERM);
+                stopping.push(c.spec.name.clone());
+            }
         }
         run.terminating = Some(Instant::now() + grace);
         tracing::info!(pod = %run.pod.metadata.name, ?grace, "terminating");
+        let pod = run.pod.clone();
+        for container in stopping {
+            self.note(
+                &pod,
+                Some(&container),
+                ContainerNote {
+                    warning: false,
+                    reason: "Killing",
+                    message: format!("Stopping container {container}"),
+                },
+            );
+        }
     }
 
     /// `true` once the pod is completely gone.
@@ -639,7 +750,18 @@ fn probe_container(
     ip: Ipv4Addr,
     netns: &Path,
     now: Instant,
+    notes: &mut Vec<ContainerNote>,
 ) -> bool {
+    let unhealthy = |kind: &str, why: String| ContainerNote {
+        warning: true,
+        reason: "Unhealthy",
+        message: format!("{kind} probe failed: {why}"),
+    };
+    let killing = |kind: &str, name: &str| ContainerNote {
+        warning: false,
+        reason: "Killing",
+        message: format!("Container {name} failed {kind} probe, will be restarted"),
+    };
     let started = c.started_instant.unwrap_or(now);
     let mut startup_just_passed = false;
     if !c.startup_passed {
@@ -650,10 +772,12 @@ fn probe_container(
                 if !due(&mut c.startup, &probe, started, now) {
                     return false;
                 }
-                if !probe::run(&probe, &c.spec, ip, netns) {
+                if let Err(why) = probe::run(&probe, &c.spec, ip, netns) {
+                    notes.push(unhealthy("Startup", why));
                     c.startup.failures += 1;
                     if c.startup.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
                         tracing::info!(container = %c.spec.name, failures = c.startup.failures, "startup probe failed; killing the container");
+                        notes.push(killing("startup", &c.spec.name));
                         process::signal(pid, Signal::SIGKILL);
                         c.startup.failures = 0;
                     }
@@ -668,14 +792,17 @@ fn probe_container(
     if let Some(probe) = c.spec.liveness_probe.clone()
         && due(&mut c.liveness, &probe, started, now)
     {
-        if probe::run(&probe, &c.spec, ip, netns) {
-            c.liveness.failures = 0;
-        } else {
-            c.liveness.failures += 1;
-            if c.liveness.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
-                tracing::info!(container = %c.spec.name, "liveness probe failed; restarting");
-                process::signal(pid, Signal::SIGKILL);
-                c.liveness.failures = 0;
+        match probe::run(&probe, &c.spec, ip, netns) {
+            Ok(()) => c.liveness.failures = 0,
+            Err(why) => {
+                notes.push(unhealthy("Liveness", why));
+                c.liveness.failures += 1;
+                if c.liveness.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
+                    tracing::info!(container = %c.spec.name, "liveness probe failed; restarting");
+                    notes.push(killing("liveness", &c.spec.name));
+                    process::signal(pid, Signal::SIGKILL);
+                    c.liveness.failures = 0;
+                }
             }
         }
     }
@@ -683,17 +810,18 @@ fn probe_container(
         None => c.ready = true,
         Some(probe) => {
             if due(&mut c.readiness, &probe, started, now) {
-                if probe::run(&probe, &c.spec, ip, netns) {
-                    c.readiness.successes += 1;
-                    c.readiness.failures = 0;
-                    if c.readiness.successes >= probe.success_threshold.unwrap_or(1).max(1) {
-                        c.ready = true;
-                    }
-                } else {
+                if let Err(why) = probe::run(&probe, &c.spec, ip, netns) {
+                    notes.push(unhealthy("Readiness", why));
                     c.readiness.failures += 1;
                     c.readiness.successes = 0;
                     if c.readiness.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
                         c.ready = false;
+                    }
+                } else {
+                    c.readiness.successes += 1;
+                    c.readiness.failures = 0;
+                    if c.readiness.successes >= probe.success_threshold.unwrap_or(1).max(1) {
+                        c.ready = true;
                     }
                 }
             }

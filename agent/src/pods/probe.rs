@@ -11,8 +11,9 @@ use std::{
 
 use rudder_api::core::{Container, IntOrString, Probe};
 
-/// Runs `probe` once against the pod at `ip`; `true` when it passes.
-pub fn run(probe: &Probe, container: &Container, ip: Ipv4Addr, netns: &Path) -> bool {
+/// Runs `probe` once against the pod at `ip`; why it failed, if it did
+/// (the text of the `Unhealthy` event).
+pub fn run(probe: &Probe, container: &Container, ip: Ipv4Addr, netns: &Path) -> Result<(), String> {
     let timeout = Duration::from_secs(
         probe
             .timeout_seconds
@@ -22,7 +23,7 @@ pub fn run(probe: &Probe, container: &Container, ip: Ipv4Addr, netns: &Path) -> 
     );
     if let Some(http) = &probe.http_get {
         let Some(port) = resolve_port(&http.port, container) else {
-            return false;
+            return Err(format!("the container has no port {:?}", http.port));
         };
         return http_get(
             SocketAddr::from((ip, port)),
@@ -32,16 +33,19 @@ pub fn run(probe: &Probe, container: &Container, ip: Ipv4Addr, netns: &Path) -> 
     }
     if let Some(tcp) = &probe.tcp_socket {
         let Some(port) = resolve_port(&tcp.port, container) else {
-            return false;
+            return Err(format!("the container has no port {:?}", tcp.port));
         };
-        return TcpStream::connect_timeout(&SocketAddr::from((ip, port)), timeout).is_ok();
+        let addr = SocketAddr::from((ip, port));
+        return TcpStream::connect_timeout(&addr, timeout)
+            .map(drop)
+            .map_err(|err| format!("dial tcp {addr}: {err}"));
     }
     if let Some(exec) = &probe.exec {
         return exec_in(&exec.command, netns, timeout);
     }
     // A probe with no handler is a spec error the API should have refused;
     // treat it as passing rather than killing the container over it.
-    true
+    Ok(())
 }
 
 /// A port by number, or by the name of one of the container's ports.
@@ -57,30 +61,33 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
 }
 
 /// GET `path`; passes on a status from 200 to 399.
-fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, timeout) else {
-        return false;
-    };
+fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
+    let url = format!("http://{addr}{path}");
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|err| format!("Get {url:?}: dial tcp {addr}: {err}"))?;
     let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
-    if write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: rudder-probe\r\nConnection: close\r\n\r\n").is_err() {
-        return false;
-    }
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: rudder-probe\r\nConnection: close\r\n\r\n")
+        .map_err(|err| format!("Get {url:?}: {err}"))?;
     let mut head = [0u8; 12];
-    if stream.read_exact(&mut head).is_err() {
-        return false;
-    }
+    stream
+        .read_exact(&mut head)
+        .map_err(|err| format!("Get {url:?}: reading the response: {err}"))?;
     let status: u16 = std::str::from_utf8(&head[9..12])
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (200..400).contains(&status)
+    if (200..400).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("HTTP probe failed with statuscode: {status}"))
+    }
 }
 
 /// Runs `command` in the pod's network namespace; passes on exit code 0.
-fn exec_in(command: &[String], netns: &Path, timeout: Duration) -> bool {
+fn exec_in(command: &[String], netns: &Path, timeout: Duration) -> Result<(), String> {
     let Some((program, args)) = command.split_first() else {
-        return false;
+        return Err("exec probe without a command".to_owned());
     };
     let mut cmd = std::process::Command::new("ip");
     let name = netns
@@ -92,20 +99,21 @@ fn exec_in(command: &[String], netns: &Path, timeout: Duration) -> bool {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let Ok(mut child) = cmd.spawn() else {
-        return false;
-    };
+    let mut child = cmd
+        .spawn()
+        .map_err(|err| format!("exec {program:?}: {err}"))?;
     let started = std::time::Instant::now();
     loop {
         match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("command {command:?} exited with {status}")),
             Ok(None) if started.elapsed() < timeout => {
-                std::thread::sleep(Duration::from_millis(10))
+                std::thread::sleep(Duration::from_millis(10));
             }
             _ => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return false;
+                return Err(format!("command {command:?} timed out after {timeout:?}"));
             }
         }
     }

@@ -29,6 +29,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use rudder_api::{
+    core::ObjectReference,
+    events::{EventRecorder, EventType},
+};
 
 use crate::dataplane::{
     Dataplane,
@@ -167,7 +171,9 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         crate::pods::PodRuntime::new(pods)
     });
     let reporter = match (&config.source, &runtime) {
-        (DesiredSource::ControlPlane(addr), Some(_)) => Some(status_reporter(addr.clone())),
+        (DesiredSource::ControlPlane(addr), Some(_)) => {
+            Some(status_reporter(addr.clone(), config.node.clone()))
+        }
         _ => None,
     };
     let mut pods = BTreeSet::new();
@@ -176,9 +182,14 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
     while !STOP.load(Ordering::SeqCst) {
         desired.apply_pending(&services, runtime.as_mut());
         if let Some(runtime) = runtime.as_mut() {
-            for report in runtime.tick() {
-                if let Some(reporter) = &reporter {
-                    let _ = reporter.send(report);
+            let statuses = runtime.tick();
+            let events = runtime.take_events();
+            if let Some(reporter) = &reporter {
+                for report in statuses {
+                    let _ = reporter.send(Report::Status(report));
+                }
+                for event in events {
+                    let _ = reporter.send(Report::Event(event));
                 }
             }
         }
@@ -320,10 +331,17 @@ impl ServiceSync {
     }
 }
 
-/// Writes pod statuses to the API from a thread of its own (latest per pod
-/// wins; a conflict is retried with the fresh object).
-fn status_reporter(addr: String) -> std::sync::mpsc::Sender<crate::pods::StatusReport> {
-    let (tx, rx) = std::sync::mpsc::channel::<crate::pods::StatusReport>();
+/// What the serve loop hands the reporter thread.
+enum Report {
+    Status(crate::pods::StatusReport),
+    Event(crate::pods::PodEvent),
+}
+
+/// Writes pod statuses (latest per pod wins; a conflict is retried with
+/// the fresh object) and pod events to the API from a thread of its own,
+/// so a slow API server never holds up the pods.
+fn status_reporter(addr: String, node: String) -> tokio::sync::mpsc::UnboundedSender<Report> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Report>();
     std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -332,27 +350,62 @@ fn status_reporter(addr: String) -> std::sync::mpsc::Sender<crate::pods::StatusR
             tracing::error!("cannot start the status reporter");
             return;
         };
-        let mut client = None;
-        while let Ok(first) = rx.recv() {
-            let mut latest = std::collections::BTreeMap::new();
-            latest.insert(first.uid.clone(), first);
-            while let Ok(more) = rx.try_recv() {
-                latest.insert(more.uid.clone(), more);
-            }
-            for report in latest.into_values() {
-                runtime.block_on(async {
-                    if client.is_none() {
-                        client = rudder_api::client::Client::connect(&addr).await.ok();
+        runtime.block_on(async move {
+            let mut client = None;
+            let mut events = None;
+            while let Some(first) = rx.recv().await {
+                let mut latest = std::collections::BTreeMap::new();
+                let mut happened = Vec::new();
+                for report in
+                    std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok()))
+                {
+                    match report {
+                        Report::Status(status) => {
+                            latest.insert(status.uid.clone(), status);
+                        }
+                        Report::Event(event) => happened.push(event),
                     }
-                    let Some(c) = client.as_ref() else { return };
+                }
+                if client.is_none() {
+                    client = rudder_api::client::Client::connect(&addr).await.ok();
+                }
+                let Some(c) = client.as_ref() else { continue };
+                // Runs on this thread's runtime, between and during the
+                // status writes below.
+                let (recorder, _) = events
+                    .get_or_insert_with(|| EventRecorder::start(c.clone(), "rudder-agent", &node));
+                for event in happened {
+                    record_pod_event(recorder, event);
+                }
+                for report in latest.into_values() {
                     if let Err(err) = write_status(c, &report).await {
                         tracing::warn!(pod = %report.name, %err, "reporting pod status");
                     }
-                });
+                }
             }
-        }
+        });
     });
     tx
+}
+
+fn record_pod_event(recorder: &EventRecorder, event: crate::pods::PodEvent) {
+    let involved = ObjectReference {
+        kind: Some("Pod".to_owned()),
+        namespace: Some(event.namespace),
+        name: Some(event.name),
+        uid: Some(event.uid),
+        api_version: Some("v1".to_owned()),
+        field_path: event
+            .container
+            .map(|container| format!("spec.containers{{{container}}}")),
+        ..ObjectReference::default()
+    };
+    let type_ = if event.warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    recorder.record_about(involved, type_, event.reason, event.message);
 }
 
 async fn write_status(
