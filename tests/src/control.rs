@@ -257,7 +257,7 @@ impl Cluster {
             nodes.push(node);
         }
         std::mem::forget(scratch_guard);
-        Ok(Self {
+        let cluster = Self {
             nodes,
             cgroup,
             client,
@@ -267,7 +267,40 @@ impl Cluster {
             bin_dir: options.bin_dir.clone(),
             _cp: cp_process,
             _net: net,
-        })
+        };
+        // As a user's cluster would be before anything is applied: every
+        // node registered and Ready, so the scheduler sees them all.
+        cluster.wait_nodes_ready()?;
+        Ok(cluster)
+    }
+
+    /// Polls (bounded, about 30 s) until every node is registered and Ready.
+    fn wait_nodes_ready(&self) -> Result<()> {
+        let mut ready = 0;
+        for _ in 0..300 {
+            let out = self.rudderctl(&["get", "nodes", "-o", "json"]);
+            let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            ready = list["items"].as_array().map_or(0, |nodes| {
+                nodes
+                    .iter()
+                    .filter(|node| {
+                        node["status"]["conditions"].as_array().is_some_and(|cs| {
+                            cs.iter()
+                                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                        })
+                    })
+                    .count()
+            });
+            if ready == self.nodes.len() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        anyhow::bail!(
+            "only {ready} of {} nodes became Ready; agent logs under {}",
+            self.nodes.len(),
+            self.scratch.display()
+        )
     }
 
     /// The cgroup node1's pods run under.
