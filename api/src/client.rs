@@ -139,6 +139,13 @@ pub enum WatchEvent<T> {
     },
 }
 
+/// The largest answer the client accepts. A list returns every matching
+/// object in one message (read at one revision), so tonic's default of
+/// 4 MiB would make a list of ~10,000 pods fail and an informer retry it
+/// forever; like kube-apiserver's own store client, accept what gRPC can
+/// carry.
+const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
+
 /// A connection to the API server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -167,8 +174,9 @@ impl Client {
             .await
             .map_err(|err| connect_err(format!("{err}: is rudder-controlplane running there?")))?;
         Ok(Self {
-            resources: ResourcesClient::new(channel.clone()),
-            node_sync: NodeSyncClient::new(channel),
+            resources: ResourcesClient::new(channel.clone())
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
+            node_sync: NodeSyncClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
         })
     }
 

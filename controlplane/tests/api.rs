@@ -274,6 +274,32 @@ async fn list_filters_by_labels_and_watch_resumes_from_resource_version() {
 }
 
 #[tokio::test]
+async fn a_list_larger_than_grpc_default_message_size_arrives_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (running, client) = start(&dir).await;
+    // 24 pods of ~256 KiB each: about 6 MiB in one list answer, over
+    // tonic's default limit of 4 MiB.
+    const PODS: usize = 24;
+    let filler = "x".repeat(256 * 1024);
+    for i in 0..PODS {
+        let mut big = pod(&format!("big-{i}"), None);
+        big["metadata"]["annotations"] = json!({"example.com/filler": filler});
+        client.create_json(Kind::Pod, &big).await.expect("create");
+    }
+    let list = client
+        .list::<Pod>(&ListOptions::default())
+        .await
+        .expect("the whole list decodes");
+    assert_eq!(list.items.len(), PODS);
+    assert!(
+        list.items
+            .iter()
+            .all(|p| p.metadata.annotations.get("example.com/filler") == Some(&filler))
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn node_sync_sends_snapshot_then_changes_and_resumes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (running, client) = start(&dir).await;

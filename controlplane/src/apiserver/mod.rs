@@ -498,13 +498,12 @@ impl ApiServer {
             }
         };
         let (start, initial) = start;
+        let range = KeyRange::prefix(list_prefix(kind, &filter.namespace));
         let mut watcher = self
             .store
-            .watch(
-                KeyRange::prefix(list_prefix(kind, &filter.namespace)),
-                start,
-            )
+            .watch(range.clone(), start)
             .map_err(|err| watch_error(&err))?;
+        let store = self.store.clone();
         tokio::spawn(async move {
             if let Some((out, initial)) = initial {
                 for event in initial {
@@ -516,6 +515,22 @@ impl ApiServer {
             while let Some(next) = watcher.next().await {
                 let batch = match next {
                     Ok(batch) => batch,
+                    // Cut off for falling behind a burst of writes: go on
+                    // from history where it stopped. Handing the client a
+                    // Gone instead would make it re-list everything, fall
+                    // behind again while doing so, and never converge.
+                    Err(WatchError::Lagged { resume_from }) => {
+                        match store.watch(range.clone(), resume_from) {
+                            Ok(resumed) => {
+                                watcher = resumed;
+                                continue;
+                            }
+                            Err(err) => {
+                                let _ = out.send(Err(watch_error(&err))).await;
+                                return;
+                            }
+                        }
+                    }
                     Err(err) => {
                         let _ = out.send(Err(watch_error(&err))).await;
                         return;
@@ -708,4 +723,65 @@ fn conflict(kind: Kind, name: &str) -> ApiServerError {
         "operation cannot be fulfilled on {} {name:?}: the object has been modified; read it again and apply your changes to the latest version",
         kind.plural()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rudder_kvstore::StoreConfig;
+
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_secs(60);
+
+    fn pod(name: &str) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name},
+            "spec": {"containers": [{"name": "app", "image": "pause"}]}
+        })
+    }
+
+    #[tokio::test]
+    async fn a_watcher_behind_a_burst_of_creates_gets_every_event_and_no_gone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // One queued revision per store watcher: anything that does not
+        // keep up is cut off at once.
+        let store = Store::open(StoreConfig {
+            watch_queue: 1,
+            ..StoreConfig::new(dir.path())
+        })
+        .await
+        .expect("store opens");
+        let api = ApiServer::new(store);
+        api.ensure_builtin_namespaces().await.expect("namespaces");
+        let (_, revision) = api.list(Kind::Pod, &Filter::default()).await.expect("list");
+        let mut events = api
+            .watch(Kind::Pod, Filter::default(), &revision.to_string())
+            .await
+            .expect("watch");
+        // Far more than the watch's buffers hold, all written before
+        // anything is read.
+        const PODS: usize = 600;
+        for i in 0..PODS {
+            api.create(Kind::Pod, pod(&format!("pod-{i}")))
+                .await
+                .expect("create");
+        }
+        for i in 0..PODS {
+            let event = tokio::time::timeout(LIMIT, events.recv())
+                .await
+                .expect("an event within the limit")
+                .expect("the watch goes on")
+                .expect("no Gone: the watch resumes from history");
+            assert_eq!(event.type_, EventType::Added);
+            assert_eq!(
+                event.object.pointer("/metadata/name"),
+                Some(&json!(format!("pod-{i}"))),
+                "in order, none missing"
+            );
+        }
+    }
 }

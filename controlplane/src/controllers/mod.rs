@@ -150,18 +150,41 @@ impl ControllerManager {
 }
 
 async fn supervise(client: Client, config: ControllerConfig) {
-    let (leading_tx, mut leading) = watch::channel(config.leader.is_none());
-    let election = config
-        .leader
-        .clone()
-        .map(|leader_config| tokio::spawn(leader::run(client.clone(), leader_config, leading_tx)));
+    let Some(leader_config) = config.leader.clone() else {
+        // No election: run until the manager is stopped (aborted).
+        let _running = AbortOnDrop(start_all(&client, &config));
+        std::future::pending::<()>().await;
+        return;
+    };
+    let (leading_tx, leading) = watch::channel(false);
     // Aborted with the supervisor: nothing outlives it.
-    let _election = AbortOnDrop(election.into_iter().collect());
+    let _election = AbortOnDrop(vec![tokio::spawn(leader::run(
+        client.clone(),
+        leader_config,
+        leading_tx,
+    ))]);
+    follow_leadership(leading, || start_all(&client, &config)).await;
+    tracing::error!("leader election ended; controllers and scheduler stopped");
+}
+
+/// Runs what `start` starts while `leading` is true and aborts it when
+/// leadership is lost. Returns, with everything stopped, once the election
+/// is gone (its sender dropped): a closed channel must not be taken for a
+/// change, or this would restart everything in a loop that never yields.
+async fn follow_leadership(
+    mut leading: watch::Receiver<bool>,
+    mut start: impl FnMut() -> Vec<JoinHandle<()>>,
+) {
     loop {
-        let _ = leading.wait_for(|l| *l).await;
-        let running = AbortOnDrop(start_all(&client, &config));
-        let _ = leading.wait_for(|l| !*l).await;
+        if leading.wait_for(|l| *l).await.is_err() {
+            return;
+        }
+        let running = AbortOnDrop(start());
+        let lost = leading.wait_for(|l| !*l).await;
         drop(running);
+        if lost.is_err() {
+            return;
+        }
     }
 }
 
@@ -364,4 +387,78 @@ pub fn controller_of(meta: &ObjectMeta) -> Option<&rudder_api::meta::OwnerRefere
 /// Parses a store revision (a resourceVersion).
 pub fn revision_of(meta: &ObjectMeta) -> i64 {
     meta.resource_version.parse().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    };
+
+    use super::*;
+
+    /// A starter that counts its calls and refuses a second one.
+    fn start_once(starts: &Arc<AtomicUsize>) -> impl FnMut() -> Vec<JoinHandle<()>> + use<> {
+        let starts = starts.clone();
+        move || {
+            let previous = starts.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(previous, 0, "started again without losing leadership");
+            vec![tokio::spawn(std::future::pending())]
+        }
+    }
+
+    #[tokio::test]
+    async fn leadership_starts_once_and_an_ended_election_stops_everything() {
+        let (leading_tx, leading) = watch::channel(false);
+        let starts = Arc::new(AtomicUsize::new(0));
+        let follower = tokio::spawn(follow_leadership(leading, start_once(&starts)));
+        leading_tx.send_replace(true);
+        tokio::task::yield_now().await;
+        // The election ends while leading (e.g. its task died): the
+        // follower must stop, not restart on the closed channel.
+        drop(leading_tx);
+        tokio::time::timeout(Duration::from_secs(30), follower)
+            .await
+            .expect("the follower returns once the election is gone")
+            .expect("no restart");
+        assert_eq!(starts.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn lost_leadership_stops_and_regained_leadership_restarts() {
+        let (leading_tx, leading) = watch::channel(false);
+        // Each start hands over a receiver that closes when the started
+        // task is aborted.
+        let (terms_tx, mut terms) = tokio::sync::mpsc::unbounded_channel();
+        let follower = tokio::spawn(follow_leadership(leading, move || {
+            let (alive, stopped) = tokio::sync::oneshot::channel::<()>();
+            terms_tx.send(stopped).expect("test listens");
+            vec![tokio::spawn(async move {
+                let _alive = alive;
+                std::future::pending::<()>().await;
+            })]
+        }));
+        for _ in 0..2 {
+            leading_tx.send_replace(true);
+            let stopped = tokio::time::timeout(Duration::from_secs(30), terms.recv())
+                .await
+                .expect("started while leading")
+                .expect("a term");
+            leading_tx.send_replace(false);
+            let ended = tokio::time::timeout(Duration::from_secs(30), stopped)
+                .await
+                .expect("stopped after losing leadership");
+            assert!(ended.is_err(), "the term's task was aborted");
+        }
+        drop(leading_tx);
+        tokio::time::timeout(Duration::from_secs(30), follower)
+            .await
+            .expect("returns once the election is gone")
+            .expect("follower did not panic");
+        assert!(
+            terms.try_recv().is_err(),
+            "no start after the election ended"
+        );
+    }
 }
