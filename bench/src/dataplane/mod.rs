@@ -146,13 +146,5 @@ pub fn run(options: &Options) -> Result<()> {
         took: started.elapsed(),
         load: (load_before, machine::load_average()),
     });
-    if let Some(parent) = options.out.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(&options.out, &text)
-        .with_context(|| format!("writing {}", options.out.display()))?;
-    println!("\n{text}");
-    println!("wrote {}", options.out.display());
-    Ok(())
+    crate::report_file::write(&options.out, &text)
 }
