@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! rudder-bench dataplane [--out docs/benchmarks/dataplane.md] [--runs 5] [--quick]
+//! rudder-bench cni [--out docs/benchmarks/cni.md] [--runs 3] [--quick]
 //! ```
 //! Needs root: the benchmarks create network namespaces and load eBPF
 //! programs. Packets only travel between namespaces a benchmark made, every
@@ -11,9 +12,12 @@
 //! end (also on failure and Ctrl-C; a run killed outright is swept by the
 //! next one).
 
+mod api_cluster;
+mod cni;
 mod dataplane;
 mod interrupt;
 mod machine;
+mod report_file;
 mod stats;
 
 use anyhow::{Result, bail};
@@ -30,6 +34,8 @@ struct Cli {
 enum Command {
     /// eBPF service translation vs a kube-proxy-style iptables ruleset.
     Dataplane(dataplane::Options),
+    /// rudder-cni and the pods it wires vs the reference bridge + host-local plugins.
+    Cni(cni::Options),
 }
 
 fn main() -> Result<()> {
@@ -40,5 +46,6 @@ fn main() -> Result<()> {
     interrupt::install()?;
     match cli.command {
         Command::Dataplane(options) => dataplane::run(&options),
+        Command::Cni(options) => cni::run(&options),
     }
 }

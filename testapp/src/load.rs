@@ -78,20 +78,12 @@ pub fn run(bench: &ConnBench) -> Result<()> {
             .unwrap_or_else(|| "no connection attempted".into());
         bail!("every connection failed: {why}");
     }
-    latencies.sort_unstable();
-    let pick = |q: f64| {
-        let rank = ((latencies.len() as f64) * q).ceil() as usize;
-        latencies[rank.clamp(1, latencies.len()) - 1]
-    };
     let done = latencies.len();
+    let latency = crate::latency::summary_json(&mut latencies).unwrap_or_default();
     println!(
         "{{\"connections\":{done},\"errors\":{errors},\"elapsed_s\":{elapsed:.3},\
-         \"rate\":{:.1},\"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"max\":{}}}}}",
+         \"rate\":{:.1},{latency}}}",
         done as f64 / elapsed,
-        pick(0.50),
-        pick(0.90),
-        pick(0.99),
-        pick(1.0),
     );
     if let Some(why) = tallies.iter().find_map(|t| t.first_error.as_deref()) {
         eprintln!("conn-bench: {errors} failed connections, the first: {why}");

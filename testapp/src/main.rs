@@ -10,6 +10,7 @@
 //! rudder-testapp http-get  --to 10.96.0.10:80 [--count N]
 //! rudder-testapp conn-bench --to 10.96.0.10:80 [--to ...] --connections N
 //!                           --concurrency C --duration-ms D
+//! rudder-testapp tcp-rr    --to 10.244.1.2:7000 --transactions N --duration-ms D
 //! ```
 //! Servers run until killed and print `listening on ADDR` once bound. The
 //! HTTP responder answers `pod=<name> client=<ip:port>` so a test sees both
@@ -18,7 +19,9 @@
 //! first attempt for up to `--retry-ms` (a server may still be starting).
 
 mod client;
+mod latency;
 mod load;
+mod rr;
 mod server;
 
 use std::{net::SocketAddr, time::Duration};
@@ -138,6 +141,23 @@ enum Command {
         #[arg(long, default_value_t = 2000)]
         timeout_ms: u64,
     },
+    /// Request/response rate against a tcp-echo server: one byte each way
+    /// per transaction on one connection (netperf's TCP_RR); prints a JSON
+    /// summary (transactions/s, latency percentiles).
+    TcpRr {
+        /// The tcp-echo server.
+        #[arg(long)]
+        to: SocketAddr,
+        /// Most transactions to make.
+        #[arg(long, default_value_t = 1_000_000)]
+        transactions: u64,
+        /// Longest the run may take.
+        #[arg(long, default_value_t = 2000)]
+        duration_ms: u64,
+        /// Limit on the connect and on each read.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> Result<()> {
@@ -167,6 +187,17 @@ fn main() -> Result<()> {
             targets: to,
             connections,
             concurrency,
+            duration: Duration::from_millis(duration_ms),
+            timeout: Duration::from_millis(timeout_ms),
+        }),
+        Command::TcpRr {
+            to,
+            transactions,
+            duration_ms,
+            timeout_ms,
+        } => rr::run(&rr::TcpRr {
+            target: to,
+            transactions,
             duration: Duration::from_millis(duration_ms),
             timeout: Duration::from_millis(timeout_ms),
         }),

@@ -13,6 +13,8 @@ pub fn tcp_echo(listen: SocketAddr) -> Result<()> {
     announce(listen);
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
+        // Small echoes go out at once (request/response clients wait on them).
+        let _ = stream.set_nodelay(true);
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n) = stream.read(&mut buf) {

@@ -43,7 +43,7 @@ enum Command {
     },
     /// Run a benchmark side by side with its reference; writes docs/benchmarks/<name>.md.
     Bench {
-        /// Which benchmark (dataplane, store).
+        /// Which benchmark (dataplane, store, cni, scheduler).
         name: String,
     },
 }

@@ -176,7 +176,8 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         }
         _ => None,
     };
-    let mut pods = BTreeSet::new();
+    let sandboxes_waiting = Arc::new(AtomicBool::new(false));
+    PodPortSync::spawn(dataplane, config.clone(), Arc::clone(&sandboxes_waiting));
     let mut desired = DesiredFeed::start(config, &services);
     let mut last_gc = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
@@ -193,7 +194,6 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
                 }
             }
         }
-        sync_pod_ports(&mut dataplane, config, &mut pods);
         if last_gc.elapsed() >= config.gc_interval {
             last_gc = Instant::now();
             match lock(&services).collect_conntrack(&ConntrackTimeouts::default()) {
@@ -201,7 +201,14 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
                 Err(err) => tracing::warn!(%err, "conntrack collection"),
             }
         }
-        desired.wait(TICK);
+        // Pods waiting for their sandbox: the next round at once.
+        let waiting = runtime
+            .as_ref()
+            .is_some_and(crate::pods::PodRuntime::has_waiting_sandboxes);
+        sandboxes_waiting.store(waiting, Ordering::SeqCst);
+        if !waiting {
+            desired.wait(TICK);
+        }
     }
     tracing::info!("stopping; programs stay attached and maps pinned");
     Ok(())
@@ -337,6 +344,9 @@ enum Report {
     Event(crate::pods::PodEvent),
 }
 
+/// Pod status writes the reporter keeps in flight at once.
+const STATUS_WRITES_IN_FLIGHT: usize = 16;
+
 /// Writes pod statuses (latest per pod wins; a conflict is retried with
 /// the fresh object) and pod events to the API from a thread of its own,
 /// so a slow API server never holds up the pods.
@@ -377,11 +387,22 @@ fn status_reporter(addr: String, node: String) -> tokio::sync::mpsc::UnboundedSe
                 for event in happened {
                     record_pod_event(recorder, event);
                 }
+                // Several writes in flight: the store commits what queued up
+                // together, so a burst of new pods is not reported one fsync
+                // at a time.
+                let mut writes = tokio::task::JoinSet::new();
                 for report in latest.into_values() {
-                    if let Err(err) = write_status(c, &report).await {
-                        tracing::warn!(pod = %report.name, %err, "reporting pod status");
+                    while writes.len() >= STATUS_WRITES_IN_FLIGHT {
+                        writes.join_next().await;
                     }
+                    let c = c.clone();
+                    writes.spawn(async move {
+                        if let Err(err) = write_status(&c, &report).await {
+                            tracing::warn!(pod = %report.name, %err, "reporting pod status");
+                        }
+                    });
                 }
+                while writes.join_next().await.is_some() {}
             }
         });
     });
@@ -437,6 +458,31 @@ fn lock(services: &Mutex<ServiceDataplane>) -> std::sync::MutexGuard<'_, Service
     services
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// How often the pod bridge's ports are looked at.
+const POD_PORT_POLL: Duration = Duration::from_millis(100);
+
+/// Attaches service translation to the pod bridge's ports as they appear,
+/// on a thread of its own. Every TCX attach waits for an RCU grace period
+/// (tens of milliseconds) with the kernel's RTNL lock held, which every
+/// veth the CNI plugin creates needs too: while pods wait for their
+/// sandboxes (`sandboxes_waiting`), attaching waits, so a burst of new
+/// pods is not slowed down by the ports of the pods before them.
+struct PodPortSync;
+
+impl PodPortSync {
+    fn spawn(mut dataplane: Dataplane, config: ServeConfig, sandboxes_waiting: Arc<AtomicBool>) {
+        std::thread::spawn(move || {
+            let mut known = BTreeSet::new();
+            while !STOP.load(Ordering::SeqCst) {
+                if !sandboxes_waiting.load(Ordering::SeqCst) {
+                    sync_pod_ports(&mut dataplane, &config, &mut known);
+                }
+                std::thread::sleep(POD_PORT_POLL);
+            }
+        });
+    }
 }
 
 /// Attaches translation to new ports of the pod bridge and forgets the

@@ -3,13 +3,16 @@
 //! `docs/benchmarks/dataplane.md`:
 //! 1. per-packet cost of the translation program ([`packet_cost`]);
 //! 2. new-connection rate and latency through a ClusterIP ([`connections`]);
-//! 3. programming time, full and per endpoint change ([`programming`]).
+//! 3. programming time, full and per endpoint change ([`programming`]);
+//! 4. store commit to maps written on every node, through the control
+//!    plane and the agents ([`store_to_nodes`]).
 
 mod connections;
 mod kube_proxy;
 mod packet_cost;
 mod programming;
 mod report;
+mod store_to_nodes;
 mod synthetic;
 
 use std::{path::PathBuf, time::Instant};
@@ -44,7 +47,7 @@ pub struct Options {
     only: Option<Part>,
 }
 
-/// The three parts of the benchmark.
+/// The parts of the benchmark.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
     /// Per-packet cost of the translation program.
@@ -53,6 +56,8 @@ pub enum Part {
     Programming,
     /// New connections through a ClusterIP.
     Connections,
+    /// Store commit to maps written on every node.
+    Sync,
 }
 
 /// How much of everything to do.
@@ -70,6 +75,8 @@ pub struct Plan {
     pub endpoint_changes: usize,
     /// Endpoint changes timed on iptables (part 3; each takes a while).
     pub iptables_changes: usize,
+    /// Endpoint changes timed from the store to every node (part 4).
+    pub sync_changes: usize,
     /// A smoke run.
     pub quick: bool,
 }
@@ -85,6 +92,7 @@ impl Plan {
                 concurrency: options.concurrency,
                 endpoint_changes: 50,
                 iptables_changes: 3,
+                sync_changes: 30,
                 quick: true,
             }
         } else {
@@ -95,6 +103,7 @@ impl Plan {
                 concurrency: options.concurrency,
                 endpoint_changes: 200,
                 iptables_changes: 10,
+                sync_changes: 200,
                 quick: false,
             }
         }
@@ -120,22 +129,29 @@ pub fn run(options: &Options) -> Result<()> {
             testapp.display()
         );
     }
+    let bin_dir = testapp
+        .parent()
+        .context("the binaries' directory")?
+        .to_path_buf();
     netns::sweep_stale();
     match options.only {
         Some(Part::Packets) => return packet_cost::measure(&plan).map(drop),
         Some(Part::Programming) => return programming::measure(&plan).map(drop),
         Some(Part::Connections) => return connections::measure(&plan, &testapp).map(drop),
+        Some(Part::Sync) => return store_to_nodes::measure(&plan, &bin_dir).map(drop),
         None => {}
     }
     let load_before = machine::load_average();
     let machine = Machine::describe();
     let started = Instant::now();
-    println!("== 1/3 per-packet cost of svc_from_pod (BPF_PROG_TEST_RUN)");
+    println!("== 1/4 per-packet cost of svc_from_pod (BPF_PROG_TEST_RUN)");
     let packets = packet_cost::measure(&plan)?;
-    println!("== 2/3 programming time");
+    println!("== 2/4 programming time");
     let programming = programming::measure(&plan)?;
-    println!("== 3/3 new connections through a ClusterIP");
+    println!("== 3/4 new connections through a ClusterIP");
     let connections = connections::measure(&plan, &testapp)?;
+    println!("== 4/4 store commit to maps written on every node");
+    let store_to_nodes = store_to_nodes::measure(&plan, &bin_dir)?;
     let text = report::render(&report::Inputs {
         machine: &machine,
         commit: options.commit.as_deref(),
@@ -143,16 +159,9 @@ pub fn run(options: &Options) -> Result<()> {
         packets: &packets,
         connections: &connections,
         programming: &programming,
+        store_to_nodes: &store_to_nodes,
         took: started.elapsed(),
         load: (load_before, machine::load_average()),
     });
-    if let Some(parent) = options.out.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    std::fs::write(&options.out, &text)
-        .with_context(|| format!("writing {}", options.out.display()))?;
-    println!("\n{text}");
-    println!("wrote {}", options.out.display());
-    Ok(())
+    crate::report_file::write(&options.out, &text)
 }

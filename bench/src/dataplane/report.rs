@@ -8,6 +8,7 @@ use super::{
     connections::{self, ConnResult, Target},
     packet_cost::{self, PacketCost},
     programming::{self, Programming},
+    store_to_nodes::{self, StoreToNodes},
 };
 use crate::machine::Machine;
 
@@ -25,6 +26,8 @@ pub struct Inputs<'a> {
     pub connections: &'a [ConnResult],
     /// Part 3.
     pub programming: &'a Programming,
+    /// Part 4.
+    pub store_to_nodes: &'a StoreToNodes,
     /// Wall time of the whole run.
     pub took: Duration,
     /// 1-minute load average at the start and the end.
@@ -46,6 +49,7 @@ pub fn render(inputs: &Inputs<'_>) -> String {
     packets(&mut out, inputs.packets);
     connections_section(&mut out, inputs.connections);
     programming_section(&mut out, inputs.programming);
+    store_to_nodes_section(&mut out, inputs.store_to_nodes);
     how_measured(&mut out, inputs);
     out
 }
@@ -180,6 +184,16 @@ fn goals(out: &mut String, inputs: &Inputs<'_>) {
         duration(p.iptables_change.1),
         ratio(p.rudder_change.1, p.iptables_change.1),
         met(p.rudder_change.1 < Duration::from_millis(1))
+    );
+    let sync = inputs.store_to_nodes;
+    let _ = writeln!(
+        out,
+        "| store commit → maps written on every node ({} agents), p99, {} services present \
+         (issue 5) | {:.1} ms | | | < 100 ms | {} |",
+        store_to_nodes::NODES,
+        int(store_to_nodes::SERVICES),
+        sync.every_node.1,
+        met(sync.every_node.1 < 100.0)
     );
     out.push('\n');
 }
@@ -327,6 +341,45 @@ fn programming_section(out: &mut String, p: &Programming) {
     out.push('\n');
 }
 
+fn store_to_nodes_section(out: &mut String, sync: &StoreToNodes) {
+    let _ = writeln!(
+        out,
+        "## 4. Store commit to maps written on every node, {} services\n",
+        int(store_to_nodes::SERVICES)
+    );
+    let _ = writeln!(
+        out,
+        "{} changes of one Endpoints object; times from sending the write to the API server.\n",
+        sync.changes
+    );
+    let _ = writeln!(out, "| from the write sent to | p50 | p99 |");
+    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| the write acknowledged (committed and fsynced by the store) | {:.1} ms | {:.1} ms |",
+        sync.acknowledged.0, sync.acknowledged.1
+    );
+    for (n, (p50, p99)) in sync.per_node.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "| node{}'s maps written | {p50:.1} ms | {p99:.1} ms |",
+            n + 1
+        );
+    }
+    let _ = writeln!(
+        out,
+        "| **every node's maps written** (slowest: {:.1} ms) | **{:.1} ms** | **{:.1} ms** |",
+        sync.every_node.2, sync.every_node.0, sync.every_node.1
+    );
+    let _ = writeln!(
+        out,
+        "\nInstalling the {} Services and Endpoints through the API (64 creates in flight) until \
+         both nodes' maps held them all took {:.1} s.\n",
+        int(store_to_nodes::SERVICES),
+        sync.install.as_secs_f64()
+    );
+}
+
 fn how_measured(out: &mut String, inputs: &Inputs<'_>) {
     let plan = inputs.plan;
     let _ = writeln!(out, "## How measured\n");
@@ -393,6 +446,27 @@ fn how_measured(out: &mut String, inputs: &Inputs<'_>) {
              `ip netns exec`. Only the nat table is written (kube-proxy also rewrites its \
              filter chains), which favours the reference.",
             plan.endpoint_changes, plan.iptables_changes
+        ),
+        format!(
+            "**Part 4.** The whole path: `rudder-controlplane` (single node, fsyncing store) and \
+             {nodes} node hosts running `rudder-agent serve --controlplane`, built with the tests' \
+             `rudder_tests::control` fixture from the release binaries. {services} Services \
+             without a selector (ClusterIP, one TCP port) and their Endpoints (three placeholder \
+             addresses each) are created through the gRPC API; the agents receive them on the \
+             node-sync stream and program their maps. Then one Endpoints object (the service in \
+             the middle of the list) is updated {changes} times, each time with one address \
+             replaced by a new one, {gap} ms apart. Each change is timed from just before the \
+             update request is sent to the API server (so the store's commit and fsync are \
+             inside the time; the acknowledgement row shows their share) until each node's \
+             pinned maps, read by the benchmark every 50 µs (a frontend lookup, the service's \
+             slots and their backends), list the new address. *Every node* is the later of the \
+             nodes for each change. There is no reference run here: kube-proxy batches changes \
+             behind its `minSyncPeriod` rate limit, so its figure would measure that setting; \
+             part 3 compares the map write itself with iptables-restore.",
+            nodes = store_to_nodes::NODES,
+            services = int(store_to_nodes::SERVICES),
+            changes = plan.sync_changes,
+            gap = store_to_nodes::CHANGE_GAP.as_millis(),
         ),
     ];
     for line in lines {

@@ -1,18 +1,13 @@
-//! `cargo xtask bench cni`: rudder-cni against the reference bridge +
-//! host-local plugins (ADD/DEL latency over 200 sandboxes), measured by
-//! `cni-bench` in identical test hosts; writes docs/benchmarks/cni.md.
+//! `cargo xtask bench cni`: rudder-cni and the pods it wires against the
+//! reference bridge + host-local plugins: ADD/DEL latency, pod-to-pod
+//! throughput and request/response rate, and pod startup through the whole
+//! path (control plane, scheduler, agents). Builds the kernel programs and
+//! the release binaries, then runs `rudder-bench cni`, which writes
+//! `docs/benchmarks/cni.md`. Needs root; takes a few minutes.
 
 use anyhow::Result;
 
-use crate::shell;
-
 /// Runs the CNI benchmark.
 pub fn run() -> Result<()> {
-    shell::run(shell::cargo().args(["build", "--release", "-p", "rudder-cni", "--bins"]))?;
-    let root = shell::workspace_root();
-    shell::run(
-        std::process::Command::new(root.join("target/release/cni-bench"))
-            .arg("--output")
-            .arg(root.join("docs/benchmarks/cni.md")),
-    )
+    super::dataplane::run_bench("cni", "docs/benchmarks/cni.md")
 }

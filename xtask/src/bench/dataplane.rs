@@ -15,16 +15,20 @@ use crate::{build_ebpf, shell};
 
 /// Runs the dataplane benchmark.
 pub fn run() -> Result<()> {
+    run_bench("dataplane", "docs/benchmarks/dataplane.md")
+}
+
+/// Builds the kernel programs and the release binaries, then runs
+/// `rudder-bench <name> --out <report>` (also for the other benchmarks that
+/// link the agent).
+pub fn run_bench(name: &str, report: &str) -> Result<()> {
     build_ebpf::run()?;
     shell::run(shell::cargo().args(["build", "--release", "--workspace", "--bins"]))?;
     let root = shell::workspace_root();
     let bench = target_dir().join("release/rudder-bench");
-    let report = root.join("docs/benchmarks/dataplane.md");
+    let report = root.join(report);
     let mut cmd = Command::new(bench);
-    cmd.current_dir(&root)
-        .arg("dataplane")
-        .arg("--out")
-        .arg(&report);
+    cmd.current_dir(&root).arg(name).arg("--out").arg(&report);
     if let Some(commit) =
         shell::output(
             Command::new("git")
