@@ -94,11 +94,6 @@ fn kv_to_pb(kv: KeyValue) -> mvccpb::KeyValue {
 }
 
 fn range_from_pb(req: pb::RangeRequest) -> Result<RangeRequest, Status> {
-    if req.revision != 0 {
-        return Err(Status::invalid_argument(
-            "range at a past revision is not supported by rudder's store; read the current state",
-        ));
-    }
     Ok(RangeRequest {
         range: KeyRange {
             key: req.key,
@@ -107,6 +102,7 @@ fn range_from_pb(req: pb::RangeRequest) -> Result<RangeRequest, Status> {
         limit: req.limit,
         keys_only: req.keys_only,
         count_only: req.count_only,
+        revision: req.revision,
     })
 }
 

@@ -238,12 +238,11 @@ impl Store {
     /// [`WatchError::Compacted`] when `start_revision` is older than the
     /// history kept, [`WatchError::FutureRevision`] when it has not happened.
     pub fn watch(&self, range: KeyRange, start_revision: i64) -> Result<Watcher, WatchError> {
-        watch::spawn(
+        watch::start(
             self.inner.state.mvcc().clone(),
             self.inner.state.hub().clone(),
             range,
             start_revision,
-            self.inner.config.watch_queue,
         )
     }
 
