@@ -411,6 +411,16 @@ impl Consensus for SingleNode {
         true
     }
 
+    fn lease_keep_alive(&self, id: i64) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        let ttl = self.state.leases().keep_alive(id, Instant::now());
+        Box::pin(async move { Ok(ttl) })
+    }
+
+    fn lease_remaining(&self, id: i64) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        let left = self.state.leases().remaining(id, Instant::now());
+        Box::pin(async move { Ok(left) })
+    }
+
     fn status(&self) -> ReplicaStatus {
         ReplicaStatus {
             id: 1,
