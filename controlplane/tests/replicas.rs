@@ -2,7 +2,8 @@
 //! with SIGKILL while clients write through every replica, and the recorded
 //! history must show that every acknowledged write survived, none was
 //! applied twice, and every watcher saw the same ordered sequence. The
-//! killed replica then restarts and catches up.
+//! killed replica then restarts and catches up. Leases, writes and reads
+//! at a past revision work through a follower.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -17,8 +18,10 @@ use std::{
 
 use rudder_kvstore::proto::{
     etcdserverpb::{
-        PutRequest, RangeRequest, WatchCreateRequest, WatchRequest, kv_client::KvClient,
-        watch_client::WatchClient, watch_request::RequestUnion,
+        LeaseGrantRequest, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseRevokeRequest,
+        LeaseTimeToLiveRequest, PutRequest, RangeRequest, WatchCreateRequest, WatchRequest,
+        kv_client::KvClient, lease_client::LeaseClient, watch_client::WatchClient,
+        watch_request::RequestUnion,
     },
     raft::{StatusRequest, raft_transport_client::RaftTransportClient},
 };
@@ -366,4 +369,144 @@ async fn leader_killed_mid_writes_loses_no_acknowledged_write() {
         .into_inner()
         .count;
     assert_eq!(usize::try_from(count).expect("count"), stored.len());
+}
+
+/// Whether `key` exists, read (linearizably) through replica `addr`.
+async fn exists(addr: &str, key: &[u8]) -> bool {
+    let mut kv = KvClient::new(channel(addr).await.expect("replica reachable"));
+    let response = kv
+        .range(RangeRequest {
+            key: key.to_vec(),
+            ..RangeRequest::default()
+        })
+        .await
+        .expect("range")
+        .into_inner();
+    response.count == 1
+}
+
+/// The next keep-alive answer, failing the test rather than hanging.
+async fn next_answer(
+    answers: &mut tonic::Streaming<LeaseKeepAliveResponse>,
+) -> LeaseKeepAliveResponse {
+    tokio::time::timeout(Duration::from_secs(10), answers.message())
+        .await
+        .expect("keep-alive answered in 10 s")
+        .expect("keep-alive answered")
+        .expect("keep-alive stream open")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_writes_and_past_reads_work_through_a_follower() {
+    let cluster = Cluster::start();
+    let addrs = cluster.addrs.clone();
+    let leader = agreed_leader(&addrs, &[0, 1, 2], Duration::from_secs(30)).await;
+    let follower = &addrs[(leader + 1) % 3];
+    let through_follower = channel(follower).await.expect("follower reachable");
+    let mut lease = LeaseClient::new(through_follower.clone());
+    let mut kv = KvClient::new(through_follower);
+
+    let granted = lease
+        .lease_grant(LeaseGrantRequest { ttl: 2, id: 0 })
+        .await
+        .expect("grant through a follower")
+        .into_inner();
+    assert!(granted.id > 0);
+    let key = b"/leases/node-a".to_vec();
+    let written = kv
+        .put(PutRequest {
+            key: key.clone(),
+            value: b"heartbeat".to_vec(),
+            lease: granted.id,
+            ..PutRequest::default()
+        })
+        .await
+        .expect("write through a follower")
+        .into_inner();
+    let written_at = written.header.expect("header").revision;
+
+    // Keep-alives sent only to the follower hold the lease well past its
+    // TTL: they reach the leader, which keeps the deadlines.
+    let (keep_alive, requests) = tokio::sync::mpsc::channel(4);
+    let mut answers = lease
+        .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(requests))
+        .await
+        .expect("keep-alive stream through a follower")
+        .into_inner();
+    let held_until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < held_until {
+        keep_alive
+            .send(LeaseKeepAliveRequest { id: granted.id })
+            .await
+            .expect("send keep-alive");
+        let answer = next_answer(&mut answers).await;
+        assert_eq!((answer.id, answer.ttl), (granted.id, 2));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    assert!(
+        exists(&addrs[leader], &key).await,
+        "kept-alive lease expired"
+    );
+    keep_alive
+        .send(LeaseKeepAliveRequest {
+            id: granted.id + 1000,
+        })
+        .await
+        .expect("send keep-alive");
+    let unknown = next_answer(&mut answers).await;
+    assert_eq!(
+        unknown.ttl, 0,
+        "an unknown lease answers TTL 0, as etcd does"
+    );
+
+    let ttl = lease
+        .lease_time_to_live(LeaseTimeToLiveRequest {
+            id: granted.id,
+            keys: true,
+        })
+        .await
+        .expect("time to live through a follower")
+        .into_inner();
+    assert_eq!(ttl.granted_ttl, 2);
+    assert!((0..=2).contains(&ttl.ttl), "remaining TTL {}", ttl.ttl);
+    assert_eq!(ttl.keys, vec![key.clone()]);
+
+    // Reads at a past revision, through the follower.
+    let revoked = lease
+        .lease_revoke(LeaseRevokeRequest { id: granted.id })
+        .await
+        .expect("revoke through a follower")
+        .into_inner();
+    let revoked_at = revoked.header.expect("header").revision;
+    for addr in &addrs {
+        assert!(
+            !exists(addr, &key).await,
+            "revoked lease's key still on {addr}"
+        );
+    }
+    let past = kv
+        .range(RangeRequest {
+            key: key.clone(),
+            revision: written_at,
+            ..RangeRequest::default()
+        })
+        .await
+        .expect("read at a past revision")
+        .into_inner();
+    assert_eq!(
+        past.kvs.len(),
+        1,
+        "the key as it was at revision {written_at}"
+    );
+    assert_eq!(past.kvs[0].value, b"heartbeat");
+    let future = kv
+        .range(RangeRequest {
+            key,
+            revision: revoked_at + 100,
+            ..RangeRequest::default()
+        })
+        .await
+        .expect_err("a future revision is refused");
+    assert_eq!(future.code(), tonic::Code::OutOfRange);
+    assert!(future.message().contains("future"), "{}", future.message());
 }

@@ -38,6 +38,15 @@ pub(crate) trait Consensus: Send + Sync {
     /// Whether this replica leads (runs lease expiry and compaction).
     fn is_leader(&self) -> bool;
 
+    /// Restarts lease `id`'s TTL where deadlines are kept (the leader,
+    /// asked through this replica); returns the TTL, `None` for a lease the
+    /// leader does not know.
+    fn lease_keep_alive(&self, id: i64) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
+
+    /// Seconds left of lease `id` as the leader counts them, `None` for a
+    /// lease the leader does not know.
+    fn lease_remaining(&self, id: i64) -> BoxFuture<'_, Result<Option<i64>, StoreError>>;
+
     /// Who leads, as far as this replica knows.
     fn status(&self) -> ReplicaStatus;
 

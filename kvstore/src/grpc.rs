@@ -94,11 +94,6 @@ fn kv_to_pb(kv: KeyValue) -> mvccpb::KeyValue {
 }
 
 fn range_from_pb(req: pb::RangeRequest) -> Result<RangeRequest, Status> {
-    if req.revision != 0 {
-        return Err(Status::invalid_argument(
-            "range at a past revision is not supported by rudder's store; read the current state",
-        ));
-    }
     Ok(RangeRequest {
         range: KeyRange {
             key: req.key,
@@ -107,6 +102,7 @@ fn range_from_pb(req: pb::RangeRequest) -> Result<RangeRequest, Status> {
         limit: req.limit,
         keys_only: req.keys_only,
         count_only: req.count_only,
+        revision: req.revision,
     })
 }
 
@@ -485,19 +481,22 @@ impl pb::lease_server::Lease for EtcdApi {
         request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let api = self.clone();
-        let stream = request.into_inner().map(move |request| {
-            let request = request?;
-            let ttl = match api.store.lease_keep_alive(request.id) {
-                Ok(ttl) => ttl,
-                // etcd reports an unknown lease as TTL 0 on the stream.
-                Err(StoreError::LeaseNotFound(_)) => 0,
-                Err(err) => return Err(status_of(err)),
-            };
-            Ok(pb::LeaseKeepAliveResponse {
-                header: api.header(api.store.revision()),
-                id: request.id,
-                ttl,
-            })
+        let stream = futures::StreamExt::then(request.into_inner(), move |request| {
+            let api = api.clone();
+            async move {
+                let request = request?;
+                let ttl = match api.store.lease_keep_alive(request.id).await {
+                    Ok(ttl) => ttl,
+                    // etcd reports an unknown lease as TTL 0 on the stream.
+                    Err(StoreError::LeaseNotFound(_)) => 0,
+                    Err(err) => return Err(status_of(err)),
+                };
+                Ok(pb::LeaseKeepAliveResponse {
+                    header: api.header(api.store.revision()),
+                    id: request.id,
+                    ttl,
+                })
+            }
         });
         Ok(Response::new(Box::pin(stream)))
     }

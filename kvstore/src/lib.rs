@@ -24,6 +24,7 @@ mod error;
 pub mod grpc;
 mod lease;
 mod mvcc;
+mod overlay;
 pub mod raft;
 mod single;
 mod state;

@@ -1,17 +1,24 @@
-//! The single-replica store: proposals go straight to the state machine
-//! through one writer thread that commits them in batches.
+//! The single-replica store: proposals go to one writer thread that commits
+//! them in batches.
 //!
-//! Group commit: while one batch waits for its fsync, new proposals queue
-//! up; the writer takes all of them (up to [`MAX_BATCH`]) into the next
-//! batch, so concurrent clients share one fsync. A batch is appended to the
-//! write-ahead log ([`crate::wal`]) and synced, then applied to redb without
-//! fsync; every proposal is answered only after its batch is in the log.
-//! redb is made durable at checkpoints (every [`CHECKPOINT_EVERY`], when the
-//! log is full, and at shutdown), after which the log starts over.
+//! Group commit, as etcd does it: while one batch is being synced, new
+//! proposals queue up, and the writer takes all of them (up to
+//! [`MAX_BATCH`] / [`MAX_BATCH_BYTES`]) as the next batch the moment the
+//! sync returns. No timer: a lone client pays for one sync, many clients
+//! share one.
+//!
+//! A batch is staged (its results computed against the current state),
+//! appended to the write-ahead log ([`crate::wal`]) and `fdatasync`ed, and
+//! only then published: readers and watchers see it and its proposers get
+//! their answers. Its changes to the tables stay in memory as a pending
+//! layer ([`crate::overlay`]) until a flusher thread writes them into redb,
+//! many batches in one fsynced transaction (every [`FLUSH_INTERVAL`] or
+//! [`FLUSH_ROWS`]). That is off the writer's path, so no write ever waits
+//! for redb; once redb has a segment's records, the log may reuse it.
 
 use std::{
     path::Path,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc as std_mpsc},
     thread,
     time::{Duration, Instant},
 };
@@ -23,16 +30,24 @@ use crate::{
     consensus::{Consensus, ReplicaStatus},
     error::StoreError,
     mvcc::Mvcc,
+    overlay::Layer,
     state::StateMachine,
-    types::{Command, CommandResult},
-    wal::Wal,
+    types::{Command, CommandResult, CompareTarget, Op},
+    wal::{SEGMENT_SIZE, Wal},
 };
 
-/// Most proposals one write transaction takes.
+/// Most proposals one batch takes.
 const MAX_BATCH: usize = 1024;
 
-/// How often redb is made durable so the log can start over.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A batch stops taking proposals once their keys and values add up to
+/// this, so it always fits a log segment.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// Pending changes are written into redb at least this often...
+const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+
+/// ...or once this many rows are pending.
+const FLUSH_ROWS: usize = 16384;
 
 struct Proposal {
     command: Command,
@@ -51,7 +66,7 @@ impl SingleNode {
     /// Replays the write-ahead log in `data_dir` into `state`, then starts
     /// the writer thread.
     pub fn start(state: Arc<StateMachine>, data_dir: &Path) -> Result<Self, StoreError> {
-        let mut writer = Writer::recover(state.clone(), &data_dir.join("wal"))?;
+        let mut writer = Writer::recover(state.clone(), data_dir)?;
         let (proposals, receiver) = mpsc::channel(MAX_BATCH * 4);
         let writer = thread::Builder::new()
             .name("rudder-store-writer".to_owned())
@@ -65,25 +80,106 @@ impl SingleNode {
     }
 }
 
-/// The writer thread's state: the log and how far it got.
+fn storage(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Storage(format!("write-ahead log: {err}"))
+}
+
+/// Pending changes handed to the flusher, and the last log record in them.
+struct FlushJob {
+    layer: Layer,
+    seq: i64,
+}
+
+/// The thread that writes pending changes into redb.
+struct Flusher {
+    jobs: Option<std_mpsc::Sender<FlushJob>>,
+    done: std_mpsc::Receiver<(FlushJob, Result<(), StoreError>)>,
+    thread: Option<thread::JoinHandle<()>>,
+    /// Whether a job is under way.
+    busy: bool,
+    /// A job that failed, to try again.
+    failed: Option<FlushJob>,
+}
+
+impl Flusher {
+    fn start(mvcc: Arc<Mvcc>) -> Result<Self, StoreError> {
+        let (jobs, receiver) = std_mpsc::channel::<FlushJob>();
+        let (report, done) = std_mpsc::channel();
+        let thread = thread::Builder::new()
+            .name("rudder-store-flusher".to_owned())
+            .spawn(move || {
+                for job in receiver {
+                    let result = mvcc.write_frozen(&job.layer);
+                    if report.send((job, result)).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|err| StoreError::Storage(format!("starting the flusher thread: {err}")))?;
+        Ok(Self {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            busy: false,
+            failed: None,
+        })
+    }
+
+    fn send(&mut self, job: FlushJob) {
+        if let Some(jobs) = &self.jobs {
+            match jobs.send(job) {
+                Ok(()) => self.busy = true,
+                Err(std_mpsc::SendError(job)) => self.failed = Some(job),
+            }
+        }
+    }
+
+    /// The outcome of the job under way: `None` if there is none, or (not
+    /// `wait`ing) it has not finished.
+    fn outcome(&mut self, wait: bool) -> Option<(FlushJob, Result<(), StoreError>)> {
+        if !self.busy {
+            return None;
+        }
+        let outcome = if wait {
+            self.done.recv().ok()
+        } else {
+            self.done.try_recv().ok()
+        };
+        if outcome.is_some() {
+            self.busy = false;
+        }
+        outcome
+    }
+
+    fn stop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread's state: the log and how far it and redb got.
 struct Writer {
     state: Arc<StateMachine>,
     wal: Wal,
     /// Sequence number of the last record appended.
     seq: i64,
-    last_checkpoint: Instant,
-}
-
-fn storage(err: impl std::fmt::Display) -> StoreError {
-    StoreError::Storage(format!("write-ahead log: {err}"))
+    /// Every record up to this one is durable in redb.
+    durable_seq: i64,
+    flusher: Flusher,
+    /// When the oldest change not yet handed to the flusher was published.
+    pending_since: Option<Instant>,
+    /// Rows pending (not yet handed to the flusher).
+    pending_rows: usize,
 }
 
 impl Writer {
-    /// Opens the log and re-applies what redb lost in a crash (every record
-    /// newer than redb's durable sequence number), then checkpoints.
-    fn recover(state: Arc<StateMachine>, path: &Path) -> Result<Self, StoreError> {
-        let (wal, records) = Wal::open(path).map_err(storage)?;
-        let durable = state.mvcc().wal_seq()?;
+    /// Opens the log and re-applies what redb lacks (every record newer
+    /// than redb's durable sequence number), then writes it into redb.
+    fn recover(state: Arc<StateMachine>, data_dir: &Path) -> Result<Self, StoreError> {
+        let (wal, records) = Wal::open(data_dir).map_err(storage)?;
+        let durable = state.mvcc().durable_wal_seq()?;
         let mut seq = durable;
         let mut replayed = 0usize;
         for record in records {
@@ -91,63 +187,46 @@ impl Writer {
                 continue;
             }
             if record.seq != seq + 1 {
-                // A gap means the rest belongs to an older cycle of the log.
+                // A gap: what follows was never acknowledged.
                 break;
             }
             let commands: Vec<Command> = postcard::from_bytes(&record.payload).map_err(storage)?;
-            state.apply(&commands, false, |txn| Mvcc::set_wal_seq(txn, record.seq))?;
+            let staged = state.stage(&commands)?;
+            state.publish_logged(&commands, staged, record.seq);
             seq = record.seq;
             replayed += commands.len();
+        }
+        // The log starts over at its first segment: redb must hold all of
+        // it first.
+        if let Some(layer) = state.mvcc().freeze_pending() {
+            state.mvcc().write_frozen(&layer)?;
         }
         if replayed > 0 {
             tracing::info!(writes = replayed, "replayed the write-ahead log");
         }
-        let mut writer = Self {
+        let flusher = Flusher::start(state.mvcc().clone())?;
+        Ok(Self {
             state,
             wal,
             seq,
-            last_checkpoint: Instant::now(),
-        };
-        writer.checkpoint()?;
-        Ok(writer)
-    }
-
-    /// Makes redb durable up to the last record, so the log can start over.
-    fn checkpoint(&mut self) -> Result<(), StoreError> {
-        let seq = self.seq;
-        self.state
-            .apply(&[], true, |txn| Mvcc::set_wal_seq(txn, seq))?;
-        self.wal.restart();
-        self.last_checkpoint = Instant::now();
-        Ok(())
+            durable_seq: seq,
+            flusher,
+            pending_since: None,
+            pending_rows: 0,
+        })
     }
 
     fn run(&mut self, mut receiver: mpsc::Receiver<Proposal>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        loop {
-            let first = if self.last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                // Idle or not, checkpoint on time so the log stays short.
-                if let Err(err) = self.checkpoint() {
-                    tracing::error!(error = %err, "checkpoint failed");
-                }
-                match receiver.try_recv() {
-                    Ok(proposal) => proposal,
-                    Err(mpsc::error::TryRecvError::Empty) => match receiver.blocking_recv() {
-                        Some(proposal) => proposal,
-                        None => break,
-                    },
-                    Err(mpsc::error::TryRecvError::Disconnected) => break,
-                }
-            } else {
-                match receiver.blocking_recv() {
-                    Some(proposal) => proposal,
-                    None => break,
-                }
-            };
+        while let Some(first) = receiver.blocking_recv() {
+            let mut bytes = size_hint(&first.command);
             batch.push(first);
-            while batch.len() < MAX_BATCH {
+            while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                 match receiver.try_recv() {
-                    Ok(proposal) => batch.push(proposal),
+                    Ok(proposal) => {
+                        bytes += size_hint(&proposal.command);
+                        batch.push(proposal);
+                    }
                     Err(_) => break,
                 }
             }
@@ -168,34 +247,140 @@ impl Writer {
                     }
                 }
             }
+            self.flush_if_due(false);
         }
-        if let Err(err) = self.checkpoint() {
-            tracing::error!(error = %err, "final checkpoint failed");
-        }
+        // Leave redb complete, so the next start has nothing to replay.
+        self.finish_flush();
+        self.flush_if_due(true);
+        self.finish_flush();
+        self.flusher.stop();
         tracing::debug!("store writer stopped");
     }
 
-    /// Logs a batch durably, then applies it.
+    /// Stages a batch, logs it durably, then publishes it.
     fn commit(
         &mut self,
         commands: &[Command],
     ) -> Result<Vec<Result<CommandResult, StoreError>>, StoreError> {
+        let staged = self.state.stage(commands)?;
         let payload = postcard::to_allocvec(commands).map_err(storage)?;
-        if !self.wal.fits(payload.len()) {
-            self.checkpoint()?;
-            if !self.wal.fits(payload.len()) {
-                return Err(StoreError::InvalidRequest(format!(
-                    "a batch of {} bytes does not fit the {} MiB write-ahead log",
-                    payload.len(),
-                    crate::wal::WAL_SIZE >> 20
-                )));
-            }
-        }
+        self.make_room(payload.len())?;
         let seq = self.seq + 1;
         self.wal.append(seq, &payload).map_err(storage)?;
         self.seq = seq;
-        self.state
-            .apply(commands, false, |txn| Mvcc::set_wal_seq(txn, seq))
+        let (results, rows) = self.state.publish_logged(commands, staged, seq);
+        self.pending_rows = rows;
+        self.pending_since.get_or_insert_with(Instant::now);
+        Ok(results)
+    }
+
+    /// Makes sure the current log segment has room for a record of `len`
+    /// bytes: if not, waits for redb to hold the other segment, and moves
+    /// there.
+    fn make_room(&mut self, len: usize) -> Result<(), StoreError> {
+        if self.wal.fits(len) {
+            return Ok(());
+        }
+        if !Wal::could_ever_fit(len) {
+            return Err(StoreError::InvalidRequest(format!(
+                "a batch of {len} bytes does not fit a {} MiB write-ahead log segment",
+                SEGMENT_SIZE >> 20
+            )));
+        }
+        self.finish_flush();
+        self.flush_if_due(true);
+        if self.wal.fits(len) {
+            return Ok(());
+        }
+        Err(StoreError::Storage(
+            "the write-ahead log is full because the state database cannot be written; see the earlier errors".to_owned(),
+        ))
+    }
+
+    /// Waits for the flusher to finish what it is doing, retrying a failed
+    /// job once.
+    fn finish_flush(&mut self) {
+        for _ in 0..2 {
+            if let Some(outcome) = self.flusher.outcome(true) {
+                self.record_flush(outcome);
+            }
+            match self.flusher.failed.take() {
+                Some(job) => self.flusher.send(job),
+                None => return,
+            }
+        }
+        if let Some(outcome) = self.flusher.outcome(true) {
+            self.record_flush(outcome);
+        }
+    }
+
+    fn record_flush(&mut self, (job, result): (FlushJob, Result<(), StoreError>)) {
+        match result {
+            Ok(()) => self.durable_seq = self.durable_seq.max(job.seq),
+            Err(err) => {
+                tracing::error!(error = %err, "writing pending changes into the state database failed; will retry");
+                self.flusher.failed = Some(job);
+            }
+        }
+    }
+
+    /// Hands the pending changes to the flusher when they are due (or
+    /// `force`) and it is idle, moving appends to the other log segment.
+    fn flush_if_due(&mut self, force: bool) {
+        if let Some(outcome) = self.flusher.outcome(false) {
+            self.record_flush(outcome);
+        }
+        if self.flusher.busy {
+            return;
+        }
+        if let Some(job) = self.flusher.failed.take() {
+            self.flusher.send(job);
+            return;
+        }
+        let Some(since) = self.pending_since else {
+            return;
+        };
+        let due = force
+            || self.pending_rows >= FLUSH_ROWS
+            || since.elapsed() >= FLUSH_INTERVAL
+            || self.wal.used() >= SEGMENT_SIZE / 2;
+        // The other segment holds only records the last flush made durable.
+        if !due || !self.wal.switch(self.durable_seq) {
+            return;
+        }
+        self.pending_since = None;
+        self.pending_rows = 0;
+        if let Some(layer) = self.state.mvcc().freeze_pending() {
+            self.flusher.send(FlushJob {
+                layer,
+                seq: self.seq,
+            });
+        }
+    }
+}
+
+/// Roughly how many bytes `command` adds to a log record.
+fn size_hint(command: &Command) -> usize {
+    match command {
+        Command::Txn(txn) => txn
+            .success
+            .iter()
+            .chain(&txn.failure)
+            .map(|op| match op {
+                Op::Put(put) => put.key.len() + put.value.len(),
+                Op::Range(range) => range.range.key.len() + range.range.range_end.len(),
+                Op::Delete(delete) => delete.range.key.len() + delete.range.range_end.len(),
+            })
+            .chain(txn.compare.iter().map(|compare| {
+                compare.key.len()
+                    + match &compare.target {
+                        CompareTarget::Value(value) => value.len(),
+                        _ => 8,
+                    }
+            }))
+            .sum::<usize>()
+            .saturating_add(16),
+        _ => 16,
     }
 }
 
@@ -217,13 +402,23 @@ impl Consensus for SingleNode {
     }
 
     fn read_barrier(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        // Writes are answered only once committed, and reads see every
-        // committed transaction: a single replica is linearizable as is.
+        // Writes are answered only once published, and reads see every
+        // published write: a single replica is linearizable as is.
         Box::pin(async { Ok(()) })
     }
 
     fn is_leader(&self) -> bool {
         true
+    }
+
+    fn lease_keep_alive(&self, id: i64) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        let ttl = self.state.leases().keep_alive(id, Instant::now());
+        Box::pin(async move { Ok(ttl) })
+    }
+
+    fn lease_remaining(&self, id: i64) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        let left = self.state.leases().remaining(id, Instant::now());
+        Box::pin(async move { Ok(left) })
     }
 
     fn status(&self) -> ReplicaStatus {

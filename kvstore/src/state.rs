@@ -8,8 +8,8 @@ use redb::WriteTransaction;
 use crate::{
     error::StoreError,
     lease::LeaseClock,
-    mvcc::Mvcc,
-    types::{Command, CommandResult},
+    mvcc::{Mvcc, Staged},
+    types::{Command, CommandResult, RevisionEvents},
     watch::WatchHub,
 };
 
@@ -60,18 +60,60 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Applies `commands` in one transaction, then publishes their events
-    /// and updates lease deadlines. See [`Mvcc::apply`] for the arguments.
-    pub fn apply(
+    /// Applies `commands` without changing anything yet: their results,
+    /// events and changes, for [`StateMachine::publish`] once durable.
+    pub fn stage(&self, commands: &[Command]) -> Result<Staged, StoreError> {
+        self.mvcc.stage(commands)
+    }
+
+    /// Makes staged changes visible to readers and watchers (their
+    /// write-ahead-log record `wal_seq` is durable); returns the results
+    /// and how many rows are pending for redb.
+    pub fn publish_logged(
         &self,
         commands: &[Command],
-        durable: bool,
+        staged: Staged,
+        wal_seq: i64,
+    ) -> (Vec<Result<CommandResult, StoreError>>, usize) {
+        let Staged {
+            delta,
+            results,
+            events,
+        } = staged;
+        let pending = self.mvcc.add_pending(delta, wal_seq);
+        self.announce(commands, &results, &events);
+        (results, pending)
+    }
+
+    /// Applies `commands` and writes them into redb in one fsynced
+    /// transaction, with `extra` writing further tables in the same one
+    /// (Raft's applied log id); then publishes their events and updates
+    /// lease deadlines.
+    pub fn apply_durably(
+        &self,
+        commands: &[Command],
         extra: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>,
     ) -> Result<Vec<Result<CommandResult, StoreError>>, StoreError> {
-        let applied = self.mvcc.apply(commands, durable, extra)?;
-        self.hub.publish(&applied.events);
+        let Staged {
+            delta,
+            results,
+            events,
+        } = self.mvcc.stage(commands)?;
+        self.mvcc.write_durably(&delta, extra)?;
+        self.announce(commands, &results, &events);
+        Ok(results)
+    }
+
+    /// Tells the watchers and the lease clock about applied commands.
+    fn announce(
+        &self,
+        commands: &[Command],
+        results: &[Result<CommandResult, StoreError>],
+        events: &[RevisionEvents],
+    ) {
+        self.hub.publish(events);
         let now = Instant::now();
-        for (command, result) in commands.iter().zip(&applied.results) {
+        for (command, result) in commands.iter().zip(results) {
             match (command, result) {
                 (Command::LeaseGrant { .. }, Ok(CommandResult::LeaseGranted { id, ttl, .. })) => {
                     self.leases.grant(*id, *ttl, now);
@@ -80,6 +122,5 @@ impl StateMachine {
                 _ => {}
             }
         }
-        Ok(applied.results)
     }
 }

@@ -238,12 +238,11 @@ impl Store {
     /// [`WatchError::Compacted`] when `start_revision` is older than the
     /// history kept, [`WatchError::FutureRevision`] when it has not happened.
     pub fn watch(&self, range: KeyRange, start_revision: i64) -> Result<Watcher, WatchError> {
-        watch::spawn(
+        watch::start(
             self.inner.state.mvcc().clone(),
             self.inner.state.hub().clone(),
             range,
             start_revision,
-            self.inner.config.watch_queue,
         )
     }
 
@@ -267,17 +266,17 @@ impl Store {
         Ok(self.propose(Command::LeaseRevoke { id }).await?.revision())
     }
 
-    /// Restarts a lease's TTL; returns the TTL.
+    /// Restarts a lease's TTL; returns the TTL. On a follower the leader
+    /// (which keeps the deadlines) is asked.
     ///
     /// # Errors
-    /// [`StoreError::LeaseNotFound`]; [`StoreError::NotLeader`] on a follower
-    /// (deadlines live on the leader).
-    pub fn lease_keep_alive(&self, id: i64) -> Result<i64, StoreError> {
-        self.require_leader()?;
+    /// [`StoreError::LeaseNotFound`]; [`StoreError::NotLeader`] /
+    /// [`StoreError::Unavailable`] when no leader can be reached.
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<i64, StoreError> {
         self.inner
-            .state
-            .leases()
-            .keep_alive(id, Instant::now())
+            .consensus
+            .lease_keep_alive(id)
+            .await?
             .ok_or(StoreError::LeaseNotFound(id))
     }
 
@@ -293,9 +292,9 @@ impl Store {
         };
         let remaining_ttl = self
             .inner
-            .state
-            .leases()
-            .remaining(id, Instant::now())
+            .consensus
+            .lease_remaining(id)
+            .await?
             .unwrap_or(granted_ttl);
         Ok(Some(LeaseInfo {
             id,
@@ -338,15 +337,6 @@ impl Store {
 
     async fn propose(&self, command: Command) -> Result<CommandResult, StoreError> {
         self.inner.consensus.propose(command).await
-    }
-
-    fn require_leader(&self) -> Result<(), StoreError> {
-        if self.inner.consensus.is_leader() {
-            return Ok(());
-        }
-        Err(StoreError::NotLeader {
-            leader_addr: self.inner.consensus.status().leader_addr,
-        })
     }
 }
 

@@ -125,6 +125,10 @@ pub struct RangeRequest {
     pub keys_only: bool,
     /// Return only the number of matching keys.
     pub count_only: bool,
+    /// Read the keys as they were at this revision; 0 for the latest.
+    /// Revisions older than the compaction point are gone.
+    #[serde(default)]
+    pub revision: i64,
 }
 
 /// Keys read, at one revision.

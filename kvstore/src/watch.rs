@@ -13,7 +13,7 @@
 //! and anything it already replayed is skipped by revision.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -170,16 +170,92 @@ impl WatchHub {
 /// A stream of the revisions that touched a key range, from a start
 /// revision on. Ends with an error when it cannot go on (compacted, cut off
 /// for lagging, store closed); `None` only after such an error.
+///
+/// It first replays history from the store, page by page, and switches to
+/// its live queue in the hub once it has read everything published; a
+/// watcher starting from the next revision is registered at once.
 #[derive(Debug)]
 pub struct Watcher {
-    receiver: mpsc::Receiver<Result<RevisionEvents, WatchError>>,
+    mvcc: Arc<Mvcc>,
+    hub: Arc<WatchHub>,
+    range: KeyRange,
     start_revision: i64,
+    /// Every revision before this one has been handed out or skipped.
+    next: i64,
+    /// History read but not yet handed out.
+    replayed: VecDeque<RevisionEvents>,
+    /// Every revision before this one has been read from history.
+    read_to: i64,
+    /// Once registered: the live queue and whether it was cut off.
+    live: Option<(mpsc::Receiver<Arc<RevisionEvents>>, Arc<AtomicBool>)>,
+    ended: bool,
 }
 
 impl Watcher {
-    /// The next revision with events in the range.
+    /// The next revision with events in the range. Cancel-safe: dropping
+    /// the future loses nothing.
     pub async fn next(&mut self) -> Option<Result<RevisionEvents, WatchError>> {
-        self.receiver.recv().await
+        if self.ended {
+            return None;
+        }
+        let result = self.advance().await;
+        if result.is_err() {
+            self.ended = true;
+        }
+        Some(result)
+    }
+
+    async fn advance(&mut self) -> Result<RevisionEvents, WatchError> {
+        loop {
+            if let Some(revision) = self.replayed.pop_front() {
+                self.next = revision.revision + 1;
+                return Ok(revision);
+            }
+            if let Some((live, lagged)) = &mut self.live {
+                let Some(revision) = live.recv().await else {
+                    return Err(if lagged.load(Ordering::Acquire) {
+                        WatchError::Lagged {
+                            resume_from: self.next,
+                        }
+                    } else {
+                        WatchError::Closed("the store is shutting down".to_owned())
+                    });
+                };
+                if revision.revision < self.next {
+                    // Already replayed from history.
+                    continue;
+                }
+                self.next = revision.revision + 1;
+                return Ok(Arc::unwrap_or_clone(revision));
+            }
+            if let Some(registered) = self.hub.register(&self.range, self.read_to - 1) {
+                self.live = Some(registered);
+                continue;
+            }
+            self.read_history().await?;
+        }
+    }
+
+    /// Reads the next page of history into `replayed`.
+    async fn read_history(&mut self) -> Result<(), WatchError> {
+        let to = self.hub.published();
+        let (mvcc, range, from) = (self.mvcc.clone(), self.range.clone(), self.read_to);
+        let page =
+            tokio::task::spawn_blocking(move || mvcc.history(&range, from, to, HISTORY_PAGE))
+                .await
+                .map_err(|err| WatchError::Closed(err.to_string()))?;
+        let page = page.map_err(|err| match err {
+            StoreError::Compacted {
+                compact_revision, ..
+            } => WatchError::Compacted {
+                requested: from,
+                compact_revision,
+            },
+            other => WatchError::Closed(other.to_string()),
+        })?;
+        self.replayed.extend(page.revisions);
+        self.read_to = page.scanned_to + 1;
+        Ok(())
     }
 
     /// The first revision this watcher reports (the store's revision + 1
@@ -190,13 +266,12 @@ impl Watcher {
 }
 
 /// Starts a watcher on `range` from `start_revision` (0: from the next
-/// revision on). `buffer` bounds how many revisions wait for the consumer.
-pub(crate) fn spawn(
+/// revision on).
+pub(crate) fn start(
     mvcc: Arc<Mvcc>,
     hub: Arc<WatchHub>,
     range: KeyRange,
     start_revision: i64,
-    buffer: usize,
 ) -> Result<Watcher, WatchError> {
     let published = hub.published();
     let start = if start_revision <= 0 {
@@ -221,85 +296,18 @@ pub(crate) fn spawn(
             compact_revision: compacted,
         });
     }
-    let (sender, receiver) = mpsc::channel(buffer.max(1));
-    tokio::spawn(run(mvcc, hub, range, start, sender));
+    // Starting from the next revision: register now, so every write after
+    // this call reaches the live queue.
+    let live = hub.register(&range, start - 1);
     Ok(Watcher {
-        receiver,
+        mvcc,
+        hub,
+        range,
         start_revision: start,
+        next: start,
+        replayed: VecDeque::new(),
+        read_to: start,
+        live,
+        ended: false,
     })
-}
-
-async fn run(
-    mvcc: Arc<Mvcc>,
-    hub: Arc<WatchHub>,
-    range: KeyRange,
-    start: i64,
-    out: mpsc::Sender<Result<RevisionEvents, WatchError>>,
-) {
-    // Everything before `next` has been delivered.
-    let mut next = start;
-    let (mut live, lagged) = loop {
-        if let Some(registered) = hub.register(&range, next - 1) {
-            break registered;
-        }
-        let to = hub.published();
-        let page = {
-            let (mvcc, range) = (mvcc.clone(), range.clone());
-            tokio::task::spawn_blocking(move || mvcc.history(&range, next, to, HISTORY_PAGE)).await
-        };
-        let page = match page {
-            Ok(Ok(page)) => page,
-            Ok(Err(StoreError::Compacted {
-                compact_revision, ..
-            })) => {
-                let _ = out
-                    .send(Err(WatchError::Compacted {
-                        requested: next,
-                        compact_revision,
-                    }))
-                    .await;
-                return;
-            }
-            Ok(Err(err)) => {
-                let _ = out.send(Err(WatchError::Closed(err.to_string()))).await;
-                return;
-            }
-            Err(err) => {
-                let _ = out.send(Err(WatchError::Closed(err.to_string()))).await;
-                return;
-            }
-        };
-        for revision in page.revisions {
-            if out.send(Ok(revision)).await.is_err() {
-                return;
-            }
-        }
-        next = page.scanned_to + 1;
-    };
-    loop {
-        tokio::select! {
-            received = live.recv() => match received {
-                Some(revision) => {
-                    if revision.revision < next {
-                        continue;
-                    }
-                    next = revision.revision + 1;
-                    let revision = Arc::unwrap_or_clone(revision);
-                    if out.send(Ok(revision)).await.is_err() {
-                        return;
-                    }
-                }
-                None => {
-                    let err = if lagged.load(Ordering::Acquire) {
-                        WatchError::Lagged { resume_from: next }
-                    } else {
-                        WatchError::Closed("the store is shutting down".to_owned())
-                    };
-                    let _ = out.send(Err(err)).await;
-                    return;
-                }
-            },
-            () = out.closed() => return,
-        }
-    }
 }

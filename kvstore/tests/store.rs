@@ -307,6 +307,9 @@ async fn slow_watcher_is_cut_off_with_resume_revision_and_others_keep_going() {
     });
     for i in 0..200 {
         store.put(format!("/k{i}"), "v", 0).await.expect("put");
+        // A put can be answered before this task ever waits (the event is
+        // queued first); give the reader its turn, as a busy server would.
+        tokio::task::yield_now().await;
     }
     assert_eq!(fast_reader.await.expect("reader"), 200);
     // The slow one never read; it has what fit in its buffers, then the cut.
@@ -353,7 +356,7 @@ async fn expired_lease_deletes_its_keys_and_keep_alive_holds_it() {
             tokio::time::Instant::now() < deadline,
             "lease did not expire in 10s"
         );
-        store.lease_keep_alive(long).expect("keep alive");
+        store.lease_keep_alive(long).await.expect("keep alive");
         if let Ok(Some(Ok(batch))) =
             tokio::time::timeout(Duration::from_millis(200), watcher.next()).await
         {
@@ -365,7 +368,7 @@ async fn expired_lease_deletes_its_keys_and_keep_alive_holds_it() {
     assert_eq!(expired.events[0].kv.key, b"/nodes/a");
     assert!(store.get("/nodes/b").await.expect("get").is_some());
     assert!(matches!(
-        store.lease_keep_alive(short),
+        store.lease_keep_alive(short).await,
         Err(StoreError::LeaseNotFound(_))
     ));
     assert!(matches!(
@@ -427,4 +430,86 @@ async fn acknowledged_writes_survive_a_restart() {
         store.lease_grant(77, 5).await,
         Err(StoreError::LeaseExists(77))
     ));
+}
+
+#[tokio::test]
+async fn range_at_a_past_revision_sees_the_store_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(&dir).await;
+    let (r1, _) = store.put("/p/a", "a1", 0).await.expect("put");
+    let (r2, _) = store.put("/p/b", "b1", 0).await.expect("put");
+    let (r3, _) = store.put("/p/a", "a2", 0).await.expect("put");
+    let (r4, _) = store.delete(KeyRange::key("/p/b")).await.expect("delete");
+    store.put("/p/c", "c1", 0).await.expect("put");
+    let at = |revision: i64| {
+        let store = store.clone();
+        async move {
+            store
+                .range(RangeRequest {
+                    range: KeyRange::prefix("/p/"),
+                    revision,
+                    ..RangeRequest::default()
+                })
+                .await
+        }
+    };
+    let values = |response: &rudder_kvstore::RangeResponse| {
+        response
+            .kvs
+            .iter()
+            .map(|kv| {
+                format!(
+                    "{}={}@{}",
+                    String::from_utf8_lossy(&kv.key),
+                    String::from_utf8_lossy(&kv.value),
+                    kv.mod_revision
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (response, read_at) = at(r2).await.expect("range at r2");
+    assert_eq!(read_at, r2);
+    assert_eq!(
+        values(&response),
+        vec![format!("/p/a=a1@{r1}"), format!("/p/b=b1@{r2}")]
+    );
+    let (response, _) = at(r3).await.expect("range at r3");
+    assert_eq!(
+        values(&response),
+        vec![format!("/p/a=a2@{r3}"), format!("/p/b=b1@{r2}")]
+    );
+    let (response, _) = at(r4).await.expect("range at r4");
+    assert_eq!(values(&response), vec![format!("/p/a=a2@{r3}")]);
+    assert_eq!(response.count, 1);
+    // A key's whole bookkeeping comes back as it was.
+    let (response, _) = at(r1).await.expect("range at r1");
+    assert_eq!(response.kvs.len(), 1);
+    assert_eq!(
+        (response.kvs[0].create_revision, response.kvs[0].version),
+        (r1, 1)
+    );
+
+    let current = store.revision();
+    match at(current + 1).await {
+        Err(StoreError::FutureRevision {
+            requested,
+            current: now,
+        }) => {
+            assert_eq!((requested, now), (current + 1, current));
+        }
+        other => panic!("a future revision must be refused, got {other:?}"),
+    }
+    store.compact(r3).await.expect("compact");
+    match at(r2).await {
+        Err(StoreError::Compacted {
+            requested,
+            compact_revision,
+        }) => assert_eq!((requested, compact_revision), (r2, r3)),
+        other => panic!("a compacted revision must be refused, got {other:?}"),
+    }
+    let (response, _) = at(r3).await.expect("the compaction point itself is kept");
+    assert_eq!(
+        values(&response),
+        vec![format!("/p/a=a2@{r3}"), format!("/p/b=b1@{r2}")]
+    );
 }

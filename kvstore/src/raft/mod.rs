@@ -76,6 +76,10 @@ enum Forwarded {
     Propose(Command),
     /// "Confirm you lead and tell me your commit index" (a read index).
     ReadIndex,
+    /// A client's keep-alive of a lease: deadlines live on the leader.
+    LeaseKeepAlive(i64),
+    /// "How long has this lease left?"
+    LeaseRemaining(i64),
 }
 
 /// Answers to [`Forwarded`].
@@ -83,6 +87,8 @@ enum Forwarded {
 enum ForwardReply {
     Applied(ApplyResult),
     ReadIndex(Result<u64, StoreError>),
+    /// TTL (keep-alive) or seconds left, `None` for an unknown lease.
+    Lease(Result<Option<i64>, StoreError>),
 }
 
 impl Store {
@@ -199,6 +205,52 @@ impl Shared {
         }
     }
 
+    /// Answers a lease request as the leader; a replica that does not lead
+    /// refuses (its deadlines are stale).
+    fn lease_locally(&self, request: &Forwarded) -> Result<Option<i64>, StoreError> {
+        if self.leader() != Some(self.node_id) {
+            return Err(StoreError::NotLeader {
+                leader_addr: self.leader_addr(),
+            });
+        }
+        let now = Instant::now();
+        Ok(match request {
+            Forwarded::LeaseKeepAlive(id) => self.state.leases().keep_alive(*id, now),
+            Forwarded::LeaseRemaining(id) => self.state.leases().remaining(*id, now),
+            Forwarded::Propose(_) | Forwarded::ReadIndex => None,
+        })
+    }
+
+    /// Sends a lease request to the leader (or answers it, leading),
+    /// retrying while leadership moves.
+    async fn lease_request(&self, request: Forwarded) -> Result<Option<i64>, StoreError> {
+        let deadline = Instant::now() + LEADER_WAIT;
+        loop {
+            let leader = self.wait_for_leader(deadline).await?;
+            let outcome = if leader == self.node_id {
+                self.lease_locally(&request)
+            } else {
+                match self.forward(leader, &request).await {
+                    Ok(ForwardReply::Lease(outcome)) => outcome,
+                    Ok(_) => Err(StoreError::Storage(
+                        "leader answered a lease request with something else".to_owned(),
+                    )),
+                    Err(err) => Err(err),
+                }
+            };
+            match outcome {
+                // Keep-alives and queries change nothing durable: retrying
+                // is safe.
+                Err(StoreError::NotLeader { .. } | StoreError::Unavailable(_))
+                    if Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
     async fn forward(&self, leader: u64, request: &Forwarded) -> Result<ForwardReply, StoreError> {
         let addr = self.peers.get(&leader).cloned().ok_or_else(|| {
             StoreError::Unavailable(format!("leader {leader} is not among the configured peers"))
@@ -262,9 +314,11 @@ impl Consensus for RaftConsensus {
                         .await
                     {
                         Ok(ForwardReply::Applied(response)) => Ok(response),
-                        Ok(ForwardReply::ReadIndex(_)) => Err(StoreError::Storage(
-                            "leader answered a write with a read index".to_owned(),
-                        )),
+                        Ok(ForwardReply::ReadIndex(_) | ForwardReply::Lease(_)) => {
+                            Err(StoreError::Storage(
+                                "leader answered a write with something else".to_owned(),
+                            ))
+                        }
                         Err(err) => Err(err),
                     }
                 };
@@ -291,9 +345,11 @@ impl Consensus for RaftConsensus {
                 } else {
                     match self.shared.forward(leader, &Forwarded::ReadIndex).await {
                         Ok(ForwardReply::ReadIndex(index)) => index,
-                        Ok(ForwardReply::Applied(_)) => Err(StoreError::Storage(
-                            "leader answered a read index with a write".to_owned(),
-                        )),
+                        Ok(ForwardReply::Applied(_) | ForwardReply::Lease(_)) => {
+                            Err(StoreError::Storage(
+                                "leader answered a read index with something else".to_owned(),
+                            ))
+                        }
                         Err(err) => Err(err),
                     }
                 };
@@ -326,6 +382,14 @@ impl Consensus for RaftConsensus {
 
     fn is_leader(&self) -> bool {
         self.shared.leader() == Some(self.shared.node_id)
+    }
+
+    fn lease_keep_alive(&self, id: i64) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        Box::pin(self.shared.lease_request(Forwarded::LeaseKeepAlive(id)))
+    }
+
+    fn lease_remaining(&self, id: i64) -> BoxFuture<'_, Result<Option<i64>, StoreError>> {
+        Box::pin(self.shared.lease_request(Forwarded::LeaseRemaining(id)))
     }
 
     fn status(&self) -> ReplicaStatus {
@@ -399,6 +463,9 @@ impl RaftTransport for RaftService {
                 Err(err) => ForwardReply::Applied(Err(err)),
             },
             Forwarded::ReadIndex => ForwardReply::ReadIndex(self.shared.read_index_locally().await),
+            request @ (Forwarded::LeaseKeepAlive(_) | Forwarded::LeaseRemaining(_)) => {
+                ForwardReply::Lease(self.shared.lease_locally(&request))
+            }
         };
         encode(&reply)
     }

@@ -133,7 +133,7 @@ impl OpenraftStateMachine<TypeConfig> for ReplicaStateMachine {
         }
         let state = self.state.clone();
         let results = tokio::task::spawn_blocking(move || {
-            state.apply(&commands, true, |txn| {
+            state.apply_durably(&commands, |txn| {
                 write_meta(txn, last_applied.as_ref(), membership.as_ref())
             })
         })
