@@ -416,11 +416,36 @@ impl ApiServer {
         resource_version: &str,
     ) -> Result<Value, ApiServerError> {
         let namespace = effective_namespace(kind, namespace);
-        let current_kv = self.current(kind, &namespace, name).await?;
+        // Without a resourceVersion the caller asked to delete whatever is
+        // there: a write that lands between our read and our transaction
+        // (a controller updating status) is no conflict of theirs, so read
+        // again and retry, as Kubernetes does.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self
+                .delete_once(kind, &namespace, name, resource_version)
+                .await
+            {
+                Err(ApiServerError::Conflict(_))
+                    if resource_version.is_empty() && attempts < DELETE_ATTEMPTS => {}
+                result => return result,
+            }
+        }
+    }
+
+    async fn delete_once(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        resource_version: &str,
+    ) -> Result<Value, ApiServerError> {
+        let current_kv = self.current(kind, namespace, name).await?;
         if !resource_version.is_empty() && resource_version != current_kv.mod_revision.to_string() {
             return Err(conflict(kind, name));
         }
-        let key = kind.key(&namespace, name);
+        let key = kind.key(namespace, name);
         let mut success = vec![Op::Delete(DeleteRequest {
             range: KeyRange::key(key.clone()),
         })];
@@ -451,7 +476,7 @@ impl ApiServer {
         };
         match deleted {
             Some(kv) => decode(&kv),
-            None => Err(not_found(kind, &namespace, name)),
+            None => Err(not_found(kind, namespace, name)),
         }
     }
 
@@ -717,6 +742,9 @@ fn not_found(kind: Kind, namespace: &str, name: &str) -> ApiServerError {
         in_namespace(kind, namespace)
     ))
 }
+
+/// Tries of an unconditional delete racing other writers.
+const DELETE_ATTEMPTS: usize = 16;
 
 fn conflict(kind: Kind, name: &str) -> ApiServerError {
     ApiServerError::Conflict(format!(
