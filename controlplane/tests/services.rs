@@ -97,6 +97,41 @@ async fn concurrent_creates_never_share_a_cluster_ip_or_node_port() {
     running.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_loses_the_race_for_a_picked_cluster_ip_picks_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 14 addresses for 14 services created at once, in rounds: picks
+    // collide, and the loser of a collision must pick another address
+    // rather than report the one it lost as taken.
+    let ranges = ServiceRanges::parse("10.96.0.0/28", "30000-30099").expect("ranges");
+    let (running, client) = start(&dir, &ranges).await;
+    for round in 0..5 {
+        let creates: Vec<_> = (0..14)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    client
+                        .create(&service(&format!("svc-{round}-{i}"), "ClusterIP"))
+                        .await
+                })
+            })
+            .collect();
+        let mut ips = BTreeSet::new();
+        for create in creates {
+            let created = create.await.expect("task").expect("created");
+            ips.insert(created.spec.cluster_ip.expect("clusterIP allocated"));
+        }
+        assert_eq!(ips.len(), 14, "every address used once: {ips:?}");
+        for i in 0..14 {
+            client
+                .delete::<Service>("default", &format!("svc-{round}-{i}"))
+                .await
+                .expect("deleted");
+        }
+    }
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn requested_values_are_checked_and_released_on_delete() {
     let dir = tempfile::tempdir().expect("tempdir");

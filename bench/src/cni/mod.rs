@@ -27,7 +27,7 @@ pub struct Options {
     out: PathBuf,
     /// Times each measurement of parts 1 and 2 is repeated (medians are
     /// quoted).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     runs: usize,
     /// Fewer samples and shorter runs: a smoke test, not a result.
     #[arg(long)]

@@ -182,7 +182,11 @@ impl ApiServer {
         // A Service's ClusterIP/NodePorts are claimed in the same
         // transaction; a lost race on a picked value just picks again.
         let mut attempts = 0;
+        // Each attempt claims from what was submitted: a value picked by a
+        // lost attempt is not one the user asked for.
+        let submitted = object.clone();
         let response = loop {
+            object.clone_from(&submitted);
             let claim = if kind == Kind::Service {
                 allocation::claim(&self.store, &mut object, None).await?
             } else {
