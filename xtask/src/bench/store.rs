@@ -7,7 +7,8 @@
 //! p50/p99 put latency, watch delivery p99 (put sent -> event received by a
 //! watcher), and peak resident memory. Medians over the runs go to
 //! docs/benchmarks/store.md with rudder/etcd ratios. `RUDDER_BENCH_RUNS`
-//! sets the number of runs (default 3).
+//! sets the number of runs (default 3); `RUDDER_BENCH_DIR` where the
+//! stores keep their data (default: the target directory).
 //!
 //! Every phase is bounded in time and count; the servers listen on
 //! 127.0.0.1 only and are killed when the run ends (also on failure).
@@ -87,7 +88,11 @@ pub fn run() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| shell::workspace_root().join("target"));
     let rudder = target.join("release/rudder-controlplane");
-    let scratch = target.join(format!("bench-store-{}", std::process::id()));
+    // The stores fsync into this directory: it must be on the disk being
+    // measured (not a tmpfs, where fsync costs nothing).
+    let scratch = std::env::var_os("RUDDER_BENCH_DIR")
+        .map_or_else(|| target.clone(), PathBuf::from)
+        .join(format!("bench-store-{}", std::process::id()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
