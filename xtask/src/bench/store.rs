@@ -42,6 +42,9 @@ const WATCH_GAP: Duration = Duration::from_millis(5);
 
 /// Where the report goes, from the workspace root.
 const REPORT: &str = "docs/benchmarks/store.md";
+/// The heading from which the report's hand-written part starts; a run
+/// rewrites everything above it.
+const NOTES: &str = "## What made the difference";
 
 /// One run's numbers for one store.
 #[derive(Debug, Clone, Default)]
@@ -137,7 +140,17 @@ pub fn run() -> Result<()> {
     let etcd_samples: Vec<Sample> = samples.iter().flat_map(|p| p.1.clone()).collect();
     let report = report(&rudder, &etcd_samples, &etcd_version(&etcd));
     let out = shell::workspace_root().join(REPORT);
-    std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+    // Hand-written analysis below the table survives a new run.
+    let notes = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|old| old.find(NOTES).map(|at| old[at..].to_owned()))
+        .unwrap_or_default();
+    let written = if notes.is_empty() {
+        report.clone()
+    } else {
+        format!("{report}\n{notes}")
+    };
+    std::fs::write(&out, written).with_context(|| format!("writing {}", out.display()))?;
     println!("{report}");
     println!("bench store: wrote {}", out.display());
     Ok(())
