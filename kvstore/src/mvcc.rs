@@ -136,8 +136,9 @@ impl Mvcc {
     }
 
     /// The sequence number of the last write-ahead-log record whose effects
-    /// redb holds durably (single-replica mode).
-    pub fn durable_wal_seq(&self) -> Result<i64, StoreError> {
+    /// redb holds (single-replica mode); right after opening, the last one
+    /// it holds durably.
+    pub fn wal_seq(&self) -> Result<i64, StoreError> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         Ok(meta.get(META_WAL_SEQ)?.map_or(0, |v| v.value()))
@@ -255,8 +256,17 @@ impl Mvcc {
         delta: &Delta,
         extra: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
+        self.write(delta, Durability::Immediate, extra)
+    }
+
+    fn write(
+        &self,
+        delta: &Delta,
+        durability: Durability,
+        extra: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::Immediate);
+        txn.set_durability(durability);
         write_delta(&txn, delta)?;
         extra(&txn)?;
         txn.commit()?;
@@ -291,13 +301,21 @@ impl Mvcc {
         Some(frozen)
     }
 
-    /// Writes the frozen changes into redb durably; once committed, views
-    /// stop layering them. On failure they stay frozen (and visible) for
-    /// another attempt.
-    pub fn write_frozen(&self, frozen: &Layer) -> Result<(), StoreError> {
+    /// Writes the frozen changes into redb; once committed, views stop
+    /// layering them. `durable`: fsynced, with everything written before;
+    /// otherwise they are only handed to the operating system (redb keeps
+    /// the last fsynced state across a crash, and the write-ahead log
+    /// still holds the rest). On failure they stay frozen (and visible)
+    /// for another attempt.
+    pub fn write_frozen(&self, frozen: &Layer, durable: bool) -> Result<(), StoreError> {
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
         {
             let delta = frozen.read().unwrap_or_else(PoisonError::into_inner);
-            self.write_durably(&delta, |_| Ok(()))?;
+            self.write(&delta, durability, |_| Ok(()))?;
         }
         let mut pending = self.pending();
         if pending
@@ -308,6 +326,11 @@ impl Mvcc {
             pending.frozen = None;
         }
         Ok(())
+    }
+
+    /// Makes everything written into redb so far durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.write(&Delta::default(), Durability::Immediate, |_| Ok(()))
     }
 
     /// A value of Raft's bookkeeping table.
@@ -903,7 +926,7 @@ mod tests {
         );
         log(&mvcc, &[delete("/a"), put("/c", "1")], 2);
         let while_frozen = mvcc.view().expect("view");
-        mvcc.write_frozen(&frozen).expect("write frozen");
+        mvcc.write_frozen(&frozen, true).expect("write frozen");
         let after = mvcc.view().expect("view");
         for view in [&while_frozen, &after] {
             assert_eq!(keys(view), vec!["/b", "/c"]);
@@ -917,7 +940,7 @@ mod tests {
         assert_eq!(history.scanned_to, 10);
         // redb holds what was written: the first record, not the second
         // (the write-ahead log replays that one after a restart).
-        assert_eq!(mvcc.durable_wal_seq().expect("seq"), 1);
+        assert_eq!(mvcc.wal_seq().expect("seq"), 1);
         drop((while_frozen, after, mvcc));
         let reopened = Mvcc::open(&path).expect("reopen");
         assert_eq!(keys(&reopened.view().expect("view")), vec!["/a", "/b"]);
@@ -938,7 +961,7 @@ mod tests {
             })
         ));
         let frozen = mvcc.freeze_pending().expect("pending");
-        mvcc.write_frozen(&frozen).expect("write");
+        mvcc.write_frozen(&frozen, true).expect("write");
         let page = mvcc
             .history(&KeyRange::prefix("/"), 3, 3, 10)
             .expect("history");

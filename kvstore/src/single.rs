@@ -12,9 +12,13 @@
 //! only then published: readers and watchers see it and its proposers get
 //! their answers. Its changes to the tables stay in memory as a pending
 //! layer ([`crate::overlay`]) until a flusher thread writes them into redb,
-//! many batches in one fsynced transaction (every [`FLUSH_INTERVAL`] or
-//! [`FLUSH_ROWS`]). That is off the writer's path, so no write ever waits
-//! for redb; once redb has a segment's records, the log may reuse it.
+//! many batches in one transaction, every [`FLUSH_INTERVAL`] (or
+//! [`FLUSH_ROWS`]). Those transactions are not fsynced: the log already
+//! made their changes durable, and every fsync of redb (many scattered
+//! pages) slows the log's next sync down. A checkpoint, an fsynced redb
+//! transaction, comes when a log segment is half full or
+//! [`CHECKPOINT_INTERVAL`] has passed; after it the segment it closed may
+//! be reused. No write ever waits for redb.
 
 use std::{
     path::Path,
@@ -48,6 +52,9 @@ const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// ...or once this many rows are pending.
 const FLUSH_ROWS: usize = 16384;
+
+/// redb is made durable (and a log segment closed) at least this often.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(5);
 
 struct Proposal {
     command: Command,
@@ -86,8 +93,11 @@ fn storage(err: impl std::fmt::Display) -> StoreError {
 
 /// Pending changes handed to the flusher, and the last log record in them.
 struct FlushJob {
-    layer: Layer,
+    /// `None`: nothing pending, only make redb durable.
+    layer: Option<Layer>,
     seq: i64,
+    /// A checkpoint: fsync, so the log before `seq` may be reused.
+    durable: bool,
 }
 
 /// The thread that writes pending changes into redb.
@@ -109,7 +119,10 @@ impl Flusher {
             .name("rudder-store-flusher".to_owned())
             .spawn(move || {
                 for job in receiver {
-                    let result = mvcc.write_frozen(&job.layer);
+                    let result = match &job.layer {
+                        Some(layer) => mvcc.write_frozen(layer, job.durable),
+                        None => mvcc.sync(),
+                    };
                     if report.send((job, result)).is_err() {
                         return;
                     }
@@ -172,6 +185,8 @@ struct Writer {
     pending_since: Option<Instant>,
     /// Rows pending (not yet handed to the flusher).
     pending_rows: usize,
+    /// When the last checkpoint was started.
+    last_checkpoint: Instant,
 }
 
 impl Writer {
@@ -179,7 +194,7 @@ impl Writer {
     /// than redb's durable sequence number), then writes it into redb.
     fn recover(state: Arc<StateMachine>, data_dir: &Path) -> Result<Self, StoreError> {
         let (wal, records) = Wal::open(data_dir).map_err(storage)?;
-        let durable = state.mvcc().durable_wal_seq()?;
+        let durable = state.mvcc().wal_seq()?;
         let mut seq = durable;
         let mut replayed = 0usize;
         for record in records {
@@ -199,7 +214,7 @@ impl Writer {
         // The log starts over at its first segment: redb must hold all of
         // it first.
         if let Some(layer) = state.mvcc().freeze_pending() {
-            state.mvcc().write_frozen(&layer)?;
+            state.mvcc().write_frozen(&layer, true)?;
         }
         if replayed > 0 {
             tracing::info!(writes = replayed, "replayed the write-ahead log");
@@ -213,6 +228,7 @@ impl Writer {
             flusher,
             pending_since: None,
             pending_rows: 0,
+            last_checkpoint: Instant::now(),
         })
     }
 
@@ -316,7 +332,8 @@ impl Writer {
 
     fn record_flush(&mut self, (job, result): (FlushJob, Result<(), StoreError>)) {
         match result {
-            Ok(()) => self.durable_seq = self.durable_seq.max(job.seq),
+            Ok(()) if job.durable => self.durable_seq = self.durable_seq.max(job.seq),
+            Ok(()) => {}
             Err(err) => {
                 tracing::error!(error = %err, "writing pending changes into the state database failed; will retry");
                 self.flusher.failed = Some(job);
@@ -324,9 +341,9 @@ impl Writer {
         }
     }
 
-    /// Hands the pending changes to the flusher when they are due (or
-    /// `force`) and it is idle, moving appends to the other log segment.
-    fn flush_if_due(&mut self, force: bool) {
+    /// Hands the pending changes to the flusher when they are due, or a
+    /// checkpoint when one is due (or `checkpoint`), if it is idle.
+    fn flush_if_due(&mut self, checkpoint: bool) {
         if let Some(outcome) = self.flusher.outcome(false) {
             self.record_flush(outcome);
         }
@@ -337,23 +354,33 @@ impl Writer {
             self.flusher.send(job);
             return;
         }
-        let Some(since) = self.pending_since else {
-            return;
-        };
-        let due = force
-            || self.pending_rows >= FLUSH_ROWS
-            || since.elapsed() >= FLUSH_INTERVAL
-            || self.wal.used() >= SEGMENT_SIZE / 2;
-        // The other segment holds only records the last flush made durable.
-        if !due || !self.wal.switch(self.durable_seq) {
-            return;
+        let checkpoint = checkpoint
+            || self.wal.used() >= SEGMENT_SIZE / 2
+            || (self.seq > self.durable_seq
+                && self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL);
+        if checkpoint {
+            // The other segment holds only records the last checkpoint made
+            // durable; from now on this one's are being made durable.
+            if !self.wal.switch(self.durable_seq) {
+                return;
+            }
+            self.last_checkpoint = Instant::now();
+        } else {
+            let Some(since) = self.pending_since else {
+                return;
+            };
+            if self.pending_rows < FLUSH_ROWS && since.elapsed() < FLUSH_INTERVAL {
+                return;
+            }
         }
         self.pending_since = None;
         self.pending_rows = 0;
-        if let Some(layer) = self.state.mvcc().freeze_pending() {
+        let layer = self.state.mvcc().freeze_pending();
+        if layer.is_some() || checkpoint {
             self.flusher.send(FlushJob {
                 layer,
                 seq: self.seq,
+                durable: checkpoint,
             });
         }
     }

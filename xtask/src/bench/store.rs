@@ -7,7 +7,8 @@
 //! p50/p99 put latency, watch delivery p99 (put sent -> event received by a
 //! watcher), and peak resident memory. Medians over the runs go to
 //! docs/benchmarks/store.md with rudder/etcd ratios. `RUDDER_BENCH_RUNS`
-//! sets the number of runs (default 3).
+//! sets the number of runs (default 3); `RUDDER_BENCH_DIR` where the
+//! stores keep their data (default: the target directory).
 //!
 //! Every phase is bounded in time and count; the servers listen on
 //! 127.0.0.1 only and are killed when the run ends (also on failure).
@@ -41,6 +42,9 @@ const WATCH_GAP: Duration = Duration::from_millis(5);
 
 /// Where the report goes, from the workspace root.
 const REPORT: &str = "docs/benchmarks/store.md";
+/// The heading from which the report's hand-written part starts; a run
+/// rewrites everything above it.
+const NOTES: &str = "## What made the difference";
 
 /// One run's numbers for one store.
 #[derive(Debug, Clone, Default)]
@@ -87,7 +91,11 @@ pub fn run() -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|_| shell::workspace_root().join("target"));
     let rudder = target.join("release/rudder-controlplane");
-    let scratch = target.join(format!("bench-store-{}", std::process::id()));
+    // The stores fsync into this directory: it must be on the disk being
+    // measured (not a tmpfs, where fsync costs nothing).
+    let scratch = std::env::var_os("RUDDER_BENCH_DIR")
+        .map_or_else(|| target.clone(), PathBuf::from)
+        .join(format!("bench-store-{}", std::process::id()));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -132,7 +140,17 @@ pub fn run() -> Result<()> {
     let etcd_samples: Vec<Sample> = samples.iter().flat_map(|p| p.1.clone()).collect();
     let report = report(&rudder, &etcd_samples, &etcd_version(&etcd));
     let out = shell::workspace_root().join(REPORT);
-    std::fs::write(&out, &report).with_context(|| format!("writing {}", out.display()))?;
+    // Hand-written analysis below the table survives a new run.
+    let notes = std::fs::read_to_string(&out)
+        .ok()
+        .and_then(|old| old.find(NOTES).map(|at| old[at..].to_owned()))
+        .unwrap_or_default();
+    let written = if notes.is_empty() {
+        report.clone()
+    } else {
+        format!("{report}\n{notes}")
+    };
+    std::fs::write(&out, written).with_context(|| format!("writing {}", out.display()))?;
     println!("{report}");
     println!("bench store: wrote {}", out.display());
     Ok(())
