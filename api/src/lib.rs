@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 pub mod kind;
 pub mod meta;
+pub mod node_selector;
 pub mod object;
 pub mod resource;
 pub mod selector;

@@ -318,6 +318,18 @@ fn validate_pod_spec(path: &str, spec: &PodSpec, errors: &mut FieldErrors) {
     {
         errors.dns_subdomain(&format!("{path}.nodeName"), node);
     }
+    errors.labels(&format!("{path}.nodeSelector"), &spec.node_selector);
+    if let Some(node_affinity) = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+    {
+        crate::node_selector::validate_node_affinity(
+            &format!("{path}.affinity.nodeAffinity"),
+            node_affinity,
+            errors,
+        );
+    }
 }
 
 impl Resource for Service {

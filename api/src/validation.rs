@@ -111,6 +111,13 @@ impl FieldErrors {
         }
     }
 
+    /// Requires one label key in Kubernetes' syntax (`example.com/zone`).
+    pub fn label_key(&mut self, field: &str, key: &str) {
+        if let Err(why) = check_qualified_name(key) {
+            self.push(field, format!("invalid label key {key:?}: {why}"));
+        }
+    }
+
     /// Requires annotation keys in Kubernetes' syntax.
     pub fn annotation_keys(&mut self, field: &str, annotations: &BTreeMap<String, String>) {
         for key in annotations.keys() {

@@ -135,6 +135,19 @@ async fn invalid_objects_are_rejected_naming_object_and_field() {
         ),
         other => panic!("expected Invalid, got {other:?}"),
     }
+    let mut bad_affinity = pod("p", None);
+    bad_affinity["spec"]["affinity"] = json!({"nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "Near", "values": ["a"]}]}
+        ]}
+    }});
+    match client.create_json(Kind::Pod, &bad_affinity).await {
+        Err(ClientError::Invalid(message)) => assert_eq!(
+            message,
+            "pod \"p\": spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator: \"Near\" is not one of In, NotIn, Exists, DoesNotExist, Gt, Lt"
+        ),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
     let mut missing_ns = pod("p", None);
     missing_ns["metadata"]["namespace"] = json!("nope");
     assert!(matches!(

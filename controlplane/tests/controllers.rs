@@ -20,8 +20,9 @@ use rudder_api::{
     client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::{Lease, LeaseSpec},
     core::{
-        Container, ContainerPort, Endpoints, EnvVar, Event, IntOrString, Namespace, Node,
-        NodeStatus, Pod, PodStatus, Service, ServicePort, ServiceSpec, Taint, Toleration,
+        Affinity, Container, ContainerPort, Endpoints, EnvVar, Event, IntOrString, Namespace, Node,
+        NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, NodeStatus, Pod,
+        PodStatus, PreferredSchedulingTerm, Service, ServicePort, ServiceSpec, Taint, Toleration,
     },
     events::{EventRecorder, EventType},
     meta::{Condition, LabelSelector, ObjectMeta},
@@ -828,14 +829,14 @@ async fn taints_and_node_selectors_are_respected() {
         reason("db-intolerant").await.is_some_and(|m| {
             m.starts_with("0/2 nodes are available")
                 && m.contains("1 node(s) had untolerated taint {dedicated=db: NoSchedule}")
-                && m.contains("1 node(s) didn't match Pod's node selector")
+                && m.contains("1 node(s) didn't match Pod's node affinity/selector")
         })
     })
     .await;
     eventually("the pod without matching nodes says why", || async {
         reason("nowhere")
             .await
-            .is_some_and(|m| m.contains("2 node(s) didn't match Pod's node selector"))
+            .is_some_and(|m| m.contains("2 node(s) didn't match Pod's node affinity/selector"))
     })
     .await;
     assert_eq!(node_of("db-intolerant").await, None);
@@ -850,6 +851,154 @@ async fn taints_and_node_selectors_are_respected() {
     )
     .await;
     assert_eq!(node_of("nowhere").await, None);
+    cluster.stop().await;
+}
+
+fn requirement(key: &str, operator: &str, values: &[&str]) -> NodeSelectorRequirement {
+    NodeSelectorRequirement {
+        key: key.into(),
+        operator: operator.into(),
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    }
+}
+
+fn expressions(requirements: Vec<NodeSelectorRequirement>) -> NodeSelectorTerm {
+    NodeSelectorTerm {
+        match_expressions: requirements,
+        match_fields: Vec::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_and_preferred_node_affinity_are_respected() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    let nodes: [(&str, &[(&str, &str)]); 3] = [
+        ("a1", &[("zone", "a"), ("disk", "ssd"), ("cores", "4")]),
+        ("a2", &[("zone", "a"), ("disk", "hdd"), ("cores", "8")]),
+        ("b1", &[("zone", "b"), ("disk", "ssd"), ("cores", "16")]),
+    ];
+    for (name, labels) in nodes {
+        add_node(&client, name, labels, vec![], false).await;
+    }
+    let pod = |name: &str, affinity: NodeAffinity| {
+        let mut pod = Pod {
+            metadata: meta(name, "default"),
+            spec: template(&[], "1").spec,
+            ..Pod::default()
+        };
+        pod.metadata.labels = [("app".to_owned(), "affinity".to_owned())].into();
+        pod.spec.affinity = Some(Affinity {
+            node_affinity: Some(affinity),
+        });
+        pod
+    };
+    let required = |terms: Vec<NodeSelectorTerm>| NodeAffinity {
+        required_during_scheduling_ignored_during_execution: Some(NodeSelector {
+            node_selector_terms: terms,
+        }),
+        ..NodeAffinity::default()
+    };
+    // Zone a, and among its nodes rather the one with an SSD: the
+    // preference outweighs the emptier node for every one of them.
+    for i in 0..3 {
+        let mut affinity = required(vec![expressions(vec![requirement("zone", "In", &["a"])])]);
+        affinity.preferred_during_scheduling_ignored_during_execution =
+            vec![PreferredSchedulingTerm {
+                weight: 100,
+                preference: expressions(vec![requirement("disk", "In", &["ssd"])]),
+            }];
+        client
+            .create(&pod(&format!("zone-a-ssd-{i}"), affinity))
+            .await
+            .expect("pod");
+    }
+    // Terms are ORed; Gt compares integers.
+    let big_or_named = required(vec![
+        expressions(vec![
+            requirement("zone", "In", &["a"]),
+            requirement("cores", "Gt", &["4"]),
+        ]),
+        NodeSelectorTerm {
+            match_expressions: Vec::new(),
+            match_fields: vec![requirement("metadata.name", "In", &["nowhere"])],
+        },
+    ]);
+    client
+        .create(&pod("big-in-a", big_or_named))
+        .await
+        .expect("pod");
+    let by_name = NodeSelectorTerm {
+        match_expressions: Vec::new(),
+        match_fields: vec![requirement("metadata.name", "In", &["b1"])],
+    };
+    client
+        .create(&pod("named-b1", required(vec![by_name])))
+        .await
+        .expect("pod");
+    client
+        .create(&pod(
+            "needs-gpu",
+            required(vec![expressions(vec![requirement("gpu", "Exists", &[])])]),
+        ))
+        .await
+        .expect("pod");
+
+    eventually("placeable pods are bound", || async {
+        let pods = pods_of(&client, "affinity").await;
+        pods.iter().filter(|p| p.spec.node_name.is_some()).count() == 5
+    })
+    .await;
+    let placed: BTreeMap<String, Option<String>> = pods_of(&client, "affinity")
+        .await
+        .into_iter()
+        .map(|p| (p.metadata.name, p.spec.node_name))
+        .collect();
+    for i in 0..3 {
+        assert_eq!(
+            placed[&format!("zone-a-ssd-{i}")].as_deref(),
+            Some("a1"),
+            "{placed:?}"
+        );
+    }
+    assert_eq!(placed["big-in-a"].as_deref(), Some("a2"), "{placed:?}");
+    assert_eq!(placed["named-b1"].as_deref(), Some("b1"), "{placed:?}");
+    assert_eq!(placed["needs-gpu"], None, "{placed:?}");
+
+    eventually("the pod no node suits says why", || async {
+        client
+            .get::<Pod>("default", "needs-gpu")
+            .await
+            .ok()
+            .and_then(|p| {
+                p.status?
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "PodScheduled" && c.status == "False")?
+                    .message
+            })
+            .is_some_and(|m| {
+                m == "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+            })
+    })
+    .await;
+    // A node gaining the label is a node change: the waiting pod is retried.
+    let mut b1 = client.get::<Node>("", "b1").await.expect("node");
+    b1.metadata.labels.insert("gpu".into(), "true".into());
+    client.update(&b1).await.expect("label");
+    eventually(
+        "the waiting pod lands on the node that now has a GPU",
+        || async {
+            client
+                .get::<Pod>("default", "needs-gpu")
+                .await
+                .ok()
+                .and_then(|p| p.spec.node_name)
+                .as_deref()
+                == Some("b1")
+        },
+    )
+    .await;
     cluster.stop().await;
 }
 

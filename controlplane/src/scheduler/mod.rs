@@ -348,12 +348,18 @@ impl Scheduler {
                 .max()
                 .unwrap_or(0)
         });
+        let preferences: Vec<i64> = feasible
+            .iter()
+            .map(|info| plugins::node_preference(pod, info))
+            .collect();
+        let best_preference = preferences.iter().copied().max().unwrap_or(0);
         let mut best: Option<(&NodeInfo, f64)> = None;
-        for info in feasible {
-            // Spreading weighs double, as kube-scheduler weighs topology
-            // spread over the resource scores.
+        for (info, preference) in feasible.into_iter().zip(preferences) {
+            // Spreading and preferred node affinity weigh double, as
+            // kube-scheduler weighs them over the resource scores.
             let score = plugins::resource_score(needs, info)
-                + 2.0 * plugins::spread_score(needs, info, most);
+                + 2.0 * plugins::spread_score(needs, info, most)
+                + 2.0 * plugins::preference_score(preference, best_preference);
             if best.is_none_or(|(_, s)| score > s) {
                 best = Some((info, score));
             }

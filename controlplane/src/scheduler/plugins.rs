@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rudder_api::core::{Node, Pod, Taint, Toleration};
+use rudder_api::core::{Node, NodeAffinity, Pod, Taint, Toleration};
 
 use crate::controllers::{condition, controller_of};
 
@@ -198,8 +198,9 @@ pub enum Unfit {
     NotReady,
     /// Cordoned.
     Unschedulable,
-    /// Labels do not satisfy the pod's nodeSelector.
-    NodeSelector,
+    /// Labels do not satisfy the pod's nodeSelector or required node
+    /// affinity.
+    NodeAffinity,
     /// A taint the pod does not tolerate.
     Taint(String),
     /// Too many pods.
@@ -217,7 +218,7 @@ impl std::fmt::Display for Unfit {
         match self {
             Unfit::NotReady => f.write_str("node(s) were not ready"),
             Unfit::Unschedulable => f.write_str("node(s) were unschedulable"),
-            Unfit::NodeSelector => f.write_str("node(s) didn't match Pod's node selector"),
+            Unfit::NodeAffinity => f.write_str("node(s) didn't match Pod's node affinity/selector"),
             Unfit::Taint(taint) => write!(f, "node(s) had untolerated taint {{{taint}}}"),
             Unfit::TooManyPods => f.write_str("Too many pods"),
             Unfit::Cpu => f.write_str("Insufficient cpu"),
@@ -244,7 +245,14 @@ pub fn filter(pod: &Pod, needs: &PodNeeds, info: &NodeInfo) -> Result<(), Unfit>
         .iter()
         .all(|(k, v)| node.metadata.labels.get(k) == Some(v))
     {
-        return Err(Unfit::NodeSelector);
+        return Err(Unfit::NodeAffinity);
+    }
+    if let Some(required) = node_affinity(pod).and_then(|a| {
+        a.required_during_scheduling_ignored_during_execution
+            .as_ref()
+    }) && !required.matches(&node.metadata.name, &node.metadata.labels)
+    {
+        return Err(Unfit::NodeAffinity);
     }
     for taint in &node.spec.taints {
         if matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute")
@@ -280,6 +288,41 @@ pub fn filter(pod: &Pod, needs: &PodNeeds, info: &NodeInfo) -> Result<(), Unfit>
         return Err(Unfit::HostPort);
     }
     Ok(())
+}
+
+fn node_affinity(pod: &Pod) -> Option<&NodeAffinity> {
+    pod.spec.affinity.as_ref()?.node_affinity.as_ref()
+}
+
+/// Summed weights of the pod's preferred node-affinity terms this node
+/// matches (the caller normalises them over the feasible nodes).
+pub fn node_preference(pod: &Pod, info: &NodeInfo) -> i64 {
+    let Some(affinity) = node_affinity(pod) else {
+        return 0;
+    };
+    let node = &info.node;
+    affinity
+        .preferred_during_scheduling_ignored_during_execution
+        .iter()
+        .filter(|term| {
+            term.preference
+                .matches(&node.metadata.name, &node.metadata.labels)
+        })
+        .map(|term| i64::from(term.weight.max(0)))
+        .sum()
+}
+
+/// A node's preference as 0-100 of the best feasible node's.
+#[expect(
+    clippy::cast_precision_loss,
+    reason = "weights are at most 100 per term; far below f64's exact range"
+)]
+pub fn preference_score(preference: i64, best: i64) -> f64 {
+    if best <= 0 {
+        0.0
+    } else {
+        preference as f64 * 100.0 / best as f64
+    }
 }
 
 /// Whether a toleration matches a taint.
