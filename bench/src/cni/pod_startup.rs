@@ -83,6 +83,11 @@ pub fn measure(plan: &Plan, bin_dir: &Path) -> Result<Vec<StartupResult>> {
     let shapes = [Shape::Paced { per_second: 10 }, Shape::Burst];
     let pods = plan.startup_pods;
     let sandbox_prefixes: Vec<String> = cluster.nodes.iter().map(|n| n.prefix.clone()).collect();
+    let node_namespaces: Vec<String> = cluster
+        .nodes
+        .iter()
+        .map(|n| n.host.name().to_owned())
+        .collect();
     api_cluster::with_client(&cluster, move |client| async move {
         let mut results = Vec::new();
         for (i, shape) in shapes.into_iter().enumerate() {
@@ -101,7 +106,7 @@ pub fn measure(plan: &Plan, bin_dir: &Path) -> Result<Vec<StartupResult>> {
                 result.spread
             );
             results.push(result);
-            remove_pods(&client, &namespace, &sandbox_prefixes).await?;
+            remove_pods(&client, &namespace, &sandbox_prefixes, &node_namespaces).await?;
         }
         Ok(results)
     })
@@ -270,8 +275,15 @@ async fn scenario(
 }
 
 /// Deletes the scenario's pods and waits (bounded) until the agents have
-/// removed their sandboxes, so the next scenario starts on empty nodes.
-async fn remove_pods(client: &Client, namespace: &str, sandbox_prefixes: &[String]) -> Result<()> {
+/// removed their sandboxes and the pods' veths are off the node bridges,
+/// so the next scenario starts on empty nodes: a teardown still running
+/// would hold the kernel's RTNL lock against the next scenario's ADDs.
+async fn remove_pods(
+    client: &Client,
+    namespace: &str,
+    sandbox_prefixes: &[String],
+    node_namespaces: &[String],
+) -> Result<()> {
     let options = ListOptions {
         namespace: namespace.to_owned(),
         ..ListOptions::default()
@@ -293,10 +305,24 @@ async fn remove_pods(client: &Client, namespace: &str, sandbox_prefixes: &[Strin
                     .count()
             })
             .unwrap_or(0);
-        if left == 0 {
+        let ports = node_namespaces
+            .iter()
+            .map(|ns| bridge_ports(ns))
+            .sum::<usize>();
+        if left == 0 && ports == 0 {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     bail!("the agents did not remove the pods of {namespace} in 120 s")
+}
+
+/// Links attached to a node's pod bridge (`cni0`): one host-side veth per
+/// pod still wired.
+fn bridge_ports(node_namespace: &str) -> usize {
+    std::process::Command::new("ip")
+        .args(["-n", node_namespace, "-o", "link", "show", "master", "cni0"])
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).lines().count())
+        .unwrap_or(0)
 }

@@ -377,18 +377,33 @@ fn fraction(used: i64, total: i64) -> f64 {
 
 /// Least allocated and balanced allocation, each 0-100, summed: prefers
 /// emptier nodes, and nodes whose cpu and memory fill up evenly.
+///
+/// Least allocated counts pods without requests at a default size, so they
+/// spread; balanced allocation counts only what pods really request, as
+/// kube-scheduler does. Counted at the default size, request-less pods
+/// would saturate a small node's cpu long before its memory, and from then
+/// on every further pod would make that node look *more* balanced: they
+/// would pile onto whichever node filled up first.
 pub fn resource_score(needs: &PodNeeds, info: &NodeInfo) -> f64 {
-    let requests = scoring_requests(needs);
+    let defaulted = scoring_requests(needs);
     let cpu = fraction(
-        info.requested_nonzero.cpu_milli + requests.cpu_milli,
+        info.requested_nonzero.cpu_milli + defaulted.cpu_milli,
         info.allocatable.cpu_milli,
     );
     let memory = fraction(
-        info.requested_nonzero.memory + requests.memory,
+        info.requested_nonzero.memory + defaulted.memory,
         info.allocatable.memory,
     );
     let least_allocated = ((1.0 - cpu) + (1.0 - memory)) * 50.0;
-    let balanced = (1.0 - (cpu - memory).abs()) * 100.0;
+    let requested_cpu = fraction(
+        info.requested.cpu_milli + needs.requests.cpu_milli,
+        info.allocatable.cpu_milli,
+    );
+    let requested_memory = fraction(
+        info.requested.memory + needs.requests.memory,
+        info.allocatable.memory,
+    );
+    let balanced = (1.0 - (requested_cpu - requested_memory).abs()) * 100.0;
     least_allocated + balanced
 }
 
@@ -417,6 +432,75 @@ mod tests {
         assert_eq!(parse_quantity("1G"), Some(1e9));
         assert_eq!(parse_quantity("16302124Ki"), Some(16_302_124.0 * 1024.0));
         assert_eq!(parse_quantity("lots"), None);
+    }
+
+    fn small_node(name: &str) -> NodeInfo {
+        let resources: std::collections::BTreeMap<String, String> = [
+            ("cpu".to_owned(), "2".to_owned()),
+            ("memory".to_owned(), "24Gi".to_owned()),
+            ("pods".to_owned(), "110".to_owned()),
+        ]
+        .into();
+        let node = Node {
+            metadata: rudder_api::meta::ObjectMeta {
+                name: name.into(),
+                ..Default::default()
+            },
+            status: Some(rudder_api::core::NodeStatus {
+                allocatable: resources.clone(),
+                capacity: resources,
+                ..Default::default()
+            }),
+            ..Node::default()
+        };
+        NodeInfo::new(Arc::new(node))
+    }
+
+    #[test]
+    fn request_less_pods_keep_preferring_the_emptier_node_past_its_default_cpu() {
+        // 2 cpu hold 20 pods at the default 100m; far beyond that, the node
+        // with fewer pods must still score higher.
+        let needs = PodNeeds::default();
+        for (fewer, more) in [(0, 1), (19, 20), (30, 70), (40, 41)] {
+            let mut emptier = small_node("emptier");
+            let mut fuller = small_node("fuller");
+            for _ in 0..fewer {
+                emptier.account(&needs, 1);
+            }
+            for _ in 0..more {
+                fuller.account(&needs, 1);
+            }
+            assert!(
+                resource_score(&needs, &emptier) > resource_score(&needs, &fuller),
+                "{fewer} pods vs {more} pods"
+            );
+        }
+    }
+
+    #[test]
+    fn balanced_allocation_prefers_the_node_whose_resources_fill_evenly() {
+        let cpu_heavy = PodNeeds {
+            requests: Resources {
+                cpu_milli: 1000,
+                memory: 1024 * 1024 * 1024,
+            },
+            ..PodNeeds::default()
+        };
+        let mut cpu_used = small_node("cpu-used");
+        cpu_used.account(&cpu_heavy, 1);
+        let mut memory_used = small_node("memory-used");
+        memory_used.account(
+            &PodNeeds {
+                requests: Resources {
+                    cpu_milli: 100,
+                    memory: 12 * 1024 * 1024 * 1024,
+                },
+                ..PodNeeds::default()
+            },
+            1,
+        );
+        // A cpu-heavy pod fits better where memory is used and cpu is not.
+        assert!(resource_score(&cpu_heavy, &memory_used) > resource_score(&cpu_heavy, &cpu_used));
     }
 
     #[test]
