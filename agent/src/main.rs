@@ -195,6 +195,8 @@ fn main() -> Result<()> {
                         .unwrap_or_else(|| format!("rudder-{node_name}")),
                     cgroup_root: args.pod_cgroup_root.clone(),
                     extra_path: args.extra_path.clone(),
+                    // Set by `serve`, which owns the dataplane.
+                    host_interface_hook: None,
                 });
             rudder_agent::serve::serve(&rudder_agent::serve::ServeConfig {
                 node: args.node.node,

@@ -491,7 +491,7 @@ fn node_hosts_have_no_iptables_or_nftables_rules_and_blackhole_the_service_cidr(
 #[test]
 fn an_agent_restart_under_traffic_loses_no_established_connection() {
     rudder_tests::require_root();
-    let (mut c, _web, _servers) = web_cluster("rst", Some(30084));
+    let (mut c, web, _servers) = web_cluster("rst", Some(30084));
     let client = c.add_pod(0, "client");
     let app = testapp();
     // Long-lived connections (ClusterIP from a pod, NodePort from outside)
@@ -564,12 +564,26 @@ fn an_agent_restart_under_traffic_loses_no_established_connection() {
     let links = std::fs::read_dir(c.nodes[0].dir.join("links"))
         .expect("links")
         .count();
-    // Uplink: 2 tc programs and XDP; 3 pods on node1 (web1, web2, client): 2 each.
-    assert_eq!(
-        links,
-        3 + 3 * 2,
-        "restarts switch links, they do not add any"
-    );
+    // Uplink: 2 tc programs and XDP, as pinned links.
+    assert_eq!(links, 3, "restarts switch links, they do not add any");
+    // Pods' veths carry tc filters: still one per direction.
+    for pod in web.iter().filter(|p| p.node == 0).chain([&client]) {
+        for direction in ["ingress", "egress"] {
+            let filters = c.nodes[0]
+                .host
+                .run(&["tc", "filter", "show", "dev", &pod.host_iface, direction])
+                .expect("tc filter show");
+            let programs = filters
+                .lines()
+                .filter(|l| l.contains(" bpf ") && l.contains(" handle "))
+                .count();
+            assert_eq!(
+                programs, 1,
+                "{} {direction}: restarts replace the filter's program, they do not add one:\n{filters}",
+                pod.name
+            );
+        }
+    }
 }
 
 #[test]

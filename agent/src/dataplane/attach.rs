@@ -8,7 +8,7 @@ use aya::{
     programs::{
         CgroupAttachMode, LinkOrder, TcAttachType, XdpMode,
         links::{FdLink, LinkError, PinnedLink},
-        tc::{SchedClassifierLink, TcAttachOptions},
+        tc::{self, NlOptions, SchedClassifierLink, TcAttachOptions, TcHandle},
         xdp::XdpLink,
     },
     sys::SyscallError,
@@ -58,6 +58,73 @@ impl Dataplane {
             .try_into()
             .map_err(|e: LinkError| fail(error_chain(&e)))?;
         keep_pinned(link, &pin).map_err(fail)
+    }
+
+    /// Attaches the tc program `program` to `iface` as a clsact filter
+    /// over netlink at rudder's fixed priority and handle; a filter already
+    /// there (a previous agent's) gets this agent's program in place,
+    /// atomically. Used for pods' veths instead of TCX: every TCX attach
+    /// waits for an RCU grace period with the kernel's RTNL lock held
+    /// (about 12 ms here), which stalls every CNI ADD on the machine
+    /// behind it; a filter takes well under a millisecond. A veth a
+    /// previous agent attached with a pinned TCX link keeps that link,
+    /// switched to this agent's program, so it never runs twice.
+    ///
+    /// # Errors
+    /// When the interface does not exist or the kernel refuses the attach.
+    pub fn attach_tc_filter(
+        &mut self,
+        program: &'static str,
+        iface: &str,
+        attach_type: TcAttachType,
+    ) -> Result<(), DataplaneError> {
+        let pin = links_dir(&self.dir).join(link_pin_name(program, iface));
+        if pin.exists() {
+            return self.attach_tc(program, iface, attach_type);
+        }
+        let fail = |reason: String| DataplaneError::Attach {
+            program,
+            iface: iface.to_owned(),
+            reason,
+        };
+        // Already there on a veth that had programs before: fine.
+        let _ = tc::qdisc_add_clsact(iface);
+        let classifier = self.classifier(program)?;
+        let options = || {
+            TcAttachOptions::Netlink(NlOptions {
+                priority: FILTER_PRIORITY,
+                handle: FILTER_HANDLE,
+                classid: None,
+            })
+        };
+        let id = match classifier.attach_with_options(iface, attach_type, options()) {
+            Ok(id) => id,
+            Err(created) => {
+                // Most likely a filter is there already: replace its program.
+                let existing = SchedClassifierLink::attached(
+                    iface,
+                    attach_type,
+                    FILTER_PRIORITY,
+                    FILTER_HANDLE,
+                    None,
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                classifier.attach_to_link(existing).map_err(|replaced| {
+                    fail(format!(
+                        "{} (replacing an existing filter: {})",
+                        error_chain(&created),
+                        error_chain(&replaced)
+                    ))
+                })?
+            }
+        };
+        let link = classifier
+            .take_link(id)
+            .map_err(|e| fail(error_chain(&e)))?;
+        // Dropping the link would detach the filter; it is meant to outlive
+        // this agent, as the pinned links do (it goes with its veth).
+        std::mem::forget(link);
+        Ok(())
     }
 
     /// Attaches the XDP program `program` to `iface` (native mode where the
@@ -154,6 +221,26 @@ pub fn detach_cgroup(
     cgroup: &Path,
 ) -> Result<(), DataplaneError> {
     detach(dir, program, &cgroup_label(cgroup))
+}
+
+/// tc priority of rudder's filters (see [`Dataplane::attach_tc_filter`]):
+/// fixed, so a restarted agent finds its filters and replaces them.
+const FILTER_PRIORITY: u16 = 1;
+/// tc handle of rudder's filters, for the same reason.
+const FILTER_HANDLE: TcHandle = TcHandle::new(0, 1);
+
+/// Detaches rudder's filter (see [`Dataplane::attach_tc_filter`]) from
+/// `iface`, if there is one.
+pub fn detach_tc_filter(iface: &str, attach_type: TcAttachType) {
+    // Dropping the link detaches it; an interface or filter already gone
+    // leaves nothing to do.
+    drop(SchedClassifierLink::attached(
+        iface,
+        attach_type,
+        FILTER_PRIORITY,
+        FILTER_HANDLE,
+        None,
+    ));
 }
 
 /// Detaches `program` from `iface` at once (BPF_LINK_DETACH), then removes

@@ -25,7 +25,7 @@ use aya::{
 };
 use dataplane_common::map_names;
 
-pub use attach::{detach, detach_cgroup};
+pub use attach::{detach, detach_cgroup, detach_tc_filter};
 pub use bpffs::ensure_bpffs;
 pub use counters::{InterfaceCounters, detach_counters, read_interface_counters};
 pub use object::kernel_programs;

@@ -53,6 +53,26 @@ pub struct PodRuntimeConfig {
     /// Directories put before the standard ones in containers' PATH (the
     /// embedded runtime resolves `command[0]` there; it pulls no images).
     pub extra_path: Vec<PathBuf>,
+    /// Called with each host-side interface of a new sandbox once CNI ADD
+    /// has wired it and before its containers start, so they never run
+    /// without the node's service translation. `None`: nothing to do.
+    pub host_interface_hook: Option<HostInterfaceHook>,
+}
+
+/// See [`PodRuntimeConfig::host_interface_hook`]: attaches whatever the
+/// node runs on a pod's host-side interface; an error is logged (the
+/// caller also retries on its own).
+#[derive(Clone)]
+pub struct HostInterfaceHook(pub std::sync::Arc<PrepareInterface>);
+
+/// What a [`HostInterfaceHook`] runs: given an interface name, prepares it
+/// or says why it could not.
+pub type PrepareInterface = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+
+impl std::fmt::Debug for HostInterfaceHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HostInterfaceHook")
+    }
 }
 
 /// A pod status to write to the API.
@@ -484,6 +504,13 @@ impl PodRuntime {
         })();
         match result {
             Ok(record) => {
+                if let Some(hook) = &self.config.host_interface_hook {
+                    for iface in host_interfaces(&record.cni_result) {
+                        if let Err(err) = (hook.0)(&iface) {
+                            tracing::warn!(pod = %format!("{}/{}", record.namespace, record.name), iface, %err, "preparing the pod's host interface");
+                        }
+                    }
+                }
                 tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), ip = ?record.ip, sandbox = %record.sandbox, "sandbox ready");
                 std::fs::create_dir_all(self.log_dir(&run.pod)).ok();
                 run.record = Some(record);
@@ -774,6 +801,26 @@ impl PodRuntime {
             tracing::warn!(pod = %record.name, %err, "cannot record the pod; a restarted agent would not adopt it");
         }
     }
+}
+
+/// Names of the interfaces in a CNI result that are not in the sandbox:
+/// the pod's host-side veth, and the bridge (the hook tells them apart).
+fn host_interfaces(cni_result: &Value) -> Vec<String> {
+    cni_result
+        .get("interfaces")
+        .and_then(Value::as_array)
+        .map(|interfaces| {
+            interfaces
+                .iter()
+                .filter(|i| {
+                    i.get("sandbox")
+                        .and_then(Value::as_str)
+                        .is_none_or(str::is_empty)
+                })
+                .filter_map(|i| Some(i.get("name")?.as_str()?.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn new_container(spec: Container) -> ContainerRun {
@@ -1147,6 +1194,17 @@ mod tests {
         assert!(!stored_status_differs(&reported, Some(&same)));
         assert!(stored_status_differs(&reported, Some(&ready("False"))));
         assert!(stored_status_differs(&reported, None));
+    }
+
+    #[test]
+    fn host_interfaces_are_the_ones_outside_the_sandbox() {
+        let result = json!({"interfaces": [
+            {"name": "cni0", "mac": "aa:aa:aa:aa:aa:aa"},
+            {"name": "veth1234", "mac": "bb:bb:bb:bb:bb:bb", "sandbox": ""},
+            {"name": "eth0", "mac": "cc:cc:cc:cc:cc:cc", "sandbox": "/run/netns/p"}
+        ]});
+        assert_eq!(host_interfaces(&result), ["cni0", "veth1234"]);
+        assert!(host_interfaces(&json!({"cniVersion": "1.0.0"})).is_empty());
     }
 
     #[test]

@@ -166,8 +166,10 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
             }
         });
     }
+    let dataplane = Arc::new(Mutex::new(dataplane));
     let mut runtime = config.pods.clone().map(|mut pods| {
         pods.node_addr = node_addr;
+        pods.host_interface_hook = Some(pod_port_hook(&dataplane, &config.bridge));
         crate::pods::PodRuntime::new(pods)
     });
     let reporter = match (&config.source, &runtime) {
@@ -176,8 +178,7 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         }
         _ => None,
     };
-    let sandboxes_waiting = Arc::new(AtomicBool::new(false));
-    PodPortSync::spawn(dataplane, config.clone(), Arc::clone(&sandboxes_waiting));
+    PodPortSync::spawn(dataplane, config.clone());
     let mut desired = DesiredFeed::start(config, &services);
     let mut last_gc = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
@@ -205,7 +206,6 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         let waiting = runtime
             .as_ref()
             .is_some_and(crate::pods::PodRuntime::has_waiting_sandboxes);
-        sandboxes_waiting.store(waiting, Ordering::SeqCst);
         if !waiting {
             desired.wait(TICK);
         }
@@ -454,8 +454,11 @@ async fn write_status(
     Ok(())
 }
 
-fn lock(services: &Mutex<ServiceDataplane>) -> std::sync::MutexGuard<'_, ServiceDataplane> {
-    services
+/// Locks a mutex shared by the serve loop's threads; a thread that
+/// panicked holding it leaves the data usable (every write to it is
+/// complete before the next one starts).
+fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    shared
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -463,22 +466,38 @@ fn lock(services: &Mutex<ServiceDataplane>) -> std::sync::MutexGuard<'_, Service
 /// How often the pod bridge's ports are looked at.
 const POD_PORT_POLL: Duration = Duration::from_millis(100);
 
-/// Attaches service translation to the pod bridge's ports as they appear,
-/// on a thread of its own. Every TCX attach waits for an RCU grace period
-/// (tens of milliseconds) with the kernel's RTNL lock held, which every
-/// veth the CNI plugin creates needs too: while pods wait for their
-/// sandboxes (`sandboxes_waiting`), attaching waits, so a burst of new
-/// pods is not slowed down by the ports of the pods before them.
+/// The pod runtime's hook: a new pod's host-side veth gets service
+/// translation before the pod's containers start (the bridge, also on the
+/// host side, is left alone).
+fn pod_port_hook(
+    dataplane: &Arc<Mutex<Dataplane>>,
+    bridge: &str,
+) -> crate::pods::HostInterfaceHook {
+    let dataplane = Arc::clone(dataplane);
+    let bridge = bridge.to_owned();
+    crate::pods::HostInterfaceHook(Arc::new(move |iface: &str| {
+        if iface == bridge {
+            return Ok(());
+        }
+        lock(&dataplane)
+            .attach_pod_interface(iface)
+            .map_err(|e| e.to_string())
+    }))
+}
+
+/// Attaches service translation to ports of the pod bridge the pod
+/// runtime did not attach itself: pods adopted after an agent restart,
+/// veths made by other means, and retries of attaches that failed. Runs on
+/// a thread of its own; attaching one already attached replaces the
+/// program in place, so racing the runtime's hook is harmless.
 struct PodPortSync;
 
 impl PodPortSync {
-    fn spawn(mut dataplane: Dataplane, config: ServeConfig, sandboxes_waiting: Arc<AtomicBool>) {
+    fn spawn(dataplane: Arc<Mutex<Dataplane>>, config: ServeConfig) {
         std::thread::spawn(move || {
             let mut known = BTreeSet::new();
             while !STOP.load(Ordering::SeqCst) {
-                if !sandboxes_waiting.load(Ordering::SeqCst) {
-                    sync_pod_ports(&mut dataplane, &config, &mut known);
-                }
+                sync_pod_ports(&dataplane, &config, &mut known);
                 std::thread::sleep(POD_PORT_POLL);
             }
         });
@@ -486,8 +505,13 @@ impl PodPortSync {
 }
 
 /// Attaches translation to new ports of the pod bridge and forgets the
-/// links of ports that are gone.
-fn sync_pod_ports(dataplane: &mut Dataplane, config: &ServeConfig, known: &mut BTreeSet<String>) {
+/// links of ports that are gone. A port whose attach failed stays unknown,
+/// so the next round tries again.
+fn sync_pod_ports(
+    dataplane: &Mutex<Dataplane>,
+    config: &ServeConfig,
+    known: &mut BTreeSet<String>,
+) {
     let current = match bridge_ports(&config.bridge) {
         Ok(ports) => ports,
         Err(err) => {
@@ -495,9 +519,13 @@ fn sync_pod_ports(dataplane: &mut Dataplane, config: &ServeConfig, known: &mut B
             return;
         }
     };
+    let mut attached = BTreeSet::new();
     for port in current.difference(known) {
-        match dataplane.attach_pod_interface(port) {
-            Ok(()) => tracing::info!(port, "pod port attached"),
+        match lock(dataplane).attach_pod_interface(port) {
+            Ok(()) => {
+                tracing::debug!(port, "pod port attached");
+                attached.insert(port.clone());
+            }
             Err(err) => tracing::warn!(%err, port, "attaching a pod port"),
         }
     }
@@ -506,7 +534,8 @@ fn sync_pod_ports(dataplane: &mut Dataplane, config: &ServeConfig, known: &mut B
             tracing::warn!(%err, port, "forgetting a pod port");
         }
     }
-    *known = current;
+    known.retain(|port| current.contains(port));
+    known.extend(attached);
 }
 
 /// Names of the interfaces enslaved to `bridge`.

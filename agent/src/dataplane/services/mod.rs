@@ -442,14 +442,17 @@ const UPLINK_PROGRAMS: [(&str, aya::programs::TcAttachType); 2] = [
 
 impl super::Dataplane {
     /// Attaches service translation to a pod's host-side veth: traffic the
-    /// pod sends (tc ingress) and receives (tc egress).
+    /// pod sends (tc ingress) and receives (tc egress). As tc filters, not
+    /// TCX links: pods come and go in bursts, and a filter does not hold
+    /// the kernel's RTNL lock through an RCU grace period (see
+    /// [`super::Dataplane::attach_tc_filter`]).
     ///
     /// # Errors
     /// When the interface does not exist or the kernel refuses an attach.
     pub fn attach_pod_interface(&mut self, iface: &str) -> Result<(), DataplaneError> {
         POD_PROGRAMS
             .iter()
-            .try_for_each(|(program, hook)| self.attach_tc(program, iface, *hook))
+            .try_for_each(|(program, hook)| self.attach_tc_filter(program, iface, *hook))
     }
 
     /// Attaches NodePort translation and reply handling to the node uplink.
@@ -512,9 +515,11 @@ pub fn detach_sockets(dir: &Path, cgroup: &Path) -> Result<(), DataplaneError> {
 /// # Errors
 /// When a pinned link cannot be detached.
 pub fn detach_pod_interface(dir: &Path, iface: &str) -> Result<(), DataplaneError> {
-    POD_PROGRAMS
-        .iter()
-        .try_for_each(|(program, _)| super::detach(dir, program, iface))
+    POD_PROGRAMS.iter().try_for_each(|(program, hook)| {
+        super::detach_tc_filter(iface, *hook);
+        // A link pinned by an agent from before pods got filters.
+        super::detach(dir, program, iface)
+    })
 }
 
 #[cfg(test)]
