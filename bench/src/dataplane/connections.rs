@@ -278,7 +278,10 @@ fn strip_dataplane(side: &Side) -> Result<()> {
             .context("removing the service blackhole route")?;
     }
     for pod in side.backends.iter().chain([&side.client, &side.direct]) {
-        detach_pod_interface(&side.cluster.nodes[pod.node].dir, &pod.host_iface)
+        let node = &side.cluster.nodes[pod.node];
+        // The pods' filters are found by interface name: in the node.
+        node.host
+            .enter(|| detach_pod_interface(&node.dir, &pod.host_iface))?
             .context("detaching the pod programs")?;
     }
     for node in &side.cluster.nodes {

@@ -62,9 +62,10 @@ fn touch(entry: *mut ConntrackEntry, flow: &Flow, now: u64) {
 /// - arriving from the network after SNAT, it is sent straight back out
 ///   ([`Outcome::RouteOut`]).
 #[inline(always)]
-pub fn reverse<P: Packet>(ctx: &P, flow: &Flow, hook: Hook, now: u64) -> Option<Outcome> {
+pub fn reverse<P: Packet>(ctx: &P, flow: &Flow, hook: Hook) -> Option<Outcome> {
     let entry_ptr = CONNTRACK.get_ptr_mut(key(flow, CT_REPLY))?;
-    touch(entry_ptr, flow, now);
+    // The clock is read only for packets that have an entry to refresh.
+    touch(entry_ptr, flow, super::monotonic_ns());
     // SAFETY: as in `touch`.
     let entry = unsafe { *entry_ptr };
     let snat = entry.flags & CT_SNAT != 0;

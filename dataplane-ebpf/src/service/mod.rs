@@ -153,8 +153,10 @@ fn tc_translate(ctx: &TcContext, hook: Hook) -> i32 {
 /// replies of translated flows too (the XDP fast path does not).
 #[inline(always)]
 fn translate<P: Packet>(ctx: &P, flow: &Flow, hook: Hook, replies: bool) -> Outcome {
-    let now = monotonic_ns();
-    if replies && let Some(outcome) = conntrack::reverse(ctx, flow, hook, now) {
+    if replies
+        && may_be_translated_reply(hook, flow)
+        && let Some(outcome) = conntrack::reverse(ctx, flow, hook)
+    {
         return outcome;
     }
     if hook == Hook::ToPod || hook == Hook::ToNetwork {
@@ -175,7 +177,23 @@ fn translate<P: Packet>(ctx: &P, flow: &Flow, hook: Hook, replies: bool) -> Outc
     if hook == Hook::FromNetwork && frontend.flags & FRONTEND_NODE_PORT == 0 {
         return Outcome::Pass;
     }
-    forward(ctx, hook, flow, &frontend, now)
+    forward(ctx, hook, flow, &frontend, monotonic_ns())
+}
+
+/// Whether `flow` may be a reply this hook translates, before paying for
+/// a conntrack lookup. Leaving a pod, only replies of source-NATed flows
+/// are translated (every other reply is restored on its way into the
+/// client pod, or out of the node), and those are addressed to this
+/// node's address or to the hairpin address: the bulk of pod traffic,
+/// pod to pod, skips the lookup.
+#[inline(always)]
+fn may_be_translated_reply(hook: Hook, flow: &Flow) -> bool {
+    if hook != Hook::FromPod {
+        return true;
+    }
+    NODE_CONFIG
+        .get(0)
+        .is_none_or(|config| flow.daddr == config.node_addr || flow.daddr == config.hairpin_addr)
 }
 
 /// New or known flow to a frontend: find its backend, record it, rewrite.

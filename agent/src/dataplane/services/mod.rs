@@ -510,7 +510,8 @@ pub fn detach_sockets(dir: &Path, cgroup: &Path) -> Result<(), DataplaneError> {
 }
 
 /// Detaches service translation from a pod's host-side veth (the pod is
-/// gone or going).
+/// gone or going). Runs in the node's network namespace: the filters are
+/// found by interface name.
 ///
 /// # Errors
 /// When a pinned link cannot be detached.
