@@ -241,7 +241,10 @@ pub fn run() -> Result<()> {
     let sandbox = std::fs::read_dir("/run/netns")?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .find(|n| n.starts_with(&format!("{}-node1", net.prefix())))
+        // Sandboxes are `<node namespace>-<uid>`: the trailing dash keeps
+        // the node's own namespace out (the node is no pod; its traffic to a
+        // ClusterIP is not translated without the socket hook).
+        .find(|n| n.starts_with(&format!("{}-node1-", net.prefix())))
         .context("no pod sandbox on node1")?;
     println!("\n== ClusterIP {cluster_ip}:80 from a pod on node1 (12 new connections)");
     let out = Command::new("ip")
