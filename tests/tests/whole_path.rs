@@ -120,6 +120,12 @@ fn examples_web_yaml_is_served_by_pods_on_both_nodes() {
             ])
             .output()
             .expect("client runs");
+        if !out.status.success() {
+            eprintln!(
+                "ClusterIP attempt failed (retrying): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         seen.extend(names(&String::from_utf8_lossy(&out.stdout)));
         if seen == all {
             break;
