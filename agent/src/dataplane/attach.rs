@@ -108,7 +108,7 @@ impl Dataplane {
                     FILTER_HANDLE,
                     None,
                 )
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(format!("{} ({e})", error_chain(&created))))?;
                 classifier.attach_to_link(existing).map_err(|replaced| {
                     fail(format!(
                         "{} (replacing an existing filter: {})",

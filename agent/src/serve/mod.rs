@@ -37,7 +37,7 @@ use rudder_api::{
 use crate::dataplane::{
     Dataplane,
     services::{
-        ConntrackTimeouts, NodeServiceConfig, ServiceDataplane, detach_pod_interface,
+        ConntrackTimeouts, NodeServiceConfig, ServiceDataplane, forget_pod_interface,
         install_service_blackhole,
     },
 };
@@ -530,7 +530,7 @@ fn sync_pod_ports(
         }
     }
     for port in known.difference(&current) {
-        if let Err(err) = detach_pod_interface(&config.dir, port) {
+        if let Err(err) = forget_pod_interface(&config.dir, port) {
             tracing::warn!(%err, port, "forgetting a pod port");
         }
     }

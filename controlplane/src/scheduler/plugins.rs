@@ -395,15 +395,25 @@ pub fn resource_score(needs: &PodNeeds, info: &NodeInfo) -> f64 {
         info.allocatable.memory,
     );
     let least_allocated = ((1.0 - cpu) + (1.0 - memory)) * 50.0;
-    let requested_cpu = fraction(
-        info.requested.cpu_milli + needs.requests.cpu_milli,
-        info.allocatable.cpu_milli,
-    );
-    let requested_memory = fraction(
-        info.requested.memory + needs.requests.memory,
-        info.allocatable.memory,
-    );
-    let balanced = (1.0 - (requested_cpu - requested_memory).abs()) * 100.0;
+    // A pod that requests nothing changes no node's balance: every node
+    // gets the same score, so the others decide (kube-scheduler skips the
+    // plugin for such pods). Otherwise a slightly unbalanced node would
+    // lose to a balanced one by far more than least-allocated can make
+    // up, and request-less pods would pile onto the balanced one.
+    let balanced = if needs.requests == Resources::default() {
+        100.0
+    } else {
+        let requested_cpu = fraction(
+            info.requested.cpu_milli + needs.requests.cpu_milli,
+            info.allocatable.cpu_milli,
+        );
+        let requested_memory = fraction(
+            info.requested.memory + needs.requests.memory,
+            info.allocatable.memory,
+        );
+        // One minus the standard deviation of the two fractions.
+        (1.0 - (requested_cpu - requested_memory).abs() / 2.0) * 100.0
+    };
     least_allocated + balanced
 }
 
@@ -475,6 +485,29 @@ mod tests {
                 "{fewer} pods vs {more} pods"
             );
         }
+    }
+
+    #[test]
+    fn request_less_pods_spread_even_when_one_node_is_unbalanced() {
+        let needs = PodNeeds::default();
+        let mut unbalanced = small_node("unbalanced");
+        unbalanced.account(
+            &PodNeeds {
+                requests: Resources {
+                    cpu_milli: 1000,
+                    memory: 0,
+                },
+                ..PodNeeds::default()
+            },
+            1,
+        );
+        let mut balanced = small_node("balanced");
+        for _ in 0..30 {
+            balanced.account(&needs, 1);
+        }
+        // 30 request-less pods against one cpu-heavy pod: the emptier node
+        // (by pod count and default sizes) wins, balance aside.
+        assert!(resource_score(&needs, &unbalanced) > resource_score(&needs, &balanced));
     }
 
     #[test]

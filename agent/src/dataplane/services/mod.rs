@@ -516,11 +516,22 @@ pub fn detach_sockets(dir: &Path, cgroup: &Path) -> Result<(), DataplaneError> {
 /// # Errors
 /// When a pinned link cannot be detached.
 pub fn detach_pod_interface(dir: &Path, iface: &str) -> Result<(), DataplaneError> {
-    POD_PROGRAMS.iter().try_for_each(|(program, hook)| {
-        super::detach_tc_filter(iface, *hook);
-        // A link pinned by an agent from before pods got filters.
-        super::detach(dir, program, iface)
-    })
+    POD_PROGRAMS
+        .iter()
+        .for_each(|(_, hook)| super::detach_tc_filter(iface, *hook));
+    forget_pod_interface(dir, iface)
+}
+
+/// Forgets a pod veth that is gone: removes the links an agent from before
+/// pods got filters pinned for it. Its filters went with it; detaching by
+/// name could hit a new veth of the same name (names derive from the pod).
+///
+/// # Errors
+/// When a pinned link cannot be detached.
+pub fn forget_pod_interface(dir: &Path, iface: &str) -> Result<(), DataplaneError> {
+    POD_PROGRAMS
+        .iter()
+        .try_for_each(|(program, _)| super::detach(dir, program, iface))
 }
 
 #[cfg(test)]
