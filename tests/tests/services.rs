@@ -245,6 +245,19 @@ fn nodeport_with_cluster_policy_reaches_backends_on_every_node() {
 }
 
 #[test]
+fn a_pod_reaches_every_backend_through_its_own_nodes_node_port() {
+    rudder_tests::require_root();
+    let (mut c, _web, _servers) = web_cluster("npp", Some(30081));
+    let client = c.add_pod(0, "client");
+    let node1 = c.nodes[0].host.addr;
+    // Backends on this node and on the other: the replies of the remote one
+    // arrive on the uplink and must come back to the pod as node1's.
+    let body = get(&client, &format!("{node1}:30081"), 45);
+    let seen: BTreeSet<String> = responders(&body).into_iter().collect();
+    assert_eq!(seen, names(&["web1", "web2", "web3"]), "{body}");
+}
+
+#[test]
 fn nodeport_with_local_policy_uses_local_backends_and_keeps_the_client_address() {
     rudder_tests::require_root();
     let (mut c, web, _servers) = web_cluster("npl", Some(30081));

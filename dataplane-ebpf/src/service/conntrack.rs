@@ -59,6 +59,10 @@ fn touch(entry: *mut ConntrackEntry, flow: &Flow, now: u64) {
 /// drops packets from its own addresses as martians:
 /// - leaving a pod, it is left alone here and translated after routing, on
 ///   the way out (uplink egress, or the client pod's veth egress);
+/// - arriving from the network without SNAT, it is the reply to a pod here
+///   whose flow went to a backend on another node: it is likewise left
+///   alone and translated on the client pod's veth egress (a pod reaching
+///   its own node's NodePort would otherwise see the reply dropped);
 /// - arriving from the network after SNAT, it is sent straight back out
 ///   ([`Outcome::RouteOut`]).
 #[inline(always)]
@@ -69,7 +73,7 @@ pub fn reverse<P: Packet>(ctx: &P, flow: &Flow, hook: Hook) -> Option<Outcome> {
     // SAFETY: as in `touch`.
     let entry = unsafe { *entry_ptr };
     let snat = entry.flags & CT_SNAT != 0;
-    if hook == Hook::FromPod && !snat {
+    if matches!(hook, Hook::FromPod | Hook::FromNetwork) && !snat {
         // Translated on the way out instead (see above); ClusterIP replies
         // take the same path so every reply is handled in one place.
         return Some(Outcome::Pass);
