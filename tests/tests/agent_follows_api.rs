@@ -243,15 +243,32 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
         direct.starts_with("pod=web2 client=10.244.1.9:"),
         "no NAT between pods: {direct}"
     );
-    let nodes_table = client
-        .run(&[
-            &bin("rudderctl"),
-            "get",
-            "nodes",
-            "--server",
-            &format!("http://{listen}"),
-        ])
-        .expect("rudderctl get nodes");
+    // Agents register in the background of serving: a fast run gets here
+    // before both have. Wait (bounded) for them.
+    let registered = |table: &str| {
+        names.iter().all(|name| {
+            table
+                .lines()
+                .find(|l| l.starts_with(name.as_str()))
+                .is_some_and(|r| r.contains("Ready"))
+        })
+    };
+    let mut nodes_table = String::new();
+    for _ in 0..300 {
+        nodes_table = client
+            .run(&[
+                &bin("rudderctl"),
+                "get",
+                "nodes",
+                "--server",
+                &format!("http://{listen}"),
+            ])
+            .expect("rudderctl get nodes");
+        if registered(&nodes_table) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     for name in &names {
         let row = nodes_table.lines().find(|l| l.starts_with(name.as_str()));
         assert!(
