@@ -854,6 +854,15 @@ async fn taints_and_node_selectors_are_respected() {
     cluster.stop().await;
 }
 
+/// The node a pod of the default namespace is bound to, if any.
+async fn bound_to(client: &Client, pod: &str) -> Option<String> {
+    client
+        .get::<Pod>("default", pod)
+        .await
+        .ok()
+        .and_then(|p| p.spec.node_name)
+}
+
 fn requirement(key: &str, operator: &str, values: &[&str]) -> NodeSelectorRequirement {
     NodeSelectorRequirement {
         key: key.into(),
@@ -988,15 +997,69 @@ async fn required_and_preferred_node_affinity_are_respected() {
     client.update(&b1).await.expect("label");
     eventually(
         "the waiting pod lands on the node that now has a GPU",
-        || async {
-            client
-                .get::<Pod>("default", "needs-gpu")
-                .await
-                .ok()
-                .and_then(|p| p.spec.node_name)
-                .as_deref()
-                == Some("b1")
-        },
+        || async { bound_to(&client, "needs-gpu").await.as_deref() == Some("b1") },
+    )
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_no_schedule_taints_are_avoided_while_other_nodes_fit() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    let spot = Taint {
+        key: "spot".into(),
+        value: None,
+        effect: "PreferNoSchedule".into(),
+    };
+    // The untainted node first: a scheduler that has not seen the tainted
+    // one yet still places the plain pods right.
+    add_node(&client, "regular", &[], vec![], false).await;
+    add_node(&client, "spot", &[], vec![spot], false).await;
+    let pod = |name: &str, tolerate: bool| {
+        let mut pod = Pod {
+            metadata: meta(name, "default"),
+            spec: template(&[], "1").spec,
+            ..Pod::default()
+        };
+        pod.metadata.labels = [("app".to_owned(), "soft".to_owned())].into();
+        if tolerate {
+            pod.spec.tolerations = vec![Toleration {
+                key: Some("spot".into()),
+                operator: Some("Exists".into()),
+                ..Toleration::default()
+            }];
+        }
+        pod
+    };
+    for i in 0..3 {
+        client
+            .create(&pod(&format!("plain-{i}"), false))
+            .await
+            .expect("pod");
+    }
+    eventually("the plain pods are bound", || async {
+        pods_of(&client, "soft")
+            .await
+            .iter()
+            .filter(|p| p.spec.node_name.is_some())
+            .count()
+            == 3
+    })
+    .await;
+    for pod in pods_of(&client, "soft").await {
+        assert_eq!(
+            pod.spec.node_name.as_deref(),
+            Some("regular"),
+            "{} avoids the soft taint while the other node fits",
+            pod.metadata.name
+        );
+    }
+    // A pod that tolerates it goes where there is most room.
+    client.create(&pod("tolerant", true)).await.expect("pod");
+    eventually(
+        "the tolerant pod lands on the emptier, tainted node",
+        || async { bound_to(&client, "tolerant").await.as_deref() == Some("spot") },
     )
     .await;
     cluster.stop().await;

@@ -353,13 +353,20 @@ impl Scheduler {
             .map(|info| plugins::node_preference(pod, info))
             .collect();
         let best_preference = preferences.iter().copied().max().unwrap_or(0);
+        let soft_taints: Vec<u32> = feasible
+            .iter()
+            .map(|info| plugins::intolerable_soft_taints(pod, info))
+            .collect();
+        let most_soft_taints = soft_taints.iter().copied().max().unwrap_or(0);
         let mut best: Option<(&NodeInfo, f64)> = None;
-        for (info, preference) in feasible.into_iter().zip(preferences) {
-            // Spreading and preferred node affinity weigh double, as
-            // kube-scheduler weighs them over the resource scores.
+        for ((info, preference), soft) in feasible.into_iter().zip(preferences).zip(soft_taints) {
+            // Spreading and preferred node affinity weigh double and soft
+            // taints triple, as kube-scheduler weighs them over the
+            // resource scores.
             let score = plugins::resource_score(needs, info)
                 + 2.0 * plugins::spread_score(needs, info, most)
-                + 2.0 * plugins::preference_score(preference, best_preference);
+                + 2.0 * plugins::preference_score(preference, best_preference)
+                + 3.0 * plugins::soft_taint_score(soft, most_soft_taints);
             if best.is_none_or(|(_, s)| score > s) {
                 best = Some((info, score));
             }

@@ -312,6 +312,33 @@ pub fn node_preference(pod: &Pod, info: &NodeInfo) -> i64 {
         .sum()
 }
 
+/// `PreferNoSchedule` taints of the node the pod does not tolerate: the
+/// scheduler avoids such nodes when others fit (the caller normalises the
+/// counts over the feasible nodes).
+pub fn intolerable_soft_taints(pod: &Pod, info: &NodeInfo) -> u32 {
+    let count = info
+        .node
+        .spec
+        .taints
+        .iter()
+        .filter(|taint| {
+            taint.effect == "PreferNoSchedule"
+                && !pod.spec.tolerations.iter().any(|t| tolerates(t, taint))
+        })
+        .count();
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
+/// 100 for a node with no intolerable soft taint, 0 for the feasible node
+/// with the most.
+pub fn soft_taint_score(intolerable: u32, most: u32) -> f64 {
+    if most == 0 {
+        100.0
+    } else {
+        f64::from(most - intolerable.min(most)) * 100.0 / f64::from(most)
+    }
+}
+
 /// A node's preference as 0-100 of the best feasible node's.
 #[expect(
     clippy::cast_precision_loss,
@@ -534,6 +561,41 @@ mod tests {
         );
         // A cpu-heavy pod fits better where memory is used and cpu is not.
         assert!(resource_score(&cpu_heavy, &memory_used) > resource_score(&cpu_heavy, &cpu_used));
+    }
+
+    #[test]
+    fn soft_taints_count_only_prefer_no_schedule_that_the_pod_does_not_tolerate() {
+        let mut node = Node::default();
+        node.spec.taints = vec![
+            Taint {
+                key: "spot".into(),
+                value: None,
+                effect: "PreferNoSchedule".into(),
+            },
+            Taint {
+                key: "old-kernel".into(),
+                value: None,
+                effect: "PreferNoSchedule".into(),
+            },
+            Taint {
+                key: "dedicated".into(),
+                value: None,
+                effect: "NoSchedule".into(),
+            },
+        ];
+        let info = NodeInfo::new(Arc::new(node));
+        let mut pod = Pod::default();
+        assert_eq!(intolerable_soft_taints(&pod, &info), 2);
+        pod.spec.tolerations = vec![Toleration {
+            key: Some("spot".into()),
+            operator: Some("Exists".into()),
+            ..Toleration::default()
+        }];
+        assert_eq!(intolerable_soft_taints(&pod, &info), 1);
+        assert!((soft_taint_score(0, 2) - 100.0).abs() < f64::EPSILON);
+        assert!((soft_taint_score(1, 2) - 50.0).abs() < f64::EPSILON);
+        assert!(soft_taint_score(2, 2).abs() < f64::EPSILON);
+        assert!((soft_taint_score(0, 0) - 100.0).abs() < f64::EPSILON);
     }
 
     #[test]
