@@ -32,7 +32,7 @@ use rudder_api::{
 };
 use tokio::{sync::Semaphore, task::JoinHandle};
 
-use self::plugins::{NodeInfo, PodNeeds, Unfit};
+use self::plugins::{NodeCounts, NodeInfo, PodNeeds, Unfit};
 use crate::{
     controllers::{Informers, condition, key, pod_active, set_condition},
     informer::Change,
@@ -341,32 +341,14 @@ impl Scheduler {
                 .join(", ");
             return Decision::Unschedulable(format!("0/{total} nodes are available: {detail}."));
         }
-        let most = needs.owner.as_ref().map_or(0, |owner| {
-            feasible
-                .iter()
-                .map(|info| info.owners.get(owner).copied().unwrap_or(0))
-                .max()
-                .unwrap_or(0)
-        });
-        let preferences: Vec<i64> = feasible
-            .iter()
-            .map(|info| plugins::node_preference(pod, info))
+        let counts: Vec<(&NodeInfo, NodeCounts)> = feasible
+            .into_iter()
+            .map(|info| (info, NodeCounts::of(pod, needs, info)))
             .collect();
-        let best_preference = preferences.iter().copied().max().unwrap_or(0);
-        let soft_taints: Vec<u32> = feasible
-            .iter()
-            .map(|info| plugins::intolerable_soft_taints(pod, info))
-            .collect();
-        let most_soft_taints = soft_taints.iter().copied().max().unwrap_or(0);
+        let most = NodeCounts::most(counts.iter().map(|(_, c)| c));
         let mut best: Option<(&NodeInfo, f64)> = None;
-        for ((info, preference), soft) in feasible.into_iter().zip(preferences).zip(soft_taints) {
-            // Spreading and preferred node affinity weigh double and soft
-            // taints triple, as kube-scheduler weighs them over the
-            // resource scores.
-            let score = plugins::resource_score(needs, info)
-                + 2.0 * plugins::spread_score(needs, info, most)
-                + 2.0 * plugins::preference_score(preference, best_preference)
-                + 3.0 * plugins::soft_taint_score(soft, most_soft_taints);
+        for (info, node_counts) in &counts {
+            let score = plugins::score(needs, info, node_counts, &most);
             if best.is_none_or(|(_, s)| score > s) {
                 best = Some((info, score));
             }

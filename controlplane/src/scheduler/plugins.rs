@@ -296,7 +296,7 @@ fn node_affinity(pod: &Pod) -> Option<&NodeAffinity> {
 
 /// Summed weights of the pod's preferred node-affinity terms this node
 /// matches (the caller normalises them over the feasible nodes).
-pub fn node_preference(pod: &Pod, info: &NodeInfo) -> i64 {
+pub fn node_preference(pod: &Pod, info: &NodeInfo) -> u32 {
     let Some(affinity) = node_affinity(pod) else {
         return 0;
     };
@@ -308,7 +308,7 @@ pub fn node_preference(pod: &Pod, info: &NodeInfo) -> i64 {
             term.preference
                 .matches(&node.metadata.name, &node.metadata.labels)
         })
-        .map(|term| i64::from(term.weight.max(0)))
+        .map(|term| u32::try_from(term.weight).unwrap_or(0))
         .sum()
 }
 
@@ -329,26 +329,70 @@ pub fn intolerable_soft_taints(pod: &Pod, info: &NodeInfo) -> u32 {
     u32::try_from(count).unwrap_or(u32::MAX)
 }
 
-/// 100 for a node with no intolerable soft taint, 0 for the feasible node
-/// with the most.
-pub fn soft_taint_score(intolerable: u32, most: u32) -> f64 {
-    if most == 0 {
-        100.0
-    } else {
-        f64::from(most - intolerable.min(most)) * 100.0 / f64::from(most)
+/// What the scores count on one feasible node; each count is scored
+/// relative to the largest over all feasible nodes, as kube-scheduler
+/// normalises its scores.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeCounts {
+    /// Pods of the same controlling owner already here (spreading).
+    pub siblings: f64,
+    /// Summed weights of the matching preferred node-affinity terms.
+    pub preference: f64,
+    /// `PreferNoSchedule` taints the pod does not tolerate.
+    pub soft_taints: f64,
+}
+
+impl NodeCounts {
+    /// The counts of `info` for `pod`.
+    pub fn of(pod: &Pod, needs: &PodNeeds, info: &NodeInfo) -> Self {
+        let siblings = needs
+            .owner
+            .as_ref()
+            .and_then(|owner| info.owners.get(owner).copied())
+            .unwrap_or(0);
+        Self {
+            siblings: f64::from(siblings),
+            preference: f64::from(node_preference(pod, info)),
+            soft_taints: f64::from(intolerable_soft_taints(pod, info)),
+        }
+    }
+
+    /// The largest of each count.
+    pub fn most<'a>(all: impl IntoIterator<Item = &'a Self>) -> Self {
+        all.into_iter().fold(Self::default(), |most, c| Self {
+            siblings: most.siblings.max(c.siblings),
+            preference: most.preference.max(c.preference),
+            soft_taints: most.soft_taints.max(c.soft_taints),
+        })
     }
 }
 
-/// A node's preference as 0-100 of the best feasible node's.
-#[expect(
-    clippy::cast_precision_loss,
-    reason = "weights are at most 100 per term; far below f64's exact range"
-)]
-pub fn preference_score(preference: i64, best: i64) -> f64 {
-    if best <= 0 {
-        0.0
+/// The whole score of a feasible node: resources, plus spreading and
+/// preferred node affinity weighted double and soft taints triple, as
+/// kube-scheduler weighs them over the resource scores.
+pub fn score(needs: &PodNeeds, info: &NodeInfo, counts: &NodeCounts, most: &NodeCounts) -> f64 {
+    resource_score(needs, info)
+        + 2.0 * fewer_is_better(counts.siblings, most.siblings)
+        + 2.0 * more_is_better(counts.preference, most.preference)
+        + 3.0 * fewer_is_better(counts.soft_taints, most.soft_taints)
+}
+
+/// `value` as 0-100 of `most` (0 everywhere when every count is 0).
+pub fn more_is_better(value: f64, most: f64) -> f64 {
+    if most > 0.0 {
+        value * 100.0 / most
     } else {
-        preference as f64 * 100.0 / best as f64
+        0.0
+    }
+}
+
+/// 100 for a count of 0, down to 0 for the largest (100 everywhere when
+/// every count is 0).
+pub fn fewer_is_better(value: f64, most: f64) -> f64 {
+    if most > 0.0 {
+        100.0 - value * 100.0 / most
+    } else {
+        100.0
     }
 }
 
@@ -442,19 +486,6 @@ pub fn resource_score(needs: &PodNeeds, info: &NodeInfo) -> f64 {
         (1.0 - (requested_cpu - requested_memory).abs() / 2.0) * 100.0
     };
     least_allocated + balanced
-}
-
-/// Spreading of a pod's siblings: 100 on a node with none of them, 0 on
-/// the node with the most.
-pub fn spread_score(needs: &PodNeeds, info: &NodeInfo, most: u32) -> f64 {
-    let Some(owner) = &needs.owner else {
-        return 100.0;
-    };
-    if most == 0 {
-        return 100.0;
-    }
-    let here = info.owners.get(owner).copied().unwrap_or(0);
-    f64::from(most - here.min(most)) * 100.0 / f64::from(most)
 }
 
 #[cfg(test)]
@@ -592,10 +623,10 @@ mod tests {
             ..Toleration::default()
         }];
         assert_eq!(intolerable_soft_taints(&pod, &info), 1);
-        assert!((soft_taint_score(0, 2) - 100.0).abs() < f64::EPSILON);
-        assert!((soft_taint_score(1, 2) - 50.0).abs() < f64::EPSILON);
-        assert!(soft_taint_score(2, 2).abs() < f64::EPSILON);
-        assert!((soft_taint_score(0, 0) - 100.0).abs() < f64::EPSILON);
+        assert!((fewer_is_better(0.0, 2.0) - 100.0).abs() < f64::EPSILON);
+        assert!((fewer_is_better(1.0, 2.0) - 50.0).abs() < f64::EPSILON);
+        assert!(fewer_is_better(2.0, 2.0).abs() < f64::EPSILON);
+        assert!((fewer_is_better(0.0, 0.0) - 100.0).abs() < f64::EPSILON);
     }
 
     #[test]
