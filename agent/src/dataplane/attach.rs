@@ -30,11 +30,7 @@ impl Dataplane {
         attach_type: TcAttachType,
     ) -> Result<(), DataplaneError> {
         let pin = links_dir(&self.dir).join(link_pin_name(program, iface));
-        let fail = |reason: String| DataplaneError::Attach {
-            program,
-            iface: iface.to_owned(),
-            reason,
-        };
+        let fail = attach_error(program, iface);
         let classifier = self.classifier(program)?;
         let switched = match pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
             Some(old) => {
@@ -82,11 +78,7 @@ impl Dataplane {
         if pin.exists() {
             return self.attach_tc(program, iface, attach_type);
         }
-        let fail = |reason: String| DataplaneError::Attach {
-            program,
-            iface: iface.to_owned(),
-            reason,
-        };
+        let fail = attach_error(program, iface);
         // Already there on a veth that had programs before: fine.
         let _ = tc::qdisc_add_clsact(iface);
         let classifier = self.classifier(program)?;
@@ -134,11 +126,7 @@ impl Dataplane {
     /// When the interface does not exist or the kernel refuses the attach.
     pub fn attach_xdp(&mut self, program: &'static str, iface: &str) -> Result<(), DataplaneError> {
         let pin = links_dir(&self.dir).join(link_pin_name(program, iface));
-        let fail = |reason: String| DataplaneError::Attach {
-            program,
-            iface: iface.to_owned(),
-            reason,
-        };
+        let fail = attach_error(program, iface);
         let xdp = self.xdp(program)?;
         let switched = match pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
             Some(old) => {
@@ -174,13 +162,9 @@ impl Dataplane {
         program: &'static str,
         cgroup: &Path,
     ) -> Result<(), DataplaneError> {
-        let label = cgroup_label(cgroup);
-        let pin = links_dir(&self.dir).join(link_pin_name(program, &label));
-        let fail = |reason: String| DataplaneError::Attach {
-            program,
-            iface: cgroup.display().to_string(),
-            reason,
-        };
+        let pin = links_dir(&self.dir).join(link_pin_name(program, &cgroup_label(cgroup)));
+        let shown = cgroup.display().to_string();
+        let fail = attach_error(program, &shown);
         let sock_addr = self.cgroup_sock_addr(program)?;
         if let Some(old) = pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
             // aya has no attach_to_link for these links: switch the program
@@ -203,6 +187,18 @@ impl Dataplane {
             .try_into()
             .map_err(|e: LinkError| fail(error_chain(&e)))?;
         keep_pinned(link, &pin).map_err(fail)
+    }
+}
+
+/// Makes the error of attaching `program` to `iface` from its reason.
+fn attach_error<'a>(
+    program: &'static str,
+    iface: &'a str,
+) -> impl Fn(String) -> DataplaneError + 'a {
+    move |reason| DataplaneError::Attach {
+        program,
+        iface: iface.to_owned(),
+        reason,
     }
 }
 

@@ -166,10 +166,15 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
             }
         });
     }
-    let dataplane = Arc::new(Mutex::new(dataplane));
+    let pod_ports = Arc::new(PodPorts {
+        dataplane: Mutex::new(dataplane),
+        attached: Mutex::default(),
+        bridge: config.bridge.clone(),
+        dir: config.dir.clone(),
+    });
     let mut runtime = config.pods.clone().map(|mut pods| {
         pods.node_addr = node_addr;
-        pods.host_interface_hook = Some(pod_port_hook(&dataplane, &config.bridge));
+        pods.host_interface_hook = Some(PodPorts::hook(&pod_ports));
         crate::pods::PodRuntime::new(pods)
     });
     let reporter = match (&config.source, &runtime) {
@@ -178,7 +183,7 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         }
         _ => None,
     };
-    PodPortSync::spawn(dataplane, config.clone());
+    PodPorts::follow(pod_ports);
     let mut desired = DesiredFeed::start(config, &services);
     let mut last_gc = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
@@ -466,76 +471,77 @@ fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// How often the pod bridge's ports are looked at.
 const POD_PORT_POLL: Duration = Duration::from_millis(100);
 
-/// The pod runtime's hook: a new pod's host-side veth gets service
-/// translation before the pod's containers start (the bridge, also on the
-/// host side, is left alone).
-fn pod_port_hook(
-    dataplane: &Arc<Mutex<Dataplane>>,
-    bridge: &str,
-) -> crate::pods::HostInterfaceHook {
-    let dataplane = Arc::clone(dataplane);
-    let bridge = bridge.to_owned();
-    crate::pods::HostInterfaceHook(Arc::new(move |iface: &str| {
-        if iface == bridge {
-            return Ok(());
-        }
-        lock(&dataplane)
-            .attach_pod_interface(iface)
-            .map_err(|e| e.to_string())
-    }))
+/// The pod bridge's ports and the service translation on them. A new
+/// pod's veth gets it from the pod runtime's hook, before the pod's
+/// containers start; a thread following the bridge attaches whatever the
+/// hook did not (pods adopted after an agent restart, veths made by other
+/// means, attaches that failed) and forgets ports that are gone.
+struct PodPorts {
+    dataplane: Mutex<Dataplane>,
+    /// Ports that have translation attached.
+    attached: Mutex<BTreeSet<String>>,
+    bridge: String,
+    /// The node's bpffs directory.
+    dir: PathBuf,
 }
 
-/// Attaches service translation to ports of the pod bridge the pod
-/// runtime did not attach itself: pods adopted after an agent restart,
-/// veths made by other means, and retries of attaches that failed. Runs on
-/// a thread of its own; attaching one already attached replaces the
-/// program in place, so racing the runtime's hook is harmless.
-struct PodPortSync;
+impl PodPorts {
+    /// Attaches translation to `port` and remembers it.
+    fn attach(&self, port: &str) -> Result<(), String> {
+        lock(&self.dataplane)
+            .attach_pod_interface(port)
+            .map_err(|e| e.to_string())?;
+        lock(&self.attached).insert(port.to_owned());
+        Ok(())
+    }
 
-impl PodPortSync {
-    fn spawn(dataplane: Arc<Mutex<Dataplane>>, config: ServeConfig) {
+    /// The pod runtime's hook: every host-side interface of a new sandbox
+    /// but the bridge itself is a pod's veth.
+    fn hook(ports: &Arc<Self>) -> crate::pods::HostInterfaceHook {
+        let ports = Arc::clone(ports);
+        crate::pods::HostInterfaceHook(Arc::new(move |iface: &str| {
+            if iface == ports.bridge {
+                return Ok(());
+            }
+            ports.attach(iface)
+        }))
+    }
+
+    /// Follows the bridge's ports on a thread of its own.
+    fn follow(ports: Arc<Self>) {
         std::thread::spawn(move || {
-            let mut known = BTreeSet::new();
             while !STOP.load(Ordering::SeqCst) {
-                sync_pod_ports(&dataplane, &config, &mut known);
+                ports.sync();
                 std::thread::sleep(POD_PORT_POLL);
             }
         });
     }
-}
 
-/// Attaches translation to new ports of the pod bridge and forgets the
-/// links of ports that are gone. A port whose attach failed stays unknown,
-/// so the next round tries again.
-fn sync_pod_ports(
-    dataplane: &Mutex<Dataplane>,
-    config: &ServeConfig,
-    known: &mut BTreeSet<String>,
-) {
-    let current = match bridge_ports(&config.bridge) {
-        Ok(ports) => ports,
-        Err(err) => {
-            tracing::debug!(%err, bridge = %config.bridge, "no pod bridge yet");
-            return;
-        }
-    };
-    let mut attached = BTreeSet::new();
-    for port in current.difference(known) {
-        match lock(dataplane).attach_pod_interface(port) {
-            Ok(()) => {
-                tracing::debug!(port, "pod port attached");
-                attached.insert(port.clone());
+    /// Attaches translation to ports not attached yet and forgets the
+    /// ports that are gone. A port whose attach failed stays unattached,
+    /// so the next round tries again.
+    fn sync(&self) {
+        let current = match bridge_ports(&self.bridge) {
+            Ok(ports) => ports,
+            Err(err) => {
+                tracing::debug!(%err, bridge = %self.bridge, "no pod bridge yet");
+                return;
             }
-            Err(err) => tracing::warn!(%err, port, "attaching a pod port"),
+        };
+        let attached = lock(&self.attached).clone();
+        for port in current.difference(&attached) {
+            match self.attach(port) {
+                Ok(()) => tracing::debug!(port, "pod port attached"),
+                Err(err) => tracing::warn!(%err, port, "attaching a pod port"),
+            }
+        }
+        for port in attached.difference(&current) {
+            if let Err(err) = forget_pod_interface(&self.dir, port) {
+                tracing::warn!(%err, port, "forgetting a pod port");
+            }
+            lock(&self.attached).remove(port);
         }
     }
-    for port in known.difference(&current) {
-        if let Err(err) = forget_pod_interface(&config.dir, port) {
-            tracing::warn!(%err, port, "forgetting a pod port");
-        }
-    }
-    known.retain(|port| current.contains(port));
-    known.extend(attached);
 }
 
 /// Names of the interfaces enslaved to `bridge`.
