@@ -104,14 +104,15 @@ impl StateMachine {
         Ok(results)
     }
 
-    /// Tells the watchers and the lease clock about applied commands.
+    /// Tells the lease clock, then the watchers, about applied commands:
+    /// a watcher that sees a revoked lease's keys deleted must find the
+    /// lease gone too (a keep-alive racing the event would renew it).
     fn announce(
         &self,
         commands: &[Command],
         results: &[Result<CommandResult, StoreError>],
         events: &[RevisionEvents],
     ) {
-        self.hub.publish(events);
         let now = Instant::now();
         for (command, result) in commands.iter().zip(results) {
             match (command, result) {
@@ -122,5 +123,6 @@ impl StateMachine {
                 _ => {}
             }
         }
+        self.hub.publish(events);
     }
 }
