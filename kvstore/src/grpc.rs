@@ -70,7 +70,7 @@ pub fn status_of(err: StoreError) -> Status {
         StoreError::InvalidRequest(_) => Status::invalid_argument(err.to_string()),
         StoreError::NotLeader { .. } => Status::failed_precondition(err.to_string()),
         StoreError::Unavailable(_) => Status::unavailable(err.to_string()),
-        StoreError::Storage(_) => Status::internal(err.to_string()),
+        StoreError::Storage(_) | StoreError::Database { .. } => Status::internal(err.to_string()),
     }
 }
 

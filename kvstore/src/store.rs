@@ -99,7 +99,7 @@ impl Store {
     /// missing), recovering everything a previous run committed.
     ///
     /// # Errors
-    /// [`StoreError::Storage`] if the directory cannot be created or the
+    /// [`StoreError::Storage`], [`StoreError::Database`] if the directory cannot be created or the
     /// database is unreadable.
     pub async fn open(config: StoreConfig) -> Result<Self, StoreError> {
         let state = open_state(&config)?;
@@ -149,7 +149,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::NotLeader`] / [`StoreError::Unavailable`] when replicated
-    /// and no leader can confirm the read; [`StoreError::Storage`].
+    /// and no leader can confirm the read; [`StoreError::Storage`], [`StoreError::Database`].
     pub async fn range(&self, req: RangeRequest) -> Result<(RangeResponse, i64), StoreError> {
         self.inner.consensus.read_barrier().await?;
         let mvcc = self.inner.state.mvcc().clone();
@@ -222,7 +222,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::LeaseNotFound`], [`StoreError::NotLeader`],
-    /// [`StoreError::Unavailable`], [`StoreError::Storage`].
+    /// [`StoreError::Unavailable`], [`StoreError::Storage`], [`StoreError::Database`].
     pub async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, StoreError> {
         match self.propose(Command::Txn(txn)).await? {
             CommandResult::Txn(response) => Ok(response),
@@ -283,7 +283,7 @@ impl Store {
     /// A lease's TTLs and keys, `None` if it does not exist.
     ///
     /// # Errors
-    /// [`StoreError::Storage`].
+    /// [`StoreError::Storage`], [`StoreError::Database`].
     pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseInfo>, StoreError> {
         self.inner.consensus.read_barrier().await?;
         let mvcc = self.inner.state.mvcc().clone();
@@ -319,7 +319,7 @@ impl Store {
     /// The oldest revision a watch can start from.
     ///
     /// # Errors
-    /// [`StoreError::Storage`].
+    /// [`StoreError::Storage`], [`StoreError::Database`].
     pub fn compacted_revision(&self) -> Result<i64, StoreError> {
         self.inner.state.mvcc().compacted()
     }

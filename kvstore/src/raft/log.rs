@@ -117,8 +117,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<()> {
-        self.set_meta("vote", vote)
-            .map_err(|_| StorageIOError::write_vote(&std::io::Error::other("saving vote")).into())
+        self.set_meta("vote", vote).map_err(|err| {
+            let cause = std::io::Error::other(err);
+            StorageIOError::write_vote(&cause).into()
+        })
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>> {

@@ -100,7 +100,7 @@ impl Store {
     /// proposes the same initial membership, and Raft settles on one.
     ///
     /// # Errors
-    /// [`StoreError::Storage`] for an unusable data directory,
+    /// [`StoreError::Storage`], [`StoreError::Database`] for an unusable data directory,
     /// [`StoreError::InvalidRequest`] if `node_id` is not among `peers`.
     pub async fn open_replicated(
         config: StoreConfig,
