@@ -5,8 +5,9 @@
 //! ```text
 //! rudder-bench dataplane [--out docs/benchmarks/dataplane.md] [--runs 5] [--quick]
 //! rudder-bench cni [--out docs/benchmarks/cni.md] [--runs 3] [--quick]
+//! rudder-bench store [--out docs/benchmarks/store.md] [--runs 3]
 //! ```
-//! Needs root: the benchmarks create network namespaces and load eBPF
+//! Needs root (all but `store`): the benchmarks create network namespaces and load eBPF
 //! programs. Packets only travel between namespaces a benchmark made, every
 //! load loop is bounded in count and time, and everything is removed at the
 //! end (also on failure and Ctrl-C; a run killed outright is swept by the
@@ -19,6 +20,7 @@ mod interrupt;
 mod machine;
 mod report_file;
 mod stats;
+mod store;
 
 use anyhow::{Result, bail};
 use clap::{Parser, Subcommand};
@@ -36,16 +38,21 @@ enum Command {
     Dataplane(dataplane::Options),
     /// rudder-cni and the pods it wires vs the reference bridge + host-local plugins.
     Cni(cni::Options),
+    /// rudder's store vs etcd through the etcd v3 API.
+    Store(store::Options),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    if !netns::have_privileges() {
+    // The store benchmark's servers listen on 127.0.0.1 and need no
+    // namespaces; the others do.
+    if !matches!(cli.command, Command::Store(_)) && !netns::have_privileges() {
         bail!("the benchmarks create network namespaces and load eBPF programs: run as root");
     }
     interrupt::install()?;
     match cli.command {
         Command::Dataplane(options) => dataplane::run(&options),
         Command::Cni(options) => cni::run(&options),
+        Command::Store(options) => store::run(&options),
     }
 }
