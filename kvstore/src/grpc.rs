@@ -62,8 +62,12 @@ impl EtcdApi {
 /// Maps a store error onto the gRPC status a client can act on.
 pub fn status_of(err: StoreError) -> Status {
     match &err {
-        StoreError::Compacted { .. } | StoreError::FutureRevision { .. } => {
-            Status::out_of_range(err.to_string())
+        // etcd's clients recognise these two by their exact text.
+        StoreError::Compacted { .. } => {
+            Status::out_of_range("etcdserver: mvcc: required revision has been compacted")
+        }
+        StoreError::FutureRevision { .. } => {
+            Status::out_of_range("etcdserver: mvcc: required revision is a future revision")
         }
         StoreError::LeaseNotFound(_) => Status::not_found(err.to_string()),
         StoreError::LeaseExists(_) => Status::already_exists(err.to_string()),
@@ -177,8 +181,15 @@ impl pb::kv_server::Kv for EtcdApi {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let req = range_from_pb(request.into_inner())?;
-        let (response, revision) = self.store.range(req).await.map_err(status_of)?;
+        let request = request.into_inner();
+        let serializable = request.serializable;
+        let req = range_from_pb(request)?;
+        let (response, revision) = if serializable {
+            self.store.range_serializable(req).await
+        } else {
+            self.store.range(req).await
+        }
+        .map_err(status_of)?;
         Ok(Response::new(range_to_pb(response, self.header(revision))))
     }
 

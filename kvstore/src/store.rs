@@ -156,6 +156,21 @@ impl Store {
         blocking(move || mvcc.range(&req)).await
     }
 
+    /// Reads keys from what this replica has applied, without asking the
+    /// leader (etcd's `serializable` range): no round trip, but it may miss
+    /// writes acknowledged elsewhere. Returns the revision read at.
+    ///
+    /// # Errors
+    /// [`StoreError::Compacted`] / [`StoreError::FutureRevision`] for a
+    /// revision out of reach; [`StoreError::Storage`], [`StoreError::Database`].
+    pub async fn range_serializable(
+        &self,
+        req: RangeRequest,
+    ) -> Result<(RangeResponse, i64), StoreError> {
+        let mvcc = self.inner.state.mvcc().clone();
+        blocking(move || mvcc.range(&req)).await
+    }
+
     /// Reads one key. See [`Store::range`].
     ///
     /// # Errors
