@@ -144,6 +144,25 @@ impl Store {
         self.inner.consensus.status()
     }
 
+    /// Bytes the data directory takes on disk (state, log, write-ahead
+    /// log); what `etcdctl endpoint status` calls the db size.
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(dir: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => walk(&entry.path()),
+                    Ok(meta) => meta.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.inner.config.data_dir)
+    }
+
     /// Reads keys, linearizably: the result reflects every write
     /// acknowledged before the call. Returns the revision read at.
     ///

@@ -124,9 +124,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<()> {
         self.set_meta("vote", vote, Durability::Immediate)
             .map_err(|err| {
-            let cause = std::io::Error::other(err);
-            StorageIOError::write_vote(&cause).into()
-        })
+                let cause = std::io::Error::other(err);
+                StorageIOError::write_vote(&cause).into()
+            })
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>> {

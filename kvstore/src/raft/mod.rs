@@ -275,9 +275,9 @@ impl Shared {
     /// extra: the term's first entry already comes after the old log.
     async fn read_index_locally(&self) -> Result<u64, StoreError> {
         match self.raft.get_read_log_id().await {
-            Ok((read_log_id, _)) => {
-                Ok(read_log_id.map_or(0, |id| id.index).max(self.tenure_floor()))
-            }
+            Ok((read_log_id, _)) => Ok(read_log_id
+                .map_or(0, |id| id.index)
+                .max(self.tenure_floor())),
             Err(err) => Err(StoreError::NotLeader {
                 leader_addr: self.leader_addr().filter(|_| {
                     // A leader that just lost leadership knows no better.
@@ -506,6 +506,14 @@ impl Consensus for RaftConsensus {
                 .and_then(|id| self.shared.peers.get(&id).cloned()),
             term: metrics.current_term,
             revision: self.shared.state.hub().published(),
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            members: self
+                .shared
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, addr.clone()))
+                .collect(),
         }
     }
 
