@@ -24,7 +24,8 @@ const VALUE_SIZE: usize = 256;
 pub const WATCH_PUTS: usize = 400;
 pub const WATCH_GAP: Duration = Duration::from_millis(5);
 
-async fn connect(port: u16) -> Result<Channel> {
+/// A channel to the store on `port`, once it answers a range.
+pub(super) async fn connect(port: u16) -> Result<Channel> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let attempt = async {
@@ -77,7 +78,7 @@ pub async fn measure(port: u16, pid: u32) -> Result<Sample> {
 
 /// `clients` concurrent writers over `channels` for `duration`; returns
 /// puts/s and every latency in ms.
-async fn put_phase(
+pub(super) async fn put_phase(
     channels: &[Channel],
     clients: usize,
     duration: Duration,
@@ -120,7 +121,7 @@ async fn put_phase(
 }
 
 /// p99 of the time from sending a put to a watcher receiving its event.
-async fn watch_delivery(channel: &Channel) -> Result<f64> {
+pub(super) async fn watch_delivery(channel: &Channel) -> Result<f64> {
     let (requests, receiver) = tokio::sync::mpsc::channel(1);
     requests
         .send(WatchRequest {

@@ -5,7 +5,9 @@
 //! the etcd v3 wire API, so one tonic client measures both. Per run and
 //! store: puts/s with 1 and with 64 concurrent clients (256-byte values),
 //! p50/p99 put latency, watch delivery p99 (put sent -> event received by a
-//! watcher), and peak resident memory. Medians over the runs go to
+//! watcher), and peak resident memory; then (see [`replicated`]) three
+//! rudder replicas against a 3-member etcd cluster, adding reads/s and
+//! failover time. Medians over the runs go to
 //! docs/benchmarks/store.md with rudder/etcd ratios. `--runs` (or
 //! `RUDDER_BENCH_RUNS`) sets the number of runs (default 3);
 //! `RUDDER_BENCH_DIR` where the stores keep their data (default: the
@@ -15,6 +17,7 @@
 //! 127.0.0.1 only and are killed when the run ends (also on failure).
 
 mod measure;
+mod replicated;
 mod servers;
 
 use std::{path::PathBuf, time::Duration};
@@ -43,6 +46,21 @@ pub struct Options {
     /// Commit the binaries were built from, for the report.
     #[arg(long)]
     commit: Option<String>,
+    /// Which comparisons to run.
+    #[arg(long, value_enum, default_value_t = Mode::Both)]
+    mode: Mode,
+}
+
+/// Single node against single member, three replicas against three
+/// members, or both.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// One rudder node (no Raft) vs a single-member etcd.
+    Single,
+    /// Three rudder replicas vs a 3-member etcd cluster.
+    Replicated,
+    /// Both, in that order.
+    Both,
 }
 
 /// One run's numbers for one store.
@@ -87,8 +105,49 @@ pub fn run(options: &Options) -> Result<()> {
         .enable_all()
         .build()?;
     let mut samples: Vec<(Vec<Sample>, Vec<Sample>)> = Vec::new();
+    let mut replicated_samples: Vec<(replicated::ReplicatedSample, replicated::ReplicatedSample)> =
+        Vec::new();
+    let single_runs = if options.mode == Mode::Replicated {
+        0
+    } else {
+        runs.max(1)
+    };
+    let replicated_runs = if options.mode == Mode::Single {
+        0
+    } else {
+        runs.max(1)
+    };
     let result = (|| -> Result<()> {
-        for run in 1..=runs.max(1) {
+        for run in 1..=replicated_runs {
+            let mut pair = Vec::new();
+            for (label, flavour, binary) in [
+                ("rudder", replicated::Flavour::Rudder, &rudder),
+                ("etcd", replicated::Flavour::Etcd, &etcd),
+            ] {
+                crate::interrupt::check()?;
+                let dir = scratch.join(format!("{label}-3x-{run}"));
+                let mut cluster = replicated::Cluster::start(flavour, binary, &dir)?;
+                let sample = runtime.block_on(replicated::measure(&mut cluster))?;
+                drop(cluster);
+                println!(
+                    "bench store: run {run} {label} x3: {:.0} puts/s (1 client), {:.0} puts/s (64), p99 {:.2}/{:.2} ms, reads/s {:.0} linearizable / {:.0} serializable, watch p99 {:.2} ms, failover {:.0} ms, RSS {:.1} MiB",
+                    sample.puts_1,
+                    sample.puts_64,
+                    sample.p99_1_ms,
+                    sample.p99_64_ms,
+                    sample.linearizable_reads,
+                    sample.serializable_reads,
+                    sample.watch_p99_ms,
+                    sample.failover_ms,
+                    sample.rss_mib
+                );
+                pair.push(sample);
+            }
+            if let [r, e] = &pair[..] {
+                replicated_samples.push((r.clone(), e.clone()));
+            }
+        }
+        for run in 1..=single_runs {
             let mut pair = (Vec::new(), Vec::new());
             for (label, is_rudder) in [("rudder", true), ("etcd", false)] {
                 crate::interrupt::check()?;
@@ -125,12 +184,14 @@ pub fn run(options: &Options) -> Result<()> {
     result?;
     let rudder: Vec<Sample> = samples.iter().flat_map(|p| p.0.clone()).collect();
     let etcd_samples: Vec<Sample> = samples.iter().flat_map(|p| p.1.clone()).collect();
+    let replicated_rudder: Vec<_> = replicated_samples.iter().map(|p| p.0.clone()).collect();
+    let replicated_etcd: Vec<_> = replicated_samples.iter().map(|p| p.1.clone()).collect();
     let report = report(
         &rudder,
         &etcd_samples,
         &etcd_version(&etcd),
         options.commit.as_deref(),
-    );
+    ) + &replicated_report(&replicated_rudder, &replicated_etcd);
     let out = &options.out;
     // Hand-written analysis below the table survives a new run.
     let notes = std::fs::read_to_string(out)
@@ -145,14 +206,83 @@ pub fn run(options: &Options) -> Result<()> {
     crate::report_file::write(out, &written)
 }
 
-fn median(samples: &[Sample], field: impl Fn(&Sample) -> f64) -> f64 {
+fn median<S>(samples: &[S], field: impl Fn(&S) -> f64) -> f64 {
     let values: Vec<f64> = samples.iter().map(field).collect();
     crate::stats::median(&values)
 }
 
+/// A metric's name, how to read it from a sample, and whether more is
+/// better.
+type Row<S> = (&'static str, fn(&S) -> f64, bool);
+
+/// The markdown table of `rows`: medians of both stores and their ratio.
+fn table<S>(rows: &[Row<S>], rudder: &[S], etcd: &[S]) -> String {
+    let mut out = String::from(
+        "| metric | rudder | etcd | rudder / etcd | better |\n|---|---:|---:|---:|---|\n",
+    );
+    for (name, field, higher_is_better) in rows {
+        let r = median(rudder, field);
+        let e = median(etcd, field);
+        let ratio = if e > 0.0 { r / e } else { 0.0 };
+        let better = if (ratio >= 1.0) == *higher_is_better {
+            "rudder"
+        } else {
+            "etcd"
+        };
+        out.push_str(&format!(
+            "| {name} | {r:.2} | {e:.2} | {ratio:.2} | {better} |\n"
+        ));
+    }
+    out
+}
+
+fn replicated_report(
+    rudder: &[replicated::ReplicatedSample],
+    etcd: &[replicated::ReplicatedSample],
+) -> String {
+    if rudder.is_empty() {
+        return String::new();
+    }
+    let rows: [Row<replicated::ReplicatedSample>; 11] = [
+        ("puts/s, 1 client", |s| s.puts_1, true),
+        ("puts/s, 64 clients", |s| s.puts_64, true),
+        ("put latency p50, 1 client (ms)", |s| s.p50_1_ms, false),
+        ("put latency p99, 1 client (ms)", |s| s.p99_1_ms, false),
+        ("put latency p50, 64 clients (ms)", |s| s.p50_64_ms, false),
+        ("put latency p99, 64 clients (ms)", |s| s.p99_64_ms, false),
+        (
+            "linearizable reads/s, 16 clients",
+            |s| s.linearizable_reads,
+            true,
+        ),
+        (
+            "serializable reads/s, 16 clients",
+            |s| s.serializable_reads,
+            true,
+        ),
+        ("watch delivery p99 (ms)", |s| s.watch_p99_ms, false),
+        (
+            "failover: leader kill -> first acknowledged put (ms)",
+            |s| s.failover_ms,
+            false,
+        ),
+        ("peak RSS, largest member (MiB)", |s| s.rss_mib, false),
+    ];
+    let failovers: Vec<f64> = rudder.iter().map(|s| s.failover_ms).collect();
+    let worst = failovers.iter().copied().fold(0.0_f64, f64::max);
+    format!(
+        "\n## Three replicas vs a 3-member etcd cluster\n\n\
+         Medians of {} run(s): three members on 127.0.0.1, each with its own \
+         data directory on the same disk; clients spread over all three \
+         endpoints. Failover is measured once per run under 8 writers on the \
+         survivors (rudder's worst of the runs: {worst:.0} ms).\n\n{}",
+        rudder.len(),
+        table(&rows, rudder, etcd)
+    )
+}
+
 fn report(rudder: &[Sample], etcd: &[Sample], etcd_version: &str, commit: Option<&str>) -> String {
-    type Row = (&'static str, fn(&Sample) -> f64, bool);
-    let rows: [Row; 8] = [
+    let rows: [Row<Sample>; 8] = [
         ("puts/s, 1 client", |s| s.puts_1, true),
         ("puts/s, 64 clients", |s| s.puts_64, true),
         ("put latency p50, 1 client (ms)", |s| s.p50_1_ms, false),
@@ -163,7 +293,7 @@ fn report(rudder: &[Sample], etcd: &[Sample], etcd_version: &str, commit: Option
         ("peak RSS (MiB)", |s| s.rss_mib, false),
     ];
     let mut out = String::new();
-    out.push_str("# Store benchmark: rudder vs etcd\n\n");
+    out.push_str("# Store benchmark: rudder vs etcd\n\n## One node vs a single-member etcd\n\n");
     out.push_str(&format!(
         "Run {}{}.\n\n",
         crate::machine::output(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]).trim(),
@@ -184,19 +314,6 @@ fn report(rudder: &[Sample], etcd: &[Sample], etcd_version: &str, commit: Option
         PHASE.as_secs(),
         WATCH_GAP.as_millis(),
     ));
-    out.push_str("| metric | rudder | etcd | rudder / etcd | better |\n|---|---:|---:|---:|---|\n");
-    for (name, field, higher_is_better) in rows {
-        let r = median(rudder, field);
-        let e = median(etcd, field);
-        let ratio = if e > 0.0 { r / e } else { 0.0 };
-        let better = if (ratio >= 1.0) == higher_is_better {
-            "rudder"
-        } else {
-            "etcd"
-        };
-        out.push_str(&format!(
-            "| {name} | {r:.2} | {e:.2} | {ratio:.2} | {better} |\n"
-        ));
-    }
+    out.push_str(&table(&rows, rudder, etcd));
     out
 }

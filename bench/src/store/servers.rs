@@ -55,6 +55,69 @@ pub fn start_rudder(binary: &Path, dir: &Path, port: u16) -> Result<Server> {
     Ok(Server(child))
 }
 
+/// Starts replica `i` of a 3-replica rudder store whose members serve on
+/// `ports` (clients and Raft on the same port).
+pub fn start_rudder_replica(binary: &Path, dir: &Path, ports: &[u16], i: usize) -> Result<Server> {
+    let mut command = Command::new(binary);
+    command
+        .args(["--data-dir"])
+        .arg(dir)
+        .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
+        .args(["--http-listen", "off", "--compaction-interval-seconds", "0"])
+        .args(["--node-id", &(i + 1).to_string()]);
+    for (j, port) in ports.iter().enumerate() {
+        command.args(["--peer", &format!("{}=127.0.0.1:{port}", j + 1)]);
+    }
+    let child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(Server(child))
+}
+
+/// Starts member `i` of a 3-member etcd cluster serving clients on `ports`
+/// and peers on `peer_ports`.
+pub fn start_etcd_member(
+    binary: &Path,
+    dir: &Path,
+    ports: &[u16],
+    peer_ports: &[u16],
+    i: usize,
+) -> Result<Server> {
+    let client = format!("http://127.0.0.1:{}", ports[i]);
+    let peer = format!("http://127.0.0.1:{}", peer_ports[i]);
+    let cluster: Vec<String> = peer_ports
+        .iter()
+        .enumerate()
+        .map(|(j, port)| format!("m{}=http://127.0.0.1:{port}", j + 1))
+        .collect();
+    let child = Command::new(binary)
+        .args(["--name", &format!("m{}", i + 1), "--data-dir"])
+        .arg(dir)
+        .args([
+            "--listen-client-urls",
+            &client,
+            "--advertise-client-urls",
+            &client,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &peer,
+            "--initial-advertise-peer-urls",
+            &peer,
+        ])
+        .args(["--initial-cluster", &cluster.join(",")])
+        .args(["--initial-cluster-state", "new"])
+        .args(["--logger", "zap", "--log-level", "error"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    Ok(Server(child))
+}
+
 /// Starts a single-member etcd on `port` (peers on `peer_port`).
 pub fn start_etcd(binary: &Path, dir: &Path, port: u16, peer_port: u16) -> Result<Server> {
     let client = format!("http://127.0.0.1:{port}");
