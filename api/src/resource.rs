@@ -168,6 +168,7 @@ impl Resource for Pod {
 
     fn validate(&self, errors: &mut FieldErrors) {
         validate_metadata(Self::KIND, &self.metadata, errors);
+        validate_bandwidth("metadata.annotations", &self.metadata.annotations, errors);
         validate_pod_spec("spec", &self.spec, errors);
     }
 }
@@ -571,7 +572,24 @@ fn validate_template(
         }
     }
     errors.labels("spec.template.metadata.labels", &template.metadata.labels);
+    validate_bandwidth(
+        "spec.template.metadata.annotations",
+        &template.metadata.annotations,
+        errors,
+    );
     validate_pod_spec("spec.template.spec", &template.spec, errors);
+}
+
+/// Refuses bandwidth annotations the agent could not apply, so a pod never
+/// runs unlimited because of a typo.
+fn validate_bandwidth(
+    path: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+    errors: &mut FieldErrors,
+) {
+    if let Err((key, why)) = crate::bandwidth::BandwidthLimits::from_annotations(annotations) {
+        errors.push(format!("{path}[{key:?}]"), why.to_string());
+    }
 }
 
 fn validate_percent_or_int(field: &str, value: Option<&IntOrString>, errors: &mut FieldErrors) {

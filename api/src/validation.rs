@@ -132,13 +132,8 @@ impl FieldErrors {
 
     /// Requires a resource quantity (`500m`, `1.5Gi`, `2`).
     pub fn quantity(&mut self, field: &str, value: &str) {
-        if !is_quantity(value) {
-            self.push(
-                field,
-                format!(
-                    "{value:?} is not a quantity: a number with an optional suffix (m, k, M, G, Ki, Mi, Gi, ...)"
-                ),
-            );
+        if let Err(why) = crate::quantity::parse(value) {
+            self.push(field, format!("{value:?} is not a quantity: {why}"));
         }
     }
 
@@ -231,34 +226,7 @@ fn check_qualified_name(key: &str) -> Result<(), &'static str> {
 
 /// Whether `value` is a Kubernetes quantity.
 pub fn is_quantity(value: &str) -> bool {
-    let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
-    let digits_end = unsigned
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(unsigned.len());
-    let (number, suffix) = unsigned.split_at(digits_end);
-    let number_ok = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
-    let suffix_ok = matches!(
-        suffix,
-        "" | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-            | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-            | "n"
-            | "u"
-    ) || suffix.strip_prefix(['e', 'E']).is_some_and(|exp| {
-        let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-        !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
-    });
-    number_ok && suffix_ok
+    crate::quantity::parse(value).is_ok()
 }
 
 #[cfg(test)]
