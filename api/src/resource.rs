@@ -396,10 +396,29 @@ impl Resource for Service {
             errors.push("spec.ports", "at least one port is required");
         }
         let mut names = std::collections::BTreeSet::new();
+        let mut frontends = std::collections::BTreeMap::new();
         for (i, port) in spec.ports.iter().enumerate() {
             let field = format!("spec.ports[{i}]");
             errors.port(&format!("{field}.port"), port.port);
             errors.protocol(&format!("{field}.protocol"), port.protocol.as_deref());
+            let protocol = port.protocol.as_deref().unwrap_or("TCP");
+            if protocol == "SCTP" {
+                // Valid Kubernetes, but the dataplane translates TCP and UDP
+                // only: accepting it would leave the port silently dead.
+                errors.push(
+                    format!("{field}.protocol"),
+                    "SCTP is not supported by rudder's service dataplane (TCP and UDP are)",
+                );
+            }
+            if let Some(first) = frontends.insert((port.port, protocol), i) {
+                errors.push(
+                    format!("{field}.port"),
+                    format!(
+                        "duplicate value: port {}/{protocol} is already spec.ports[{first}]",
+                        port.port
+                    ),
+                );
+            }
             match &port.target_port {
                 Some(IntOrString::Int(target)) => {
                     errors.port(&format!("{field}.targetPort"), *target)

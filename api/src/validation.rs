@@ -197,6 +197,12 @@ fn check_dns_subdomain(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Whether `value` may be a label value (empty, or at most 63 characters of
+/// `[A-Za-z0-9-_.]` starting and ending alphanumeric).
+pub(crate) fn is_label_value(value: &str) -> bool {
+    value.is_empty() || check_label_value(value).is_ok()
+}
+
 fn check_label_value(value: &str) -> Result<(), ()> {
     let bytes = value.as_bytes();
     let ok = value.len() <= 63
@@ -208,7 +214,7 @@ fn check_label_value(value: &str) -> Result<(), ()> {
     if ok { Ok(()) } else { Err(()) }
 }
 
-fn check_qualified_name(key: &str) -> Result<(), &'static str> {
+pub(crate) fn check_qualified_name(key: &str) -> Result<(), &'static str> {
     let name = match key.rsplit_once('/') {
         Some((prefix, name)) => {
             check_dns_subdomain(prefix).map_err(|_| "prefix must be a DNS-1123 subdomain")?;
