@@ -91,6 +91,17 @@ impl FieldErrors {
         }
     }
 
+    /// Requires `value` within `min..=max`: the range Kubernetes gives the
+    /// field (its int32 fields end at [`MAX_INT32`]). Durations that reach
+    /// timers must be bounded here, before any component adds them to a clock.
+    pub fn in_range(&mut self, field: &str, value: Option<i64>, min: i64, max: i64) {
+        if let Some(value) = value
+            && !(min..=max).contains(&value)
+        {
+            self.push(field, format!("{value} is out of range {min}-{max}"));
+        }
+    }
+
     /// Requires label keys and values in Kubernetes' syntax.
     pub fn labels(&mut self, field: &str, labels: &BTreeMap<String, String>) {
         for (key, value) in labels {
@@ -228,6 +239,21 @@ pub(crate) fn check_qualified_name(key: &str) -> Result<(), &'static str> {
     check_label_value(name).map_err(|_| {
         "name part must be at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric"
     })
+}
+
+/// The largest value of Kubernetes' int32 fields (probe timings, minReadySeconds).
+pub const MAX_INT32: i64 = i32::MAX as i64;
+
+/// Whether `uid` has the textual form of a UUID (`8-4-4-4-12` hex digits),
+/// which every uid the API server assigns has. Uids become file names on
+/// nodes, so nothing else may pass.
+pub fn is_uid(uid: &str) -> bool {
+    let groups: Vec<&str> = uid.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Whether `value` is a Kubernetes quantity.
