@@ -427,12 +427,16 @@ impl Consensus for RaftConsensus {
                     }
                 };
                 match outcome {
-                    Ok(response) => return response,
-                    // Refused before anything was appended: the leader moved;
-                    // try again with whoever leads now.
-                    Err(StoreError::NotLeader { .. }) if Instant::now() < deadline => {
+                    // Refused before anything was appended, here or by the
+                    // replica we forwarded to (which answers `Applied` with
+                    // the refusal): the leader moved; try again with whoever
+                    // leads now.
+                    Err(StoreError::NotLeader { .. }) | Ok(Err(StoreError::NotLeader { .. }))
+                        if Instant::now() < deadline =>
+                    {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
+                    Ok(response) => return response,
                     Err(err) => return Err(err),
                 }
             }
