@@ -2,7 +2,7 @@
 
 use std::{io, net::Ipv4Addr};
 
-use netlink_packet_route::link::InfoKind;
+use rudder_netlink::{InfoKind, LinkState, RouteSocket, VethEnd, format_mac};
 use serde_json::{Value, json};
 
 use crate::{
@@ -12,7 +12,6 @@ use crate::{
     error::{CniError, Result},
     ipam::AllocationStore,
     names,
-    netlink::{LinkState, RouteSocket, VethEnd, format_mac},
     result::{CniResult, Interface, IpConfig, Route},
     sandbox::Sandbox,
     version::CniVersion,

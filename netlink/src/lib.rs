@@ -1,9 +1,14 @@
-//! A small synchronous rtnetlink client: just the requests the plugin
-//! makes, one socket per network namespace.
+//! rudder-netlink: a small synchronous rtnetlink client shared by the CNI
+//! plugin and the agent, one socket per network namespace.
 //!
 //! A netlink socket talks to the namespace its creating thread was in, so
 //! [`RouteSocket::open`] on a thread that entered a sandbox configures the
 //! sandbox.
+
+mod subnet;
+
+pub use netlink_packet_route::link::InfoKind;
+pub use subnet::Ipv4Subnet;
 
 use std::{
     io,
@@ -18,12 +23,10 @@ use netlink_packet_core::{
 use netlink_packet_route::{
     AddressFamily, RouteNetlinkMessage,
     address::{AddressAttribute, AddressMessage},
-    link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
+    link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType},
 };
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
-
-use crate::subnet::Ipv4Subnet;
 
 /// The main routing table.
 const RT_TABLE_MAIN: u8 = 254;
