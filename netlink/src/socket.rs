@@ -1,0 +1,103 @@
+//! The socket and its request/answer exchange: every request the crate
+//! makes goes through [`RouteSocket::request`].
+
+use std::io;
+
+use netlink_packet_core::{
+    NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+
+/// Receive buffer: large enough for any dump datagram the kernel sends.
+const RECV_BUFFER: usize = 64 * 1024;
+
+/// A NETLINK_ROUTE socket bound to the namespace it was opened in.
+#[derive(Debug)]
+pub struct RouteSocket {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl RouteSocket {
+    /// Opens a socket in the calling thread's network namespace.
+    ///
+    /// # Errors
+    ///
+    /// The socket call's error.
+    pub fn open() -> io::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE)?;
+        socket.bind_auto()?;
+        socket.connect(&SocketAddr::new(0, 0))?;
+        Ok(Self {
+            socket,
+            seq: 0,
+            buf: Vec::with_capacity(RECV_BUFFER),
+        })
+    }
+
+    /// Sends one request and returns what the kernel answered, up to its
+    /// ACK (or the end of a dump).
+    /// Sends one request and returns what the kernel answered, up to its
+    /// ACK (or the end of a dump).
+    pub(crate) fn request(
+        &mut self,
+        message: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut packet = NetlinkMessage::new(header, NetlinkPayload::from(message));
+        packet.finalize();
+        let mut bytes = vec![0; packet.buffer_len()];
+        packet.serialize(&mut bytes);
+        self.socket.send(&bytes, 0)?;
+
+        let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
+        let mut replies = Vec::new();
+        loop {
+            self.buf.clear();
+            let len = self.socket.recv(&mut self.buf, 0)?;
+            if len > self.buf.len() {
+                return Err(io::Error::other("netlink reply truncated"));
+            }
+            let mut offset = 0;
+            while offset + 16 <= self.buf.len() {
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..])
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                let length = reply.header.length as usize;
+                if length < 16 {
+                    return Err(io::Error::other("netlink reply with a bad length"));
+                }
+                offset += length.div_ceil(4) * 4;
+                if reply.header.sequence_number != self.seq {
+                    continue;
+                }
+                match reply.payload {
+                    NetlinkPayload::Error(err) => {
+                        return match err.code {
+                            Some(_) => Err(err.to_io()),
+                            None => Ok(replies),
+                        };
+                    }
+                    NetlinkPayload::Done(_) => return Ok(replies),
+                    NetlinkPayload::InnerMessage(inner) => {
+                        replies.push(inner);
+                        // A plain GET answers with one message and no ACK.
+                        if !dump && flags & NLM_F_ACK == 0 {
+                            return Ok(replies);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub(crate) fn ack(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+        self.request(message, NLM_F_ACK | flags).map(drop)
+    }
+}
