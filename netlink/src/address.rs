@@ -1,9 +1,6 @@
 //! IPv4 addresses of links.
 
-use std::{
-    io,
-    net::{IpAddr, Ipv4Addr},
-};
+use std::net::{IpAddr, Ipv4Addr};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::{
@@ -11,7 +8,7 @@ use netlink_packet_route::{
     address::{AddressAttribute, AddressMessage},
 };
 
-use crate::{Ipv4Subnet, RouteSocket};
+use crate::{Ipv4Subnet, Result, RouteSocket};
 
 impl RouteSocket {
     /// Adds `addr/prefix_len` to a link.
@@ -19,7 +16,7 @@ impl RouteSocket {
     /// # Errors
     ///
     /// The kernel's answer; `EEXIST` when the link has it already.
-    pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+    pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix_len: u8) -> Result<()> {
         let mut message = AddressMessage::default();
         message.header.family = AddressFamily::Inet;
         message.header.prefix_len = prefix_len;
@@ -47,7 +44,7 @@ impl RouteSocket {
     /// # Errors
     ///
     /// The kernel's answer.
-    pub fn addresses(&mut self, index: u32) -> io::Result<Vec<(Ipv4Addr, u8)>> {
+    pub fn addresses(&mut self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
         let mut message = AddressMessage::default();
         message.header.family = AddressFamily::Inet;
         let replies = self.request(RouteNetlinkMessage::GetAddress(message), NLM_F_DUMP)?;

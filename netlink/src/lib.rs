@@ -5,16 +5,20 @@
 //! [`RouteSocket::open`] on a thread that entered a sandbox configures the
 //! sandbox.
 
-mod subnet;
-
-pub use netlink_packet_route::link::InfoKind;
-pub use subnet::Ipv4Subnet;
-
 mod address;
+mod error;
 mod link;
 mod route;
 mod socket;
+mod subnet;
 
+pub use error::{NetlinkError, Result};
 pub use link::{LinkState, VethEnd, format_mac};
 pub use route::RouteState;
 pub use socket::RouteSocket;
+pub use subnet::Ipv4Subnet;
+
+/// Link kinds as the kernel names them (`bridge`, `veth`, ...).
+pub use netlink_packet_route::link::InfoKind;
+/// The errno a [`NetlinkError`] carries.
+pub use nix::errno::Errno;

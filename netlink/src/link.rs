@@ -1,9 +1,6 @@
 //! Links: look-up, bridges, veth pairs, up, delete.
 
-use std::{
-    io,
-    os::fd::{AsRawFd, BorrowedFd},
-};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::{
@@ -11,7 +8,9 @@ use netlink_packet_route::{
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
 };
 
-use crate::RouteSocket;
+use nix::errno::Errno;
+
+use crate::{Result, RouteSocket};
 
 /// A link as the kernel reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +48,7 @@ impl RouteSocket {
     /// # Errors
     ///
     /// The kernel's answer, other than "no such device".
-    pub fn link(&mut self, name: &str) -> io::Result<Option<LinkState>> {
+    pub fn link(&mut self, name: &str) -> Result<Option<LinkState>> {
         let mut message = LinkMessage::default();
         message
             .attributes
@@ -59,7 +58,7 @@ impl RouteSocket {
                 RouteNetlinkMessage::NewLink(link) => Some(link_state(link)),
                 _ => None,
             })),
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(None),
+            Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -70,7 +69,7 @@ impl RouteSocket {
     /// # Errors
     ///
     /// The kernel's answer; `EEXIST` when it exists.
-    pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> io::Result<()> {
+    pub fn create_bridge(&mut self, name: &str, mac: [u8; 6], mtu: Option<u32>) -> Result<()> {
         let mut message = LinkMessage::default();
         up(&mut message);
         message
@@ -105,7 +104,7 @@ impl RouteSocket {
         host: &VethEnd<'_>,
         peer: &VethEnd<'_>,
         peer_netns: BorrowedFd<'_>,
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         // The peer cannot be created up: the kernel configures it before
         // pairing it, and a veth without its peer refuses to open.
         let mut peer_message = LinkMessage::default();
@@ -131,7 +130,7 @@ impl RouteSocket {
     /// # Errors
     ///
     /// The kernel's answer.
-    pub fn set_up(&mut self, index: u32) -> io::Result<()> {
+    pub fn set_up(&mut self, index: u32) -> Result<()> {
         let mut message = LinkMessage::default();
         message.header.index = index;
         up(&mut message);
@@ -143,7 +142,7 @@ impl RouteSocket {
     /// # Errors
     ///
     /// The kernel's answer; `ENODEV` when there is none.
-    pub fn delete_link(&mut self, name: &str) -> io::Result<()> {
+    pub fn delete_link(&mut self, name: &str) -> Result<()> {
         let mut message = LinkMessage::default();
         message
             .attributes

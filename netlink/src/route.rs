@@ -1,6 +1,6 @@
 //! IPv4 routes of the main table.
 
-use std::{io, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::{
@@ -8,7 +8,7 @@ use netlink_packet_route::{
     route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType},
 };
 
-use crate::{Ipv4Subnet, RouteSocket};
+use crate::{Ipv4Subnet, Result, RouteSocket};
 
 /// The main routing table.
 const RT_TABLE_MAIN: u8 = 254;
@@ -30,7 +30,7 @@ impl RouteSocket {
     /// # Errors
     ///
     /// The kernel's answer; `EEXIST` when it is there already.
-    pub fn add_route(&mut self, dst: Ipv4Subnet, gw: Ipv4Addr, oif: u32) -> io::Result<()> {
+    pub fn add_route(&mut self, dst: Ipv4Subnet, gw: Ipv4Addr, oif: u32) -> Result<()> {
         let mut message = RouteMessage::default();
         message.header.address_family = AddressFamily::Inet;
         message.header.destination_prefix_length = dst.prefix_len();
@@ -60,7 +60,7 @@ impl RouteSocket {
     /// # Errors
     ///
     /// The kernel's answer.
-    pub fn routes(&mut self) -> io::Result<Vec<RouteState>> {
+    pub fn routes(&mut self) -> Result<Vec<RouteState>> {
         let mut message = RouteMessage::default();
         message.header.address_family = AddressFamily::Inet;
         let replies = self.request(RouteNetlinkMessage::GetRoute(message), NLM_F_DUMP)?;

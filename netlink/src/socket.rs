@@ -1,13 +1,14 @@
 //! The socket and its request/answer exchange: every request the crate
 //! makes goes through [`RouteSocket::request`].
 
-use std::io;
-
 use netlink_packet_core::{
     NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
+use nix::errno::Errno;
+
+use crate::{NetlinkError, Result};
 
 /// Receive buffer: large enough for any dump datagram the kernel sends.
 const RECV_BUFFER: usize = 64 * 1024;
@@ -25,8 +26,8 @@ impl RouteSocket {
     ///
     /// # Errors
     ///
-    /// The socket call's error.
-    pub fn open() -> io::Result<Self> {
+    /// [`NetlinkError::Socket`] with the socket call's error.
+    pub fn open() -> Result<Self> {
         let mut socket = Socket::new(NETLINK_ROUTE)?;
         socket.bind_auto()?;
         socket.connect(&SocketAddr::new(0, 0))?;
@@ -45,7 +46,7 @@ impl RouteSocket {
         &mut self,
         message: RouteNetlinkMessage,
         flags: u16,
-    ) -> io::Result<Vec<RouteNetlinkMessage>> {
+    ) -> Result<Vec<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1);
         let mut header = NetlinkHeader::default();
         header.flags = NLM_F_REQUEST | flags;
@@ -62,15 +63,15 @@ impl RouteSocket {
             self.buf.clear();
             let len = self.socket.recv(&mut self.buf, 0)?;
             if len > self.buf.len() {
-                return Err(io::Error::other("netlink reply truncated"));
+                return Err(NetlinkError::Malformed("truncated"));
             }
             let mut offset = 0;
             while offset + 16 <= self.buf.len() {
                 let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..])
-                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                    .map_err(NetlinkError::Decode)?;
                 let length = reply.header.length as usize;
                 if length < 16 {
-                    return Err(io::Error::other("netlink reply with a bad length"));
+                    return Err(NetlinkError::Malformed("with a bad length"));
                 }
                 offset += length.div_ceil(4) * 4;
                 if reply.header.sequence_number != self.seq {
@@ -79,7 +80,7 @@ impl RouteSocket {
                 match reply.payload {
                     NetlinkPayload::Error(err) => {
                         return match err.code {
-                            Some(_) => Err(err.to_io()),
+                            Some(code) => Err(NetlinkError::Kernel(Errno::from_raw(-code.get()))),
                             None => Ok(replies),
                         };
                     }
@@ -97,7 +98,7 @@ impl RouteSocket {
         }
     }
 
-    pub(crate) fn ack(&mut self, message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
+    pub(crate) fn ack(&mut self, message: RouteNetlinkMessage, flags: u16) -> Result<()> {
         self.request(message, NLM_F_ACK | flags).map(drop)
     }
 }
