@@ -1,13 +1,12 @@
-//! Links: look-up, bridges, veth pairs, up, delete.
+//! Links: look-up, listing, bridge ports, bridges, veth pairs, up, delete.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
 use netlink_packet_route::{
     RouteNetlinkMessage,
     link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage},
 };
-
 use nix::errno::Errno;
 
 use crate::{Result, RouteSocket};
@@ -17,6 +16,8 @@ use crate::{Result, RouteSocket};
 pub struct LinkState {
     /// Interface index.
     pub index: u32,
+    /// Interface name.
+    pub name: String,
     /// Hardware address.
     pub mac: Option<[u8; 6]>,
     /// Administratively up.
@@ -61,6 +62,37 @@ impl RouteSocket {
             Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// Every link of the namespace.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's answer.
+    pub fn links(&mut self) -> Result<Vec<LinkState>> {
+        let replies = self.request(
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|reply| match reply {
+                RouteNetlinkMessage::NewLink(link) => Some(link_state(link)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// The links enslaved to the link `master` (a bridge's ports), as
+    /// `ip link show master NAME` lists them.
+    ///
+    /// # Errors
+    ///
+    /// The kernel's answer.
+    pub fn ports_of(&mut self, master: u32) -> Result<Vec<LinkState>> {
+        let mut links = self.links()?;
+        links.retain(|link| link.master == Some(master));
+        Ok(links)
     }
 
     /// Creates a bridge, up, with a fixed hardware address (so it does not
@@ -171,9 +203,10 @@ fn set_end(message: &mut LinkMessage, end: &VethEnd<'_>) {
     }
 }
 
-fn link_state(link: LinkMessage) -> LinkState {
+pub(crate) fn link_state(link: LinkMessage) -> LinkState {
     let mut state = LinkState {
         index: link.header.index,
+        name: String::new(),
         mac: None,
         up: link.header.flags.contains(LinkFlags::Up),
         master: None,
@@ -182,6 +215,7 @@ fn link_state(link: LinkMessage) -> LinkState {
     };
     for attribute in link.attributes {
         match attribute {
+            LinkAttribute::IfName(name) => state.name = name,
             LinkAttribute::Address(bytes) => state.mac = bytes.try_into().ok(),
             LinkAttribute::Controller(index) => state.master = Some(index),
             LinkAttribute::Mtu(mtu) => state.mtu = Some(mtu),

@@ -40,8 +40,6 @@ impl RouteSocket {
 
     /// Sends one request and returns what the kernel answered, up to its
     /// ACK (or the end of a dump).
-    /// Sends one request and returns what the kernel answered, up to its
-    /// ACK (or the end of a dump).
     pub(crate) fn request(
         &mut self,
         message: RouteNetlinkMessage,
@@ -65,15 +63,8 @@ impl RouteSocket {
             if len > self.buf.len() {
                 return Err(NetlinkError::Malformed("truncated"));
             }
-            let mut offset = 0;
-            while offset + 16 <= self.buf.len() {
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[offset..])
-                    .map_err(NetlinkError::Decode)?;
-                let length = reply.header.length as usize;
-                if length < 16 {
-                    return Err(NetlinkError::Malformed("with a bad length"));
-                }
-                offset += length.div_ceil(4) * 4;
+            for reply in Datagram::new(&self.buf) {
+                let reply = reply?;
                 if reply.header.sequence_number != self.seq {
                     continue;
                 }
@@ -100,5 +91,46 @@ impl RouteSocket {
 
     pub(crate) fn ack(&mut self, message: RouteNetlinkMessage, flags: u16) -> Result<()> {
         self.request(message, NLM_F_ACK | flags).map(drop)
+    }
+}
+
+/// The messages of one datagram from the kernel, decoded one at a time.
+pub(crate) struct Datagram<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+/// Length of a netlink message header: no message is shorter.
+const HEADER_LEN: usize = 16;
+
+impl<'a> Datagram<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, offset: 0 }
+    }
+}
+
+impl Iterator for Datagram<'_> {
+    type Item = Result<NetlinkMessage<RouteNetlinkMessage>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.bytes.get(self.offset..)?;
+        if rest.len() < HEADER_LEN {
+            return None;
+        }
+        let message = match NetlinkMessage::<RouteNetlinkMessage>::deserialize(rest) {
+            Ok(message) => message,
+            Err(err) => {
+                self.offset = self.bytes.len();
+                return Some(Err(NetlinkError::Decode(err)));
+            }
+        };
+        let length = message.header.length as usize;
+        if length < HEADER_LEN {
+            self.offset = self.bytes.len();
+            return Some(Err(NetlinkError::Malformed("with a bad length")));
+        }
+        // Messages are aligned to 4 bytes.
+        self.offset += length.div_ceil(4) * 4;
+        Some(Ok(message))
     }
 }
