@@ -8,14 +8,14 @@ use std::{
 };
 
 use super::{
-    DesiredSource, ServeConfig, lock, node_sync, service_sync::ServiceSync, services_file,
+    ServeConfig, StateSource, lock, node_sync, service_map_writer::ServiceMapWriter, services_file,
 };
 use crate::dataplane::services::ServiceDataplane;
 
 /// The source of desired state, polled by the serve loop.
 pub(super) enum DesiredFeed {
     /// Pod updates from the node-sync stream (its Service changes are
-    /// applied by [`ServiceSync`] as they arrive); one update taken while
+    /// applied by [`ServiceMapWriter`] as they arrive); one update taken while
     /// waiting is kept for the next round.
     Stream(
         std::sync::mpsc::Receiver<node_sync::Desired>,
@@ -29,14 +29,14 @@ pub(super) enum DesiredFeed {
 impl DesiredFeed {
     pub(super) fn start(config: &ServeConfig, services: &Arc<Mutex<ServiceDataplane>>) -> Self {
         match &config.source {
-            DesiredSource::ControlPlane(addr) => {
+            StateSource::ControlPlane(addr) => {
                 let (tx, rx) = std::sync::mpsc::channel();
                 node_sync::follow(addr.clone(), config.node.clone(), tx);
                 let (pods_tx, pods_rx) = std::sync::mpsc::channel();
-                ServiceSync::spawn(rx, Arc::clone(services), pods_tx);
+                ServiceMapWriter::spawn(rx, Arc::clone(services), pods_tx);
                 Self::Stream(pods_rx, None)
             }
-            DesiredSource::File(path) => Self::File(path.clone(), config.node.clone(), None),
+            StateSource::File(path) => Self::File(path.clone(), config.node.clone(), None),
         }
     }
 

@@ -15,7 +15,7 @@ mod http;
 pub mod node;
 pub mod node_sync;
 mod pod_ports;
-mod service_sync;
+mod service_map_writer;
 pub mod services_file;
 mod setup;
 mod status_reporter;
@@ -59,8 +59,8 @@ pub struct ServeConfig {
     pub cgroup: Option<PathBuf>,
     /// The service CIDR (blackholed).
     pub service_cidr: String,
-    /// Where the desired Services come from.
-    pub source: DesiredSource,
+    /// Where the Services to serve (and the pods to run) come from.
+    pub source: StateSource,
     /// Where to serve /metrics.
     pub metrics_listen: Option<SocketAddr>,
     /// Source ports for NodePort SNAT.
@@ -78,9 +78,10 @@ pub struct ServeConfig {
     pub pods: Option<crate::pods::PodRuntimeConfig>,
 }
 
-/// Where `serve` hears which Services to serve.
+/// Where `serve` hears the state it makes real: the Services to serve
+/// and, from a control plane, the pods bound to this node.
 #[derive(Clone, Debug)]
-pub enum DesiredSource {
+pub enum StateSource {
     /// The control plane's node-sync stream at this gRPC address.
     ControlPlane(String),
     /// A services file, re-read when it changes.
@@ -105,7 +106,7 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
     }
     tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
 
-    if let DesiredSource::ControlPlane(addr) = &config.source {
+    if let StateSource::ControlPlane(addr) = &config.source {
         node::spawn(addr.clone(), node_identity(config, node_addr));
     }
     let pod_ports = Arc::new(PodPorts {
@@ -120,7 +121,7 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         PodRuntime::new(pods)
     });
     let reporter = match (&config.source, &runtime) {
-        (DesiredSource::ControlPlane(addr), Some(_)) => {
+        (StateSource::ControlPlane(addr), Some(_)) => {
             Some(status_reporter(addr.clone(), config.node.clone()))
         }
         _ => None,

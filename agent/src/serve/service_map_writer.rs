@@ -10,9 +10,9 @@ use crate::dataplane::services::ServiceDataplane;
 /// they arrive, on a thread of its own: the serve loop's pod work (CNI,
 /// process starts, probes) never delays a map write. Pod updates are passed
 /// on to the serve loop.
-pub(super) struct ServiceSync;
+pub(super) struct ServiceMapWriter;
 
-impl ServiceSync {
+impl ServiceMapWriter {
     pub(super) fn spawn(
         updates: std::sync::mpsc::Receiver<node_sync::Received>,
         services: Arc<Mutex<ServiceDataplane>>,
