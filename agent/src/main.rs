@@ -207,8 +207,8 @@ fn main() -> Result<()> {
                 cgroup: args.cgroup,
                 service_cidr: args.service_cidr,
                 source: match (args.controlplane, args.services) {
-                    (Some(addr), _) => rudder_agent::serve::DesiredSource::ControlPlane(addr),
-                    (None, Some(file)) => rudder_agent::serve::DesiredSource::File(file),
+                    (Some(addr), _) => rudder_agent::serve::StateSource::ControlPlane(addr),
+                    (None, Some(file)) => rudder_agent::serve::StateSource::File(file),
                     (None, None) => anyhow::bail!("give --controlplane or --services"),
                 },
                 metrics_listen: args.metrics_listen,
