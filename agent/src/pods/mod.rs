@@ -13,7 +13,6 @@ mod cni;
 mod config;
 mod env;
 mod events;
-mod ip;
 mod probe;
 mod probe_schedule;
 mod process;

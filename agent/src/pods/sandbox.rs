@@ -9,12 +9,12 @@ use std::{
 
 use nix::sys::signal::Signal;
 use rudder_api::time::now_rfc3339;
+use rudder_netlink::{NamespaceError, NetworkNamespace};
 use serde_json::{Value, json};
 
 use super::{
     NetworkConfig, PodRun, PodRuntime, bandwidth, cgroup, cni,
     events::ContainerNote,
-    ip::ip,
     process::{self, ProcessState},
     record::PodRecord,
 };
@@ -22,8 +22,8 @@ use super::{
 /// Sandboxes made in one round at most, so the pods that are done get
 /// their containers started and their status reported before the rest.
 const SANDBOXES_PER_TICK: usize = 8;
-/// Sandboxes made at once: making one mostly waits for processes (`ip`,
-/// the CNI plugins), so a few side by side finish a burst of pods sooner.
+/// Sandboxes made at once: making one mostly waits for processes (the CNI
+/// plugins), so a few side by side finish a burst of pods sooner.
 const SANDBOX_WORKERS: usize = 4;
 
 impl PodRuntime {
@@ -99,13 +99,11 @@ impl PodRuntime {
         let result = (|| -> Result<PodRecord, String> {
             let network =
                 NetworkConfig::load(&self.config.cni_conf_dir).map_err(|e| e.to_string())?;
-            ip(&["netns", "add", &sandbox]).or_else(|e| {
-                if e.contains("File exists") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+            match NetworkNamespace::create_named(&sandbox) {
+                // A sandbox made before (a retry, an agent restart) is reused.
+                Ok(_) | Err(NamespaceError::Exists { .. }) => {}
+                Err(err) => return Err(err.to_string()),
+            }
             let attachment = cni::Attachment {
                 container_id: meta.uid.clone(),
                 netns: PathBuf::from("/run/netns").join(&sandbox),
@@ -129,7 +127,7 @@ impl PodRuntime {
                     containers: Vec::new(),
                 }),
                 Err(err) => {
-                    let _ = ip(&["netns", "delete", &sandbox]);
+                    let _ = NetworkNamespace::delete_named(&sandbox);
                     Err(err.to_string())
                 }
             }
@@ -188,7 +186,7 @@ impl PodRuntime {
                 tracing::warn!(pod = %record.name, %err, "CNI DEL");
             }
         }
-        let _ = ip(&["netns", "delete", &record.sandbox]);
+        let _ = NetworkNamespace::delete_named(&record.sandbox);
         if let Some(root) = &self.config.cgroup_root {
             cgroup::remove(root, &record.sandbox);
         }

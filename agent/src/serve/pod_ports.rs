@@ -1,21 +1,21 @@
 //! Service translation on the pod bridge's ports, attached as pods come
-//! and forgotten as they go.
+//! and forgotten as they go, followed through link notifications.
 
 use std::{
     collections::BTreeSet,
     path::PathBuf,
-    process::Command,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use anyhow::{Result, bail};
+use rudder_netlink::{LinkMonitor, NetlinkError, RouteSocket};
 
 use super::{lock, stop};
 use crate::dataplane::{Dataplane, services::forget_pod_interface};
 
-/// How often the pod bridge's ports are looked at.
-const POD_PORT_POLL: Duration = Duration::from_millis(100);
+/// How long the port follower waits for link notifications before it
+/// looks at the stop flag, and retries attaches that failed, again.
+const WAKE_UP: Duration = Duration::from_millis(100);
 
 /// The pod bridge's ports and the service translation on them. A new
 /// pod's veth gets it from the pod runtime's hook, before the pod's
@@ -53,32 +53,73 @@ impl PodPorts {
         }))
     }
 
-    /// Follows the bridge's ports on a thread of its own.
+    /// Follows the bridge's ports on a thread of its own: a full look at
+    /// start, then again whenever the kernel reports a link change (a veth
+    /// joining or leaving the bridge, the bridge itself appearing), and
+    /// after [`WAKE_UP`] while an attach that failed waits to be retried.
     pub(super) fn follow(ports: Arc<Self>) {
         std::thread::spawn(move || {
+            let mut monitor: Option<LinkMonitor> = None;
+            let mut look = true;
             while !stop::requested() {
-                ports.sync();
-                std::thread::sleep(POD_PORT_POLL);
+                if monitor.is_none() {
+                    // Subscribed before looking, so no change falls between.
+                    match LinkMonitor::open() {
+                        Ok(opened) => {
+                            monitor = Some(opened);
+                            look = true;
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, "subscribing to link notifications");
+                            std::thread::sleep(WAKE_UP);
+                            continue;
+                        }
+                    }
+                }
+                if look {
+                    look = !ports.sync();
+                }
+                match monitor.as_mut().map(|m| m.wait(WAKE_UP)) {
+                    // Any change may concern the bridge: a port's release
+                    // and its deletion come as separate messages, and a
+                    // lost notification is a change not seen.
+                    Some(Ok(events)) => look |= !events.is_empty(),
+                    Some(Err(err)) => {
+                        tracing::warn!(%err, "reading link notifications");
+                        monitor = None;
+                    }
+                    None => {}
+                }
             }
         });
     }
 
     /// Attaches translation to ports not attached yet and forgets the
-    /// ports that are gone. A port whose attach failed stays unattached,
-    /// so the next round tries again.
-    fn sync(&self) {
+    /// ports that are gone. A port whose attach failed stays unattached;
+    /// `false` says so (or that the ports could not be listed), so the
+    /// caller looks again soon.
+    fn sync(&self) -> bool {
         let current = match bridge_ports(&self.bridge) {
-            Ok(ports) => ports,
+            Ok(Some(ports)) => ports,
+            // Its creation (by the first pod's CNI ADD) will be notified.
+            Ok(None) => {
+                tracing::debug!(bridge = %self.bridge, "no pod bridge yet");
+                return true;
+            }
             Err(err) => {
-                tracing::debug!(%err, bridge = %self.bridge, "no pod bridge yet");
-                return;
+                tracing::warn!(%err, bridge = %self.bridge, "listing the pod bridge's ports");
+                return false;
             }
         };
         let attached = lock(&self.attached).clone();
+        let mut complete = true;
         for port in current.difference(&attached) {
             match self.attach(port) {
                 Ok(()) => tracing::debug!(port, "pod port attached"),
-                Err(err) => tracing::warn!(%err, port, "attaching a pod port"),
+                Err(err) => {
+                    tracing::warn!(%err, port, "attaching a pod port");
+                    complete = false;
+                }
             }
         }
         for port in attached.difference(&current) {
@@ -87,21 +128,22 @@ impl PodPorts {
             }
             lock(&self.attached).remove(port);
         }
+        complete
     }
 }
 
-/// Names of the interfaces enslaved to `bridge`.
-fn bridge_ports(bridge: &str) -> Result<BTreeSet<String>> {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show", "master", bridge])
-        .output()?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|name| name.trim().split('@').next().unwrap_or_default().to_owned())
-        .filter(|name| !name.is_empty())
-        .collect())
+/// Names of the interfaces enslaved to `bridge`; `None` when there is no
+/// such link.
+fn bridge_ports(bridge: &str) -> Result<Option<BTreeSet<String>>, NetlinkError> {
+    let mut socket = RouteSocket::open()?;
+    let Some(bridge) = socket.link(bridge)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        socket
+            .ports_of(bridge.index)?
+            .into_iter()
+            .map(|port| port.name)
+            .collect(),
+    ))
 }
