@@ -1,7 +1,10 @@
 //! Link notifications (`RTNLGRP_LINK`): links as they appear, change (up,
 //! down, a new master) and go, pushed by the kernel instead of polled.
 
-use std::{os::fd::AsFd, time::Duration};
+use std::{
+    os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd},
+    time::Duration,
+};
 
 use netlink_packet_core::NetlinkPayload;
 use netlink_packet_route::RouteNetlinkMessage;
@@ -66,10 +69,20 @@ impl LinkMonitor {
         let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
         let mut fds = [PollFd::new(self.socket.as_fd(), PollFlags::POLLIN)];
         match poll(&mut fds, timeout) {
-            Ok(0) | Err(Errno::EINTR) => return Ok(Vec::new()),
-            Ok(_) => {}
-            Err(errno) => return Err(NetlinkError::Socket(errno.into())),
+            Ok(0) | Err(Errno::EINTR) => Ok(Vec::new()),
+            Ok(_) => self.drain(),
+            Err(errno) => Err(NetlinkError::Socket(errno.into())),
         }
+    }
+
+    /// Every notification that has arrived, without waiting: an event loop
+    /// calls it when the socket ([`AsFd`]) is readable, and after it the
+    /// socket has nothing left to read.
+    ///
+    /// # Errors
+    ///
+    /// The socket's error, or an answer that cannot be decoded.
+    pub fn drain(&mut self) -> Result<Vec<LinkEvent>> {
         let mut events = Vec::new();
         loop {
             self.buf.clear();
@@ -97,5 +110,17 @@ impl LinkMonitor {
                 }
             }
         }
+    }
+}
+
+impl AsFd for LinkMonitor {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+}
+
+impl AsRawFd for LinkMonitor {
+    fn as_raw_fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
     }
 }
