@@ -11,7 +11,7 @@ use std::{
 
 use anyhow::{Result, bail};
 
-use super::{lock, stop};
+use super::lock;
 use crate::dataplane::{Dataplane, services::forget_pod_interface};
 
 /// How often the pod bridge's ports are looked at.
@@ -19,7 +19,7 @@ const POD_PORT_POLL: Duration = Duration::from_millis(100);
 
 /// The pod bridge's ports and the service translation on them. A new
 /// pod's veth gets it from the pod runtime's hook, before the pod's
-/// containers start; a thread following the bridge attaches whatever the
+/// containers start; a task following the bridge attaches whatever the
 /// hook did not (pods adopted after an agent restart, veths made by other
 /// means, attaches that failed) and forgets ports that are gone.
 pub(super) struct PodPorts {
@@ -53,14 +53,14 @@ impl PodPorts {
         }))
     }
 
-    /// Follows the bridge's ports on a thread of its own.
-    pub(super) fn follow(ports: Arc<Self>) {
-        std::thread::spawn(move || {
-            while !stop::requested() {
-                ports.sync();
-                std::thread::sleep(POD_PORT_POLL);
-            }
-        });
+    /// Follows the bridge's ports, forever. Looking at them runs `ip` and
+    /// attaching makes system calls, so each look runs in place of this
+    /// task's worker.
+    pub(super) async fn follow(ports: Arc<Self>) {
+        loop {
+            tokio::task::block_in_place(|| ports.sync());
+            tokio::time::sleep(POD_PORT_POLL).await;
+        }
     }
 
     /// Attaches translation to ports not attached yet and forgets the
