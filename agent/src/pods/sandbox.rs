@@ -26,6 +26,21 @@ const SANDBOXES_PER_TICK: usize = 8;
 /// the CNI plugins), so a few side by side finish a burst of pods sooner.
 const SANDBOX_WORKERS: usize = 4;
 
+/// Why a pod's sandbox could not be made (its text is the pod's status
+/// message and the `FailedCreatePodSandBox` event).
+#[derive(Debug, thiserror::Error)]
+enum SandboxError {
+    /// No usable network configuration, or a plugin failed.
+    #[error(transparent)]
+    Cni(#[from] cni::CniError),
+    /// The network namespace could not be created.
+    #[error("{stderr}")]
+    Namespace {
+        /// What `ip netns add` said.
+        stderr: String,
+    },
+}
+
 impl PodRuntime {
     /// Whether pods wait for a first try at their sandbox (the caller
     /// should run the next round at once rather than after a pause).
@@ -96,16 +111,17 @@ impl PodRuntime {
         }
         let meta = &run.pod.metadata;
         let sandbox = self.sandbox_name(&meta.uid);
-        let result = (|| -> Result<PodRecord, String> {
-            let network =
-                NetworkConfig::load(&self.config.cni_conf_dir).map_err(|e| e.to_string())?;
-            ip(&["netns", "add", &sandbox]).or_else(|e| {
-                if e.contains("File exists") {
-                    Ok(())
-                } else {
-                    Err(e)
-                }
-            })?;
+        let result = (|| -> Result<PodRecord, SandboxError> {
+            let network = NetworkConfig::load(&self.config.cni_conf_dir)?;
+            ip(&["netns", "add", &sandbox])
+                .or_else(|e| {
+                    if e.contains("File exists") {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|stderr| SandboxError::Namespace { stderr })?;
             let attachment = cni::Attachment {
                 container_id: meta.uid.clone(),
                 netns: PathBuf::from("/run/netns").join(&sandbox),
@@ -130,7 +146,7 @@ impl PodRuntime {
                 }),
                 Err(err) => {
                     let _ = ip(&["netns", "delete", &sandbox]);
-                    Err(err.to_string())
+                    Err(err.into())
                 }
             }
         })();
@@ -160,7 +176,7 @@ impl PodRuntime {
                         message: format!("Failed to create pod sandbox: {err}"),
                     },
                 );
-                run.sandbox_error = Some((err, now + Duration::from_secs(2)));
+                run.sandbox_error = Some((err.to_string(), now + Duration::from_secs(2)));
             }
         }
     }
@@ -200,21 +216,7 @@ impl PodRuntime {
 /// Names of the interfaces in a CNI result that are not in the sandbox:
 /// the pod's host-side veth, and the bridge (the hook tells them apart).
 fn host_interfaces(cni_result: &Value) -> Vec<String> {
-    cni_result
-        .get("interfaces")
-        .and_then(Value::as_array)
-        .map(|interfaces| {
-            interfaces
-                .iter()
-                .filter(|i| {
-                    i.get("sandbox")
-                        .and_then(Value::as_str)
-                        .is_none_or(str::is_empty)
-                })
-                .filter_map(|i| Some(i.get("name")?.as_str()?.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    cni::AddResult::read(cni_result).host_interfaces()
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Result, bail};
 
 use super::lock;
-use crate::dataplane::{Dataplane, services::forget_pod_interface};
+use crate::dataplane::{Dataplane, DataplaneError, services::forget_pod_interface};
 
 /// How often the pod bridge's ports are looked at.
 const POD_PORT_POLL: Duration = Duration::from_millis(100);
@@ -33,10 +33,8 @@ pub(super) struct PodPorts {
 
 impl PodPorts {
     /// Attaches translation to `port` and remembers it.
-    fn attach(&self, port: &str) -> Result<(), String> {
-        lock(&self.dataplane)
-            .attach_pod_interface(port)
-            .map_err(|e| e.to_string())?;
+    fn attach(&self, port: &str) -> Result<(), DataplaneError> {
+        lock(&self.dataplane).attach_pod_interface(port)?;
         lock(&self.attached).insert(port.to_owned());
         Ok(())
     }
@@ -49,7 +47,7 @@ impl PodPorts {
             if iface == ports.bridge {
                 return Ok(());
             }
-            ports.attach(iface)
+            ports.attach(iface).map_err(Into::into)
         }))
     }
 
