@@ -28,7 +28,7 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// What the agent says about its node.
 #[derive(Clone, Debug)]
 pub struct NodeIdentity {
-    /// Node name.
+    /// The Node object's name (and its lease's).
     pub name: String,
     /// Address other nodes reach it on.
     pub address: Ipv4Addr,

@@ -1,6 +1,6 @@
-//! A file of Services with their endpoints, the agent's source of desired
-//! state until it follows the control plane's node-sync stream: the same
-//! facts, written by hand or by a test.
+//! A file of Services with their endpoints, the Services of a node that
+//! runs without a control plane: the facts the node-sync stream carries,
+//! written by hand or by a test.
 //!
 //! ```json
 //! {"services": [{
@@ -29,24 +29,21 @@ use crate::dataplane::services::{
 };
 
 /// Errors reading a services file.
+#[expect(
+    missing_docs,
+    reason = "the fields are named for what the message shows"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesFileError {
     /// The file cannot be read.
     #[error("reading {path}: {source}")]
     Read {
-        /// The file.
         path: String,
-        /// Why.
         source: std::io::Error,
     },
     /// The file is not valid.
     #[error("{path}: {reason}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong, and where.
-        reason: String,
-    },
+    Invalid { path: String, reason: String },
 }
 
 #[derive(Deserialize)]

@@ -19,7 +19,7 @@ pub enum ServiceUpdate {
     },
     /// One Service changed.
     Apply {
-        /// The change.
+        /// The Service's new state, or its deletion.
         change: ServiceChange,
         /// When the agent received it (start of the sync latency).
         received: Instant,
