@@ -38,7 +38,8 @@ pub struct HostInterfaceHook(pub std::sync::Arc<PrepareInterface>);
 
 /// What a [`HostInterfaceHook`] runs: given an interface name, prepares it
 /// or says why it could not.
-pub type PrepareInterface = dyn Fn(&str) -> Result<(), String> + Send + Sync;
+pub type PrepareInterface =
+    dyn Fn(&str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> + Send + Sync;
 
 impl std::fmt::Debug for HostInterfaceHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -26,6 +26,18 @@ const SANDBOXES_PER_TICK: usize = 8;
 /// plugins), so a few side by side finish a burst of pods sooner.
 const SANDBOX_WORKERS: usize = 4;
 
+/// Why a pod's sandbox could not be made (its text is the pod's status
+/// message and the `FailedCreatePodSandBox` event).
+#[derive(Debug, thiserror::Error)]
+enum SandboxError {
+    /// No usable network configuration, or a plugin failed.
+    #[error(transparent)]
+    Cni(#[from] cni::CniError),
+    /// The network namespace could not be created.
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+}
+
 impl PodRuntime {
     /// Whether pods wait for a first try at their sandbox (the caller
     /// should run the next round at once rather than after a pause).
@@ -96,13 +108,12 @@ impl PodRuntime {
         }
         let meta = &run.pod.metadata;
         let sandbox = self.sandbox_name(&meta.uid);
-        let result = (|| -> Result<PodRecord, String> {
-            let network =
-                NetworkConfig::load(&self.config.cni_conf_dir).map_err(|e| e.to_string())?;
+        let result = (|| -> Result<PodRecord, SandboxError> {
+            let network = NetworkConfig::load(&self.config.cni_conf_dir)?;
             match NetworkNamespace::create_named(&sandbox) {
                 // A sandbox made before (a retry, an agent restart) is reused.
                 Ok(_) | Err(NamespaceError::Exists { .. }) => {}
-                Err(err) => return Err(err.to_string()),
+                Err(err) => return Err(err.into()),
             }
             let attachment = cni::Attachment {
                 container_id: meta.uid.clone(),
@@ -128,7 +139,7 @@ impl PodRuntime {
                 }),
                 Err(err) => {
                     let _ = NetworkNamespace::delete_named(&sandbox);
-                    Err(err.to_string())
+                    Err(err.into())
                 }
             }
         })();
@@ -158,7 +169,7 @@ impl PodRuntime {
                         message: format!("Failed to create pod sandbox: {err}"),
                     },
                 );
-                run.sandbox_error = Some((err, now + Duration::from_secs(2)));
+                run.sandbox_error = Some((err.to_string(), now + Duration::from_secs(2)));
             }
         }
     }
@@ -198,21 +209,7 @@ impl PodRuntime {
 /// Names of the interfaces in a CNI result that are not in the sandbox:
 /// the pod's host-side veth, and the bridge (the hook tells them apart).
 fn host_interfaces(cni_result: &Value) -> Vec<String> {
-    cni_result
-        .get("interfaces")
-        .and_then(Value::as_array)
-        .map(|interfaces| {
-            interfaces
-                .iter()
-                .filter(|i| {
-                    i.get("sandbox")
-                        .and_then(Value::as_str)
-                        .is_none_or(str::is_empty)
-                })
-                .filter_map(|i| Some(i.get("name")?.as_str()?.to_owned()))
-                .collect()
-        })
-        .unwrap_or_default()
+    cni::AddResult::read(cni_result).host_interfaces()
 }
 
 #[cfg(test)]

@@ -14,13 +14,14 @@ use super::{PodRun, PodRuntimeConfig};
 /// A pod status to write to the API.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StatusReport {
-    /// Namespace.
+    #[expect(missing_docs, reason = "the pod's own namespace")]
     pub namespace: String,
-    /// Name.
+    #[expect(missing_docs, reason = "the pod's own name")]
     pub name: String,
-    /// UID (a report for an older incarnation must not be written).
+    /// The pod's uid: a report for an older incarnation of the pod (same
+    /// name, another uid) must not be written.
     pub uid: String,
-    /// The status.
+    /// What the runtime sees of the pod.
     pub status: PodStatus,
 }
 

@@ -6,41 +6,50 @@
 //! node-sync stream ([`node_sync`]), or from a services file
 //! ([`services_file`]) for a node without a control plane.
 //!
+//! It runs as tasks of one tokio runtime (the caller's), each owning one
+//! job: the source ([`node_sync`] or [`services_file`]) sends Service
+//! changes to the map writer and pod changes to the pod rounds, whose
+//! statuses and events go to the status reporter; the node's registration
+//! and routes ([`node`]), the pod port follower, conntrack collection and
+//! the HTTP endpoint run beside them.
+//!
 //! Exiting leaves every program attached and every map pinned: forwarding
 //! goes on while no agent runs, and the next one takes over without a gap.
 
-mod feed;
+mod conntrack_gc;
 pub mod from_api;
 mod http;
 pub mod node;
 pub mod node_sync;
 mod pod_ports;
+mod pod_rounds;
 mod service_map_writer;
 pub mod services_file;
 mod setup;
 mod status_reporter;
-mod stop;
+pub mod updates;
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
     ops::RangeInclusive,
     path::PathBuf,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+};
 
 use self::{
-    feed::DesiredFeed,
+    node_sync::NodeSyncOutputs,
     pod_ports::PodPorts,
     setup::{NodeDataplane, start_dataplane},
-    status_reporter::{Report, status_reporter},
+    status_reporter::status_reporter,
 };
-use crate::{
-    dataplane::services::{ConntrackTimeouts, ServiceDataplane},
-    pods::PodRuntime,
-};
+use crate::pods::PodRuntime;
 
 /// How `serve` runs.
 #[derive(Clone, Debug)]
@@ -88,13 +97,16 @@ pub enum StateSource {
     File(PathBuf),
 }
 
-/// Runs until SIGTERM or SIGINT.
+/// Runs until SIGTERM or SIGINT, on the current tokio runtime, which must
+/// be multi-threaded (the pod rounds and the pod port follower block in
+/// place).
 ///
 /// # Errors
 /// When the dataplane cannot be set up; problems while running (a bad
 /// services file, a pod port that vanished) are logged and retried.
-pub fn serve(config: &ServeConfig) -> Result<()> {
-    stop::install_handlers()?;
+pub async fn serve(config: &ServeConfig) -> Result<()> {
+    let mut terminate = signal(SignalKind::terminate()).context("installing signal handlers")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing signal handlers")?;
     let NodeDataplane {
         dataplane,
         node_addr,
@@ -102,12 +114,12 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
     } = start_dataplane(config)?;
     if let Some(listen) = config.metrics_listen {
         let logs = config.pods.as_ref().map(|p| p.state_dir.join("logs"));
-        http::serve(listen, Arc::clone(&services), logs)?;
+        http::serve(listen, Arc::clone(&services), logs).await?;
     }
     tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
 
     if let StateSource::ControlPlane(addr) = &config.source {
-        node::spawn(addr.clone(), node_identity(config, node_addr));
+        tokio::spawn(node::run(addr.clone(), node_identity(config, node_addr)));
     }
     let pod_ports = Arc::new(PodPorts {
         dataplane: Mutex::new(dataplane),
@@ -126,9 +138,50 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         }
         _ => None,
     };
-    PodPorts::follow(pod_ports);
-    let desired = DesiredFeed::start(config, &services);
-    run_rounds(config, &services, desired, runtime, reporter.as_ref());
+    tokio::spawn(PodPorts::follow(pod_ports));
+    let (service_tx, service_rx) = mpsc::unbounded_channel();
+    service_map_writer::spawn(service_rx, Arc::clone(&services));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (pod_tx, pod_rounds) = match runtime {
+        Some(runtime) => {
+            let (pod_tx, pod_rx) = mpsc::unbounded_channel();
+            let rounds = tokio::spawn(pod_rounds::run(runtime, pod_rx, reporter, stop_rx));
+            (Some(pod_tx), Some(rounds))
+        }
+        None => (None, None),
+    };
+    match &config.source {
+        StateSource::ControlPlane(addr) => {
+            let outputs = NodeSyncOutputs {
+                services: service_tx,
+                pods: pod_tx,
+            };
+            tokio::spawn(node_sync::follow(
+                addr.clone(),
+                config.node.clone(),
+                outputs,
+            ));
+        }
+        StateSource::File(path) => {
+            tokio::spawn(services_file::follow(
+                path.clone(),
+                config.node.clone(),
+                service_tx,
+            ));
+        }
+    }
+    tokio::spawn(conntrack_gc::run(Arc::clone(&services), config.gc_interval));
+
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    // The pod round in progress finishes; the other tasks end with the
+    // runtime.
+    let _ = stop_tx.send(true);
+    if let Some(rounds) = pod_rounds {
+        let _ = rounds.await;
+    }
     tracing::info!("stopping; programs stay attached and maps pinned");
     Ok(())
 }
@@ -151,55 +204,8 @@ fn node_identity(config: &ServeConfig, node_addr: Ipv4Addr) -> node::NodeIdentit
     }
 }
 
-/// The serve loop, until a stop is requested: what arrived is applied,
-/// the pods get a round (their statuses and events go to the reporter),
-/// conntrack is collected when due, then it waits for the next update or
-/// [`TICK`].
-fn run_rounds(
-    config: &ServeConfig,
-    services: &Mutex<ServiceDataplane>,
-    mut desired: DesiredFeed,
-    mut runtime: Option<PodRuntime>,
-    reporter: Option<&tokio::sync::mpsc::UnboundedSender<Report>>,
-) {
-    let mut last_gc = Instant::now();
-    while !stop::requested() {
-        desired.apply_pending(services, runtime.as_mut());
-        if let Some(runtime) = runtime.as_mut() {
-            let statuses = runtime.tick();
-            let events = runtime.take_events();
-            if let Some(reporter) = reporter {
-                for report in statuses {
-                    let _ = reporter.send(Report::Status(report));
-                }
-                for event in events {
-                    let _ = reporter.send(Report::Event(event));
-                }
-            }
-        }
-        if last_gc.elapsed() >= config.gc_interval {
-            last_gc = Instant::now();
-            match lock(services).collect_conntrack(&ConntrackTimeouts::default()) {
-                Ok(stats) => tracing::debug!(?stats, "conntrack collected"),
-                Err(err) => tracing::warn!(%err, "conntrack collection"),
-            }
-        }
-        // Pods waiting for their sandbox: the next round at once.
-        let waiting = runtime
-            .as_ref()
-            .is_some_and(PodRuntime::has_waiting_sandboxes);
-        if !waiting {
-            desired.wait(TICK);
-        }
-    }
-}
-
-/// How often the serve loop runs when nothing arrives: container restarts,
-/// probes, pod ports, conntrack collection.
-const TICK: Duration = Duration::from_millis(200);
-
-/// Locks a mutex shared by the serve loop's threads; a thread that
-/// panicked holding it leaves the data usable (every write to it is
+/// Locks a mutex shared by serve's tasks; a task that panicked holding
+/// it leaves the data usable (every write to it is
 /// complete before the next one starts).
 fn lock<T>(shared: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     shared

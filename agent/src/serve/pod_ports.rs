@@ -3,23 +3,25 @@
 
 use std::{
     collections::BTreeSet,
+    io,
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use rudder_netlink::{LinkMonitor, NetlinkError, RouteSocket};
+use tokio::io::unix::AsyncFd;
 
-use super::{lock, stop};
-use crate::dataplane::{Dataplane, services::forget_pod_interface};
+use super::lock;
+use crate::dataplane::{Dataplane, DataplaneError, services::forget_pod_interface};
 
-/// How long the port follower waits for link notifications before it
-/// looks at the stop flag, and retries attaches that failed, again.
-const WAKE_UP: Duration = Duration::from_millis(100);
+/// How soon the port follower tries again an attach that failed (or a
+/// subscription to link notifications that could not be made).
+const RETRY: Duration = Duration::from_millis(100);
 
 /// The pod bridge's ports and the service translation on them. A new
 /// pod's veth gets it from the pod runtime's hook, before the pod's
-/// containers start; a thread following the bridge attaches whatever the
+/// containers start; a task following the bridge attaches whatever the
 /// hook did not (pods adopted after an agent restart, veths made by other
 /// means, attaches that failed) and forgets ports that are gone.
 pub(super) struct PodPorts {
@@ -33,10 +35,8 @@ pub(super) struct PodPorts {
 
 impl PodPorts {
     /// Attaches translation to `port` and remembers it.
-    fn attach(&self, port: &str) -> Result<(), String> {
-        lock(&self.dataplane)
-            .attach_pod_interface(port)
-            .map_err(|e| e.to_string())?;
+    fn attach(&self, port: &str) -> Result<(), DataplaneError> {
+        lock(&self.dataplane).attach_pod_interface(port)?;
         lock(&self.attached).insert(port.to_owned());
         Ok(())
     }
@@ -49,49 +49,60 @@ impl PodPorts {
             if iface == ports.bridge {
                 return Ok(());
             }
-            ports.attach(iface)
+            ports.attach(iface).map_err(Into::into)
         }))
     }
 
-    /// Follows the bridge's ports on a thread of its own: a full look at
-    /// start, then again whenever the kernel reports a link change (a veth
-    /// joining or leaving the bridge, the bridge itself appearing), and
-    /// after [`WAKE_UP`] while an attach that failed waits to be retried.
-    pub(super) fn follow(ports: Arc<Self>) {
-        std::thread::spawn(move || {
-            let mut monitor: Option<LinkMonitor> = None;
+    /// Follows the bridge's ports, forever: a full look at start, then
+    /// again whenever the kernel reports a link change (a veth joining or
+    /// leaving the bridge, the bridge itself appearing), and after
+    /// [`RETRY`] while an attach that failed waits to be tried again.
+    /// Looking and attaching make system calls, so each look runs in place
+    /// of this task's worker.
+    pub(super) async fn follow(ports: Arc<Self>) {
+        loop {
+            // Subscribed before looking, so no change falls between.
+            let mut monitor = match subscribe() {
+                Ok(monitor) => monitor,
+                Err(err) => {
+                    tracing::warn!(%err, "subscribing to link notifications");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            };
             let mut look = true;
-            while !stop::requested() {
-                if monitor.is_none() {
-                    // Subscribed before looking, so no change falls between.
-                    match LinkMonitor::open() {
-                        Ok(opened) => {
-                            monitor = Some(opened);
-                            look = true;
-                        }
-                        Err(err) => {
-                            tracing::warn!(%err, "subscribing to link notifications");
-                            std::thread::sleep(WAKE_UP);
-                            continue;
-                        }
-                    }
-                }
+            loop {
                 if look {
-                    look = !ports.sync();
+                    look = !tokio::task::block_in_place(|| ports.sync());
                 }
-                match monitor.as_mut().map(|m| m.wait(WAKE_UP)) {
+                let readable = if look {
+                    match tokio::time::timeout(RETRY, monitor.readable_mut()).await {
+                        Ok(readable) => readable,
+                        Err(_) => continue,
+                    }
+                } else {
+                    monitor.readable_mut().await
+                };
+                let drained = readable
+                    .map_err(NetlinkError::Socket)
+                    .and_then(|mut ready| {
+                        let events = ready.get_inner_mut().drain()?;
+                        // Drained to EAGAIN: the next notification wakes us.
+                        ready.clear_ready();
+                        Ok(events)
+                    });
+                match drained {
                     // Any change may concern the bridge: a port's release
                     // and its deletion come as separate messages, and a
                     // lost notification is a change not seen.
-                    Some(Ok(events)) => look |= !events.is_empty(),
-                    Some(Err(err)) => {
+                    Ok(events) => look |= !events.is_empty(),
+                    Err(err) => {
                         tracing::warn!(%err, "reading link notifications");
-                        monitor = None;
+                        break;
                     }
-                    None => {}
                 }
             }
-        });
+        }
     }
 
     /// Attaches translation to ports not attached yet and forgets the
@@ -130,6 +141,16 @@ impl PodPorts {
         }
         complete
     }
+}
+
+/// Link notifications of this thread's namespace, for the runtime to wait
+/// on.
+fn subscribe() -> io::Result<AsyncFd<LinkMonitor>> {
+    let monitor = LinkMonitor::open().map_err(io::Error::other)?;
+    // SAFETY: a LinkMonitor owns its socket, so `as_raw_fd()` names the
+    // same open descriptor for as long as the monitor lives, and the
+    // AsyncFd owns the monitor.
+    Ok(unsafe { AsyncFd::register(monitor) }?)
 }
 
 /// Names of the interfaces enslaved to `bridge`; `None` when there is no

@@ -1,12 +1,12 @@
 //! Telling the API what the pods do: their statuses and Events, written
-//! from a thread of its own.
+//! by a task of their own.
 
 use rudder_api::{
     core::ObjectReference,
     events::{EventRecorder, EventType},
 };
 
-/// What the serve loop hands the reporter thread.
+/// What the pod rounds hand the reporter.
 pub(super) enum Report {
     Status(crate::pods::StatusReport),
     Event(crate::pods::PodEvent),
@@ -16,66 +16,55 @@ pub(super) enum Report {
 const STATUS_WRITES_IN_FLIGHT: usize = 16;
 
 /// Writes pod statuses (latest per pod wins; a conflict is retried with
-/// the fresh object) and pod events to the API from a thread of its own,
+/// the fresh object) and pod events to the API from a task of its own,
 /// so a slow API server never holds up the pods.
 pub(super) fn status_reporter(
     addr: String,
     node: String,
 ) -> tokio::sync::mpsc::UnboundedSender<Report> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Report>();
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            tracing::error!("cannot start the status reporter");
-            return;
-        };
-        runtime.block_on(async move {
-            let mut client = None;
-            let mut events = None;
-            while let Some(first) = rx.recv().await {
-                let mut latest = std::collections::BTreeMap::new();
-                let mut happened = Vec::new();
-                for report in
-                    std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok()))
-                {
-                    match report {
-                        Report::Status(status) => {
-                            latest.insert(status.uid.clone(), status);
-                        }
-                        Report::Event(event) => happened.push(event),
+    tokio::spawn(async move {
+        let mut client = None;
+        let mut events = None;
+        while let Some(first) = rx.recv().await {
+            let mut latest = std::collections::BTreeMap::new();
+            let mut happened = Vec::new();
+            for report in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                match report {
+                    Report::Status(status) => {
+                        latest.insert(status.uid.clone(), status);
                     }
+                    Report::Event(event) => happened.push(event),
                 }
-                if client.is_none() {
-                    client = rudder_api::client::Client::connect(&addr).await.ok();
-                }
-                let Some(c) = client.as_ref() else { continue };
-                // Runs on this thread's runtime, between and during the
-                // status writes below.
-                let (recorder, _) = events
-                    .get_or_insert_with(|| EventRecorder::start(c.clone(), "rudder-agent", &node));
-                for event in happened {
-                    record_pod_event(recorder, event);
-                }
-                // Several writes in flight: the store commits what queued up
-                // together, so a burst of new pods is not reported one fsync
-                // at a time.
-                let mut writes = tokio::task::JoinSet::new();
-                for report in latest.into_values() {
-                    while writes.len() >= STATUS_WRITES_IN_FLIGHT {
-                        writes.join_next().await;
-                    }
-                    let c = c.clone();
-                    writes.spawn(async move {
-                        if let Err(err) = write_status(&c, &report).await {
-                            tracing::warn!(pod = %report.name, %err, "reporting pod status");
-                        }
-                    });
-                }
-                while writes.join_next().await.is_some() {}
             }
-        });
+            if client.is_none() {
+                client = rudder_api::client::Client::connect(&addr).await.ok();
+            }
+            let Some(c) = client.as_ref() else { continue };
+            // Runs as a task of its own, between and during the
+            // status writes below.
+            let (recorder, _) = events
+                .get_or_insert_with(|| EventRecorder::start(c.clone(), "rudder-agent", &node));
+            for event in happened {
+                record_pod_event(recorder, event);
+            }
+            // Several writes in flight: the store commits what queued up
+            // together, so a burst of new pods is not reported one fsync
+            // at a time.
+            let mut writes = tokio::task::JoinSet::new();
+            for report in latest.into_values() {
+                while writes.len() >= STATUS_WRITES_IN_FLIGHT {
+                    writes.join_next().await;
+                }
+                let c = c.clone();
+                writes.spawn(async move {
+                    if let Err(err) = write_status(&c, &report).await {
+                        tracing::warn!(pod = %report.name, %err, "reporting pod status");
+                    }
+                });
+            }
+            while writes.join_next().await.is_some() {}
+        }
     });
     tx
 }
