@@ -4,8 +4,8 @@
 //! counts. It prints one JSON object:
 //!
 //! ```text
-//! {"requests":500,"failed":0,"first_error":null,"responders":{"web-a":250,"web-b":250},
-//!  "failures":[]}
+//! {"requests":500,"failed":0,"last_failure_ms":null,"first_error":null,
+//!  "responders":{"web-a":250,"web-b":250},"failures":[]}
 //! ```
 //! `failures` lists when (ms from the start) and why each failed request failed,
 //! up to 50, so a report can say when the losses happened.
@@ -45,6 +45,7 @@ pub fn run(run: &ServiceLoop) -> Result<()> {
     let (mut requests, mut failed) = (0_u64, 0_u64);
     let mut responders: BTreeMap<String, u64> = BTreeMap::new();
     let mut failures = Vec::new();
+    let mut last_failure_ms = None;
     while started.elapsed() < run.duration && !run.stop_file.as_ref().is_some_and(|f| f.exists()) {
         let sent = Instant::now();
         requests += 1;
@@ -59,6 +60,7 @@ pub fn run(run: &ServiceLoop) -> Result<()> {
             }
             Err(err) => {
                 failed += 1;
+                last_failure_ms = Some(started.elapsed().as_millis());
                 if failures.len() < LISTED_FAILURES {
                     failures.push(json!({
                         "at_ms": started.elapsed().as_millis(),
@@ -77,6 +79,7 @@ pub fn run(run: &ServiceLoop) -> Result<()> {
         json!({
             "requests": requests,
             "failed": failed,
+            "last_failure_ms": last_failure_ms,
             "first_error": first_error,
             "responders": responders,
             "failures": failures,
