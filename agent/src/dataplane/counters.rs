@@ -11,7 +11,7 @@ use dataplane_common::{
     CounterHook, InterfaceCounterKey, PacketCounters, map_names, program_names,
 };
 
-use super::{Dataplane, DataplaneError, attach, error_chain, maps_dir};
+use super::{Dataplane, DataplaneError, attach, maps_dir};
 
 /// Counters of one interface at one hook, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,16 +68,18 @@ pub fn detach_counters(dir: &Path, iface: &str) -> Result<(), DataplaneError> {
 /// When the map is not pinned there (no agent ever loaded the dataplane).
 pub fn read_interface_counters(dir: &Path) -> Result<Vec<InterfaceCounters>, DataplaneError> {
     let name = map_names::INTERFACE_COUNTERS;
-    let map_error = |reason: String| DataplaneError::Map { name, reason };
+    let map_error = |source| DataplaneError::Map { name, source };
     let path = maps_dir(dir).join(name);
-    let data =
-        MapData::from_pin(&path).map_err(|e| map_error(format!("{}: {e}", path.display())))?;
+    let data = MapData::from_pin(&path).map_err(|source| DataplaneError::MapPin {
+        name,
+        path: path.clone(),
+        source,
+    })?;
     let map: PerCpuHashMap<MapData, InterfaceCounterKey, PacketCounters> =
-        PerCpuHashMap::try_from(Map::PerCpuHashMap(data))
-            .map_err(|e| map_error(error_chain(&e)))?;
+        PerCpuHashMap::try_from(Map::PerCpuHashMap(data)).map_err(map_error)?;
     let mut out = Vec::new();
     for entry in map.iter() {
-        let (key, per_cpu) = entry.map_err(|e| map_error(error_chain(&e)))?;
+        let (key, per_cpu) = entry.map_err(map_error)?;
         let Some(hook) = CounterHook::from_u32(key.hook) else {
             continue;
         };

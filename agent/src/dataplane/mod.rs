@@ -31,7 +31,9 @@ pub use counters::{InterfaceCounters, detach_counters, read_interface_counters};
 pub use object::kernel_programs;
 pub use test_run::ProgramRun;
 
-/// Errors from loading, attaching or reading the dataplane.
+/// Errors from loading, attaching or reading the dataplane. Each keeps
+/// its cause as its [`std::error::Error::source`] (aya's errors keep the
+/// errno in theirs): print the whole chain to show it to a person.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     /// The agent was built with RUDDER_SKIP_EBPF.
@@ -40,38 +42,87 @@ pub enum DataplaneError {
          rebuild after `cargo xtask build-ebpf`"
     )]
     NoKernelPrograms,
-    /// The bpffs directory is unusable.
-    #[error("bpffs directory {path}: {reason}")]
-    Bpffs {
+    /// The directory is not on a bpffs, and not where the agent mounts one.
+    #[error("bpffs directory {}: not on a bpffs; mount one first (`mount -t bpf bpf {}`)", .path.display(), .path.display())]
+    NotOnBpffs {
         /// The directory.
         path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
     },
-    /// Loading the object or a program into the kernel failed.
-    #[error("loading the kernel programs: {0}")]
+    /// A directory on the bpffs cannot be created.
+    #[error("bpffs directory {}: cannot create it", .path.display())]
+    BpffsDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// bpffs cannot be mounted.
+    #[error("mounting bpffs on {}", .path.display())]
+    MountBpffs {
+        /// The mount point.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// Loading the object into the kernel failed.
+    #[error("loading the kernel programs")]
     Load(#[from] aya::EbpfError),
-    /// A program is not in the object, or has another type than expected.
-    #[error("program {name}: {reason}")]
-    Program {
+    /// A program is not in the object.
+    #[error("program {name}: not in the object")]
+    ProgramMissing {
         /// The program's name.
         name: &'static str,
-        /// What went wrong.
-        reason: String,
     },
-    /// Attaching a program to an interface failed.
-    #[error("attaching {program} to {iface}: {reason}")]
+    /// A program has another type than expected.
+    #[error("program {name}: not of the expected type")]
+    ProgramType {
+        /// The program's name.
+        name: &'static str,
+        /// aya's verdict.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// The kernel refused to load a program.
+    #[error("program {name}: the kernel refused it")]
+    ProgramLoad {
+        /// The program's name.
+        name: &'static str,
+        /// The kernel's answer.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A test run was asked of a program that is neither tc nor XDP.
+    #[error("program {name}: not a tc or XDP program")]
+    NotTestable {
+        /// The program's name.
+        name: &'static str,
+    },
+    /// BPF_PROG_TEST_RUN failed.
+    #[error("program {name}: BPF_PROG_TEST_RUN")]
+    TestRun {
+        /// The program's name.
+        name: &'static str,
+        /// The kernel's answer.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// Attaching a program to (or detaching it from) an interface or cgroup
+    /// failed.
+    #[error("attaching {program} to {iface}")]
     Attach {
         /// The program's name.
         program: &'static str,
-        /// The interface.
+        /// The interface, or cgroup path.
         iface: String,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong (boxed: aya's errors are large).
+        #[source]
+        source: Box<AttachError>,
     },
     /// The service table is full.
-    #[error("service table: {0}")]
-    Table(String),
+    #[error("service table")]
+    Table(#[from] services::TableError),
     /// The service CIDR blackhole route could not be installed.
     #[error("blackhole route for {cidr}: {reason}")]
     Route {
@@ -80,15 +131,29 @@ pub enum DataplaneError {
         /// What went wrong.
         reason: String,
     },
+    /// A pinned map cannot be opened.
+    #[error("map {name}: cannot open {} (is the node's dataplane loaded?)", .path.display())]
+    MapPin {
+        /// The map's name.
+        name: &'static str,
+        /// Its pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: aya::maps::MapError,
+    },
     /// Reading or writing a map failed.
-    #[error("map {name}: {reason}")]
+    #[error("map {name}")]
     Map {
         /// The map's name.
         name: &'static str,
         /// What went wrong.
-        reason: String,
+        #[source]
+        source: aya::maps::MapError,
     },
 }
+
+pub use attach::AttachError;
 
 /// Capacities of the service maps (entries). Frontend ids, reverse-NAT
 /// entries and per-service counters share the frontend capacity.
@@ -151,9 +216,9 @@ impl Dataplane {
         let object = kernel_programs()?;
         ensure_bpffs(dir)?;
         for sub in [maps_dir(dir), links_dir(dir)] {
-            std::fs::create_dir_all(&sub).map_err(|err| DataplaneError::Bpffs {
+            std::fs::create_dir_all(&sub).map_err(|source| DataplaneError::BpffsDirectory {
                 path: sub.clone(),
-                reason: err.to_string(),
+                source,
             })?;
         }
         let maps = maps_dir(dir);
@@ -195,15 +260,9 @@ impl Dataplane {
         let program: &mut SchedClassifier = self
             .ebpf
             .program_mut(name)
-            .ok_or(DataplaneError::Program {
-                name,
-                reason: "not in the object".into(),
-            })?
+            .ok_or(DataplaneError::ProgramMissing { name })?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
-                name,
-                reason: error_chain(&e),
-            })?;
+            .map_err(|source| DataplaneError::ProgramType { name, source })?;
         load_once(name, program.fd().is_ok(), || program.load())?;
         Ok(program)
     }
@@ -215,15 +274,9 @@ impl Dataplane {
         let program: &mut CgroupSockAddr = self
             .ebpf
             .program_mut(name)
-            .ok_or(DataplaneError::Program {
-                name,
-                reason: "not in the object".into(),
-            })?
+            .ok_or(DataplaneError::ProgramMissing { name })?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
-                name,
-                reason: error_chain(&e),
-            })?;
+            .map_err(|source| DataplaneError::ProgramType { name, source })?;
         load_once(name, program.fd().is_ok(), || program.load())?;
         Ok(program)
     }
@@ -232,15 +285,9 @@ impl Dataplane {
         let program: &mut Xdp = self
             .ebpf
             .program_mut(name)
-            .ok_or(DataplaneError::Program {
-                name,
-                reason: "not in the object".into(),
-            })?
+            .ok_or(DataplaneError::ProgramMissing { name })?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
-                name,
-                reason: error_chain(&e),
-            })?;
+            .map_err(|source| DataplaneError::ProgramType { name, source })?;
         load_once(name, program.fd().is_ok(), || program.load())?;
         Ok(program)
     }
@@ -255,10 +302,7 @@ fn load_once(
     if loaded {
         return Ok(());
     }
-    load().map_err(|e| DataplaneError::Program {
-        name,
-        reason: format!("the kernel refused it: {}", error_chain(&e)),
-    })
+    load().map_err(|source| DataplaneError::ProgramLoad { name, source })
 }
 
 pub(crate) fn maps_dir(dir: &Path) -> PathBuf {
@@ -269,9 +313,10 @@ fn links_dir(dir: &Path) -> PathBuf {
     dir.join("links")
 }
 
-/// An error with all its sources, `outer: inner: innermost`: aya's errors
-/// keep the errno in their source, which users need to see.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with all its sources, `outer: inner: innermost`, for logs and
+/// messages a person reads: [`DataplaneError`] and aya's errors keep the
+/// errno in their sources, which users need to see.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dataplane_common::service::{CT_CLOSING, ConntrackEntry, ConntrackKey, proto};
 
 use super::maps::ServiceMaps;
-use crate::dataplane::{DataplaneError, error_chain};
+use crate::dataplane::DataplaneError;
 
 /// How long a flow may stay idle before its entries are removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,9 +76,9 @@ pub fn collect(
     backend_exists: &dyn Fn(u32) -> bool,
     frontend_exists: &dyn Fn(u32) -> bool,
 ) -> Result<ConntrackGcStats, DataplaneError> {
-    let fail = |e: aya::maps::MapError| DataplaneError::Map {
+    let fail = |source| DataplaneError::Map {
         name: dataplane_common::map_names::CONNTRACK,
-        reason: error_chain(&e),
+        source,
     };
     let mut stats = ConntrackGcStats::default();
     // Collect first: deleting while iterating a hash map can skip entries.

@@ -13,7 +13,7 @@ use dataplane_common::{
 };
 
 use super::table::{MapContents, MapWrite};
-use crate::dataplane::{DataplaneError, error_chain, maps_dir};
+use crate::dataplane::{DataplaneError, maps_dir};
 
 /// Handles on every service map of one node.
 pub struct ServiceMaps {
@@ -39,18 +39,15 @@ fn open<T: TryFrom<Map, Error = MapError>>(
     dir: &Path,
     name: &'static str,
 ) -> Result<T, DataplaneError> {
-    let fail = |reason: String| DataplaneError::Map { name, reason };
     let path = maps_dir(dir).join(name);
-    let data = MapData::from_pin(&path).map_err(|e| {
-        fail(format!(
-            "{}: {} (is the node's dataplane loaded?)",
-            path.display(),
-            error_chain(&e)
-        ))
+    let data = MapData::from_pin(&path).map_err(|source| DataplaneError::MapPin {
+        name,
+        path: path.clone(),
+        source,
     })?;
     Map::from_map_data(data)
         .and_then(T::try_from)
-        .map_err(|e| fail(error_chain(&e)))
+        .map_err(|source| DataplaneError::Map { name, source })
 }
 
 impl ServiceMaps {
@@ -81,10 +78,7 @@ impl ServiceMaps {
         let info = |map: &MapData, name| {
             map.info()
                 .map(|i| i.max_entries())
-                .map_err(|e| DataplaneError::Map {
-                    name,
-                    reason: error_chain(&e),
-                })
+                .map_err(|source| DataplaneError::Map { name, source })
         };
         Ok((
             info(self.frontends.map(), map_names::FRONTENDS)?,
@@ -97,10 +91,7 @@ impl ServiceMaps {
     /// # Errors
     /// When iterating a map fails.
     pub fn contents(&self) -> Result<MapContents, DataplaneError> {
-        let fail = |name, e: MapError| DataplaneError::Map {
-            name,
-            reason: error_chain(&e),
-        };
+        let fail = |name, source| DataplaneError::Map { name, source };
         Ok(MapContents {
             frontends: self
                 .frontends
@@ -143,12 +134,7 @@ impl ServiceMaps {
     }
 
     fn apply_one(&mut self, write: &MapWrite) -> Result<(), DataplaneError> {
-        let fail = |name: &'static str| {
-            move |e: MapError| DataplaneError::Map {
-                name,
-                reason: error_chain(&e),
-            }
-        };
+        let fail = |name: &'static str| move |source| DataplaneError::Map { name, source };
         match write {
             MapWrite::UpsertBackend { id, backend } => self
                 .backends
@@ -197,9 +183,9 @@ impl ServiceMaps {
         let values = self
             .counters
             .get(&frontend_id, 0)
-            .map_err(|e| DataplaneError::Map {
+            .map_err(|source| DataplaneError::Map {
                 name: map_names::SERVICE_COUNTERS,
-                reason: error_chain(&e),
+                source,
             })?;
         Ok(values
             .iter()

@@ -45,7 +45,7 @@ use self::{
     metrics::LatencyHistogram,
     table::{ServiceTable, WriteBatch},
 };
-use super::{DataplaneError, error_chain};
+use super::DataplaneError;
 
 /// One change from the control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -256,9 +256,9 @@ impl ServiceDataplane {
         };
         maps.node_config
             .set(0, node_config, 0)
-            .map_err(|e| DataplaneError::Map {
+            .map_err(|source| DataplaneError::Map {
                 name: map_names::NODE_CONFIG,
-                reason: error_chain(&e),
+                source,
             })?;
         let node = NodeAddresses {
             node_port_addrs: vec![config.node_addr],
@@ -286,10 +286,7 @@ impl ServiceDataplane {
         received: Instant,
     ) -> Result<usize, DataplaneError> {
         let writes = match change {
-            ServiceChange::Upsert(service) => self
-                .sync
-                .upsert(service)
-                .map_err(|e| DataplaneError::Table(e.to_string()))?,
+            ServiceChange::Upsert(service) => self.sync.upsert(service)?,
             ServiceChange::Delete(name) => self.sync.delete(name),
         };
         self.write(&writes, received)
@@ -304,10 +301,7 @@ impl ServiceDataplane {
         services: &[ServiceState],
         received: Instant,
     ) -> Result<usize, DataplaneError> {
-        let writes = self
-            .sync
-            .resync(services)
-            .map_err(|e| DataplaneError::Table(e.to_string()))?;
+        let writes = self.sync.resync(services)?;
         self.write(&writes, received)
     }
 
