@@ -1,11 +1,12 @@
 //! The eBPF dataplane of one node: loads the kernel programs embedded at
 //! build time, pins their maps and links under the node's bpffs directory
-//! (so an agent restart keeps forwarding and keeps counting), attaches them
-//! to interfaces, and reads their maps back.
+//! (so an agent restart keeps forwarding and keeps counting), and attaches
+//! them to interfaces. Reading and writing the pinned maps is
+//! `rudder_dataplane_maps`, shared with `rudderctl` and the benchmarks.
 //!
 //! Layout of a node's bpffs directory:
 //! ```text
-//! <dir>/maps/<MAP_NAME>          maps, pinned by name
+//! <dir>/maps/<MAP_NAME>          maps, pinned by name (rudder_dataplane_maps::maps_dir)
 //! <dir>/links/<program>@<iface>  one bpf_link per attached program
 //! ```
 
@@ -24,11 +25,13 @@ use aya::{
     programs::{CgroupSockAddr, SchedClassifier, Xdp},
 };
 use dataplane_common::map_names;
+use rudder_dataplane_maps::maps_dir;
 
 pub use attach::{detach, detach_cgroup, detach_tc_filter};
 pub use bpffs::ensure_bpffs;
-pub use counters::{InterfaceCounters, detach_counters, read_interface_counters};
+pub use counters::detach_counters;
 pub use object::kernel_programs;
+pub use rudder_dataplane_maps::{InterfaceCounters, MapsError, read_interface_counters};
 pub use test_run::ProgramRun;
 
 /// Errors from loading, attaching or reading the dataplane. Each keeps
@@ -131,26 +134,9 @@ pub enum DataplaneError {
         /// What went wrong.
         reason: String,
     },
-    /// A pinned map cannot be opened.
-    #[error("map {name}: cannot open {} (is the node's dataplane loaded?)", .path.display())]
-    MapPin {
-        /// The map's name.
-        name: &'static str,
-        /// Its pin.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: aya::maps::MapError,
-    },
-    /// Reading or writing a map failed.
-    #[error("map {name}")]
-    Map {
-        /// The map's name.
-        name: &'static str,
-        /// What went wrong.
-        #[source]
-        source: aya::maps::MapError,
-    },
+    /// Opening, reading or writing a pinned map failed.
+    #[error(transparent)]
+    Maps(#[from] MapsError),
 }
 
 pub use attach::AttachError;
@@ -303,10 +289,6 @@ fn load_once(
         return Ok(());
     }
     load().map_err(|source| DataplaneError::ProgramLoad { name, source })
-}
-
-pub(crate) fn maps_dir(dir: &Path) -> PathBuf {
-    dir.join("maps")
 }
 
 fn links_dir(dir: &Path) -> PathBuf {

@@ -6,8 +6,9 @@ use std::net::Ipv4Addr;
 
 use dataplane_common::service::{
     BACKEND_LOCAL, BACKEND_TERMINATING, FRONTEND_AFFINITY, FRONTEND_EXTERNAL_LOCAL,
-    FRONTEND_MAGLEV, FRONTEND_NODE_PORT, FrontendKey, ipv4_to_net, port_to_net, proto,
+    FRONTEND_MAGLEV, FRONTEND_NODE_PORT, FrontendKey, ipv4_to_net, port_to_net,
 };
+pub use rudder_dataplane_maps::Protocol;
 
 /// A Service's namespace and name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -31,42 +32,6 @@ impl ServiceName {
 impl std::fmt::Display for ServiceName {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// Transport protocol of a port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl Protocol {
-    /// IP protocol number.
-    pub const fn number(self) -> u8 {
-        match self {
-            Self::Tcp => proto::TCP,
-            Self::Udp => proto::UDP,
-        }
-    }
-
-    /// From an IP protocol number.
-    pub const fn from_number(number: u8) -> Option<Self> {
-        match number {
-            proto::TCP => Some(Self::Tcp),
-            proto::UDP => Some(Self::Udp),
-            _ => None,
-        }
-    }
-
-    /// `TCP` / `UDP`, as Kubernetes spells it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Tcp => "TCP",
-            Self::Udp => "UDP",
-        }
     }
 }
 

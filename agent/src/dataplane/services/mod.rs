@@ -9,7 +9,6 @@
 pub mod conntrack;
 pub mod desired;
 mod maglev;
-pub mod maps;
 mod metrics;
 mod route;
 pub mod table;
@@ -38,14 +37,15 @@ pub use self::{
         ServiceState,
     },
     route::install_service_blackhole,
-    table::{MapWrite, TableError},
+    table::TableError,
 };
 use self::{
-    maps::ServiceMaps,
     metrics::LatencyHistogram,
     table::{ServiceTable, WriteBatch},
 };
 use super::DataplaneError;
+pub use rudder_dataplane_maps::MapWrite;
+use rudder_dataplane_maps::{MapContents, MapsError, ServiceMaps};
 
 /// One change from the control plane.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl ServiceSync {
     /// capacities (`max_frontends`, `max_backends`); id 0 is never used.
     pub fn restore(
         node: NodeAddresses,
-        contents: table::MapContents,
+        contents: MapContents,
         max_frontends: u32,
         max_backends: u32,
     ) -> (Self, Vec<MapWrite>) {
@@ -256,7 +256,7 @@ impl ServiceDataplane {
         };
         maps.node_config
             .set(0, node_config, 0)
-            .map_err(|source| DataplaneError::Map {
+            .map_err(|source| MapsError::Map {
                 name: map_names::NODE_CONFIG,
                 source,
             })?;

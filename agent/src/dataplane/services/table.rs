@@ -19,76 +19,12 @@ use dataplane_common::service::{
     Backend, BackendSlotKey, Frontend, FrontendKey, MaglevTable, ReverseNat, ipv4_from_net,
     ipv4_to_net, port_from_net, port_to_net,
 };
+use rudder_dataplane_maps::{MapContents, MapWrite};
 
 use super::{
     desired::{BackendKey, DesiredFrontend, Protocol},
     maglev,
 };
-
-/// One write to one map.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MapWrite {
-    /// Insert or update a backend.
-    UpsertBackend {
-        /// Backend id.
-        id: u32,
-        /// Its value.
-        backend: Backend,
-    },
-    /// Point a slot at a backend.
-    UpsertSlot {
-        /// Frontend id and slot.
-        key: BackendSlotKey,
-        /// Backend id.
-        backend_id: u32,
-    },
-    /// Insert or replace a frontend's Maglev table.
-    UpsertMaglev {
-        /// Frontend id.
-        frontend_id: u32,
-        /// The table.
-        table: Box<MaglevTable>,
-    },
-    /// Insert or update a frontend's reverse-NAT entry.
-    UpsertReverseNat {
-        /// Frontend id.
-        frontend_id: u32,
-        /// Address replies get as their source.
-        value: ReverseNat,
-    },
-    /// Insert or update a frontend.
-    UpsertFrontend {
-        /// Address, port, protocol.
-        key: FrontendKey,
-        /// Id, backend count, flags.
-        value: Frontend,
-    },
-    /// Remove a frontend.
-    DeleteFrontend {
-        /// Address, port, protocol.
-        key: FrontendKey,
-    },
-    /// Remove a slot.
-    DeleteSlot {
-        /// Frontend id and slot.
-        key: BackendSlotKey,
-    },
-    /// Remove a Maglev table.
-    DeleteMaglev {
-        /// Frontend id.
-        frontend_id: u32,
-    },
-    /// Remove a reverse-NAT entry.
-    DeleteReverseNat {
-        /// Frontend id.
-        frontend_id: u32,
-    },
-    /// Remove a backend.
-    DeleteBackend {
-        /// Backend id.
-        id: u32,
-    },
-}
 
 /// Writes collected per phase; [`WriteBatch::into_writes`] orders them.
 #[derive(Debug, Default)]
@@ -199,21 +135,6 @@ pub struct ServiceTable {
     /// Backends whose references dropped to zero (or were restored with
     /// none): the only ones `collect_unused_backends` needs to look at.
     unreferenced: Vec<BackendKey>,
-}
-
-/// The contents of the service maps, as read back after a restart.
-#[derive(Debug, Default)]
-pub struct MapContents {
-    /// FRONTENDS.
-    pub frontends: Vec<(FrontendKey, Frontend)>,
-    /// BACKEND_SLOTS.
-    pub slots: Vec<(BackendSlotKey, u32)>,
-    /// BACKENDS.
-    pub backends: Vec<(u32, Backend)>,
-    /// REVERSE_NAT.
-    pub reverse_nat: Vec<(u32, ReverseNat)>,
-    /// MAGLEV keys.
-    pub maglev: Vec<u32>,
 }
 
 impl ServiceTable {

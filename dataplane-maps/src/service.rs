@@ -12,8 +12,7 @@ use dataplane_common::{
     },
 };
 
-use super::table::{MapContents, MapWrite};
-use crate::dataplane::{DataplaneError, maps_dir};
+use crate::{MapsError, maps_dir};
 
 /// Handles on every service map of one node.
 pub struct ServiceMaps {
@@ -35,19 +34,16 @@ pub struct ServiceMaps {
     pub node_config: Array<MapData, NodeConfig>,
 }
 
-fn open<T: TryFrom<Map, Error = MapError>>(
-    dir: &Path,
-    name: &'static str,
-) -> Result<T, DataplaneError> {
+fn open<T: TryFrom<Map, Error = MapError>>(dir: &Path, name: &'static str) -> Result<T, MapsError> {
     let path = maps_dir(dir).join(name);
-    let data = MapData::from_pin(&path).map_err(|source| DataplaneError::MapPin {
+    let data = MapData::from_pin(&path).map_err(|source| MapsError::Pin {
         name,
         path: path.clone(),
         source,
     })?;
     Map::from_map_data(data)
         .and_then(T::try_from)
-        .map_err(|source| DataplaneError::Map { name, source })
+        .map_err(|source| MapsError::Map { name, source })
 }
 
 impl ServiceMaps {
@@ -55,7 +51,7 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// When a map is not pinned there or has an unexpected type.
-    pub fn open(dir: &Path) -> Result<Self, DataplaneError> {
+    pub fn open(dir: &Path) -> Result<Self, MapsError> {
         Ok(Self {
             frontends: open(dir, map_names::FRONTENDS)?,
             slots: open(dir, map_names::BACKEND_SLOTS)?,
@@ -73,12 +69,12 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// When the kernel cannot describe the maps.
-    pub fn capacities(&self) -> Result<(u32, u32), DataplaneError> {
+    pub fn capacities(&self) -> Result<(u32, u32), MapsError> {
         use aya::maps::IterableMap as _;
         let info = |map: &MapData, name| {
             map.info()
                 .map(|i| i.max_entries())
-                .map_err(|source| DataplaneError::Map { name, source })
+                .map_err(|source| MapsError::Map { name, source })
         };
         Ok((
             info(self.frontends.map(), map_names::FRONTENDS)?,
@@ -90,8 +86,8 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// When iterating a map fails.
-    pub fn contents(&self) -> Result<MapContents, DataplaneError> {
-        let fail = |name, source| DataplaneError::Map { name, source };
+    pub fn contents(&self) -> Result<MapContents, MapsError> {
+        let fail = |name, source| MapsError::Map { name, source };
         Ok(MapContents {
             frontends: self
                 .frontends
@@ -126,15 +122,15 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// On the first write the kernel refuses; the writes before it stay.
-    pub fn apply(&mut self, writes: &[MapWrite]) -> Result<(), DataplaneError> {
+    pub fn apply(&mut self, writes: &[MapWrite]) -> Result<(), MapsError> {
         for write in writes {
             self.apply_one(write)?;
         }
         Ok(())
     }
 
-    fn apply_one(&mut self, write: &MapWrite) -> Result<(), DataplaneError> {
-        let fail = |name: &'static str| move |source| DataplaneError::Map { name, source };
+    fn apply_one(&mut self, write: &MapWrite) -> Result<(), MapsError> {
+        let fail = |name: &'static str| move |source| MapsError::Map { name, source };
         match write {
             MapWrite::UpsertBackend { id, backend } => self
                 .backends
@@ -179,11 +175,11 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// When the counter map cannot be read.
-    pub fn counters(&self, frontend_id: u32) -> Result<ServiceCounters, DataplaneError> {
+    pub fn counters(&self, frontend_id: u32) -> Result<ServiceCounters, MapsError> {
         let values = self
             .counters
             .get(&frontend_id, 0)
-            .map_err(|source| DataplaneError::Map {
+            .map_err(|source| MapsError::Map {
                 name: map_names::SERVICE_COUNTERS,
                 source,
             })?;
@@ -199,4 +195,84 @@ fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         other => other,
     }
+}
+
+/// One write to one map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapWrite {
+    /// Insert or update a backend.
+    UpsertBackend {
+        /// Backend id.
+        id: u32,
+        /// Its value.
+        backend: Backend,
+    },
+    /// Point a slot at a backend.
+    UpsertSlot {
+        /// Frontend id and slot.
+        key: BackendSlotKey,
+        /// Backend id.
+        backend_id: u32,
+    },
+    /// Insert or replace a frontend's Maglev table.
+    UpsertMaglev {
+        /// Frontend id.
+        frontend_id: u32,
+        /// The table.
+        table: Box<MaglevTable>,
+    },
+    /// Insert or update a frontend's reverse-NAT entry.
+    UpsertReverseNat {
+        /// Frontend id.
+        frontend_id: u32,
+        /// Address replies get as their source.
+        value: ReverseNat,
+    },
+    /// Insert or update a frontend.
+    UpsertFrontend {
+        /// Address, port, protocol.
+        key: FrontendKey,
+        /// Id, backend count, flags.
+        value: Frontend,
+    },
+    /// Remove a frontend.
+    DeleteFrontend {
+        /// Address, port, protocol.
+        key: FrontendKey,
+    },
+    /// Remove a slot.
+    DeleteSlot {
+        /// Frontend id and slot.
+        key: BackendSlotKey,
+    },
+    /// Remove a Maglev table.
+    DeleteMaglev {
+        /// Frontend id.
+        frontend_id: u32,
+    },
+    /// Remove a reverse-NAT entry.
+    DeleteReverseNat {
+        /// Frontend id.
+        frontend_id: u32,
+    },
+    /// Remove a backend.
+    DeleteBackend {
+        /// Backend id.
+        id: u32,
+    },
+}
+
+/// The contents of the service maps, as read back after a restart.
+#[derive(Debug, Default)]
+pub struct MapContents {
+    /// FRONTENDS.
+    pub frontends: Vec<(FrontendKey, Frontend)>,
+    /// BACKEND_SLOTS.
+    pub slots: Vec<(BackendSlotKey, u32)>,
+    /// BACKENDS.
+    pub backends: Vec<(u32, Backend)>,
+    /// REVERSE_NAT.
+    pub reverse_nat: Vec<(u32, ReverseNat)>,
+    /// MAGLEV keys.
+    pub maglev: Vec<u32>,
 }
