@@ -15,7 +15,6 @@ pub mod table;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fmt::Write as _,
     net::Ipv4Addr,
     ops::RangeInclusive,
     path::Path,
@@ -40,7 +39,7 @@ pub use self::{
     table::TableError,
 };
 use self::{
-    metrics::LatencyHistogram,
+    metrics::{LatencyHistogram, ServiceSnapshot},
     table::{ServiceTable, WriteBatch},
 };
 use super::DataplaneError;
@@ -339,35 +338,8 @@ impl ServiceDataplane {
 
     /// Prometheus text exposition of the service dataplane.
     pub fn metrics(&self) -> String {
-        let mut out = String::new();
         let (frontends, slots, backends) = self.sync.table().occupancy();
         let conntrack = self.maps.conntrack.keys().count();
-        metrics::header(
-            &mut out,
-            "rudder_dataplane_map_entries",
-            "gauge",
-            "Entries in each service map.",
-        );
-        for (map, n) in [
-            (map_names::FRONTENDS, frontends),
-            (map_names::BACKEND_SLOTS, slots),
-            (map_names::BACKENDS, backends),
-            (map_names::CONNTRACK, conntrack),
-        ] {
-            let _ = writeln!(out, "rudder_dataplane_map_entries{{map=\"{map}\"}} {n}");
-        }
-        metrics::header(
-            &mut out,
-            "rudder_dataplane_map_writes_total",
-            "counter",
-            "Map writes done by service sync.",
-        );
-        let _ = writeln!(out, "rudder_dataplane_map_writes_total {}", self.writes);
-        self.sync_latency.render(
-            "rudder_dataplane_sync_latency_seconds",
-            "Time from a service change received to its last map write.",
-            &mut out,
-        );
         let mut rows = Vec::new();
         for (id, key, owner) in self.sync.frontend_owners() {
             if let Ok(c) = self.maps.counters(id) {
@@ -381,32 +353,18 @@ impl ServiceDataplane {
             }
         }
         rows.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        for (name, help, pick) in [
-            ("rudder_service_packets_total", "Packets translated.", 0),
-            ("rudder_service_bytes_total", "Bytes translated.", 1),
-            (
-                "rudder_service_new_flows_total",
-                "Flows given a backend.",
-                2,
-            ),
-            (
-                "rudder_service_drops_total",
-                "Packets refused or dropped.",
-                3,
-            ),
-        ] {
-            metrics::header(&mut out, name, "counter", help);
-            for (service, frontend, c) in &rows {
-                let value = [c.packets, c.bytes, c.new_flows, c.drops][pick];
-                let _ = writeln!(
-                    out,
-                    "{name}{{service=\"{}\",frontend=\"{}\"}} {value}",
-                    metrics::label(service),
-                    metrics::label(frontend)
-                );
-            }
+        ServiceSnapshot {
+            map_entries: vec![
+                (map_names::FRONTENDS, frontends),
+                (map_names::BACKEND_SLOTS, slots),
+                (map_names::BACKENDS, backends),
+                (map_names::CONNTRACK, conntrack),
+            ],
+            writes: self.writes,
+            sync_latency: self.sync_latency.clone(),
+            frontends: rows,
         }
-        out
+        .render()
     }
 }
 
