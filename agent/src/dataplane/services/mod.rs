@@ -9,6 +9,7 @@
 mod attach;
 pub mod conntrack;
 pub mod desired;
+mod ids;
 mod maglev;
 mod metrics;
 mod planner;

@@ -2,7 +2,8 @@
 //! minimal, ordered map writes that take them from one state to the next.
 //!
 //! Writes come out in phases so that a packet arriving between any two of
-//! them sees a consistent table (DESIGN.md, "The dataplane"):
+//! them sees a consistent table (docs/architecture.md, "Service
+//! translation"):
 //! 1. backends (new or changed),
 //! 2. slots, Maglev tables and reverse-NAT entries,
 //! 3. frontend entries (which publish the new backend count),
@@ -12,6 +13,11 @@
 //! Slots are edited in place: a removed backend's slot gets the last slot's
 //! backend and the last slot is dropped, so removing one of N backends
 //! costs one slot write, one count update and one slot delete, not N writes.
+//!
+//! One cohesive thing despite its length: the table's state, its restore
+//! from the maps and its diff are one invariant (ids, reference counts and
+//! slots agree with what the maps hold), and a third of the file is its
+//! tests.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,6 +29,7 @@ use rudder_dataplane_maps::{MapContents, MapWrite};
 
 use super::{
     desired::{BackendKey, DesiredFrontend, Protocol},
+    ids::IdAllocator,
     maglev,
 };
 
@@ -66,51 +73,6 @@ struct BackendState {
     id: u32,
     value: Backend,
     refs: u32,
-}
-
-/// Hands out ids, never reusing one until the range wraps, so conntrack
-/// entries of a deleted frontend or backend cannot alias a new one soon.
-#[derive(Debug)]
-struct IdAllocator {
-    next: u32,
-    max: u32,
-    used: std::collections::HashSet<u32>,
-}
-
-impl IdAllocator {
-    fn new(max: u32) -> Self {
-        Self {
-            next: 1,
-            max,
-            used: Default::default(),
-        }
-    }
-
-    fn allocate(&mut self) -> Option<u32> {
-        for _ in 0..self.max {
-            let id = self.next;
-            self.next = if self.next >= self.max {
-                1
-            } else {
-                self.next + 1
-            };
-            if self.used.insert(id) {
-                return Some(id);
-            }
-        }
-        None
-    }
-
-    fn claim(&mut self, id: u32) {
-        self.used.insert(id);
-        if id >= self.next && id < self.max {
-            self.next = id + 1;
-        }
-    }
-
-    fn release(&mut self, id: u32) {
-        self.used.remove(&id);
-    }
 }
 
 /// Errors from the table.
