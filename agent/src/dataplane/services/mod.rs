@@ -1,19 +1,22 @@
 //! Services and Endpoints in, minimal ordered map writes out.
 //!
-//! [`ServiceDataplane`] is the desired-state interface the agent feeds from
-//! the control plane's node-sync stream: [`ServiceDataplane::apply`] for each
+//! [`ServiceDataplane`] is what the agent feeds Services into, from the
+//! control plane's node-sync stream: [`ServiceDataplane::apply`] for each
 //! change, [`ServiceDataplane::resync`] with the full set after a (re)connect.
+//! [`ServiceState`] -> [`FrontendSpec`]s -> [`MapWritePlanner`] (which
+//! Service owns which frontend) -> `ServiceTable` (ids, slots, reference
+//! counts) -> ordered [`MapWrite`]s -> the pinned maps.
 //! Ids in the maps are kept across agent restarts (the table is rebuilt from
 //! the pinned maps), so established flows keep their backends.
 
 mod attach;
 pub mod conntrack;
-pub mod desired;
 mod ids;
 mod maglev;
 mod metrics;
 mod planner;
 mod route;
+pub mod service_state;
 pub mod table;
 
 use std::{net::Ipv4Addr, ops::RangeInclusive, path::Path, time::Instant};
@@ -27,12 +30,12 @@ use self::metrics::{LatencyHistogram, ServiceSnapshot};
 pub use self::{
     attach::{detach_pod_interface, detach_sockets, forget_pod_interface},
     conntrack::{ConntrackGcStats, ConntrackTimeouts},
-    desired::{
-        Endpoint, EndpointPort, LoadBalancing, NodeAddresses, Protocol, ServiceName, ServicePort,
-        ServiceState,
-    },
-    planner::ServiceSync,
+    planner::MapWritePlanner,
     route::install_service_blackhole,
+    service_state::{
+        Endpoint, EndpointPort, FrontendSpec, LOAD_BALANCING_ANNOTATION, LoadBalancing,
+        NodeAddresses, Protocol, ServiceName, ServicePort, ServiceState,
+    },
     table::TableError,
 };
 use super::DataplaneError;
@@ -64,10 +67,10 @@ pub struct NodeServiceConfig {
     pub uplink_ifindex: u32,
 }
 
-/// The service dataplane of one node: [`ServiceSync`] plus the pinned maps
-/// it writes, and metrics of both.
+/// The service dataplane of one node: a [`MapWritePlanner`] plus the
+/// pinned maps its writes go to, and metrics of both.
 pub struct ServiceDataplane {
-    sync: ServiceSync,
+    planner: MapWritePlanner,
     maps: ServiceMaps,
     sync_latency: LatencyHistogram,
     writes: u64,
@@ -99,11 +102,11 @@ impl ServiceDataplane {
             node_port_addrs: vec![config.node_addr],
         };
         let (max_frontends, max_backends) = maps.capacities()?;
-        let (sync, cleanup) =
-            ServiceSync::restore(node, maps.contents()?, max_frontends, max_backends);
+        let (planner, cleanup) =
+            MapWritePlanner::restore(node, maps.contents()?, max_frontends, max_backends);
         maps.apply(&cleanup)?;
         Ok(Self {
-            sync,
+            planner,
             maps,
             sync_latency: LatencyHistogram::default(),
             writes: 0,
@@ -121,8 +124,8 @@ impl ServiceDataplane {
         received: Instant,
     ) -> Result<usize, DataplaneError> {
         let writes = match change {
-            ServiceChange::Upsert(service) => self.sync.upsert(service)?,
-            ServiceChange::Delete(name) => self.sync.delete(name),
+            ServiceChange::Upsert(service) => self.planner.upsert(service)?,
+            ServiceChange::Delete(name) => self.planner.delete(name),
         };
         self.write(&writes, received)
     }
@@ -136,7 +139,7 @@ impl ServiceDataplane {
         services: &[ServiceState],
         received: Instant,
     ) -> Result<usize, DataplaneError> {
-        let writes = self.sync.resync(services)?;
+        let writes = self.planner.resync(services)?;
         self.write(&writes, received)
     }
 
@@ -155,7 +158,7 @@ impl ServiceDataplane {
         &mut self,
         timeouts: &ConntrackTimeouts,
     ) -> Result<ConntrackGcStats, DataplaneError> {
-        let table = self.sync.table();
+        let table = self.planner.table();
         let frontend_ids: std::collections::HashSet<u32> =
             table.frontend_ids().map(|(id, _)| id).collect();
         conntrack::collect(
@@ -167,17 +170,17 @@ impl ServiceDataplane {
         )
     }
 
-    /// The pure sync state.
-    pub fn sync(&self) -> &ServiceSync {
-        &self.sync
+    /// The pure planning state.
+    pub fn planner(&self) -> &MapWritePlanner {
+        &self.planner
     }
 
     /// Prometheus text exposition of the service dataplane.
     pub fn metrics(&self) -> String {
-        let (frontends, slots, backends) = self.sync.table().occupancy();
+        let (frontends, slots, backends) = self.planner.table().occupancy();
         let conntrack = self.maps.conntrack.keys().count();
         let mut rows = Vec::new();
-        for (id, key, owner) in self.sync.frontend_owners() {
+        for (id, key, owner) in self.planner.frontend_owners() {
             if let Ok(c) = self.maps.counters(id) {
                 let frontend = format!(
                     "{}:{}/{}",

@@ -7,13 +7,15 @@ use dataplane_common::service::{FrontendKey, MAX_BACKENDS, MAX_FRONTENDS};
 use rudder_dataplane_maps::{MapContents, MapWrite};
 
 use super::{
-    desired::{NodeAddresses, ServiceName, ServiceState},
+    service_state::{NodeAddresses, ServiceName, ServiceState},
     table::{ServiceTable, TableError, WriteBatch},
 };
 
-/// Service state to map writes, without the maps: pure and testable.
+/// Plans the map writes that make the maps serve a set of Services,
+/// without touching the maps (pure and testable): which Service owns which
+/// frontend, on top of the [`ServiceTable`].
 #[derive(Debug)]
-pub struct ServiceSync {
+pub struct MapWritePlanner {
     table: ServiceTable,
     node: NodeAddresses,
     /// Frontends each Service owns.
@@ -25,7 +27,7 @@ pub struct ServiceSync {
     released: Vec<FrontendKey>,
 }
 
-impl ServiceSync {
+impl MapWritePlanner {
     /// Sync for an empty dataplane.
     pub fn new(node: NodeAddresses) -> Self {
         Self::with_table(node, ServiceTable::new(MAX_FRONTENDS - 1, MAX_BACKENDS - 1))
@@ -123,7 +125,7 @@ impl ServiceSync {
     ) -> Result<(), TableError> {
         let frontends = service.frontends(&self.node);
         let mut owned = Vec::with_capacity(frontends.len());
-        for (key, desired) in &frontends {
+        for (key, spec) in &frontends {
             match self.owners.get(key) {
                 Some(owner) if *owner != service.name => {
                     tracing::warn!(service = %service.name, owner = %owner, "frontend already served by another service; ignored");
@@ -131,7 +133,7 @@ impl ServiceSync {
                 }
                 _ => {}
             }
-            self.table.set_frontend(*key, desired, batch)?;
+            self.table.set_frontend(*key, spec, batch)?;
             self.owners.insert(*key, service.name.clone());
             owned.push(*key);
         }
@@ -172,7 +174,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::dataplane::services::desired::{
+    use crate::dataplane::services::service_state::{
         Endpoint, EndpointPort, LoadBalancing, Protocol, ServicePort,
     };
 
@@ -205,11 +207,11 @@ mod tests {
 
     #[test]
     fn a_service_recreated_under_another_name_keeps_its_frontend_in_a_resync() {
-        let mut sync = ServiceSync::new(NodeAddresses {
+        let mut planner = MapWritePlanner::new(NodeAddresses {
             node_port_addrs: vec![],
         });
-        sync.resync(&[service("web", 2)]).expect("ids");
-        let writes = sync.resync(&[service("web-v2", 3)]).expect("ids");
+        planner.resync(&[service("web", 2)]).expect("ids");
+        let writes = planner.resync(&[service("web-v2", 3)]).expect("ids");
         assert!(
             !writes
                 .iter()
@@ -222,22 +224,22 @@ mod tests {
                 .any(|w| matches!(w, MapWrite::DeleteBackend { .. })),
             "web's backend goes"
         );
-        let owners = sync.frontend_owners();
+        let owners = planner.frontend_owners();
         assert_eq!(owners.len(), 1);
         assert_eq!(owners[0].2.name, "web-v2");
     }
 
     #[test]
     fn deleting_one_service_among_many_looks_only_at_its_own_backends() {
-        let mut sync = ServiceSync::new(NodeAddresses {
+        let mut planner = MapWritePlanner::new(NodeAddresses {
             node_port_addrs: vec![],
         });
         for i in 0..50u8 {
             let mut s = service(&format!("s{i}"), i);
             s.cluster_ip = Some(Ipv4Addr::new(10, 96, 1, i));
-            sync.upsert(&s).expect("ids");
+            planner.upsert(&s).expect("ids");
         }
-        let writes = sync.delete(&ServiceName::new("default", "s7"));
+        let writes = planner.delete(&ServiceName::new("default", "s7"));
         let deleted_backends = writes
             .iter()
             .filter(|w| matches!(w, MapWrite::DeleteBackend { .. }))

@@ -1,6 +1,6 @@
-//! The desired-state interface: Services and their endpoints as the agent
-//! hears of them (from the control plane's node-sync stream, or a test),
-//! and how they turn into frontends with backends.
+//! Services and their endpoints as the agent hears of them (from the
+//! control plane's node-sync stream, a services file, or a test), and the
+//! frontends with backends they need on a node ([`FrontendSpec`]).
 
 use std::net::Ipv4Addr;
 
@@ -124,9 +124,10 @@ pub struct BackendKey {
 /// Backends with their `BACKEND_*` flags.
 pub type BackendList = Vec<(BackendKey, u8)>;
 
-/// A frontend as it should be: flags, and backends in a stable order.
+/// What one frontend of a Service must look like on a node: flags, and
+/// backends in a stable order. The table turns it into map writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredFrontend {
+pub struct FrontendSpec {
     /// `FRONTEND_*` flags.
     pub flags: u16,
     /// sessionAffinity timeout (seconds; 0 without affinity).
@@ -166,7 +167,7 @@ impl LoadBalancing {
 
 impl ServiceState {
     /// The frontends this Service needs on a node with `node`'s addresses.
-    pub fn frontends(&self, node: &NodeAddresses) -> Vec<(FrontendKey, DesiredFrontend)> {
+    pub fn frontends(&self, node: &NodeAddresses) -> Vec<(FrontendKey, FrontendSpec)> {
         let Some(cluster_ip) = self.cluster_ip else {
             return Vec::new();
         };
@@ -182,7 +183,7 @@ impl ServiceState {
             let (active, terminating) = self.backends_for(port, false);
             out.push((
                 frontend_key(cluster_ip, port.port, port.protocol),
-                DesiredFrontend {
+                FrontendSpec {
                     flags: base_flags,
                     affinity_timeout_s: self.affinity_timeout_s.unwrap_or(0),
                     addr: cluster_ip,
@@ -202,7 +203,7 @@ impl ServiceState {
             for addr in &node.node_port_addrs {
                 out.push((
                     frontend_key(*addr, node_port, port.protocol),
-                    DesiredFrontend {
+                    FrontendSpec {
                         flags,
                         affinity_timeout_s: self.affinity_timeout_s.unwrap_or(0),
                         addr: *addr,
