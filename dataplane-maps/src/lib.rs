@@ -26,25 +26,24 @@ pub use protocol::Protocol;
 pub use service::{MapContents, MapWrite, ServiceMaps};
 
 /// Errors from opening, reading or writing a pinned map.
+#[expect(
+    missing_docs,
+    reason = "fields name what failed (a path, map, program or interface) and its cause"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum MapsError {
     /// A pinned map cannot be opened.
     #[error("map {name}: cannot open {} (is the node's dataplane loaded?)", .path.display())]
     Pin {
-        /// The map's name.
         name: &'static str,
-        /// Its pin.
         path: PathBuf,
-        /// Why.
         #[source]
         source: aya::maps::MapError,
     },
     /// Reading or writing a map failed.
     #[error("map {name}")]
     Map {
-        /// The map's name.
         name: &'static str,
-        /// What went wrong.
         #[source]
         source: aya::maps::MapError,
     },

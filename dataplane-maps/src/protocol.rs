@@ -3,11 +3,10 @@
 use dataplane_common::service::proto;
 
 /// Transport protocol of a port.
+#[expect(missing_docs, reason = "self-evident")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
-    /// TCP.
     Tcp,
-    /// UDP.
     Udp,
 }
 

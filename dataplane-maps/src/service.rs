@@ -15,22 +15,19 @@ use dataplane_common::{
 use crate::{MapsError, maps_dir};
 
 /// Handles on every service map of one node.
+#[expect(
+    missing_docs,
+    reason = "each field is the map of that name in dataplane_common::map_names, whose docs say its key and value"
+)]
 pub struct ServiceMaps {
-    /// FRONTENDS.
     pub frontends: HashMap<MapData, FrontendKey, Frontend>,
-    /// BACKEND_SLOTS.
     pub slots: HashMap<MapData, BackendSlotKey, u32>,
-    /// BACKENDS.
     pub backends: HashMap<MapData, u32, Backend>,
-    /// REVERSE_NAT.
     pub reverse_nat: HashMap<MapData, u32, ReverseNat>,
-    /// MAGLEV.
     pub maglev: HashMap<MapData, u32, MaglevTable>,
     /// CONNTRACK (LRU).
     pub conntrack: HashMap<MapData, ConntrackKey, ConntrackEntry>,
-    /// SVC_COUNTERS.
     pub counters: PerCpuArray<MapData, ServiceCounters>,
-    /// NODE_CONFIG.
     pub node_config: Array<MapData, NodeConfig>,
 }
 
@@ -198,81 +195,54 @@ fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
 }
 
 /// One write to one map.
+#[expect(
+    missing_docs,
+    reason = "the fields are the key and value of the map each variant names"
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MapWrite {
     /// Insert or update a backend.
-    UpsertBackend {
-        /// Backend id.
-        id: u32,
-        /// Its value.
-        backend: Backend,
-    },
+    UpsertBackend { id: u32, backend: Backend },
     /// Point a slot at a backend.
     UpsertSlot {
-        /// Frontend id and slot.
         key: BackendSlotKey,
-        /// Backend id.
         backend_id: u32,
     },
     /// Insert or replace a frontend's Maglev table.
     UpsertMaglev {
-        /// Frontend id.
         frontend_id: u32,
-        /// The table.
         table: Box<MaglevTable>,
     },
     /// Insert or update a frontend's reverse-NAT entry.
     UpsertReverseNat {
-        /// Frontend id.
         frontend_id: u32,
         /// Address replies get as their source.
         value: ReverseNat,
     },
     /// Insert or update a frontend.
-    UpsertFrontend {
-        /// Address, port, protocol.
-        key: FrontendKey,
-        /// Id, backend count, flags.
-        value: Frontend,
-    },
+    UpsertFrontend { key: FrontendKey, value: Frontend },
     /// Remove a frontend.
-    DeleteFrontend {
-        /// Address, port, protocol.
-        key: FrontendKey,
-    },
+    DeleteFrontend { key: FrontendKey },
     /// Remove a slot.
-    DeleteSlot {
-        /// Frontend id and slot.
-        key: BackendSlotKey,
-    },
+    DeleteSlot { key: BackendSlotKey },
     /// Remove a Maglev table.
-    DeleteMaglev {
-        /// Frontend id.
-        frontend_id: u32,
-    },
+    DeleteMaglev { frontend_id: u32 },
     /// Remove a reverse-NAT entry.
-    DeleteReverseNat {
-        /// Frontend id.
-        frontend_id: u32,
-    },
+    DeleteReverseNat { frontend_id: u32 },
     /// Remove a backend.
-    DeleteBackend {
-        /// Backend id.
-        id: u32,
-    },
+    DeleteBackend { id: u32 },
 }
 
 /// The contents of the service maps, as read back after a restart.
+#[expect(
+    missing_docs,
+    reason = "each field holds the entries (for MAGLEV, the keys) of the map of that name"
+)]
 #[derive(Debug, Default)]
 pub struct MapContents {
-    /// FRONTENDS.
     pub frontends: Vec<(FrontendKey, Frontend)>,
-    /// BACKEND_SLOTS.
     pub slots: Vec<(BackendSlotKey, u32)>,
-    /// BACKENDS.
     pub backends: Vec<(u32, Backend)>,
-    /// REVERSE_NAT.
     pub reverse_nat: Vec<(u32, ReverseNat)>,
-    /// MAGLEV keys.
     pub maglev: Vec<u32>,
 }

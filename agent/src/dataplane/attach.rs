@@ -17,6 +17,10 @@ use aya::{
 use super::{Dataplane, DataplaneError, links_dir, sys};
 
 /// Why attaching or detaching a program failed.
+#[expect(
+    missing_docs,
+    reason = "fields name what failed (a path, map, program or interface) and its cause"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum AttachError {
     /// aya refused the link (a pinned one of another type, say).
@@ -48,9 +52,7 @@ pub enum AttachError {
     /// The link cannot be pinned.
     #[error("pinning at {}", .path.display())]
     Pin {
-        /// The pin.
         path: std::path::PathBuf,
-        /// Why.
         #[source]
         source: aya::pin::PinError,
     },
@@ -60,18 +62,14 @@ pub enum AttachError {
     /// BPF_OBJ_GET or BPF_LINK_UPDATE on a pinned link failed.
     #[error("switching the program of the link pinned at {}", .path.display())]
     SwitchProgram {
-        /// The pin.
         path: std::path::PathBuf,
-        /// The kernel's answer.
         #[source]
         source: io::Error,
     },
     /// BPF_OBJ_GET, BPF_LINK_DETACH or unpinning failed.
     #[error("detaching {}", .path.display())]
     Detach {
-        /// The pin.
         path: std::path::PathBuf,
-        /// The kernel's answer.
         #[source]
         source: io::Error,
     },

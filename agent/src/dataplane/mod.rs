@@ -37,6 +37,10 @@ pub use test_run::ProgramRun;
 /// Errors from loading, attaching or reading the dataplane. Each keeps
 /// its cause as its [`std::error::Error::source`] (aya's errors keep the
 /// errno in theirs): print the whole chain to show it to a person.
+#[expect(
+    missing_docs,
+    reason = "fields name what failed (a path, map, program or interface) and its cause"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     /// The agent was built with RUDDER_SKIP_EBPF.
@@ -47,25 +51,18 @@ pub enum DataplaneError {
     NoKernelPrograms,
     /// The directory is not on a bpffs, and not where the agent mounts one.
     #[error("bpffs directory {}: not on a bpffs; mount one first (`mount -t bpf bpf {}`)", .path.display(), .path.display())]
-    NotOnBpffs {
-        /// The directory.
-        path: PathBuf,
-    },
+    NotOnBpffs { path: PathBuf },
     /// A directory on the bpffs cannot be created.
     #[error("bpffs directory {}: cannot create it", .path.display())]
     BpffsDirectory {
-        /// The directory.
         path: PathBuf,
-        /// Why.
         #[source]
         source: std::io::Error,
     },
     /// bpffs cannot be mounted.
     #[error("mounting bpffs on {}", .path.display())]
     MountBpffs {
-        /// The mount point.
         path: PathBuf,
-        /// Why.
         #[source]
         source: nix::errno::Errno,
     },
@@ -74,40 +71,28 @@ pub enum DataplaneError {
     Load(#[from] aya::EbpfError),
     /// A program is not in the object.
     #[error("program {name}: not in the object")]
-    ProgramMissing {
-        /// The program's name.
-        name: &'static str,
-    },
+    ProgramMissing { name: &'static str },
     /// A program has another type than expected.
     #[error("program {name}: not of the expected type")]
     ProgramType {
-        /// The program's name.
         name: &'static str,
-        /// aya's verdict.
         #[source]
         source: aya::programs::ProgramError,
     },
     /// The kernel refused to load a program.
     #[error("program {name}: the kernel refused it")]
     ProgramLoad {
-        /// The program's name.
         name: &'static str,
-        /// The kernel's answer.
         #[source]
         source: aya::programs::ProgramError,
     },
     /// A test run was asked of a program that is neither tc nor XDP.
     #[error("program {name}: not a tc or XDP program")]
-    NotTestable {
-        /// The program's name.
-        name: &'static str,
-    },
+    NotTestable { name: &'static str },
     /// BPF_PROG_TEST_RUN failed.
     #[error("program {name}: BPF_PROG_TEST_RUN")]
     TestRun {
-        /// The program's name.
         name: &'static str,
-        /// The kernel's answer.
         #[source]
         source: aya::programs::ProgramError,
     },
@@ -115,9 +100,7 @@ pub enum DataplaneError {
     /// failed.
     #[error("attaching {program} to {iface}")]
     Attach {
-        /// The program's name.
         program: &'static str,
-        /// The interface, or cgroup path.
         iface: String,
         /// What went wrong (boxed: aya's errors are large).
         #[source]
@@ -128,12 +111,7 @@ pub enum DataplaneError {
     Table(#[from] services::TableError),
     /// The service CIDR blackhole route could not be installed.
     #[error("blackhole route for {cidr}: {reason}")]
-    Route {
-        /// The service CIDR.
-        cidr: String,
-        /// What went wrong.
-        reason: String,
-    },
+    Route { cidr: String, reason: String },
     /// Opening, reading or writing a pinned map failed.
     #[error(transparent)]
     Maps(#[from] MapsError),

@@ -11,11 +11,10 @@ use dataplane_common::service::{
 pub use rudder_dataplane_maps::Protocol;
 
 /// A Service's namespace and name.
+#[expect(missing_docs, reason = "the namespace and name of a Kubernetes object")]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceName {
-    /// Namespace.
     pub namespace: String,
-    /// Name.
     pub name: String,
 }
 
@@ -51,12 +50,12 @@ pub enum LoadBalancing {
 }
 
 /// One port of a Service.
+#[expect(missing_docs, reason = "self-evident: the port's transport protocol")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServicePort {
     /// Port name (matches the endpoints' port names); may be empty when the
     /// Service has a single port.
     pub name: String,
-    /// Protocol.
     pub protocol: Protocol,
     /// The ClusterIP port.
     pub port: u16,
@@ -65,22 +64,21 @@ pub struct ServicePort {
 }
 
 /// One port of an endpoint (the resolved targetPort).
+#[expect(missing_docs, reason = "self-evident: the port's transport protocol")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointPort {
     /// Name, matching a [`ServicePort::name`].
     pub name: String,
-    /// Protocol.
     pub protocol: Protocol,
     /// Port the pod listens on.
     pub port: u16,
 }
 
 /// One endpoint (pod) of a Service.
+#[expect(missing_docs, reason = "self-evident: the pod's address and ports")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Pod address.
     pub addr: Ipv4Addr,
-    /// Its ports.
     pub ports: Vec<EndpointPort>,
     /// Ready: receives new flows.
     pub ready: bool,
@@ -91,13 +89,15 @@ pub struct Endpoint {
 }
 
 /// A Service with its endpoints: the unit the dataplane is told about.
+#[expect(
+    missing_docs,
+    reason = "self-evident: the Service's name, ports and endpoints"
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceState {
-    /// Namespace and name.
     pub name: ServiceName,
     /// The ClusterIP; `None` for headless Services (no frontend at all).
     pub cluster_ip: Option<Ipv4Addr>,
-    /// Ports.
     pub ports: Vec<ServicePort>,
     /// sessionAffinity ClientIP timeout in seconds, if enabled.
     pub affinity_timeout_s: Option<u32>,
@@ -106,18 +106,15 @@ pub struct ServiceState {
     pub external_traffic_local: bool,
     /// Backend selection.
     pub load_balancing: LoadBalancing,
-    /// Endpoints.
     pub endpoints: Vec<Endpoint>,
 }
 
 /// Identity of a backend across frontends: address, port, protocol.
+#[expect(missing_docs, reason = "the pod's address, port and protocol")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendKey {
-    /// Pod address.
     pub addr: Ipv4Addr,
-    /// Pod port.
     pub port: u16,
-    /// Protocol.
     pub protocol: Protocol,
 }
 
