@@ -17,8 +17,8 @@ use std::{net::Ipv4Addr, path::Path};
 use serde::Deserialize;
 
 use crate::dataplane::services::{
-    Endpoint, EndpointPort, LoadBalancing, Protocol, ServiceName, ServicePort, ServiceState,
-    desired::LOAD_BALANCING_ANNOTATION,
+    Endpoint, EndpointPort, LOAD_BALANCING_ANNOTATION, LoadBalancing, Protocol, ServiceName,
+    ServicePort, ServiceState,
 };
 
 /// Errors reading a services file.
