@@ -183,3 +183,45 @@ fn chunks(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    fn log_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rudder-http-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.log");
+        std::fs::write(&file, text).expect("write");
+        file
+    }
+
+    #[tokio::test]
+    async fn a_log_is_sent_whole_with_its_length() {
+        let file = log_file("whole", "line 1\nline 2\n");
+        let response = send_log(file.clone(), false).await.expect("response");
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "14");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        assert_eq!(&body[..], b"line 1\nline 2\n");
+        let _ = std::fs::remove_dir_all(file.parent().expect("dir"));
+    }
+
+    #[tokio::test]
+    async fn a_followed_log_ends_when_the_log_is_removed() {
+        let file = log_file("follow", "started\n");
+        let response = send_log(file.clone(), true).await.expect("response");
+        assert!(response.headers().get(header::CONTENT_LENGTH).is_none());
+        let mut body = response.into_body().into_data_stream();
+        let first = body.next().await.expect("a chunk").expect("bytes");
+        assert_eq!(&first[..], b"started\n");
+        std::fs::remove_dir_all(file.parent().expect("dir")).expect("remove");
+        let rest = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("the response ends once the log is gone");
+        assert!(rest.is_none());
+    }
+}
