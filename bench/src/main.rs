@@ -5,6 +5,7 @@
 //! ```text
 //! rudder-bench dataplane [--out docs/benchmarks/dataplane.md] [--runs 5] [--quick]
 //! rudder-bench cni [--out docs/benchmarks/cni.md] [--runs 3] [--quick]
+//! rudder-bench faults [--out docs/benchmarks/faults.md]
 //! rudder-bench store [--out docs/benchmarks/store.md] [--runs 3]
 //! ```
 //! Needs root (all but `store`): the benchmarks create network namespaces and load eBPF
@@ -16,6 +17,7 @@
 mod api_cluster;
 mod cni;
 mod dataplane;
+mod faults;
 mod interrupt;
 mod machine;
 mod report_file;
@@ -38,6 +40,9 @@ enum Command {
     Dataplane(dataplane::Options),
     /// rudder-cni and the pods it wires vs the reference bridge + host-local plugins.
     Cni(cni::Options),
+    /// What a Service's client sees through scaling, a rolling update, an
+    /// agent kill and a node loss.
+    Faults(faults::Options),
     /// rudder's store vs etcd through the etcd v3 API.
     Store(store::Options),
 }
@@ -53,6 +58,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Dataplane(options) => dataplane::run(&options),
         Command::Cni(options) => cni::run(&options),
+        Command::Faults(options) => faults::run(&options),
         Command::Store(options) => store::run(&options),
     }
 }
