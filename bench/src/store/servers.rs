@@ -120,30 +120,7 @@ pub fn start_etcd_member(
 
 /// Starts a single-member etcd on `port` (peers on `peer_port`).
 pub fn start_etcd(binary: &Path, dir: &Path, port: u16, peer_port: u16) -> Result<Server> {
-    let client = format!("http://127.0.0.1:{port}");
-    let peer = format!("http://127.0.0.1:{peer_port}");
-    let child = Command::new(binary)
-        .args(["--name", "bench", "--data-dir"])
-        .arg(dir)
-        .args([
-            "--listen-client-urls",
-            &client,
-            "--advertise-client-urls",
-            &client,
-        ])
-        .args([
-            "--listen-peer-urls",
-            &peer,
-            "--initial-advertise-peer-urls",
-            &peer,
-        ])
-        .args(["--initial-cluster", &format!("bench={peer}")])
-        .args(["--logger", "zap", "--log-level", "error"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    Ok(Server(child))
+    start_etcd_member(binary, dir, &[port], &[peer_port], 0)
 }
 
 /// The first line of `etcd --version`.
