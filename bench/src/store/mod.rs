@@ -293,14 +293,19 @@ fn report(rudder: &[Sample], etcd: &[Sample], etcd_version: &str, commit: Option
         ("peak RSS (MiB)", |s| s.rss_mib, false),
     ];
     let mut out = String::new();
-    out.push_str("# Store benchmark: rudder vs etcd\n\n## One node vs a single-member etcd\n\n");
+    out.push_str("# Store benchmark: rudder vs etcd\n\n");
     out.push_str(&format!(
-        "Run {}{}.\n\n",
+        "Run {}{}.\n",
         crate::machine::output(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]).trim(),
         commit
             .map(|c| format!(", commit `{c}`"))
             .unwrap_or_default()
     ));
+    if rudder.is_empty() {
+        // `--mode replicated`: only the other section.
+        return out;
+    }
+    out.push_str("\n## One node vs a single-member etcd\n\n");
     out.push_str(&format!(
         "Written by `cargo xtask bench store`: medians of {} run(s) per store, \
          one store at a time on the same machine and disk, both fsyncing every \
