@@ -120,7 +120,7 @@ impl PodRuntime {
                 netns: PathBuf::from("/run/netns").join(&sandbox),
                 ifname: "eth0".into(),
             };
-            let runtime_config = json!({ "bandwidth": bandwidth(&run.pod) });
+            let runtime_config = json!({ "bandwidth": bandwidth::capability(&run.pod) });
             match cni::add(
                 &network,
                 &self.config.cni_bin_dir,
