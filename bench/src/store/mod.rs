@@ -30,10 +30,6 @@ use servers::{etcd_version, free_port, start_etcd, start_rudder, which};
 /// How long each throughput phase runs.
 const PHASE: Duration = Duration::from_secs(5);
 
-/// The heading from which the report's hand-written part starts; a run
-/// rewrites everything above it.
-const NOTES: &str = "## What made the difference";
-
 /// Options of `rudder-bench store`.
 #[derive(clap::Args, Debug)]
 pub struct Options {
@@ -192,17 +188,10 @@ pub fn run(options: &Options) -> Result<()> {
         &etcd_version(&etcd),
         options.commit.as_deref(),
     ) + &replicated_report(&replicated_rudder, &replicated_etcd);
+    // Everything in the report is written by this run: no notes are kept
+    // from earlier ones (the design notes live in docs/architecture.md).
     let out = &options.out;
-    // Hand-written analysis below the table survives a new run.
-    let notes = std::fs::read_to_string(out)
-        .ok()
-        .and_then(|old| old.find(NOTES).map(|at| old[at..].to_owned()))
-        .unwrap_or_default();
-    let written = if notes.is_empty() {
-        report.clone()
-    } else {
-        format!("{report}\n{notes}")
-    };
+    let written = report;
     crate::report_file::write(out, &written)
 }
 
