@@ -16,6 +16,7 @@ pub mod coordination;
 pub mod core;
 pub mod error;
 pub mod events;
+pub mod facts;
 pub mod kind;
 pub mod meta;
 pub mod node_selector;

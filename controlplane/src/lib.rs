@@ -11,7 +11,9 @@
 pub mod apiserver;
 pub mod controllers;
 pub mod informer;
+pub mod informers;
 pub mod leader;
+pub mod manager;
 pub mod scheduler;
 pub mod server;
 pub mod workqueue;

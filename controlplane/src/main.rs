@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use rudder_controlplane::{
     apiserver::allocation::{self, ServiceRanges},
-    controllers::{ControllerConfig, ControllerManager},
     leader::LeaderConfig,
+    manager::{ControllerConfig, ControllerManager},
     server::{self, ServerConfig},
 };
 use rudder_kvstore::raft::Replication;

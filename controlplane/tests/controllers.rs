@@ -25,14 +25,14 @@ use rudder_api::{
         PodStatus, PreferredSchedulingTerm, Service, ServicePort, ServiceSpec, Taint, Toleration,
     },
     events::{EventRecorder, EventType},
+    facts::PodExt,
     meta::{Condition, LabelSelector, ObjectMeta},
 };
 use rudder_controlplane::{
-    controllers::{
-        ControllerConfig, ControllerManager, NODE_LEASE_NAMESPACE, event_ttl::EventExpiry,
-        pod_ready,
-    },
+    controllers::event_ttl::EventExpiry,
+    informers::NODE_LEASE_NAMESPACE,
     leader::LeaderConfig,
+    manager::{ControllerConfig, ControllerManager},
     server::{self, RunningServer, ServerConfig},
 };
 
@@ -276,7 +276,7 @@ async fn rolled_out(client: &Client, name: &str, replicas: i64) -> bool {
         && pods_of(client, name)
             .await
             .iter()
-            .filter(|p| pod_ready(p))
+            .filter(|p| p.is_ready())
             .count()
             == usize::try_from(replicas).unwrap_or(0)
 }
@@ -348,7 +348,7 @@ async fn deployment_scales_up_and_down_and_heals() {
         let pods = pods_of(&client, "web").await;
         pods.len() == 2
             && pods.iter().all(|p| p.metadata.name != victim.metadata.name)
-            && pods.iter().all(pod_ready)
+            && pods.iter().all(|p| p.is_ready())
     })
     .await;
 
@@ -421,7 +421,7 @@ async fn rolling_update_never_exceeds_surge_or_unavailable() {
             }
             events += 1;
             most = most.max(pods.len());
-            fewest_ready = fewest_ready.min(pods.values().filter(|p| pod_ready(p)).count());
+            fewest_ready = fewest_ready.min(pods.values().filter(|p| p.is_ready()).count());
         }
         (most, fewest_ready, events)
     });
@@ -712,7 +712,7 @@ async fn a_not_ready_nodes_pods_are_replaced_on_another_node() {
             pods.len() == 2
                 && pods
                     .iter()
-                    .all(|p| p.spec.node_name.as_deref() == Some("alive") && pod_ready(p))
+                    .all(|p| p.spec.node_name.as_deref() == Some("alive") && p.is_ready())
                 && endpoints.is_ok_and(|e| {
                     let all: Vec<_> = e
                         .subsets

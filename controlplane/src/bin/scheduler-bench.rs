@@ -31,7 +31,7 @@ use rudder_api::{
     meta::{Condition, LabelSelector, ObjectMeta},
 };
 use rudder_controlplane::{
-    controllers::{ControllerConfig, ControllerManager},
+    manager::{ControllerConfig, ControllerManager},
     server::{self, RunningServer, ServerConfig},
 };
 

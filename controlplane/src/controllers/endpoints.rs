@@ -18,13 +18,14 @@ use rudder_api::{
         Pod, Service, ServicePort,
     },
     events::{EventRecorder, EventType},
+    facts::{ObjectExt, PodExt, split_key},
     meta::ObjectMeta,
     selector::Selector,
 };
 use tokio::task::JoinHandle;
 
-use super::{Informers, Requeue, key, pod_ready, spawn_workers, split_key};
-use crate::workqueue::WorkQueue;
+use super::{Requeue, spawn_workers};
+use crate::{informers::Informers, workqueue::WorkQueue};
 
 /// Keeps Endpoints in step with Services and their pods.
 #[derive(Debug, Clone)]
@@ -51,11 +52,11 @@ impl EndpointsController {
         let queue = self.queue.clone();
         self.informers
             .services
-            .on_change(move |change| queue.add(key(&change.object().metadata)));
+            .on_change(move |change| queue.add(change.object().key()));
         let queue = self.queue.clone();
         self.informers
             .endpoints
-            .on_change(move |change| queue.add(key(&change.object().metadata)));
+            .on_change(move |change| queue.add(change.object().key()));
         let queue = self.queue.clone();
         let services = self.informers.services.clone();
         self.informers.pods.on_change(move |change| {
@@ -70,7 +71,7 @@ impl EndpointsController {
                             .all(|(k, v)| pod.metadata.labels.get(k) == Some(v))
                 };
                 if selects(pod) || change.old().is_some_and(|old| selects(old)) {
-                    queue.add(key(&service.metadata));
+                    queue.add(service.key());
                 }
             }
         });
@@ -242,7 +243,7 @@ pub fn subsets_for<'a>(
                     .collect(),
                 ..EndpointSubset::default()
             });
-        if pod_ready(pod) {
+        if pod.is_ready() {
             subset.addresses.push(address);
         } else {
             subset.not_ready_addresses.push(address);

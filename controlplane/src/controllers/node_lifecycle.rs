@@ -16,10 +16,11 @@ use rudder_api::{
     client::{Client, ClientError},
     core::{Node, Pod, Taint},
     events::{EventRecorder, EventType},
+    facts::{Conditions, NodeExt, PodExt},
 };
 use tokio::{task::JoinHandle, time::Instant};
 
-use super::{Informers, NODE_LEASE_NAMESPACE, condition, pod_ready, set_condition};
+use crate::informers::{Informers, NODE_LEASE_NAMESPACE};
 
 /// Taint put on nodes that stopped heartbeating.
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
@@ -96,10 +97,7 @@ impl NodeLifecycleController {
                 entry.changed_at = Instant::now();
             }
             let silent = entry.changed_at.elapsed() >= self.grace;
-            let ready = condition(
-                node.status.as_ref().map(|s| s.conditions.as_slice()),
-                "Ready",
-            );
+            let ready = node.condition("Ready");
             let marked_by_us = ready.is_some_and(|c| c.reason.as_deref() == Some(REASON));
             let is_ready = ready.is_some_and(|c| c.status == "True");
             if silent && !marked_by_us {
@@ -123,8 +121,7 @@ impl NodeLifecycleController {
     async fn mark_not_ready(&self, node: &Node) -> Result<(), ClientError> {
         let mut next = node.clone();
         let status = next.status.get_or_insert_with(Default::default);
-        set_condition(
-            &mut status.conditions,
+        status.conditions.set_condition(
             "Ready",
             "Unknown",
             REASON,
@@ -164,8 +161,7 @@ impl NodeLifecycleController {
     async fn mark_ready(&self, node: &Node) -> Result<(), ClientError> {
         let mut next = node.clone();
         let status = next.status.get_or_insert_with(Default::default);
-        set_condition(
-            &mut status.conditions,
+        status.conditions.set_condition(
             "Ready",
             "True",
             "NodeHeartbeatResumed",
@@ -191,13 +187,12 @@ impl NodeLifecycleController {
     /// Marks the node's pods not ready, which takes them out of Endpoints.
     async fn withdraw_pods(&self, node: &str) -> Result<(), ClientError> {
         for pod in self.informers.pods.on_node(node) {
-            if !pod_ready(&pod) {
+            if !pod.is_ready() {
                 continue;
             }
             let mut next: Pod = Arc::unwrap_or_clone(pod);
             let status = next.status.get_or_insert_with(Default::default);
-            set_condition(
-                &mut status.conditions,
+            status.conditions.set_condition(
                 "Ready",
                 "False",
                 "NodeNotReady",

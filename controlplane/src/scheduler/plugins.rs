@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use rudder_api::core::{Node, NodeAffinity, Pod, Taint, Toleration};
 
-use crate::controllers::{condition, controller_of};
+use rudder_api::facts::{NodeExt, ObjectExt};
 
 /// Resources in scheduling units.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl PodNeeds {
         Self {
             requests,
             host_ports,
-            owner: controller_of(&pod.metadata).map(|o| o.uid.clone()),
+            owner: pod.controller().map(|o| o.uid.clone()),
         }
     }
 }
@@ -158,8 +158,7 @@ impl NodeInfo {
             memory: amount("memory").map_or(0, |m| to_i64(m.floor())),
         };
         self.max_pods = amount("pods").map_or(110, |p| to_i64(p.floor()));
-        self.ready = condition(status.map(|s| s.conditions.as_slice()), "Ready")
-            .is_some_and(|c| c.status == "True");
+        self.ready = node.is_ready();
         self.node = node;
     }
 
