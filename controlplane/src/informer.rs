@@ -19,40 +19,31 @@ use rudder_api::{
     client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
+    facts::ObjectExt,
     selector::Selector,
 };
 use tokio::sync::watch;
 
-/// What the cache keeps about a kind beyond its metadata.
-pub trait Cached: Resource {
-    /// The node the object is bound to, for the by-node index (Pods).
+/// An object the informer can index by the node it is bound to (Pods);
+/// other kinds are bound to none.
+pub trait NodeBound: Resource {
+    /// The node the object is bound to, for the by-node index.
     fn node_name(&self) -> Option<&str> {
         None
     }
 }
 
-impl Cached for Pod {
+impl NodeBound for Pod {
     fn node_name(&self) -> Option<&str> {
         self.spec.node_name.as_deref().filter(|n| !n.is_empty())
     }
 }
-impl Cached for Node {}
-impl Cached for Deployment {}
-impl Cached for ReplicaSet {}
-impl Cached for Service {}
-impl Cached for Endpoints {}
-impl Cached for Lease {}
-
-/// The cache key of an object: `namespace/name`, or `name` for
-/// cluster-scoped kinds.
-pub fn key_of<T: Resource>(object: &T) -> String {
-    let meta = object.metadata();
-    if meta.namespace.is_empty() {
-        meta.name.clone()
-    } else {
-        format!("{}/{}", meta.namespace, meta.name)
-    }
-}
+impl NodeBound for Node {}
+impl NodeBound for Deployment {}
+impl NodeBound for ReplicaSet {}
+impl NodeBound for Service {}
+impl NodeBound for Endpoints {}
+impl NodeBound for Lease {}
 
 /// A change the informer applied to its cache.
 #[derive(Debug, Clone)]
@@ -91,7 +82,7 @@ struct Cache<T> {
     by_label: HashMap<(String, String), BTreeSet<String>>,
 }
 
-impl<T: Cached> Cache<T> {
+impl<T: NodeBound> Cache<T> {
     fn new() -> Self {
         Self {
             objects: HashMap::new(),
@@ -145,7 +136,7 @@ impl<T: Cached> Cache<T> {
     }
 
     fn upsert(&mut self, object: T) -> Change<T> {
-        let key = key_of(&object);
+        let key = object.key();
         let object = Arc::new(object);
         let old = self.objects.insert(key.clone(), object.clone());
         if let Some(old) = &old {
@@ -210,7 +201,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl<T: Cached> Informer<T> {
+impl<T: NodeBound> Informer<T> {
     /// An informer over the objects `options` select; nothing happens until
     /// [`Informer::run`].
     pub fn new(options: ListOptions) -> Self {
@@ -281,7 +272,7 @@ impl<T: Cached> Informer<T> {
             let mut cache = write(&self.shared.cache);
             let mut seen = BTreeSet::new();
             for item in items {
-                let key = key_of(&item);
+                let key = item.key();
                 seen.insert(key.clone());
                 let same = cache.objects.get(&key).is_some_and(|old| {
                     old.metadata().resource_version == item.metadata().resource_version
@@ -321,7 +312,7 @@ impl<T: Cached> Informer<T> {
                 }
                 WatchEvent::Deleted(object) => {
                     let version = object.metadata().resource_version.clone();
-                    (cache.remove(&key_of(&object)).map(Change::Deleted), version)
+                    (cache.remove(&object.key()).map(Change::Deleted), version)
                 }
             }
         };

@@ -171,10 +171,10 @@ impl ReplicaSetController {
                                 "SuccessfulDelete",
                                 format!("Deleted pod: {}", pod.metadata.name),
                             );
-                            deleted.insert(key_of_pod(pod));
+                            deleted.insert(pod.key());
                         }
                         Err(ClientError::NotFound(_)) => {
-                            deleted.insert(key_of_pod(pod));
+                            deleted.insert(pod.key());
                         }
                         Err(err) => return Err(err),
                     }
@@ -203,7 +203,7 @@ impl ReplicaSetController {
             .await
         {
             Ok(_) | Err(ClientError::NotFound(_)) => {
-                deleted.insert(key_of_pod(pod));
+                deleted.insert(pod.key());
                 Ok(())
             }
             Err(err) => Err(err),
@@ -250,10 +250,6 @@ impl ReplicaSetController {
         }
         Ok(requeue)
     }
-}
-
-fn key_of_pod(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace, pod.metadata.name)
 }
 
 /// How long a pod has been ready (None: not ready).
