@@ -3,13 +3,13 @@
 
 use rudder_api::{
     apps::{Deployment, ReplicaSet},
-    client::{Client, ListOptions},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
 };
+use rudder_client::{Client, ListOptions};
 use tokio::task::JoinHandle;
 
-use crate::informer::Informer;
+use rudder_client::informer::Informer;
 
 /// Namespace of node heartbeat leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";

@@ -11,10 +11,10 @@
 use std::time::Duration;
 
 use rudder_api::{
-    client::{Client, ClientError},
     coordination::{Lease, LeaseSpec},
     meta::ObjectMeta,
 };
+use rudder_client::{Client, ClientError};
 use tokio::{sync::watch, time::Instant};
 
 /// Where the lease lives and how long it lasts.

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rudder_api::{client::Client, events::EventRecorder};
+use rudder_client::{Client, EventRecorder};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{

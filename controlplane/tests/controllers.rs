@@ -17,17 +17,17 @@ use rudder_api::{
     apps::{
         Deployment, DeploymentSpec, DeploymentStrategy, PodTemplateSpec, ReplicaSet, RollingUpdate,
     },
-    client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::{Lease, LeaseSpec},
     core::{
         Affinity, Container, ContainerPort, Endpoints, EnvVar, Event, IntOrString, Namespace, Node,
         NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, NodeStatus, Pod,
         PodStatus, PreferredSchedulingTerm, Service, ServicePort, ServiceSpec, Taint, Toleration,
     },
-    events::{EventRecorder, EventType},
+    events::EventType,
     facts::PodExt,
     meta::{Condition, LabelSelector, ObjectMeta},
 };
+use rudder_client::{Client, ClientError, EventRecorder, ListOptions, WatchEvent};
 use rudder_controlplane::{
     controllers::event_ttl::EventExpiry,
     informers::NODE_LEASE_NAMESPACE,

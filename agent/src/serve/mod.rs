@@ -29,10 +29,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use rudder_api::{
-    core::ObjectReference,
-    events::{EventRecorder, EventType},
-};
+use rudder_api::{core::ObjectReference, events::EventType};
+use rudder_client::EventRecorder;
 
 use crate::dataplane::{
     Dataplane,
@@ -382,7 +380,7 @@ fn status_reporter(addr: String, node: String) -> tokio::sync::mpsc::UnboundedSe
                     }
                 }
                 if client.is_none() {
-                    client = rudder_api::client::Client::connect(&addr).await.ok();
+                    client = rudder_client::Client::connect(&addr).await.ok();
                 }
                 let Some(c) = client.as_ref() else { continue };
                 // Runs on this thread's runtime, between and during the
@@ -435,10 +433,10 @@ fn record_pod_event(recorder: &EventRecorder, event: crate::pods::PodEvent) {
 }
 
 async fn write_status(
-    client: &rudder_api::client::Client,
+    client: &rudder_client::Client,
     report: &crate::pods::StatusReport,
-) -> Result<(), rudder_api::client::ClientError> {
-    use rudder_api::client::ClientError;
+) -> Result<(), rudder_client::ClientError> {
+    use rudder_client::ClientError;
     for _ in 0..5 {
         let mut pod: rudder_api::core::Pod = match client.get(&report.namespace, &report.name).await
         {

@@ -11,12 +11,12 @@ use std::{
 };
 
 use rudder_api::{
-    client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::{Lease, LeaseSpec},
     core::{Namespace, Node, NodeAddress, NodeSpec, NodeStatus},
     meta::{Condition, ObjectMeta},
     time::format_rfc3339,
 };
+use rudder_client::{Client, ClientError, ListOptions, WatchEvent};
 
 /// Node annotation with the agent's HTTP endpoint (`http://ip:port`), where
 /// `rudderctl logs` reads container output.

@@ -9,10 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rudder_api::{
-    client::{Client, NodeChange, NodeSyncUpdate},
-    core::{Endpoints, Pod, Service},
-};
+use rudder_api::core::{Endpoints, Pod, Service};
+use rudder_client::{Client, NodeChange, NodeSyncUpdate};
 
 use super::from_api::service_state;
 use crate::dataplane::services::{ServiceChange, ServiceName, ServiceState};

@@ -26,10 +26,10 @@ use clap::Parser;
 use futures::{StreamExt, stream};
 use rudder_api::{
     apps::{Deployment, DeploymentSpec, PodTemplateSpec},
-    client::{Client, ListOptions, WatchEvent},
     core::{Container, Node, NodeStatus, Pod, PodSpec, ResourceRequirements},
     meta::{Condition, LabelSelector, ObjectMeta},
 };
+use rudder_client::{Client, ListOptions, WatchEvent};
 use rudder_controlplane::{
     manager::{ControllerConfig, ControllerManager},
     server::{self, RunningServer, ServerConfig},

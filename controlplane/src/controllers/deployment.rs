@@ -15,16 +15,18 @@ use std::{sync::Arc, time::Duration};
 use rudder_api::{
     Kind,
     apps::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec},
-    client::{Client, ClientError},
     core::{IntOrString, ObjectReference},
-    events::{EventRecorder, EventType},
+    events::EventType,
     facts::{Conditions, ObjectExt},
     meta::{ObjectMeta, OwnerReference},
 };
+use rudder_client::{Client, ClientError, EventRecorder};
 use tokio::task::JoinHandle;
 
 use super::{Requeue, spawn_workers};
-use crate::{informers::Informers, workqueue::WorkQueue};
+use rudder_client::workqueue::WorkQueue;
+
+use crate::informers::Informers;
 
 /// Label (and selector term) separating the pods of each template.
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";

@@ -12,20 +12,22 @@
 use std::collections::BTreeMap;
 
 use rudder_api::{
-    client::{Client, ClientError},
     core::{
         EndpointAddress, EndpointPort, EndpointSubset, Endpoints, IntOrString, ObjectReference,
         Pod, Service, ServicePort,
     },
-    events::{EventRecorder, EventType},
+    events::EventType,
     facts::{ObjectExt, PodExt, split_key},
     meta::ObjectMeta,
     selector::Selector,
 };
+use rudder_client::{Client, ClientError, EventRecorder};
 use tokio::task::JoinHandle;
 
 use super::{Requeue, spawn_workers};
-use crate::{informers::Informers, workqueue::WorkQueue};
+use rudder_client::workqueue::WorkQueue;
+
+use crate::informers::Informers;
 
 /// Keeps Endpoints in step with Services and their pods.
 #[derive(Debug, Clone)]

@@ -13,14 +13,16 @@ use std::{sync::Arc, time::Duration};
 use rudder_api::{
     Kind,
     apps::{Deployment, ReplicaSet},
-    client::{Client, ClientError},
     facts::{ObjectExt, split_key},
     meta::{ObjectMeta, OwnerReference},
 };
+use rudder_client::{Client, ClientError};
 use tokio::task::JoinHandle;
 
 use super::{Requeue, spawn_workers};
-use crate::{informer::Change, informers::Informers, workqueue::WorkQueue};
+use rudder_client::{informer::Change, workqueue::WorkQueue};
+
+use crate::informers::Informers;
 
 /// A dependent to check: its kind and key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

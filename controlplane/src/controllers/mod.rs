@@ -19,10 +19,12 @@ pub mod replicaset;
 
 use std::{future::Future, hash::Hash, time::Duration};
 
-use rudder_api::client::ClientError;
+use rudder_client::ClientError;
 use tokio::task::JoinHandle;
 
-use crate::{informers::Informers, workqueue::WorkQueue};
+use rudder_client::workqueue::WorkQueue;
+
+use crate::informers::Informers;
 
 /// What a reconcile asks of its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

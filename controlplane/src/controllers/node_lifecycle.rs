@@ -13,11 +13,11 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use rudder_api::{
-    client::{Client, ClientError},
     core::{Node, Pod, Taint},
-    events::{EventRecorder, EventType},
+    events::EventType,
     facts::{Conditions, NodeExt, PodExt},
 };
+use rudder_client::{Client, ClientError, EventRecorder};
 use tokio::{task::JoinHandle, time::Instant};
 
 use crate::informers::{Informers, NODE_LEASE_NAMESPACE};

@@ -8,17 +8,19 @@ use futures::future::join_all;
 use rudder_api::{
     Kind,
     apps::{ReplicaSet, ReplicaSetStatus},
-    client::{Client, ClientError},
     core::Pod,
-    events::{EventRecorder, EventType},
+    events::EventType,
     facts::{ObjectExt, PodExt},
     meta::{ObjectMeta, OwnerReference},
     selector::Selector,
 };
+use rudder_client::{Client, ClientError, EventRecorder};
 use tokio::task::JoinHandle;
 
 use super::{Requeue, spawn_workers};
-use crate::{informers::Informers, workqueue::WorkQueue};
+use rudder_client::workqueue::WorkQueue;
+
+use crate::informers::Informers;
 
 /// How long a controller waits for its cache to show its own writes.
 const CACHE_WAIT: Duration = Duration::from_secs(10);

@@ -26,15 +26,17 @@ use std::{
 };
 
 use rudder_api::{
-    client::{Client, ClientError},
     core::Pod,
-    events::{EventRecorder, EventType},
+    events::EventType,
     facts::{Conditions, ObjectExt, PodExt, split_key},
 };
+use rudder_client::{Client, ClientError, EventRecorder};
 use tokio::{sync::Semaphore, task::JoinHandle};
 
 use self::plugins::{NodeCounts, NodeInfo, PodNeeds, Unfit};
-use crate::{informer::Change, informers::Informers, workqueue::WorkQueue};
+use rudder_client::{informer::Change, workqueue::WorkQueue};
+
+use crate::informers::Informers;
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]

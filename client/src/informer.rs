@@ -16,13 +16,14 @@ use std::{
 use rudder_api::{
     Resource,
     apps::{Deployment, ReplicaSet},
-    client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
     facts::ObjectExt,
     selector::Selector,
 };
 use tokio::sync::watch;
+
+use crate::client::{Client, ClientError, ListOptions, WatchEvent};
 
 /// An object the informer can index by the node it is bound to (Pods);
 /// other kinds are bound to none.

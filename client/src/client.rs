@@ -5,8 +5,8 @@
 //! # Node sync (what an agent uses)
 //!
 //! ```no_run
-//! # async fn agent() -> Result<(), rudder_api::client::ClientError> {
-//! use rudder_api::client::{Client, NodeSyncUpdate};
+//! # async fn agent() -> Result<(), rudder_client::ClientError> {
+//! use rudder_client::{Client, NodeSyncUpdate};
 //!
 //! let client = Client::connect("http://127.0.0.1:7400").await?;
 //! let mut resume = 0; // 0: start with a snapshot
@@ -30,13 +30,9 @@
 //! # Ok(()) }
 //! ```
 
-use serde_json::Value;
-use tonic::{Code, Status, transport::Channel};
-
-use crate::{
+use rudder_api::{
+    ApiError, Kind,
     core::{Endpoints, Pod, Service},
-    error::ApiError,
-    kind::Kind,
     object,
     proto::{
         self, node_sync_client::NodeSyncClient, node_sync_message::Message,
@@ -44,17 +40,31 @@ use crate::{
     },
     resource::Resource,
 };
+use serde_json::Value;
+use tonic::{Code, Status, transport::Channel};
 
-/// What a call to the API server can fail with.
-#[derive(Debug, Clone, thiserror::Error)]
+/// What a call to the API server can fail with. Server-side refusals
+/// carry the server's message (it names the object and field); client-side
+/// failures keep their cause.
+#[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The address is not a URL a channel can be made from.
+    #[error("{addr:?} is not an API server address (http://host:port or host:port)")]
+    InvalidAddress {
+        /// Address given.
+        addr: String,
+        /// Why it does not parse.
+        #[source]
+        source: tonic::codegen::http::uri::InvalidUri,
+    },
     /// The server could not be reached.
-    #[error("cannot reach the API server at {addr}: {message}")]
+    #[error("cannot reach the API server at {addr} (is rudder-controlplane running there?)")]
     Connect {
         /// Address tried.
         addr: String,
         /// Why.
-        message: String,
+        #[source]
+        source: tonic::transport::Error,
     },
     /// The object does not exist.
     #[error("{0}")]
@@ -75,11 +85,31 @@ pub enum ClientError {
     #[error("{0}")]
     Unavailable(String),
     /// The server answered something this client cannot decode.
-    #[error("decoding the server's answer: {0}")]
-    Decode(String),
-    /// Any other failure.
-    #[error("{0}")]
-    Other(String),
+    #[error("decoding the server's answer")]
+    Decode(#[source] DecodeError),
+    /// Any other failure the server or the transport reported.
+    #[error("{}", .0.message())]
+    Other(Box<Status>),
+}
+
+/// Why an answer of the server could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not the JSON expected.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// JSON, but not an object of the kind expected.
+    #[error(transparent)]
+    Object(#[from] ApiError),
+    /// A node-sync change of a kind this client does not know.
+    #[error("unknown kind {0:?}")]
+    UnknownKind(String),
+    /// A node-sync change of a kind node sync never sends.
+    #[error("node sync sent a {0}, which it never should")]
+    UnexpectedKind(Kind),
+    /// A node-sync message with nothing in it.
+    #[error("empty node sync message")]
+    EmptyMessage,
 }
 
 impl From<Status> for ClientError {
@@ -92,14 +122,14 @@ impl From<Status> for ClientError {
             Code::InvalidArgument => Self::Invalid(message),
             Code::OutOfRange => Self::Gone(message),
             Code::Unavailable | Code::FailedPrecondition => Self::Unavailable(message),
-            _ => Self::Other(message),
+            _ => Self::Other(Box::new(status)),
         }
     }
 }
 
 impl From<ApiError> for ClientError {
     fn from(err: ApiError) -> Self {
-        Self::Decode(err.to_string())
+        Self::Decode(DecodeError::Object(err))
     }
 }
 
@@ -164,15 +194,17 @@ impl Client {
         } else {
             format!("http://{addr}")
         };
-        let connect_err = |message: String| ClientError::Connect {
-            addr: addr.to_owned(),
-            message,
-        };
         let channel = Channel::from_shared(url)
-            .map_err(|err| connect_err(err.to_string()))?
+            .map_err(|source| ClientError::InvalidAddress {
+                addr: addr.to_owned(),
+                source,
+            })?
             .connect()
             .await
-            .map_err(|err| connect_err(format!("{err}: is rudder-controlplane running there?")))?;
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
         Ok(Self {
             resources: ResourcesClient::new(channel.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
@@ -469,7 +501,7 @@ impl<T: serde::de::DeserializeOwned> Watch<T> {
         }
         let object: T = match serde_json::from_slice(&event.object_json) {
             Ok(object) => object,
-            Err(err) => return Some(Err(ClientError::Decode(err.to_string()))),
+            Err(err) => return Some(Err(decode_err(err))),
         };
         Some(Ok(match event.r#type.as_str() {
             "ADDED" => WatchEvent::Added(object),
@@ -557,8 +589,9 @@ fn decode_node_sync(message: proto::NodeSyncMessage) -> Result<NodeSyncUpdate, C
             endpoints: decode_all(&snapshot.endpoints_json)?,
         }),
         Some(Message::Change(change)) => {
-            let kind = Kind::parse(&change.kind)
-                .ok_or_else(|| ClientError::Decode(format!("unknown kind {:?}", change.kind)))?;
+            let kind = Kind::parse(&change.kind).ok_or_else(|| {
+                ClientError::Decode(DecodeError::UnknownKind(change.kind.clone()))
+            })?;
             let json = &change.object_json;
             let change_of = match (kind, change.deleted) {
                 (Kind::Pod, false) => NodeChange::PodUpserted(object::decode(json)?),
@@ -568,9 +601,7 @@ fn decode_node_sync(message: proto::NodeSyncMessage) -> Result<NodeSyncUpdate, C
                 (Kind::Endpoints, false) => NodeChange::EndpointsUpserted(object::decode(json)?),
                 (Kind::Endpoints, true) => NodeChange::EndpointsDeleted(object::decode(json)?),
                 (other, _) => {
-                    return Err(ClientError::Decode(format!(
-                        "node sync sent a {other}, which it never should"
-                    )));
+                    return Err(ClientError::Decode(DecodeError::UnexpectedKind(other)));
                 }
             };
             Ok(NodeSyncUpdate::Change {
@@ -581,7 +612,7 @@ fn decode_node_sync(message: proto::NodeSyncMessage) -> Result<NodeSyncUpdate, C
         Some(Message::Bookmark(bookmark)) => Ok(NodeSyncUpdate::Bookmark {
             revision: bookmark.revision,
         }),
-        None => Err(ClientError::Decode("empty node sync message".to_owned())),
+        None => Err(ClientError::Decode(DecodeError::EmptyMessage)),
     }
 }
 
@@ -601,5 +632,5 @@ fn parse(bytes: &[u8]) -> Result<Value, ClientError> {
 }
 
 fn decode_err(err: serde_json::Error) -> ClientError {
-    ClientError::Decode(err.to_string())
+    ClientError::Decode(DecodeError::Json(err))
 }

@@ -1,0 +1,23 @@
+//! What talks to rudder's API server, shared by the controllers, the
+//! scheduler, agents and `rudderctl`:
+//!
+//! - [`client`]: the gRPC client (typed CRUD and watch, JSON-level calls,
+//!   the node-sync stream) and its [`ClientError`];
+//! - [`informer`]: a local, indexed copy of one kind, kept current by
+//!   list + watch; [`workqueue`]: the deduplicating, rate-limited key queue
+//!   controllers drain;
+//! - [`recorder`]: the event recorder (the Event types are in
+//!   `rudder_api::events`).
+//!
+//! `rudder-api` holds the types this crate moves; it does no I/O itself.
+
+pub mod client;
+pub mod informer;
+pub mod recorder;
+pub mod workqueue;
+
+pub use client::{
+    Client, ClientError, ListOptions, NodeChange, NodeSyncStream, NodeSyncUpdate, ObjectList,
+    Watch, WatchEvent,
+};
+pub use recorder::EventRecorder;
