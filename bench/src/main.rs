@@ -5,6 +5,7 @@
 //! ```text
 //! rudder-bench dataplane [--out docs/benchmarks/dataplane.md] [--runs 5] [--quick]
 //! rudder-bench cni [--out docs/benchmarks/cni.md] [--runs 3] [--quick]
+//! rudder-bench scheduler [--nodes 1000,5000] [--pods 10000] [--runs 3] [--markdown docs/benchmarks/scheduler.md]
 //! ```
 //! Needs root: the benchmarks create network namespaces and load eBPF
 //! programs. Packets only travel between namespaces a benchmark made, every
@@ -18,6 +19,7 @@ mod dataplane;
 mod interrupt;
 mod machine;
 mod report_file;
+mod scheduler;
 mod stats;
 
 use anyhow::{Result, bail};
@@ -36,10 +38,16 @@ enum Command {
     Dataplane(dataplane::Options),
     /// rudder-cni and the pods it wires vs the reference bridge + host-local plugins.
     Cni(cni::Options),
+    /// Scheduler throughput with simulated nodes vs scheduler_perf thresholds.
+    Scheduler(scheduler::Options),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // In-process on 127.0.0.1, no namespaces: runs as any user.
+    if let Command::Scheduler(options) = &cli.command {
+        return scheduler::run(options);
+    }
     if !netns::have_privileges() {
         bail!("the benchmarks create network namespaces and load eBPF programs: run as root");
     }
@@ -47,5 +55,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Dataplane(options) => dataplane::run(&options),
         Command::Cni(options) => cni::run(&options),
+        Command::Scheduler(_) => unreachable!("run above, without privileges"),
     }
 }
