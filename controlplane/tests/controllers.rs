@@ -24,7 +24,7 @@ use rudder_api::{
         PodStatus, PreferredSchedulingTerm, Service, ServicePort, ServiceSpec, Taint, Toleration,
     },
     events::EventType,
-    facts::PodExt,
+    facts::{Conditions, NodeExt, PodExt},
     meta::{Condition, LabelSelector, ObjectMeta},
 };
 use rudder_client::{Client, ClientError, EventRecorder, ListOptions, WatchEvent};
@@ -723,6 +723,104 @@ async fn a_not_ready_nodes_pods_are_replaced_on_another_node() {
                 })
         },
     )
+    .await;
+    heartbeat.abort();
+    cluster.stop().await;
+}
+
+/// A restarted agent reports Ready (reason `AgentReady`) before the node
+/// lifecycle controller sees its lease renewed: the node must still lose
+/// its unreachable taint, get a NodeReady event and take new pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_agent_reports_ready_again_loses_its_unreachable_taint() {
+    let cluster = Cluster::start(ControllerConfig {
+        node_grace_period: Duration::from_secs(3),
+        ..ControllerConfig::default()
+    })
+    .await;
+    let client = cluster.client.clone();
+    client
+        .create(&Namespace {
+            metadata: meta(NODE_LEASE_NAMESPACE, ""),
+            ..Namespace::default()
+        })
+        .await
+        .expect("lease namespace");
+    add_node(&client, "flaky", &[], vec![], false).await;
+    let beating = Arc::new(AtomicBool::new(true));
+    let beats = beating.clone();
+    let heart = client.clone();
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            if beats.load(Ordering::Relaxed) {
+                renew(&heart, "flaky").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let unreachable = |node: &Node| {
+        node.spec
+            .taints
+            .iter()
+            .any(|t| t.key == "node.kubernetes.io/unreachable")
+    };
+    eventually("the node heartbeats and is Ready", || async {
+        client
+            .get::<Node>("", "flaky")
+            .await
+            .is_ok_and(|n| n.is_ready() && !unreachable(&n))
+    })
+    .await;
+
+    beating.store(false, Ordering::Relaxed);
+    eventually("the silent node is NotReady and tainted", || async {
+        client.get::<Node>("", "flaky").await.is_ok_and(|n| {
+            n.condition("Ready").is_some_and(|c| c.status == "Unknown") && unreachable(&n)
+        })
+    })
+    .await;
+
+    // The agent comes back: it reports Ready with its own reason first,
+    // then renews its lease.
+    let mut node = client.get::<Node>("", "flaky").await.expect("node");
+    node.status
+        .get_or_insert_with(Default::default)
+        .conditions
+        .set_condition(
+            "Ready",
+            "True",
+            "AgentReady",
+            "rudder-agent is ready".to_owned(),
+        );
+    client.update_status(&node).await.expect("agent status");
+    beating.store(true, Ordering::Relaxed);
+    eventually("the recovered node is Ready and untainted", || async {
+        client
+            .get::<Node>("", "flaky")
+            .await
+            .is_ok_and(|n| n.is_ready() && n.spec.taints.is_empty())
+    })
+    .await;
+    eventually("a NodeReady event is recorded", || async {
+        has_event(
+            &events_about(&client, "Node", "flaky").await,
+            "Normal",
+            "NodeReady",
+            "NodeReady",
+        )
+    })
+    .await;
+    client
+        .create(&Pod {
+            metadata: meta("after-recovery", "default"),
+            spec: template(&[], "1").spec,
+            ..Pod::default()
+        })
+        .await
+        .expect("pod");
+    eventually("a new pod is scheduled onto the recovered node", || async {
+        bound_to(&client, "after-recovery").await.as_deref() == Some("flaky")
+    })
     .await;
     heartbeat.abort();
     cluster.stop().await;

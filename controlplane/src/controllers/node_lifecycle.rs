@@ -24,6 +24,14 @@ use crate::informers::{Informers, NODE_LEASE_NAMESPACE};
 
 /// Taint put on nodes that stopped heartbeating.
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// Taint of nodes that report themselves not ready; like
+/// [`UNREACHABLE_TAINT`], removed once the node is Ready again.
+pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
+
+/// Whether `taint` is one the node lifecycle puts on (and takes off) nodes.
+fn is_lifecycle_taint(taint: &Taint) -> bool {
+    taint.key == UNREACHABLE_TAINT || taint.key == NOT_READY_TAINT
+}
 /// Reason on the Ready condition this controller writes.
 pub const REASON: &str = "NodeStatusUnknown";
 
@@ -100,10 +108,15 @@ impl NodeLifecycleController {
             let ready = node.condition("Ready");
             let marked_by_us = ready.is_some_and(|c| c.reason.as_deref() == Some(REASON));
             let is_ready = ready.is_some_and(|c| c.status == "True");
+            // A restarted agent reports Ready (its own reason) before this
+            // check sees its lease renewed, so recovery is not only "our
+            // NotReady mark is still there": a Ready node that still carries
+            // the lifecycle taints has recovered too.
+            let tainted = node.spec.taints.iter().any(is_lifecycle_taint);
             if silent && !marked_by_us {
                 self.mark_not_ready(&node).await?;
-            } else if !silent && marked_by_us {
-                self.mark_ready(&node).await?;
+            } else if !silent && (marked_by_us || (is_ready && tainted)) {
+                self.mark_ready(&node, marked_by_us).await?;
             }
             if silent || !is_ready {
                 let since = *entry.not_ready_since.get_or_insert_with(Instant::now);
@@ -158,16 +171,37 @@ impl NodeLifecycleController {
         Ok(())
     }
 
-    async fn mark_ready(&self, node: &Node) -> Result<(), ClientError> {
-        let mut next = node.clone();
-        let status = next.status.get_or_insert_with(Default::default);
-        status.conditions.set_condition(
-            "Ready",
-            "True",
-            "NodeHeartbeatResumed",
-            "rudder-agent renews its lease again".to_owned(),
-        );
-        let updated = self.client.update_status(&next).await?;
+    /// Takes a node that heartbeats again out of NotReady: sets Ready
+    /// unless its agent already has (`set_condition`: the condition is
+    /// still our NotReady mark), removes the lifecycle taints, and records
+    /// NodeReady once the first of those writes succeeded (a write from a
+    /// stale cache fails on its resourceVersion, so a slow cache does not
+    /// record the event twice).
+    async fn mark_ready(&self, node: &Node, set_condition: bool) -> Result<(), ClientError> {
+        let mut untainted = node.clone();
+        if set_condition {
+            let status = untainted.status.get_or_insert_with(Default::default);
+            status.conditions.set_condition(
+                "Ready",
+                "True",
+                "NodeHeartbeatResumed",
+                "rudder-agent renews its lease again".to_owned(),
+            );
+            untainted = self.client.update_status(&untainted).await?;
+            self.record_ready(node);
+        }
+        let before = untainted.spec.taints.len();
+        untainted.spec.taints.retain(|t| !is_lifecycle_taint(t));
+        if untainted.spec.taints.len() != before {
+            self.client.update(&untainted).await?;
+            if !set_condition {
+                self.record_ready(node);
+            }
+        }
+        Ok(())
+    }
+
+    fn record_ready(&self, node: &Node) {
         tracing::info!(node = %node.metadata.name, "node heartbeats again: Ready");
         self.events.record(
             node,
@@ -175,13 +209,6 @@ impl NodeLifecycleController {
             "NodeReady",
             format!("Node {} status is now: NodeReady", node.metadata.name),
         );
-        let mut untainted = updated;
-        let before = untainted.spec.taints.len();
-        untainted.spec.taints.retain(|t| t.key != UNREACHABLE_TAINT);
-        if untainted.spec.taints.len() != before {
-            self.client.update(&untainted).await?;
-        }
-        Ok(())
     }
 
     /// Marks the node's pods not ready, which takes them out of Endpoints.
