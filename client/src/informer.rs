@@ -1,9 +1,9 @@
 //! Informers: a local, indexed copy of one kind's objects, kept current by
 //! list + watch through the API server.
 //!
-//! The loop is the usual state machine: list (the cache becomes exactly
-//! that list, changes reported as adds/updates/deletes), watch from the
-//! list's revision, and on a `Gone` (compacted or lagged) watch list again.
+//! The loop is [`list_watch`]: list (the cache becomes exactly that list,
+//! changes reported as adds/updates/deletes), watch from the list's
+//! revision, and on a `Gone` (compacted or lagged) watch list again.
 //! Handlers run after the cache has the change, so a handler that enqueues
 //! a key never makes a worker read an older cache than the event it saw.
 
@@ -23,7 +23,10 @@ use rudder_api::{
 };
 use tokio::sync::watch;
 
-use crate::client::{Client, ClientError, ListOptions, WatchEvent};
+use crate::{
+    client::{Client, ListOptions, WatchEvent},
+    list_watch::{ListWatchEvent, list_watch},
+};
 
 /// An object the informer can index by the node it is bound to (Pods);
 /// other kinds are bound to none.
@@ -223,47 +226,16 @@ impl<T: NodeBound> Informer<T> {
         write(&self.shared.handlers).push(Box::new(handler));
     }
 
-    /// Lists and watches forever (re-listing after a compacted watch,
-    /// retrying with backoff after errors). Spawn it.
+    /// Lists and watches forever through [`list_watch`] (re-listing
+    /// after a compacted watch, retrying with backoff after errors). Spawn
+    /// it.
     pub async fn run(self, client: Client) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.list_and_watch(&client).await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(err) => {
-                    tracing::debug!(kind = %T::KIND, error = %err, "informer restarts");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
-
-    async fn list_and_watch(&self, client: &Client) -> Result<(), ClientError> {
-        let list = client.list::<T>(&self.options).await?;
-        tracing::debug!(kind = %T::KIND, items = list.items.len(), "listed");
-        let revision: i64 = list.resource_version.parse().unwrap_or(0);
-        self.replace(list.items, revision);
-        let mut version = list.resource_version;
-        loop {
-            let mut watch = match client.watch::<T>(&self.options, &version).await {
-                Ok(watch) => watch,
-                Err(ClientError::Gone(_)) => return Ok(()),
-                Err(err) => return Err(err),
-            };
-            loop {
-                match watch.next().await {
-                    None => break,
-                    Some(Err(ClientError::Gone(_))) => return Ok(()),
-                    Some(Err(err)) => return Err(err),
-                    Some(Ok(event)) => {
-                        if let Some(v) = self.apply(event) {
-                            version = v;
-                        }
-                    }
-                }
-            }
-        }
+        let options = self.options.clone();
+        list_watch(&client, &options, |event| match event {
+            ListWatchEvent::Listed { items, revision } => self.replace(items, revision),
+            ListWatchEvent::Watched(event) => self.apply(event),
+        })
+        .await;
     }
 
     /// Makes the cache exactly `items`, reporting the differences.
@@ -301,8 +273,8 @@ impl<T: NodeBound> Informer<T> {
         self.shared.synced.send_replace(true);
     }
 
-    /// Applies one watch event; returns the version to resume from.
-    fn apply(&self, event: WatchEvent<T>) -> Option<String> {
+    /// Applies one watch event.
+    fn apply(&self, event: WatchEvent<T>) {
         let (change, version) = {
             let mut cache = write(&self.shared.cache);
             match event {
@@ -325,7 +297,6 @@ impl<T: NodeBound> Informer<T> {
         if let Some(change) = change {
             self.notify(std::slice::from_ref(&change));
         }
-        (!version.is_empty()).then_some(version)
     }
 
     fn notify(&self, changes: &[Change<T>]) {

@@ -3,8 +3,10 @@
 //!
 //! - [`client`]: the gRPC client (typed CRUD and watch, JSON-level calls,
 //!   the node-sync stream) and its [`ClientError`];
+//! - [`list_watch`]: the one list+watch loop (list, watch from the list's
+//!   revision, re-list when compacted);
 //! - [`informer`]: a local, indexed copy of one kind, kept current by
-//!   list + watch; [`workqueue`]: the deduplicating, rate-limited key queue
+//!   that loop; [`workqueue`]: the deduplicating, rate-limited key queue
 //!   controllers drain;
 //! - [`recorder`]: the event recorder (the Event types are in
 //!   `rudder_api::events`).
@@ -13,6 +15,7 @@
 
 pub mod client;
 pub mod informer;
+pub mod list_watch;
 pub mod recorder;
 pub mod workqueue;
 
