@@ -19,6 +19,7 @@ pub mod events;
 pub mod facts;
 pub mod kind;
 pub mod meta;
+pub mod names;
 pub mod node_selector;
 pub mod object;
 pub mod resource;

@@ -5,14 +5,10 @@ use rudder_api::{
     apps::{Deployment, ReplicaSet},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
+    names::NODE_LEASE_NAMESPACE,
 };
-use rudder_client::{Client, ListOptions};
+use rudder_client::{Client, ListOptions, informer::Informer};
 use tokio::task::JoinHandle;
-
-use rudder_client::informer::Informer;
-
-/// Namespace of node heartbeat leases.
-pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
 
 /// The informers the controllers and the scheduler share.
 #[derive(Debug, Clone)]

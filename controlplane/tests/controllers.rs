@@ -26,11 +26,11 @@ use rudder_api::{
     events::EventType,
     facts::{Conditions, NodeExt, PodExt},
     meta::{Condition, LabelSelector, ObjectMeta},
+    names::NODE_LEASE_NAMESPACE,
 };
 use rudder_client::{Client, ClientError, EventRecorder, ListOptions, WatchEvent};
 use rudder_controlplane::{
     controllers::event_ttl::EventExpiry,
-    informers::NODE_LEASE_NAMESPACE,
     leader::LeaderConfig,
     manager::{ControllerConfig, ControllerManager},
     server::{self, RunningServer, ServerConfig},

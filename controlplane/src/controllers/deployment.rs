@@ -19,19 +19,15 @@ use rudder_api::{
     events::EventType,
     facts::{Conditions, ObjectExt},
     meta::{ObjectMeta, OwnerReference},
+    names::{DEPLOYMENT_REVISION_ANNOTATION, TEMPLATE_HASH_LABEL},
 };
-use rudder_client::{Client, ClientError, EventRecorder};
+use rudder_client::{Client, ClientError, EventRecorder, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
 
 use super::{Requeue, spawn_workers};
-use rudder_client::workqueue::WorkQueue;
 
 use crate::informers::Informers;
 
-/// Label (and selector term) separating the pods of each template.
-pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
-/// Annotation numbering a Deployment's templates (on it and its sets).
-pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
 const CACHE_WAIT: Duration = Duration::from_secs(10);
 
 /// Rolls Deployments out through ReplicaSets.
@@ -332,13 +328,18 @@ impl DeploymentController {
         new: &ReplicaSet,
     ) -> Result<(), ClientError> {
         let revision = revision(new).to_string();
-        if deployment.metadata.annotations.get(REVISION_ANNOTATION) == Some(&revision) {
+        if deployment
+            .metadata
+            .annotations
+            .get(DEPLOYMENT_REVISION_ANNOTATION)
+            == Some(&revision)
+        {
             return Ok(());
         }
         let mut next = deployment.clone();
         next.metadata
             .annotations
-            .insert(REVISION_ANNOTATION.to_owned(), revision);
+            .insert(DEPLOYMENT_REVISION_ANNOTATION.to_owned(), revision);
         let written = self.client.update(&next).await?;
         self.informers
             .deployments
@@ -455,7 +456,7 @@ fn available(set: &ReplicaSet) -> i64 {
 fn revision(set: &ReplicaSet) -> i64 {
     set.metadata
         .annotations
-        .get(REVISION_ANNOTATION)
+        .get(DEPLOYMENT_REVISION_ANNOTATION)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
 }
@@ -535,7 +536,11 @@ fn new_set(deployment: &Deployment, hash: &str, revision: i64, replicas: i64) ->
             name: format!("{}-{hash}", deployment.metadata.name),
             namespace: deployment.metadata.namespace.clone(),
             labels,
-            annotations: [(REVISION_ANNOTATION.to_owned(), revision.to_string())].into(),
+            annotations: [(
+                DEPLOYMENT_REVISION_ANNOTATION.to_owned(),
+                revision.to_string(),
+            )]
+            .into(),
             owner_references: vec![OwnerReference {
                 api_version: Kind::Deployment.api_version().to_owned(),
                 kind: "Deployment".to_owned(),

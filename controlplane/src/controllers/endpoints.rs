@@ -21,11 +21,10 @@ use rudder_api::{
     meta::ObjectMeta,
     selector::Selector,
 };
-use rudder_client::{Client, ClientError, EventRecorder};
+use rudder_client::{Client, ClientError, EventRecorder, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
 
 use super::{Requeue, spawn_workers};
-use rudder_client::workqueue::WorkQueue;
 
 use crate::informers::Informers;
 

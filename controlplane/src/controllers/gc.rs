@@ -16,11 +16,10 @@ use rudder_api::{
     facts::{ObjectExt, split_key},
     meta::{ObjectMeta, OwnerReference},
 };
-use rudder_client::{Client, ClientError};
+use rudder_client::{Client, ClientError, informer::Change, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
 
 use super::{Requeue, spawn_workers};
-use rudder_client::{informer::Change, workqueue::WorkQueue};
 
 use crate::informers::Informers;
 

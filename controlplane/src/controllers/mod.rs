@@ -19,10 +19,8 @@ pub mod replicaset;
 
 use std::{future::Future, hash::Hash, time::Duration};
 
-use rudder_client::ClientError;
+use rudder_client::{ClientError, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
-
-use rudder_client::workqueue::WorkQueue;
 
 use crate::informers::Informers;
 

@@ -16,19 +16,16 @@ use rudder_api::{
     core::{Node, Pod, Taint},
     events::EventType,
     facts::{Conditions, NodeExt, PodExt},
+    names::{NODE_LEASE_NAMESPACE, NOT_READY_TAINT, UNREACHABLE_TAINT},
 };
 use rudder_client::{Client, ClientError, EventRecorder};
 use tokio::{task::JoinHandle, time::Instant};
 
-use crate::informers::{Informers, NODE_LEASE_NAMESPACE};
+use crate::informers::Informers;
 
-/// Taint put on nodes that stopped heartbeating.
-pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
-/// Taint of nodes that report themselves not ready; like
-/// [`UNREACHABLE_TAINT`], removed once the node is Ready again.
-pub const NOT_READY_TAINT: &str = "node.kubernetes.io/not-ready";
-
-/// Whether `taint` is one the node lifecycle puts on (and takes off) nodes.
+/// Whether `taint` is one the node lifecycle puts on (and takes off) nodes:
+/// [`UNREACHABLE_TAINT`] on silent nodes, [`NOT_READY_TAINT`] on nodes that
+/// report NotReady; both go once the node is Ready again.
 fn is_lifecycle_taint(taint: &Taint) -> bool {
     taint.key == UNREACHABLE_TAINT || taint.key == NOT_READY_TAINT
 }

@@ -30,11 +30,10 @@ use rudder_api::{
     events::EventType,
     facts::{Conditions, ObjectExt, PodExt, split_key},
 };
-use rudder_client::{Client, ClientError, EventRecorder};
+use rudder_client::{Client, ClientError, EventRecorder, informer::Change, workqueue::WorkQueue};
 use tokio::{sync::Semaphore, task::JoinHandle};
 
 use self::plugins::{NodeCounts, NodeInfo, PodNeeds, Unfit};
-use rudder_client::{informer::Change, workqueue::WorkQueue};
 
 use crate::informers::Informers;
 
