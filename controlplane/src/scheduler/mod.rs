@@ -17,6 +17,7 @@
 //! `Unschedulable`, message counting the reasons per node) and waits, with
 //! backoff, until a node or a pod changes.
 
+mod node_info;
 pub mod plugins;
 
 use std::{
