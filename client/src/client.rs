@@ -31,107 +31,17 @@
 //! ```
 
 use rudder_api::{
-    ApiError, Kind,
-    core::{Endpoints, Pod, Service},
-    object,
-    proto::{
-        self, node_sync_client::NodeSyncClient, node_sync_message::Message,
-        resources_client::ResourcesClient,
-    },
+    Kind, object,
+    proto::{self, node_sync_client::NodeSyncClient, resources_client::ResourcesClient},
     resource::Resource,
 };
 use serde_json::Value;
-use tonic::{Code, Status, transport::Channel};
+use tonic::transport::Channel;
 
-/// What a call to the API server can fail with. Server-side refusals
-/// carry the server's message (it names the object and field); client-side
-/// failures keep their cause.
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    /// The address is not a URL a channel can be made from.
-    #[error("{addr:?} is not an API server address (http://host:port or host:port)")]
-    InvalidAddress {
-        /// Address given.
-        addr: String,
-        /// Why it does not parse.
-        #[source]
-        source: tonic::codegen::http::uri::InvalidUri,
-    },
-    /// The server could not be reached.
-    #[error("cannot reach the API server at {addr} (is rudder-controlplane running there?)")]
-    Connect {
-        /// Address tried.
-        addr: String,
-        /// Why.
-        #[source]
-        source: tonic::transport::Error,
-    },
-    /// The object does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// An object of that name exists already.
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// The object changed since it was read (stale resourceVersion).
-    #[error("{0}")]
-    Conflict(String),
-    /// The object or request is invalid; the message names the field.
-    #[error("{0}")]
-    Invalid(String),
-    /// The resourceVersion asked for is compacted: re-list (HTTP 410).
-    #[error("{0}")]
-    Gone(String),
-    /// The server or its store is unavailable right now.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The server answered something this client cannot decode.
-    #[error("decoding the server's answer")]
-    Decode(#[source] DecodeError),
-    /// Any other failure the server or the transport reported.
-    #[error("{}", .0.message())]
-    Other(Box<Status>),
-}
-
-/// Why an answer of the server could not be decoded.
-#[derive(Debug, thiserror::Error)]
-pub enum DecodeError {
-    /// Not the JSON expected.
-    #[error(transparent)]
-    Json(#[from] serde_json::Error),
-    /// JSON, but not an object of the kind expected.
-    #[error(transparent)]
-    Object(#[from] ApiError),
-    /// A node-sync change of a kind this client does not know.
-    #[error("unknown kind {0:?}")]
-    UnknownKind(String),
-    /// A node-sync change of a kind node sync never sends.
-    #[error("node sync sent a {0}, which it never should")]
-    UnexpectedKind(Kind),
-    /// A node-sync message with nothing in it.
-    #[error("empty node sync message")]
-    EmptyMessage,
-}
-
-impl From<Status> for ClientError {
-    fn from(status: Status) -> Self {
-        let message = status.message().to_owned();
-        match status.code() {
-            Code::NotFound => Self::NotFound(message),
-            Code::AlreadyExists => Self::AlreadyExists(message),
-            Code::Aborted => Self::Conflict(message),
-            Code::InvalidArgument => Self::Invalid(message),
-            Code::OutOfRange => Self::Gone(message),
-            Code::Unavailable | Code::FailedPrecondition => Self::Unavailable(message),
-            _ => Self::Other(Box::new(status)),
-        }
-    }
-}
-
-impl From<ApiError> for ClientError {
-    fn from(err: ApiError) -> Self {
-        Self::Decode(DecodeError::Object(err))
-    }
-}
+use crate::{
+    error::{ClientError, DecodeError},
+    node_sync::NodeSyncStream,
+};
 
 /// Which objects a list or watch returns.
 #[derive(Debug, Clone, Default)]
@@ -511,118 +421,6 @@ impl<T: serde::de::DeserializeOwned> Watch<T> {
     }
 }
 
-/// What the node-sync stream delivers.
-#[derive(Debug, Clone, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "updates are handled one at a time; boxing a change would only add an allocation"
-)]
-pub enum NodeSyncUpdate {
-    /// Everything relevant to the node at `revision`: replaces whatever the
-    /// agent knew.
-    Snapshot {
-        /// Resume from here.
-        revision: i64,
-        /// Pods bound to the node.
-        pods: Vec<Pod>,
-        /// Every service.
-        services: Vec<Service>,
-        /// Every endpoints object.
-        endpoints: Vec<Endpoints>,
-    },
-    /// One change, in store order.
-    Change {
-        /// Resume from here.
-        revision: i64,
-        /// The change.
-        change: NodeChange,
-    },
-    /// Nothing for this node up to `revision`.
-    Bookmark {
-        /// Resume from here.
-        revision: i64,
-    },
-}
-
-/// One change seen by a node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NodeChange {
-    /// A pod was bound to the node, or changed.
-    PodUpserted(Pod),
-    /// A pod was deleted or left the node; its last state.
-    PodDeleted(Pod),
-    /// A service was created or changed.
-    ServiceUpserted(Service),
-    /// A service was deleted; its last state.
-    ServiceDeleted(Service),
-    /// Endpoints were created or changed.
-    EndpointsUpserted(Endpoints),
-    /// Endpoints were deleted; their last state.
-    EndpointsDeleted(Endpoints),
-}
-
-/// The node-sync stream; see [`Client::node_sync`].
-#[derive(Debug)]
-pub struct NodeSyncStream {
-    stream: tonic::Streaming<proto::NodeSyncMessage>,
-}
-
-impl NodeSyncStream {
-    /// The next update; `None` when the server ended the stream (reconnect
-    /// with the last revision seen).
-    pub async fn next(&mut self) -> Option<Result<NodeSyncUpdate, ClientError>> {
-        let message = match self.stream.message().await {
-            Ok(Some(message)) => message,
-            Ok(None) => return None,
-            Err(status) => return Some(Err(status.into())),
-        };
-        Some(decode_node_sync(message))
-    }
-}
-
-fn decode_node_sync(message: proto::NodeSyncMessage) -> Result<NodeSyncUpdate, ClientError> {
-    match message.message {
-        Some(Message::Snapshot(snapshot)) => Ok(NodeSyncUpdate::Snapshot {
-            revision: snapshot.revision,
-            pods: decode_all(&snapshot.pods_json)?,
-            services: decode_all(&snapshot.services_json)?,
-            endpoints: decode_all(&snapshot.endpoints_json)?,
-        }),
-        Some(Message::Change(change)) => {
-            let kind = Kind::parse(&change.kind).ok_or_else(|| {
-                ClientError::Decode(DecodeError::UnknownKind(change.kind.clone()))
-            })?;
-            let json = &change.object_json;
-            let change_of = match (kind, change.deleted) {
-                (Kind::Pod, false) => NodeChange::PodUpserted(object::decode(json)?),
-                (Kind::Pod, true) => NodeChange::PodDeleted(object::decode(json)?),
-                (Kind::Service, false) => NodeChange::ServiceUpserted(object::decode(json)?),
-                (Kind::Service, true) => NodeChange::ServiceDeleted(object::decode(json)?),
-                (Kind::Endpoints, false) => NodeChange::EndpointsUpserted(object::decode(json)?),
-                (Kind::Endpoints, true) => NodeChange::EndpointsDeleted(object::decode(json)?),
-                (other, _) => {
-                    return Err(ClientError::Decode(DecodeError::UnexpectedKind(other)));
-                }
-            };
-            Ok(NodeSyncUpdate::Change {
-                revision: change.revision,
-                change: change_of,
-            })
-        }
-        Some(Message::Bookmark(bookmark)) => Ok(NodeSyncUpdate::Bookmark {
-            revision: bookmark.revision,
-        }),
-        None => Err(ClientError::Decode(DecodeError::EmptyMessage)),
-    }
-}
-
-fn decode_all<T: Resource>(items: &[Vec<u8>]) -> Result<Vec<T>, ClientError> {
-    items
-        .iter()
-        .map(|item| object::decode(item).map_err(ClientError::from))
-        .collect()
-}
-
 fn to_json<T: Resource>(object: &T) -> Result<Value, ClientError> {
     serde_json::to_value(object).map_err(decode_err)
 }
@@ -631,6 +429,6 @@ fn parse(bytes: &[u8]) -> Result<Value, ClientError> {
     serde_json::from_slice(bytes).map_err(decode_err)
 }
 
-fn decode_err(err: serde_json::Error) -> ClientError {
+pub(crate) fn decode_err(err: serde_json::Error) -> ClientError {
     ClientError::Decode(DecodeError::Json(err))
 }

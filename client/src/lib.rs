@@ -14,13 +14,14 @@
 //! `rudder-api` holds the types this crate moves; it does no I/O itself.
 
 pub mod client;
+pub mod error;
 pub mod informer;
 pub mod list_watch;
+pub mod node_sync;
 pub mod recorder;
 pub mod workqueue;
 
-pub use client::{
-    Client, ClientError, ListOptions, NodeChange, NodeSyncStream, NodeSyncUpdate, ObjectList,
-    Watch, WatchEvent,
-};
+pub use client::{Client, ListOptions, ObjectList, Watch, WatchEvent};
+pub use error::{ClientError, DecodeError};
+pub use node_sync::{NodeChange, NodeSyncStream, NodeSyncUpdate};
 pub use recorder::EventRecorder;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rudder_api::Resource;
 
-use crate::client::{Client, ClientError, ListOptions, WatchEvent};
+use crate::{Client, ClientError, ListOptions, WatchEvent};
 
 /// What the loop hands its caller, in order.
 #[derive(Debug, Clone, PartialEq)]

@@ -32,7 +32,7 @@ use rudder_api::{
     time::format_rfc3339,
 };
 
-use crate::client::{Client, ClientError};
+use crate::{Client, ClientError};
 
 /// Events waiting to be written; more are dropped (and counted).
 const QUEUE_CAPACITY: usize = 1024;
