@@ -12,6 +12,7 @@
 //! stays here so that the server and the client share one copy of it.
 
 pub mod apps;
+pub mod bandwidth;
 pub mod coordination;
 pub mod core;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod meta;
 pub mod names;
 pub mod node_selector;
 pub mod object;
+pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod time;

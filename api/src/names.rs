@@ -1,7 +1,9 @@
 //! Well-known names the components agree on: namespaces, labels,
 //! annotations and taints, spelled as Kubernetes spells them. (The
 //! namespace of events about cluster-scoped objects is
-//! [`crate::events::CLUSTER_SCOPED_EVENT_NAMESPACE`].)
+//! [`crate::events::CLUSTER_SCOPED_EVENT_NAMESPACE`]; the bandwidth
+//! annotations are [`crate::bandwidth::INGRESS_ANNOTATION`] and
+//! [`crate::bandwidth::EGRESS_ANNOTATION`], next to their parser.)
 
 /// Namespace of the node heartbeat leases, one per node, named after it.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -17,10 +19,6 @@ pub const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
 pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
 /// Annotation with a Deployment's (and its ReplicaSets') revision number.
 pub const DEPLOYMENT_REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
-/// Pod annotation limiting the pod's ingress bandwidth (`10M`).
-pub const INGRESS_BANDWIDTH_ANNOTATION: &str = "kubernetes.io/ingress-bandwidth";
-/// Pod annotation limiting the pod's egress bandwidth (`10M`).
-pub const EGRESS_BANDWIDTH_ANNOTATION: &str = "kubernetes.io/egress-bandwidth";
 
 /// NoExecute taint of nodes that stopped heartbeating.
 pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
