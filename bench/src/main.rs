@@ -6,6 +6,7 @@
 //! rudder-bench dataplane [--out docs/benchmarks/dataplane.md] [--runs 5] [--quick]
 //! rudder-bench cni [--out docs/benchmarks/cni.md] [--runs 3] [--quick]
 //! rudder-bench scheduler [--nodes 1000,5000] [--pods 10000] [--runs 3] [--markdown docs/benchmarks/scheduler.md]
+//! rudder-bench faults [--out docs/benchmarks/faults.md]
 //! ```
 //! Needs root: the benchmarks create network namespaces and load eBPF
 //! programs. Packets only travel between namespaces a benchmark made, every
@@ -16,6 +17,7 @@
 mod api_cluster;
 mod cni;
 mod dataplane;
+mod faults;
 mod interrupt;
 mod machine;
 mod report_file;
@@ -40,6 +42,9 @@ enum Command {
     Cni(cni::Options),
     /// Scheduler throughput with simulated nodes vs scheduler_perf thresholds.
     Scheduler(scheduler::Options),
+    /// What a Service's client sees through scaling, a rolling update, an
+    /// agent kill and a node loss.
+    Faults(faults::Options),
 }
 
 fn main() -> Result<()> {
@@ -56,5 +61,6 @@ fn main() -> Result<()> {
         Command::Dataplane(options) => dataplane::run(&options),
         Command::Cni(options) => cni::run(&options),
         Command::Scheduler(_) => unreachable!("run above, without privileges"),
+        Command::Faults(options) => faults::run(&options),
     }
 }

@@ -10,10 +10,7 @@ use dataplane_common::service::{
     CT_SNAT, ConntrackEntry, ConntrackKey, FRONTEND_AFFINITY, FRONTEND_EXTERNAL_LOCAL,
     FRONTEND_MAGLEV, FRONTEND_NODE_PORT, Frontend, FrontendKey, ipv4_from_net, port_from_net,
 };
-use rudder_agent::dataplane::{
-    self,
-    services::{Protocol, maps::ServiceMaps},
-};
+use rudder_dataplane_maps::{Protocol, ServiceMaps, monotonic_now_ns, read_interface_counters};
 
 /// Where a node's pins live.
 #[derive(clap::Args)]
@@ -68,7 +65,7 @@ pub fn run(command: DataplaneCommand) -> Result<()> {
 }
 
 fn print_counters(pins: &NodePins) -> Result<()> {
-    let counters = dataplane::read_interface_counters(&pins.dir())
+    let counters = read_interface_counters(&pins.dir())
         .with_context(|| format!("node {}: is its agent's dataplane loaded?", pins.node))?;
     println!(
         "{:<8} {:<11} {:>12} {:>14}",
@@ -184,7 +181,7 @@ fn print_backends(pins: &NodePins) -> Result<()> {
 
 fn print_conntrack(pins: &NodePins) -> Result<()> {
     let maps = open_maps(pins)?;
-    let now = rudder_agent::dataplane::services::conntrack::monotonic_now_ns();
+    let now = monotonic_now_ns();
     println!(
         "{:<5} {:<5} {:<22} {:<22} {:>7} {:>8} {:>7} {:<22} FLAGS",
         "DIR", "PROTO", "SOURCE", "DESTINATION", "BACKEND", "FRONTEND", "IDLE_S", "NAT"

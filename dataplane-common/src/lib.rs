@@ -1,5 +1,6 @@
 //! Types shared by rudder's kernel programs (`dataplane-ebpf`) and user space
-//! (the agent's dataplane module, `rudderctl dataplane`).
+//! (`rudder-dataplane-maps`, which the agent, `rudderctl dataplane` and the
+//! benchmarks read and write the pinned maps through).
 //!
 //! Every map key and value is `#[repr(C)]` with explicit padding fields, so
 //! the layout the verifier sees is the layout user space writes, and a
@@ -12,7 +13,9 @@ pub mod service;
 
 pub use counters::{CounterHook, InterfaceCounterKey, PacketCounters};
 
-/// Names of the maps in the eBPF object, one place for both sides.
+/// Names of the maps in the eBPF object and of their pins, the one source
+/// for both sides: `dataplane-ebpf`'s `pinned_map!` fails to compile when a
+/// map's name is not the constant here.
 pub mod map_names {
     /// Per-CPU hash of [`crate::InterfaceCounterKey`] -> [`crate::PacketCounters`].
     pub const INTERFACE_COUNTERS: &str = "INTERFACE_COUNTERS";

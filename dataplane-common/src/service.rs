@@ -7,10 +7,9 @@
 //! swapping. User space converts with [`ipv4_to_net`] / [`port_to_net`].
 
 /// IP protocol numbers the dataplane translates.
+#[expect(missing_docs, reason = "the IANA protocol numbers")]
 pub mod proto {
-    /// TCP.
     pub const TCP: u8 = 6;
-    /// UDP.
     pub const UDP: u8 = 17;
 }
 

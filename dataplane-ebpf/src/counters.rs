@@ -5,22 +5,27 @@
 
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, xdp_action},
-    macros::{classifier, map, xdp},
+    macros::{classifier, xdp},
     maps::PerCpuHashMap,
     programs::{TcContext, XdpContext},
 };
 use dataplane_common::{
     CounterHook, InterfaceCounterKey, PacketCounters, counters::INTERFACE_COUNTERS_MAX_ENTRIES,
+    map_names,
 };
+
+use crate::pinned::pinned_map;
 
 /// `TC_ACT_UNSPEC`, which TCX reads as `TCX_NEXT`: run the next program, then
 /// let the stack decide. Returning "OK" instead would skip later programs.
 const TC_ACT_UNSPEC: i32 = -1;
 
-/// Pinned by name so an agent restart keeps the counts.
-#[map(name = "INTERFACE_COUNTERS")]
-static INTERFACE_COUNTERS: PerCpuHashMap<InterfaceCounterKey, PacketCounters> =
-    PerCpuHashMap::pinned(INTERFACE_COUNTERS_MAX_ENTRIES, 0);
+pinned_map! {
+    map_names::INTERFACE_COUNTERS = "INTERFACE_COUNTERS",
+    /// Pinned by name so an agent restart keeps the counts.
+    static INTERFACE_COUNTERS: PerCpuHashMap<InterfaceCounterKey, PacketCounters> =
+        PerCpuHashMap::pinned(INTERFACE_COUNTERS_MAX_ENTRIES, 0);
+}
 
 #[inline(always)]
 fn count(ifindex: u32, hook: CounterHook, bytes: u64) {

@@ -10,6 +10,7 @@
 #![cfg_attr(target_arch = "bpf", no_main)]
 
 mod counters;
+mod pinned;
 mod service;
 
 /// The kernel refuses GPL-only helpers to programs without a GPL-compatible

@@ -48,7 +48,7 @@ enum Command {
     Cluster(ClusterCommand),
     /// Run a benchmark side by side with its reference; writes docs/benchmarks/<name>.md.
     Bench {
-        /// Which benchmark (dataplane, store, cni, scheduler).
+        /// Which benchmark (dataplane, store, cni, scheduler, faults).
         name: String,
     },
 }

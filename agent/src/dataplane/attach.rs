@@ -14,7 +14,66 @@ use aya::{
     sys::SyscallError,
 };
 
-use super::{Dataplane, DataplaneError, error_chain, links_dir, sys};
+use super::{Dataplane, DataplaneError, links_dir, sys};
+
+/// Why attaching or detaching a program failed.
+#[expect(
+    missing_docs,
+    reason = "fields name what failed (a path, map, program or interface) and its cause"
+)]
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    /// aya refused the link (a pinned one of another type, say).
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// aya or the kernel refused the attach.
+    #[error(transparent)]
+    Program(#[from] aya::programs::ProgramError),
+    /// Adding a tc filter failed, and no filter of rudder's is there to
+    /// take the program instead.
+    #[error("adding a filter ({added}), then finding the one there")]
+    FindFilter {
+        /// Why adding failed (boxed: aya's errors are large).
+        added: Box<aya::programs::ProgramError>,
+        /// Why finding an existing filter failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Adding a tc filter failed, and so did replacing the program of the
+    /// one already there.
+    #[error("adding a filter ({added}), then replacing the one there")]
+    ReplaceFilter {
+        /// Why adding failed (boxed: aya's errors are large).
+        added: Box<aya::programs::ProgramError>,
+        /// Why replacing failed.
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// The link cannot be pinned.
+    #[error("pinning at {}", .path.display())]
+    Pin {
+        path: std::path::PathBuf,
+        #[source]
+        source: aya::pin::PinError,
+    },
+    /// The cgroup directory cannot be opened.
+    #[error("opening the cgroup")]
+    Cgroup(#[source] io::Error),
+    /// BPF_OBJ_GET or BPF_LINK_UPDATE on a pinned link failed.
+    #[error("switching the program of the link pinned at {}", .path.display())]
+    SwitchProgram {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// BPF_OBJ_GET, BPF_LINK_DETACH or unpinning failed.
+    #[error("detaching {}", .path.display())]
+    Detach {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
 
 impl Dataplane {
     /// Attaches the tc program `program` to `iface` (TCX, appended after
@@ -32,9 +91,9 @@ impl Dataplane {
         let pin = links_dir(&self.dir).join(link_pin_name(program, iface));
         let fail = attach_error(program, iface);
         let classifier = self.classifier(program)?;
-        let switched = match pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
+        let switched = match pinned_link(&pin).map_err(|e| fail(e.into()))? {
             Some(old) => {
-                let link = SchedClassifierLink::try_from(old).map_err(|e| fail(error_chain(&e)))?;
+                let link = SchedClassifierLink::try_from(old).map_err(|e| fail(e.into()))?;
                 forget_if_severed(classifier.attach_to_link(link), &pin)
             }
             None => None,
@@ -47,12 +106,12 @@ impl Dataplane {
                 TcAttachOptions::TcxOrder(LinkOrder::default()),
             ),
         }
-        .map_err(|e| fail(error_chain(&e)))?;
+        .map_err(|e| fail(e.into()))?;
         let link: FdLink = classifier
             .take_link(id)
-            .map_err(|e| fail(error_chain(&e)))?
+            .map_err(|e| fail(e.into()))?
             .try_into()
-            .map_err(|e: LinkError| fail(error_chain(&e)))?;
+            .map_err(|e: LinkError| fail(e.into()))?;
         keep_pinned(link, &pin).map_err(fail)
     }
 
@@ -91,28 +150,25 @@ impl Dataplane {
         };
         let id = match classifier.attach_with_options(iface, attach_type, options()) {
             Ok(id) => id,
-            Err(created) => {
+            Err(added) => {
+                let added = Box::new(added);
                 // Most likely a filter is there already: replace its program.
-                let existing = SchedClassifierLink::attached(
+                let existing = match SchedClassifierLink::attached(
                     iface,
                     attach_type,
                     FILTER_PRIORITY,
                     FILTER_HANDLE,
                     None,
-                )
-                .map_err(|e| fail(format!("{} ({e})", error_chain(&created))))?;
-                classifier.attach_to_link(existing).map_err(|replaced| {
-                    fail(format!(
-                        "{} (replacing an existing filter: {})",
-                        error_chain(&created),
-                        error_chain(&replaced)
-                    ))
-                })?
+                ) {
+                    Ok(existing) => existing,
+                    Err(source) => return Err(fail(AttachError::FindFilter { added, source })),
+                };
+                classifier
+                    .attach_to_link(existing)
+                    .map_err(|source| fail(AttachError::ReplaceFilter { added, source }))?
             }
         };
-        let link = classifier
-            .take_link(id)
-            .map_err(|e| fail(error_chain(&e)))?;
+        let link = classifier.take_link(id).map_err(|e| fail(e.into()))?;
         // Dropping the link would detach the filter; it is meant to outlive
         // this agent, as the pinned links do (it goes with its veth).
         std::mem::forget(link);
@@ -128,9 +184,9 @@ impl Dataplane {
         let pin = links_dir(&self.dir).join(link_pin_name(program, iface));
         let fail = attach_error(program, iface);
         let xdp = self.xdp(program)?;
-        let switched = match pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
+        let switched = match pinned_link(&pin).map_err(|e| fail(e.into()))? {
             Some(old) => {
-                let link = XdpLink::try_from(old).map_err(|e| fail(error_chain(&e)))?;
+                let link = XdpLink::try_from(old).map_err(|e| fail(e.into()))?;
                 forget_if_severed(xdp.attach_to_link(link), &pin)
             }
             None => None,
@@ -139,12 +195,12 @@ impl Dataplane {
             Some(result) => result,
             None => xdp.attach(iface, XdpMode::default()),
         }
-        .map_err(|e| fail(error_chain(&e)))?;
+        .map_err(|e| fail(e.into()))?;
         let link: FdLink = xdp
             .take_link(id)
-            .map_err(|e| fail(error_chain(&e)))?
+            .map_err(|e| fail(e.into()))?
             .try_into()
-            .map_err(|e: LinkError| fail(error_chain(&e)))?;
+            .map_err(|e: LinkError| fail(e.into()))?;
         keep_pinned(link, &pin).map_err(fail)
     }
 }
@@ -166,39 +222,42 @@ impl Dataplane {
         let shown = cgroup.display().to_string();
         let fail = attach_error(program, &shown);
         let sock_addr = self.cgroup_sock_addr(program)?;
-        if let Some(old) = pinned_link(&pin).map_err(|e| fail(error_chain(&e)))? {
+        if let Some(old) = pinned_link(&pin).map_err(|e| fail(e.into()))? {
             // aya has no attach_to_link for these links: switch the program
             // with BPF_LINK_UPDATE on the pinned link's fd.
-            let link = sys::obj_get(&pin).map_err(|e| fail(e.to_string()))?;
+            let switch_error = |source| AttachError::SwitchProgram {
+                path: pin.clone(),
+                source,
+            };
+            let link = sys::obj_get(&pin).map_err(|e| fail(switch_error(e)))?;
             drop(old);
-            let prog = sock_addr.fd().map_err(|e| fail(error_chain(&e)))?;
-            return sys::link_update(link.as_fd(), prog.as_fd()).map_err(|e| fail(e.to_string()));
+            let prog = sock_addr.fd().map_err(|e| fail(e.into()))?;
+            return sys::link_update(link.as_fd(), prog.as_fd()).map_err(|e| fail(switch_error(e)));
         }
-        let dir =
-            std::fs::File::open(cgroup).map_err(|e| fail(format!("opening the cgroup: {e}")))?;
+        let dir = std::fs::File::open(cgroup).map_err(|e| fail(AttachError::Cgroup(e)))?;
         // bpf_link cgroup attachments always coexist with other programs;
         // the kernel rejects any explicit mode flag on them (EINVAL).
         let id = sock_addr
             .attach(&dir, CgroupAttachMode::Single)
-            .map_err(|e| fail(error_chain(&e)))?;
+            .map_err(|e| fail(e.into()))?;
         let link: FdLink = sock_addr
             .take_link(id)
-            .map_err(|e| fail(error_chain(&e)))?
+            .map_err(|e| fail(e.into()))?
             .try_into()
-            .map_err(|e: LinkError| fail(error_chain(&e)))?;
+            .map_err(|e: LinkError| fail(e.into()))?;
         keep_pinned(link, &pin).map_err(fail)
     }
 }
 
-/// Makes the error of attaching `program` to `iface` from its reason.
+/// Makes the error of attaching `program` to `iface` from its cause.
 fn attach_error<'a>(
     program: &'static str,
     iface: &'a str,
-) -> impl Fn(String) -> DataplaneError + 'a {
-    move |reason| DataplaneError::Attach {
+) -> impl Fn(AttachError) -> DataplaneError + 'a {
+    move |source| DataplaneError::Attach {
         program,
         iface: iface.to_owned(),
-        reason,
+        source: Box::new(source),
     }
 }
 
@@ -247,18 +306,21 @@ pub fn detach_tc_filter(iface: &str, attach_type: TcAttachType) {
 /// When the pinned link cannot be opened, detached or unpinned.
 pub fn detach(dir: &Path, program: &'static str, iface: &str) -> Result<(), DataplaneError> {
     let pin = links_dir(dir).join(link_pin_name(program, iface));
-    let fail = |reason: String| DataplaneError::Attach {
+    let fail = |source| DataplaneError::Attach {
         program,
         iface: iface.to_owned(),
-        reason: format!("detaching {}: {reason}", pin.display()),
+        source: Box::new(AttachError::Detach {
+            path: pin.clone(),
+            source,
+        }),
     };
     let link = match sys::obj_get(&pin) {
         Ok(link) => link,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(err) => return Err(fail(err.to_string())),
+        Err(err) => return Err(fail(err)),
     };
-    sys::link_detach(link.as_fd()).map_err(|e| fail(e.to_string()))?;
-    std::fs::remove_file(&pin).map_err(|e| fail(e.to_string()))
+    sys::link_detach(link.as_fd()).map_err(fail)?;
+    std::fs::remove_file(&pin).map_err(fail)
 }
 
 /// The result of switching a pinned link, or `None` when the link was
@@ -296,13 +358,14 @@ fn pinned_link(pin: &Path) -> Result<Option<FdLink>, LinkError> {
 
 /// Pins `link` at `pin` unless that pin already holds it (after an atomic
 /// program switch the pinned link is the same kernel object).
-fn keep_pinned(link: FdLink, pin: &Path) -> Result<(), String> {
+fn keep_pinned(link: FdLink, pin: &Path) -> Result<(), AttachError> {
     if pin.exists() {
         return Ok(());
     }
-    link.pin(pin)
-        .map(drop)
-        .map_err(|e| format!("pinning at {}: {}", pin.display(), error_chain(&e)))
+    link.pin(pin).map(drop).map_err(|source| AttachError::Pin {
+        path: pin.to_path_buf(),
+        source,
+    })
 }
 
 /// File name of the link pinning `program` to `iface`: `<program>@<iface>`.

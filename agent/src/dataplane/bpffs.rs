@@ -20,20 +20,17 @@ const DEFAULT_BPFFS: &str = "/sys/fs/bpf";
 /// # Errors
 /// When `dir` is not under a bpffs and cannot be put under one.
 pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
-    let error = |reason: String| DataplaneError::Bpffs {
-        path: dir.to_path_buf(),
-        reason,
-    };
     if !on_bpffs(&nearest_existing(dir)) {
         let root = Path::new(DEFAULT_BPFFS);
         if !dir.starts_with(root) {
-            return Err(error(format!(
-                "not on a bpffs; mount one first (`mount -t bpf bpf {}`)",
-                dir.display()
-            )));
+            return Err(DataplaneError::NotOnBpffs {
+                path: dir.to_path_buf(),
+            });
         }
-        std::fs::create_dir_all(root)
-            .map_err(|err| error(format!("creating {DEFAULT_BPFFS}: {err}")))?;
+        std::fs::create_dir_all(root).map_err(|source| DataplaneError::BpffsDirectory {
+            path: root.to_path_buf(),
+            source,
+        })?;
         if !on_bpffs(root) {
             nix::mount::mount(
                 Some("bpf"),
@@ -42,10 +39,16 @@ pub fn ensure_bpffs(dir: &Path) -> Result<(), DataplaneError> {
                 MsFlags::empty(),
                 None::<&str>,
             )
-            .map_err(|errno| error(format!("mounting bpffs on {DEFAULT_BPFFS}: {errno}")))?;
+            .map_err(|source| DataplaneError::MountBpffs {
+                path: root.to_path_buf(),
+                source,
+            })?;
         }
     }
-    std::fs::create_dir_all(dir).map_err(|err| error(err.to_string()))
+    std::fs::create_dir_all(dir).map_err(|source| DataplaneError::BpffsDirectory {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 fn on_bpffs(path: &Path) -> bool {

@@ -1,28 +1,12 @@
-//! Per-interface packet counters: attaching the counting programs and
-//! reading the per-CPU counter map back.
+//! Per-interface packet counters: attaching the counting programs (the
+//! counts are read back by `rudder_dataplane_maps::read_interface_counters`).
 
 use std::path::Path;
 
-use aya::{
-    maps::{Map, MapData, PerCpuHashMap},
-    programs::TcAttachType,
-};
-use dataplane_common::{
-    CounterHook, InterfaceCounterKey, PacketCounters, map_names, program_names,
-};
+use aya::programs::TcAttachType;
+use dataplane_common::program_names;
 
-use super::{Dataplane, DataplaneError, attach, error_chain, maps_dir};
-
-/// Counters of one interface at one hook, summed over CPUs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InterfaceCounters {
-    /// Interface index (in the node's network namespace).
-    pub ifindex: u32,
-    /// Where the packets were counted.
-    pub hook: CounterHook,
-    /// Packets and bytes.
-    pub counters: PacketCounters,
-}
+use super::{Dataplane, DataplaneError, attach};
 
 /// The counting programs and where each attaches.
 const COUNTING_PROGRAMS: [&str; 3] = [
@@ -59,37 +43,4 @@ pub fn detach_counters(dir: &Path, iface: &str) -> Result<(), DataplaneError> {
     COUNTING_PROGRAMS
         .iter()
         .try_for_each(|program| attach::detach(dir, program, iface))
-}
-
-/// Reads the pinned counter map of the node whose bpffs directory is `dir`,
-/// summing each entry over CPUs, sorted by interface and hook.
-///
-/// # Errors
-/// When the map is not pinned there (no agent ever loaded the dataplane).
-pub fn read_interface_counters(dir: &Path) -> Result<Vec<InterfaceCounters>, DataplaneError> {
-    let name = map_names::INTERFACE_COUNTERS;
-    let map_error = |reason: String| DataplaneError::Map { name, reason };
-    let path = maps_dir(dir).join(name);
-    let data =
-        MapData::from_pin(&path).map_err(|e| map_error(format!("{}: {e}", path.display())))?;
-    let map: PerCpuHashMap<MapData, InterfaceCounterKey, PacketCounters> =
-        PerCpuHashMap::try_from(Map::PerCpuHashMap(data))
-            .map_err(|e| map_error(error_chain(&e)))?;
-    let mut out = Vec::new();
-    for entry in map.iter() {
-        let (key, per_cpu) = entry.map_err(|e| map_error(error_chain(&e)))?;
-        let Some(hook) = CounterHook::from_u32(key.hook) else {
-            continue;
-        };
-        let counters = per_cpu
-            .iter()
-            .fold(PacketCounters::default(), |sum, cpu| sum.add(*cpu));
-        out.push(InterfaceCounters {
-            ifindex: key.ifindex,
-            hook,
-            counters,
-        });
-    }
-    out.sort_by_key(|c| (c.ifindex, c.hook));
-    Ok(out)
 }

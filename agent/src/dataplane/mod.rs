@@ -1,11 +1,12 @@
 //! The eBPF dataplane of one node: loads the kernel programs embedded at
 //! build time, pins their maps and links under the node's bpffs directory
-//! (so an agent restart keeps forwarding and keeps counting), attaches them
-//! to interfaces, and reads their maps back.
+//! (so an agent restart keeps forwarding and keeps counting), and attaches
+//! them to interfaces. Reading and writing the pinned maps is
+//! `rudder_dataplane_maps`, shared with `rudderctl` and the benchmarks.
 //!
 //! Layout of a node's bpffs directory:
 //! ```text
-//! <dir>/maps/<MAP_NAME>          maps, pinned by name
+//! <dir>/maps/<MAP_NAME>          maps, pinned by name (rudder_dataplane_maps::maps_dir)
 //! <dir>/links/<program>@<iface>  one bpf_link per attached program
 //! ```
 
@@ -24,14 +25,22 @@ use aya::{
     programs::{CgroupSockAddr, SchedClassifier, Xdp},
 };
 use dataplane_common::map_names;
+use rudder_dataplane_maps::maps_dir;
 
-pub use attach::{detach, detach_cgroup, detach_tc_filter};
+pub use attach::{AttachError, detach, detach_cgroup, detach_tc_filter};
 pub use bpffs::ensure_bpffs;
-pub use counters::{InterfaceCounters, detach_counters, read_interface_counters};
+pub use counters::detach_counters;
 pub use object::kernel_programs;
+pub use rudder_dataplane_maps::{InterfaceCounters, MapsError, read_interface_counters};
 pub use test_run::ProgramRun;
 
-/// Errors from loading, attaching or reading the dataplane.
+/// Errors from loading, attaching or reading the dataplane. Each keeps
+/// its cause as its [`std::error::Error::source`] (aya's errors keep the
+/// errno in theirs): print the whole chain to show it to a person.
+#[expect(
+    missing_docs,
+    reason = "fields name what failed (a path, map, program or interface) and its cause"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     /// The agent was built with RUDDER_SKIP_EBPF.
@@ -40,54 +49,72 @@ pub enum DataplaneError {
          rebuild after `cargo xtask build-ebpf`"
     )]
     NoKernelPrograms,
-    /// The bpffs directory is unusable.
-    #[error("bpffs directory {path}: {reason}")]
-    Bpffs {
-        /// The directory.
+    /// The directory is not on a bpffs, and not where the agent mounts one.
+    #[error("bpffs directory {}: not on a bpffs; mount one first (`mount -t bpf bpf {}`)", .path.display(), .path.display())]
+    NotOnBpffs { path: PathBuf },
+    /// A directory on the bpffs cannot be created.
+    #[error("bpffs directory {}: cannot create it", .path.display())]
+    BpffsDirectory {
         path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
+        #[source]
+        source: std::io::Error,
     },
-    /// Loading the object or a program into the kernel failed.
-    #[error("loading the kernel programs: {0}")]
+    /// bpffs cannot be mounted.
+    #[error("mounting bpffs on {}", .path.display())]
+    MountBpffs {
+        path: PathBuf,
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// Loading the object into the kernel failed.
+    #[error("loading the kernel programs")]
     Load(#[from] aya::EbpfError),
-    /// A program is not in the object, or has another type than expected.
-    #[error("program {name}: {reason}")]
-    Program {
-        /// The program's name.
+    /// A program is not in the object.
+    #[error("program {name}: not in the object")]
+    ProgramMissing { name: &'static str },
+    /// A program has another type than expected.
+    #[error("program {name}: not of the expected type")]
+    ProgramType {
         name: &'static str,
-        /// What went wrong.
-        reason: String,
+        #[source]
+        source: aya::programs::ProgramError,
     },
-    /// Attaching a program to an interface failed.
-    #[error("attaching {program} to {iface}: {reason}")]
+    /// The kernel refused to load a program.
+    #[error("program {name}: the kernel refused it")]
+    ProgramLoad {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// A test run was asked of a program that is neither tc nor XDP.
+    #[error("program {name}: not a tc or XDP program")]
+    NotTestable { name: &'static str },
+    /// BPF_PROG_TEST_RUN failed.
+    #[error("program {name}: BPF_PROG_TEST_RUN")]
+    TestRun {
+        name: &'static str,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    /// Attaching a program to (or detaching it from) an interface or cgroup
+    /// failed.
+    #[error("attaching {program} to {iface}")]
     Attach {
-        /// The program's name.
         program: &'static str,
-        /// The interface.
         iface: String,
-        /// What went wrong.
-        reason: String,
+        /// What went wrong (boxed: aya's errors are large).
+        #[source]
+        source: Box<AttachError>,
     },
     /// The service table is full.
-    #[error("service table: {0}")]
-    Table(String),
+    #[error("service table")]
+    Table(#[from] services::TableError),
     /// The service CIDR blackhole route could not be installed.
     #[error("blackhole route for {cidr}: {reason}")]
-    Route {
-        /// The service CIDR.
-        cidr: String,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Reading or writing a map failed.
-    #[error("map {name}: {reason}")]
-    Map {
-        /// The map's name.
-        name: &'static str,
-        /// What went wrong.
-        reason: String,
-    },
+    Route { cidr: String, reason: String },
+    /// Opening, reading or writing a pinned map failed.
+    #[error(transparent)]
+    Maps(#[from] MapsError),
 }
 
 /// Capacities of the service maps (entries). Frontend ids, reverse-NAT
@@ -151,9 +178,9 @@ impl Dataplane {
         let object = kernel_programs()?;
         ensure_bpffs(dir)?;
         for sub in [maps_dir(dir), links_dir(dir)] {
-            std::fs::create_dir_all(&sub).map_err(|err| DataplaneError::Bpffs {
+            std::fs::create_dir_all(&sub).map_err(|source| DataplaneError::BpffsDirectory {
                 path: sub.clone(),
-                reason: err.to_string(),
+                source,
             })?;
         }
         let maps = maps_dir(dir);
@@ -195,15 +222,9 @@ impl Dataplane {
         let program: &mut SchedClassifier = self
             .ebpf
             .program_mut(name)
-            .ok_or(DataplaneError::Program {
-                name,
-                reason: "not in the object".into(),
-            })?
+            .ok_or(DataplaneError::ProgramMissing { name })?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
-                name,
-                reason: error_chain(&e),
-            })?;
+            .map_err(|source| DataplaneError::ProgramType { name, source })?;
         load_once(name, program.fd().is_ok(), || program.load())?;
         Ok(program)
     }
@@ -215,15 +236,9 @@ impl Dataplane {
         let program: &mut CgroupSockAddr = self
             .ebpf
             .program_mut(name)
-            .ok_or(DataplaneError::Program {
-                name,
-                reason: "not in the object".into(),
-            })?
+            .ok_or(DataplaneError::ProgramMissing { name })?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
-                name,
-                reason: error_chain(&e),
-            })?;
+            .map_err(|source| DataplaneError::ProgramType { name, source })?;
         load_once(name, program.fd().is_ok(), || program.load())?;
         Ok(program)
     }
@@ -232,15 +247,9 @@ impl Dataplane {
         let program: &mut Xdp = self
             .ebpf
             .program_mut(name)
-            .ok_or(DataplaneError::Program {
-                name,
-                reason: "not in the object".into(),
-            })?
+            .ok_or(DataplaneError::ProgramMissing { name })?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| DataplaneError::Program {
-                name,
-                reason: error_chain(&e),
-            })?;
+            .map_err(|source| DataplaneError::ProgramType { name, source })?;
         load_once(name, program.fd().is_ok(), || program.load())?;
         Ok(program)
     }
@@ -255,23 +264,17 @@ fn load_once(
     if loaded {
         return Ok(());
     }
-    load().map_err(|e| DataplaneError::Program {
-        name,
-        reason: format!("the kernel refused it: {}", error_chain(&e)),
-    })
-}
-
-pub(crate) fn maps_dir(dir: &Path) -> PathBuf {
-    dir.join("maps")
+    load().map_err(|source| DataplaneError::ProgramLoad { name, source })
 }
 
 fn links_dir(dir: &Path) -> PathBuf {
     dir.join("links")
 }
 
-/// An error with all its sources, `outer: inner: innermost`: aya's errors
-/// keep the errno in their source, which users need to see.
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+/// An error with all its sources, `outer: inner: innermost`, for logs and
+/// messages a person reads: [`DataplaneError`] and aya's errors keep the
+/// errno in their sources, which users need to see.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(inner) = source {

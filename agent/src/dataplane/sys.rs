@@ -1,6 +1,8 @@
 //! The bpf(2) commands aya 0.14 does not expose on a pinned link: opening
 //! it by path as a plain fd, switching its program (for link types aya has
-//! no `attach_to_link` for), and BPF_LINK_DETACH.
+//! no `attach_to_link` for), and BPF_LINK_DETACH. `bpf_attr` and the
+//! command numbers are aya-obj's bindings of linux/bpf.h, the ones aya
+//! itself fills.
 
 use std::{
     ffi::CString,
@@ -12,25 +14,17 @@ use std::{
     path::Path,
 };
 
-/// `enum bpf_cmd` values from linux/bpf.h.
-const BPF_OBJ_GET: libc::c_long = 7;
-const BPF_LINK_UPDATE: libc::c_long = 29;
-const BPF_LINK_DETACH: libc::c_long = 34;
+use aya_obj::generated::{bpf_attr, bpf_cmd};
 
-/// A `union bpf_attr`, as large as any member this module uses; members
-/// are laid out over its start.
-#[repr(C, align(8))]
-struct BpfAttr([u8; 64]);
-
-fn bpf(cmd: libc::c_long, attr: &BpfAttr) -> io::Result<libc::c_long> {
+fn bpf(cmd: bpf_cmd, attr: &bpf_attr) -> io::Result<libc::c_long> {
     // SAFETY: `attr` is initialised, outlives the call, and its size is
     // passed, so the kernel reads only within it.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_bpf,
-            cmd,
-            attr as *const BpfAttr,
-            std::mem::size_of::<BpfAttr>(),
+            cmd as libc::c_long,
+            attr as *const bpf_attr,
+            std::mem::size_of::<bpf_attr>(),
         )
     };
     if ret < 0 {
@@ -39,14 +33,25 @@ fn bpf(cmd: libc::c_long, attr: &BpfAttr) -> io::Result<libc::c_long> {
     Ok(ret)
 }
 
+/// An all-zero `bpf_attr`: the kernel requires every byte past the
+/// command's member to be zero.
+fn zeroed_attr() -> bpf_attr {
+    // SAFETY: bpf_attr is a C union of integers and arrays of integers,
+    // for which all-zero bytes are a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+fn fd_u32(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    u32::try_from(fd.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))
+}
+
 /// BPF_OBJ_GET: a new fd for the object pinned at `path`.
 pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     let path = CString::new(path.as_os_str().as_bytes())
         .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // struct { __aligned_u64 pathname; __u32 bpf_fd; __u32 file_flags; }
-    let mut attr = BpfAttr([0; 64]);
-    attr.0[..8].copy_from_slice(&(path.as_ptr() as u64).to_ne_bytes());
-    let fd = bpf(BPF_OBJ_GET, &attr)?;
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_4.pathname = path.as_ptr() as u64;
+    let fd = bpf(bpf_cmd::BPF_OBJ_GET, &attr)?;
     let fd = i32::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
     // SAFETY: the kernel just returned this fd to us and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
@@ -55,22 +60,15 @@ pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
 /// BPF_LINK_DETACH (Linux 5.9): detaches the link from its hook now. The
 /// link object lives on, defunct, until its last reference goes.
 pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
-    // struct { __u32 link_fd; }
-    let mut attr = BpfAttr([0; 64]);
-    let fd =
-        u32::try_from(link.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
-    attr.0[..4].copy_from_slice(&fd.to_ne_bytes());
-    bpf(BPF_LINK_DETACH, &attr).map(drop)
+    let mut attr = zeroed_attr();
+    attr.link_detach.link_fd = fd_u32(link)?;
+    bpf(bpf_cmd::BPF_LINK_DETACH, &attr).map(drop)
 }
 
 /// BPF_LINK_UPDATE (Linux 5.7): atomically makes `link` run `program`.
 pub fn link_update(link: BorrowedFd<'_>, program: BorrowedFd<'_>) -> io::Result<()> {
-    // struct { __u32 link_fd; __u32 new_prog_fd; __u32 flags; __u32 old_prog_fd; }
-    let mut attr = BpfAttr([0; 64]);
-    let fd = |fd: BorrowedFd<'_>| {
-        u32::try_from(fd.as_raw_fd()).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))
-    };
-    attr.0[..4].copy_from_slice(&fd(link)?.to_ne_bytes());
-    attr.0[4..8].copy_from_slice(&fd(program)?.to_ne_bytes());
-    bpf(BPF_LINK_UPDATE, &attr).map(drop)
+    let mut attr = zeroed_attr();
+    attr.link_update.link_fd = fd_u32(link)?;
+    attr.link_update.__bindgen_anon_1.new_prog_fd = fd_u32(program)?;
+    bpf(bpf_cmd::BPF_LINK_UPDATE, &attr).map(drop)
 }

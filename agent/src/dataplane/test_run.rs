@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use aya::programs::{Program, TestRun, TestRunOptions};
 
-use super::{Dataplane, DataplaneError, error_chain};
+use super::{Dataplane, DataplaneError};
 
 /// What one BPF_PROG_TEST_RUN returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,14 +42,13 @@ impl Dataplane {
             repeat: repeat.max(1),
             ..TestRunOptions::default()
         };
-        let run_error = |reason: String| DataplaneError::Program { name, reason };
         let result = match self.ebpf.program(name) {
             Some(Program::SchedClassifier(_)) => self.classifier(name)?.test_run(opts),
             Some(Program::Xdp(_)) => self.xdp(name)?.test_run(opts),
-            Some(_) => return Err(run_error("not a tc or XDP program".into())),
-            None => return Err(run_error("not in the object".into())),
+            Some(_) => return Err(DataplaneError::NotTestable { name }),
+            None => return Err(DataplaneError::ProgramMissing { name }),
         }
-        .map_err(|e| run_error(format!("BPF_PROG_TEST_RUN: {}", error_chain(&e))))?;
+        .map_err(|source| DataplaneError::TestRun { name, source })?;
         out.truncate(result.data_size_out as usize);
         Ok(ProgramRun {
             // The kernel reports the verdict as u32; tc verdicts are signed.

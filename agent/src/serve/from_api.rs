@@ -6,8 +6,8 @@ use std::net::Ipv4Addr;
 use rudder_api::core::{Endpoints, Service};
 
 use crate::dataplane::services::{
-    Endpoint, EndpointPort, LoadBalancing, Protocol, ServiceName, ServicePort, ServiceState,
-    desired::LOAD_BALANCING_ANNOTATION,
+    Endpoint, EndpointPort, LOAD_BALANCING_ANNOTATION, LoadBalancing, Protocol, ServiceName,
+    ServicePort, ServiceState,
 };
 
 /// Default sessionAffinity ClientIP timeout, as Kubernetes has it.

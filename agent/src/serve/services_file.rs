@@ -24,8 +24,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::updates::ServiceUpdate;
 
 use crate::dataplane::services::{
-    Endpoint, EndpointPort, LoadBalancing, Protocol, ServiceName, ServicePort, ServiceState,
-    desired::LOAD_BALANCING_ANNOTATION,
+    Endpoint, EndpointPort, LOAD_BALANCING_ANNOTATION, LoadBalancing, Protocol, ServiceName,
+    ServicePort, ServiceState,
 };
 
 /// Errors reading a services file.

@@ -28,8 +28,9 @@ use dataplane_common::program_names::SERVICE_FROM_POD;
 use netns::TestNetwork;
 use rudder_agent::dataplane::{
     Dataplane, MapSizes,
-    services::{NodeServiceConfig, ServiceDataplane, ServiceState, maps::ServiceMaps},
+    services::{NodeServiceConfig, ServiceDataplane, ServiceState},
 };
+use rudder_dataplane_maps::ServiceMaps;
 use rudder_tests::tcp_packet;
 
 use super::{

@@ -3,7 +3,7 @@
 //! the equivalent ruleset into an empty nat table; then, with the 10,000
 //! services present, single endpoint changes: `ServiceDataplane::apply` to
 //! its last map write, against the partial `iptables-restore --noflush`
-//! kube-proxy would run. Both sides are timed from the desired state in
+//! kube-proxy would run. Both sides are timed from the services in
 //! memory to the kernel programmed (the ruleset text is generated inside
 //! the timing, as kube-proxy generates it on every sync).
 

@@ -2,7 +2,7 @@
 //! TCP port with three endpoints each. One of them, the service under
 //! test, can be given real backend pods; the others get placeholder
 //! addresses nothing answers on (they are installed, never reached). Both
-//! rudder's desired state and the kube-proxy-style ruleset are made from
+//! rudder's `ServiceState`s and the kube-proxy-style ruleset are made from
 //! this one description.
 //!
 //! The service under test keeps its name and ClusterIP whatever the count:
@@ -51,7 +51,7 @@ pub struct BenchService {
 }
 
 impl BenchService {
-    /// The service as rudder's desired-state interface takes it.
+    /// The service as `ServiceDataplane` takes it.
     pub fn state(&self) -> ServiceState {
         ServiceState {
             name: ServiceName::new(NAMESPACE, &self.name),

@@ -40,13 +40,26 @@ fn key(flow: &Flow, direction: u8) -> ConntrackKey {
 /// Refreshes an entry's idle clock and notes the end of a TCP flow.
 #[inline(always)]
 fn touch(entry: *mut ConntrackEntry, flow: &Flow, now: u64) {
-    // SAFETY: `entry` comes from a successful lookup in this program run.
-    let entry = unsafe { &mut *entry };
-    if now.wrapping_sub(entry.last_seen_ns) > TOUCH_INTERVAL_NS {
-        entry.last_seen_ns = now;
-    }
-    if flow.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 && entry.flags & CT_CLOSING == 0 {
-        entry.flags |= CT_CLOSING;
+    // SAFETY: `entry` comes from a successful lookup in this program run,
+    // so it points at a live, aligned value for the whole run. Packets of
+    // the same flow run on other CPUs at the same time and write the same
+    // fields, so no reference (which would claim exclusive access) is
+    // formed: each field is read and written once through a raw pointer
+    // with a volatile access, which the BPF backend emits as one aligned
+    // load or store of that width, so a racing write is seen whole or not
+    // at all. A lost race only loses an idle-clock refresh that the other
+    // CPU made at the same instant, or sets CT_CLOSING twice (no other
+    // flag changes after the entry is created).
+    unsafe {
+        let last_seen = &raw mut (*entry).last_seen_ns;
+        if now.wrapping_sub(last_seen.read_volatile()) > TOUCH_INTERVAL_NS {
+            last_seen.write_volatile(now);
+        }
+        let flags = &raw mut (*entry).flags;
+        let state = flags.read_volatile();
+        if flow.tcp_flags & (tcp_flags::FIN | tcp_flags::RST) != 0 && state & CT_CLOSING == 0 {
+            flags.write_volatile(state | CT_CLOSING);
+        }
     }
 }
 

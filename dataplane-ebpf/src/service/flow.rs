@@ -17,13 +17,9 @@ pub const IP_DADDR_OFFSET: usize = L3_OFFSET + 16;
 
 /// TCP flag bits (byte 13 of the TCP header).
 pub mod tcp_flags {
-    /// FIN.
     pub const FIN: u8 = 0x01;
-    /// SYN.
     pub const SYN: u8 = 0x02;
-    /// RST.
     pub const RST: u8 = 0x04;
-    /// ACK.
     pub const ACK: u8 = 0x10;
 }
 

@@ -72,18 +72,32 @@ pub fn backend(flow: &Flow, frontend: &Frontend, now: u64) -> Option<(u32, Backe
 #[inline(always)]
 fn sticky_backend(key: AffinityKey, frontend: &Frontend, now: u64) -> Option<(u32, Backend)> {
     let entry = AFFINITY.get_ptr_mut(key)?;
-    // SAFETY: a pointer from a successful lookup stays valid for this run.
-    let entry = unsafe { &mut *entry };
+    // SAFETY: a pointer from a successful lookup stays valid and aligned
+    // for this run. The same client's flows run on other CPUs at the same
+    // time and refresh `last_used_ns`, so no reference (which would claim
+    // exclusive access) is formed: each field is accessed once through a
+    // raw pointer with a volatile access, one aligned load or store in
+    // BPF, so a racing write is seen whole or not at all.
+    let (last_used, backend_id) = unsafe {
+        (
+            &raw mut (*entry).last_used_ns,
+            (&raw const (*entry).backend_id).read_volatile(),
+        )
+    };
     let timeout_ns = u64::from(frontend.affinity_timeout_s) * 1_000_000_000;
-    if now.wrapping_sub(entry.last_used_ns) > timeout_ns {
+    // SAFETY: as above.
+    if now.wrapping_sub(unsafe { last_used.read_volatile() }) > timeout_ns {
         return None;
     }
-    let backend = BACKENDS.get_ptr(entry.backend_id)?;
-    // SAFETY: as above.
+    let backend = BACKENDS.get_ptr(backend_id)?;
+    // SAFETY: a pointer from a successful lookup; copied out whole, and
+    // user space replaces backends with whole-value updates.
     let backend = unsafe { *backend };
     if backend.flags & BACKEND_TERMINATING != 0 {
         return None;
     }
-    entry.last_used_ns = now;
-    Some((entry.backend_id, backend))
+    // SAFETY: as above; a refresh racing another CPU's writes the same
+    // instant, either of which is right.
+    unsafe { last_used.write_volatile(now) };
+    Some((backend_id, backend))
 }

@@ -10,24 +10,30 @@
 
 use aya_ebpf::{
     helpers::{bpf_get_netns_cookie, bpf_get_socket_cookie},
-    macros::{cgroup_sock_addr, map},
+    macros::cgroup_sock_addr,
     maps::LruHashMap,
     programs::SockAddrContext,
 };
-use dataplane_common::service::{Frontend, FrontendKey, MAX_SOCKET_NAT, ReverseNat, SocketNatKey};
+use dataplane_common::{
+    map_names,
+    service::{Frontend, FrontendKey, MAX_SOCKET_NAT, ReverseNat, SocketNatKey},
+};
 
 use super::{
     flow::Flow,
     maps::{FRONTENDS, count_new_flow},
     select,
 };
+use crate::pinned::pinned_map;
 
 /// Proceed with the (possibly rewritten) operation.
 const ALLOW: i32 = 1;
 
-/// Which frontend a socket's backend stands for.
-#[map(name = "SOCKET_NAT")]
-static SOCKET_NAT: LruHashMap<SocketNatKey, ReverseNat> = LruHashMap::pinned(MAX_SOCKET_NAT, 0);
+pinned_map! {
+    map_names::SOCKET_NAT = "SOCKET_NAT",
+    /// Which frontend a socket's backend stands for.
+    static SOCKET_NAT: LruHashMap<SocketNatKey, ReverseNat> = LruHashMap::pinned(MAX_SOCKET_NAT, 0);
+}
 
 /// connect() of TCP and UDP sockets.
 #[cgroup_sock_addr(connect4)]

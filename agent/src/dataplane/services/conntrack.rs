@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use dataplane_common::service::{CT_CLOSING, ConntrackEntry, ConntrackKey, proto};
 
-use super::maps::ServiceMaps;
-use crate::dataplane::{DataplaneError, error_chain};
+pub use rudder_dataplane_maps::monotonic_now_ns;
+use rudder_dataplane_maps::{MapsError, ServiceMaps};
+
+use crate::dataplane::DataplaneError;
 
 /// How long a flow may stay idle before its entries are removed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,9 +78,11 @@ pub fn collect(
     backend_exists: &dyn Fn(u32) -> bool,
     frontend_exists: &dyn Fn(u32) -> bool,
 ) -> Result<ConntrackGcStats, DataplaneError> {
-    let fail = |e: aya::maps::MapError| DataplaneError::Map {
-        name: dataplane_common::map_names::CONNTRACK,
-        reason: error_chain(&e),
+    let fail = |source| {
+        DataplaneError::from(MapsError::Map {
+            name: dataplane_common::map_names::CONNTRACK,
+            source,
+        })
     };
     let mut stats = ConntrackGcStats::default();
     // Collect first: deleting while iterating a hash map can skip entries.
@@ -111,15 +115,6 @@ pub fn collect(
         }
     }
     Ok(stats)
-}
-
-/// The monotonic clock the kernel programs stamp entries with.
-pub fn monotonic_now_ns() -> u64 {
-    // CLOCK_MONOTONIC cannot fail on Linux; 0 would only make GC lenient.
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |now| {
-        u64::try_from(now.tv_sec()).unwrap_or(0) * 1_000_000_000
-            + u64::try_from(now.tv_nsec()).unwrap_or(0)
-    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use dataplane_common::service::{MAGLEV_TABLE_SIZE, MaglevTable};
 
-use super::desired::BackendKey;
+use super::service_state::BackendKey;
 
 /// The table for `backends` (key, backend id). Empty input gives a table of
 /// zeros, which the kernel never consults (the frontend has no backends).
@@ -65,7 +65,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::dataplane::services::desired::Protocol;
+    use crate::dataplane::services::service_state::Protocol;
 
     fn key(last: u8) -> BackendKey {
         BackendKey {

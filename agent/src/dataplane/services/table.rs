@@ -2,7 +2,8 @@
 //! minimal, ordered map writes that take them from one state to the next.
 //!
 //! Writes come out in phases so that a packet arriving between any two of
-//! them sees a consistent table (DESIGN.md, "The dataplane"):
+//! them sees a consistent table (docs/architecture.md, "Service
+//! translation"):
 //! 1. backends (new or changed),
 //! 2. slots, Maglev tables and reverse-NAT entries,
 //! 3. frontend entries (which publish the new backend count),
@@ -12,6 +13,11 @@
 //! Slots are edited in place: a removed backend's slot gets the last slot's
 //! backend and the last slot is dropped, so removing one of N backends
 //! costs one slot write, one count update and one slot delete, not N writes.
+//!
+//! One cohesive thing despite its length: the table's state, its restore
+//! from the maps and its diff are one invariant (ids, reference counts and
+//! slots agree with what the maps hold), and a third of the file is its
+//! tests.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,76 +25,13 @@ use dataplane_common::service::{
     Backend, BackendSlotKey, Frontend, FrontendKey, MaglevTable, ReverseNat, ipv4_from_net,
     ipv4_to_net, port_from_net, port_to_net,
 };
+use rudder_dataplane_maps::{MapContents, MapWrite};
 
 use super::{
-    desired::{BackendKey, DesiredFrontend, Protocol},
+    ids::IdAllocator,
     maglev,
+    service_state::{BackendKey, FrontendSpec, Protocol},
 };
-
-/// One write to one map.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum MapWrite {
-    /// Insert or update a backend.
-    UpsertBackend {
-        /// Backend id.
-        id: u32,
-        /// Its value.
-        backend: Backend,
-    },
-    /// Point a slot at a backend.
-    UpsertSlot {
-        /// Frontend id and slot.
-        key: BackendSlotKey,
-        /// Backend id.
-        backend_id: u32,
-    },
-    /// Insert or replace a frontend's Maglev table.
-    UpsertMaglev {
-        /// Frontend id.
-        frontend_id: u32,
-        /// The table.
-        table: Box<MaglevTable>,
-    },
-    /// Insert or update a frontend's reverse-NAT entry.
-    UpsertReverseNat {
-        /// Frontend id.
-        frontend_id: u32,
-        /// Address replies get as their source.
-        value: ReverseNat,
-    },
-    /// Insert or update a frontend.
-    UpsertFrontend {
-        /// Address, port, protocol.
-        key: FrontendKey,
-        /// Id, backend count, flags.
-        value: Frontend,
-    },
-    /// Remove a frontend.
-    DeleteFrontend {
-        /// Address, port, protocol.
-        key: FrontendKey,
-    },
-    /// Remove a slot.
-    DeleteSlot {
-        /// Frontend id and slot.
-        key: BackendSlotKey,
-    },
-    /// Remove a Maglev table.
-    DeleteMaglev {
-        /// Frontend id.
-        frontend_id: u32,
-    },
-    /// Remove a reverse-NAT entry.
-    DeleteReverseNat {
-        /// Frontend id.
-        frontend_id: u32,
-    },
-    /// Remove a backend.
-    DeleteBackend {
-        /// Backend id.
-        id: u32,
-    },
-}
 
 /// Writes collected per phase; [`WriteBatch::into_writes`] orders them.
 #[derive(Debug, Default)]
@@ -132,51 +75,6 @@ struct BackendState {
     refs: u32,
 }
 
-/// Hands out ids, never reusing one until the range wraps, so conntrack
-/// entries of a deleted frontend or backend cannot alias a new one soon.
-#[derive(Debug)]
-struct IdAllocator {
-    next: u32,
-    max: u32,
-    used: std::collections::HashSet<u32>,
-}
-
-impl IdAllocator {
-    fn new(max: u32) -> Self {
-        Self {
-            next: 1,
-            max,
-            used: Default::default(),
-        }
-    }
-
-    fn allocate(&mut self) -> Option<u32> {
-        for _ in 0..self.max {
-            let id = self.next;
-            self.next = if self.next >= self.max {
-                1
-            } else {
-                self.next + 1
-            };
-            if self.used.insert(id) {
-                return Some(id);
-            }
-        }
-        None
-    }
-
-    fn claim(&mut self, id: u32) {
-        self.used.insert(id);
-        if id >= self.next && id < self.max {
-            self.next = id + 1;
-        }
-    }
-
-    fn release(&mut self, id: u32) {
-        self.used.remove(&id);
-    }
-}
-
 /// Errors from the table.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TableError {
@@ -199,21 +97,6 @@ pub struct ServiceTable {
     /// Backends whose references dropped to zero (or were restored with
     /// none): the only ones `collect_unused_backends` needs to look at.
     unreferenced: Vec<BackendKey>,
-}
-
-/// The contents of the service maps, as read back after a restart.
-#[derive(Debug, Default)]
-pub struct MapContents {
-    /// FRONTENDS.
-    pub frontends: Vec<(FrontendKey, Frontend)>,
-    /// BACKEND_SLOTS.
-    pub slots: Vec<(BackendSlotKey, u32)>,
-    /// BACKENDS.
-    pub backends: Vec<(u32, Backend)>,
-    /// REVERSE_NAT.
-    pub reverse_nat: Vec<(u32, ReverseNat)>,
-    /// MAGLEV keys.
-    pub maglev: Vec<u32>,
 }
 
 impl ServiceTable {
@@ -316,14 +199,14 @@ impl ServiceTable {
         table
     }
 
-    /// Makes the frontend at `key` look like `desired`.
+    /// Makes the frontend at `key` look like `spec`.
     ///
     /// # Errors
     /// When the maps are out of ids; nothing is changed then.
     pub fn set_frontend(
         &mut self,
         key: FrontendKey,
-        desired: &DesiredFrontend,
+        spec: &FrontendSpec,
         batch: &mut WriteBatch,
     ) -> Result<(), TableError> {
         let existing = self.frontends.get(&key).cloned();
@@ -336,12 +219,12 @@ impl ServiceTable {
         };
         // Acquire first, release after: a backend moving between the active
         // and terminating lists keeps its id.
-        let mut active = Vec::with_capacity(desired.active.len());
-        for (bkey, flags) in &desired.active {
+        let mut active = Vec::with_capacity(spec.active.len());
+        for (bkey, flags) in &spec.active {
             active.push((*bkey, self.acquire_backend(*bkey, *flags, batch)?));
         }
-        let mut terminating = Vec::with_capacity(desired.terminating.len());
-        for (bkey, flags) in &desired.terminating {
+        let mut terminating = Vec::with_capacity(spec.terminating.len());
+        for (bkey, flags) in &spec.terminating {
             terminating.push(self.acquire_backend(*bkey, *flags, batch)?);
         }
         let (old_slots, old_terminating, old_maglev, old_reverse, old_value) = match existing {
@@ -375,7 +258,7 @@ impl ServiceTable {
                 },
             });
         }
-        let maglev_wanted = desired.flags & dataplane_common::service::FRONTEND_MAGLEV != 0;
+        let maglev_wanted = spec.flags & dataplane_common::service::FRONTEND_MAGLEV != 0;
         let maglev = if maglev_wanted {
             let table = Box::new(maglev::build(&active));
             if old_maglev.as_ref() != Some(&table) {
@@ -394,8 +277,8 @@ impl ServiceTable {
             None
         };
         let reverse_nat = ReverseNat {
-            addr: ipv4_to_net(desired.addr.octets()),
-            port: port_to_net(desired.port),
+            addr: ipv4_to_net(spec.addr.octets()),
+            port: port_to_net(spec.port),
             pad: 0,
         };
         if old_reverse != Some(reverse_nat) {
@@ -407,8 +290,8 @@ impl ServiceTable {
         let value = Frontend {
             id,
             backend_count: u16::try_from(slots.len()).unwrap_or(u16::MAX),
-            flags: desired.flags,
-            affinity_timeout_s: desired.affinity_timeout_s,
+            flags: spec.flags,
+            affinity_timeout_s: spec.affinity_timeout_s,
             pad: 0,
         };
         if old_value != Some(value) {
@@ -571,7 +454,7 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::dataplane::services::desired::{Protocol, frontend_key};
+    use crate::dataplane::services::service_state::{Protocol, frontend_key};
 
     fn backend(last: u8) -> (BackendKey, u8) {
         (
@@ -584,8 +467,8 @@ mod tests {
         )
     }
 
-    fn desired(active: &[u8]) -> DesiredFrontend {
-        DesiredFrontend {
+    fn spec(active: &[u8]) -> FrontendSpec {
+        FrontendSpec {
             flags: 0,
             affinity_timeout_s: 0,
             addr: Ipv4Addr::new(10, 96, 0, 10),
@@ -599,7 +482,7 @@ mod tests {
         frontend_key(Ipv4Addr::new(10, 96, 0, 10), 80, Protocol::Tcp)
     }
 
-    fn apply(table: &mut ServiceTable, d: &DesiredFrontend) -> Vec<MapWrite> {
+    fn apply(table: &mut ServiceTable, d: &FrontendSpec) -> Vec<MapWrite> {
         let mut batch = WriteBatch::default();
         table.set_frontend(key(), d, &mut batch).expect("ids");
         table.collect_unused_backends(&mut batch);
@@ -627,7 +510,7 @@ mod tests {
     #[test]
     fn a_new_service_writes_backends_then_slots_then_the_frontend() {
         let mut table = ServiceTable::new(100, 100);
-        let writes = apply(&mut table, &desired(&[1, 2, 3]));
+        let writes = apply(&mut table, &spec(&[1, 2, 3]));
         assert_eq!(
             kinds(&writes),
             [
@@ -639,15 +522,15 @@ mod tests {
     #[test]
     fn an_unchanged_service_writes_nothing() {
         let mut table = ServiceTable::new(100, 100);
-        apply(&mut table, &desired(&[1, 2, 3]));
-        assert_eq!(apply(&mut table, &desired(&[1, 2, 3])), Vec::new());
+        apply(&mut table, &spec(&[1, 2, 3]));
+        assert_eq!(apply(&mut table, &spec(&[1, 2, 3])), Vec::new());
     }
 
     #[test]
     fn adding_a_backend_appends_one_slot_and_bumps_the_count() {
         let mut table = ServiceTable::new(100, 100);
-        apply(&mut table, &desired(&[1, 2, 3]));
-        let writes = apply(&mut table, &desired(&[1, 2, 3, 4]));
+        apply(&mut table, &spec(&[1, 2, 3]));
+        let writes = apply(&mut table, &spec(&[1, 2, 3, 4]));
         assert_eq!(kinds(&writes), ["backend", "slot", "frontend"]);
         let MapWrite::UpsertSlot { key, .. } = &writes[1] else {
             panic!("{writes:?}")
@@ -658,8 +541,8 @@ mod tests {
     #[test]
     fn removing_a_middle_backend_moves_the_last_slot_into_its_place() {
         let mut table = ServiceTable::new(100, 100);
-        apply(&mut table, &desired(&[1, 2, 3]));
-        let writes = apply(&mut table, &desired(&[1, 3]));
+        apply(&mut table, &spec(&[1, 2, 3]));
+        let writes = apply(&mut table, &spec(&[1, 3]));
         assert_eq!(kinds(&writes), ["slot", "frontend", "-slot", "-backend"]);
         let MapWrite::UpsertSlot { key, .. } = &writes[0] else {
             panic!("{writes:?}")
@@ -678,8 +561,8 @@ mod tests {
     #[test]
     fn a_terminating_backend_leaves_the_slots_but_stays_in_the_backend_map() {
         let mut table = ServiceTable::new(100, 100);
-        apply(&mut table, &desired(&[1, 2]));
-        let mut d = desired(&[1]);
+        apply(&mut table, &spec(&[1, 2]));
+        let mut d = spec(&[1]);
         let (k, _) = backend(2);
         d.terminating
             .push((k, dataplane_common::service::BACKEND_TERMINATING));
@@ -696,7 +579,7 @@ mod tests {
     #[test]
     fn removing_a_frontend_deletes_it_before_its_slots_and_backends() {
         let mut table = ServiceTable::new(100, 100);
-        apply(&mut table, &desired(&[1, 2]));
+        apply(&mut table, &spec(&[1, 2]));
         let mut batch = WriteBatch::default();
         table.remove_frontend(key(), &mut batch);
         table.collect_unused_backends(&mut batch);
@@ -716,15 +599,15 @@ mod tests {
     #[test]
     fn a_backend_shared_by_two_frontends_lives_until_both_release_it() {
         let mut table = ServiceTable::new(100, 100);
-        apply(&mut table, &desired(&[1]));
+        apply(&mut table, &spec(&[1]));
         let other = frontend_key(Ipv4Addr::new(10, 96, 0, 11), 80, Protocol::Tcp);
         let mut batch = WriteBatch::default();
         table
-            .set_frontend(other, &desired(&[1]), &mut batch)
+            .set_frontend(other, &spec(&[1]), &mut batch)
             .expect("ids");
         table.collect_unused_backends(&mut batch);
         assert_eq!(kinds(&batch.into_writes()), ["slot", "revnat", "frontend"]);
-        let writes = apply(&mut table, &desired(&[]));
+        let writes = apply(&mut table, &spec(&[]));
         assert_eq!(
             kinds(&writes),
             ["frontend", "-slot"],
@@ -735,7 +618,7 @@ mod tests {
     #[test]
     fn restoring_from_maps_keeps_ids_and_sweeps_orphans() {
         let mut table = ServiceTable::new(100, 100);
-        let first = apply(&mut table, &desired(&[1, 2]));
+        let first = apply(&mut table, &spec(&[1, 2]));
         let mut contents = MapContents::default();
         for write in &first {
             match write {
@@ -763,7 +646,7 @@ mod tests {
         let mut restored = ServiceTable::restore(100, 100, contents, &mut batch);
         assert_eq!(kinds(&batch.into_writes()), ["-slot", "-revnat"]);
         assert_eq!(
-            apply(&mut restored, &desired(&[1, 2])),
+            apply(&mut restored, &spec(&[1, 2])),
             Vec::new(),
             "same ids, nothing to write"
         );

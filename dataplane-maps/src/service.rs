@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
 use dataplane_common::{
     map_names,
     service::{
@@ -12,45 +12,23 @@ use dataplane_common::{
     },
 };
 
-use super::table::{MapContents, MapWrite};
-use crate::dataplane::{DataplaneError, error_chain, maps_dir};
+use crate::{MapsError, open_pinned as open};
 
 /// Handles on every service map of one node.
+#[expect(
+    missing_docs,
+    reason = "each field is the map of that name in dataplane_common::map_names, whose docs say its key and value"
+)]
 pub struct ServiceMaps {
-    /// FRONTENDS.
     pub frontends: HashMap<MapData, FrontendKey, Frontend>,
-    /// BACKEND_SLOTS.
     pub slots: HashMap<MapData, BackendSlotKey, u32>,
-    /// BACKENDS.
     pub backends: HashMap<MapData, u32, Backend>,
-    /// REVERSE_NAT.
     pub reverse_nat: HashMap<MapData, u32, ReverseNat>,
-    /// MAGLEV.
     pub maglev: HashMap<MapData, u32, MaglevTable>,
     /// CONNTRACK (LRU).
     pub conntrack: HashMap<MapData, ConntrackKey, ConntrackEntry>,
-    /// SVC_COUNTERS.
     pub counters: PerCpuArray<MapData, ServiceCounters>,
-    /// NODE_CONFIG.
     pub node_config: Array<MapData, NodeConfig>,
-}
-
-fn open<T: TryFrom<Map, Error = MapError>>(
-    dir: &Path,
-    name: &'static str,
-) -> Result<T, DataplaneError> {
-    let fail = |reason: String| DataplaneError::Map { name, reason };
-    let path = maps_dir(dir).join(name);
-    let data = MapData::from_pin(&path).map_err(|e| {
-        fail(format!(
-            "{}: {} (is the node's dataplane loaded?)",
-            path.display(),
-            error_chain(&e)
-        ))
-    })?;
-    Map::from_map_data(data)
-        .and_then(T::try_from)
-        .map_err(|e| fail(error_chain(&e)))
 }
 
 impl ServiceMaps {
@@ -58,7 +36,7 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// When a map is not pinned there or has an unexpected type.
-    pub fn open(dir: &Path) -> Result<Self, DataplaneError> {
+    pub fn open(dir: &Path) -> Result<Self, MapsError> {
         Ok(Self {
             frontends: open(dir, map_names::FRONTENDS)?,
             slots: open(dir, map_names::BACKEND_SLOTS)?,
@@ -76,15 +54,12 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// When the kernel cannot describe the maps.
-    pub fn capacities(&self) -> Result<(u32, u32), DataplaneError> {
+    pub fn capacities(&self) -> Result<(u32, u32), MapsError> {
         use aya::maps::IterableMap as _;
         let info = |map: &MapData, name| {
             map.info()
                 .map(|i| i.max_entries())
-                .map_err(|e| DataplaneError::Map {
-                    name,
-                    reason: error_chain(&e),
-                })
+                .map_err(|source| MapsError::Map { name, source })
         };
         Ok((
             info(self.frontends.map(), map_names::FRONTENDS)?,
@@ -96,11 +71,8 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// When iterating a map fails.
-    pub fn contents(&self) -> Result<MapContents, DataplaneError> {
-        let fail = |name, e: MapError| DataplaneError::Map {
-            name,
-            reason: error_chain(&e),
-        };
+    pub fn contents(&self) -> Result<MapContents, MapsError> {
+        let fail = |name, source| MapsError::Map { name, source };
         Ok(MapContents {
             frontends: self
                 .frontends
@@ -135,20 +107,15 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// On the first write the kernel refuses; the writes before it stay.
-    pub fn apply(&mut self, writes: &[MapWrite]) -> Result<(), DataplaneError> {
+    pub fn apply(&mut self, writes: &[MapWrite]) -> Result<(), MapsError> {
         for write in writes {
             self.apply_one(write)?;
         }
         Ok(())
     }
 
-    fn apply_one(&mut self, write: &MapWrite) -> Result<(), DataplaneError> {
-        let fail = |name: &'static str| {
-            move |e: MapError| DataplaneError::Map {
-                name,
-                reason: error_chain(&e),
-            }
-        };
+    fn apply_one(&mut self, write: &MapWrite) -> Result<(), MapsError> {
+        let fail = |name: &'static str| move |source| MapsError::Map { name, source };
         match write {
             MapWrite::UpsertBackend { id, backend } => self
                 .backends
@@ -193,13 +160,13 @@ impl ServiceMaps {
     ///
     /// # Errors
     /// When the counter map cannot be read.
-    pub fn counters(&self, frontend_id: u32) -> Result<ServiceCounters, DataplaneError> {
+    pub fn counters(&self, frontend_id: u32) -> Result<ServiceCounters, MapsError> {
         let values = self
             .counters
             .get(&frontend_id, 0)
-            .map_err(|e| DataplaneError::Map {
+            .map_err(|source| MapsError::Map {
                 name: map_names::SERVICE_COUNTERS,
-                reason: error_chain(&e),
+                source,
             })?;
         Ok(values
             .iter()
@@ -213,4 +180,57 @@ fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
         Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
         other => other,
     }
+}
+
+/// One write to one map.
+#[expect(
+    missing_docs,
+    reason = "the fields are the key and value of the map each variant names"
+)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapWrite {
+    /// Insert or update a backend.
+    UpsertBackend { id: u32, backend: Backend },
+    /// Point a slot at a backend.
+    UpsertSlot {
+        key: BackendSlotKey,
+        backend_id: u32,
+    },
+    /// Insert or replace a frontend's Maglev table.
+    UpsertMaglev {
+        frontend_id: u32,
+        table: Box<MaglevTable>,
+    },
+    /// Insert or update a frontend's reverse-NAT entry.
+    UpsertReverseNat {
+        frontend_id: u32,
+        /// Address replies get as their source.
+        value: ReverseNat,
+    },
+    /// Insert or update a frontend.
+    UpsertFrontend { key: FrontendKey, value: Frontend },
+    /// Remove a frontend.
+    DeleteFrontend { key: FrontendKey },
+    /// Remove a slot.
+    DeleteSlot { key: BackendSlotKey },
+    /// Remove a Maglev table.
+    DeleteMaglev { frontend_id: u32 },
+    /// Remove a reverse-NAT entry.
+    DeleteReverseNat { frontend_id: u32 },
+    /// Remove a backend.
+    DeleteBackend { id: u32 },
+}
+
+/// The contents of the service maps, as read back after a restart.
+#[expect(
+    missing_docs,
+    reason = "each field holds the entries (for MAGLEV, the keys) of the map of that name"
+)]
+#[derive(Debug, Default)]
+pub struct MapContents {
+    pub frontends: Vec<(FrontendKey, Frontend)>,
+    pub slots: Vec<(BackendSlotKey, u32)>,
+    pub backends: Vec<(u32, Backend)>,
+    pub reverse_nat: Vec<(u32, ReverseNat)>,
+    pub maglev: Vec<u32>,
 }

@@ -1,20 +1,20 @@
-//! The desired-state interface: Services and their endpoints as the agent
-//! hears of them (from the control plane's node-sync stream, or a test),
-//! and how they turn into frontends with backends.
+//! Services and their endpoints as the agent hears of them (from the
+//! control plane's node-sync stream, a services file, or a test), and the
+//! frontends with backends they need on a node ([`FrontendSpec`]).
 
 use std::net::Ipv4Addr;
 
 use dataplane_common::service::{
     BACKEND_LOCAL, BACKEND_TERMINATING, FRONTEND_AFFINITY, FRONTEND_EXTERNAL_LOCAL,
-    FRONTEND_MAGLEV, FRONTEND_NODE_PORT, FrontendKey, ipv4_to_net, port_to_net, proto,
+    FRONTEND_MAGLEV, FRONTEND_NODE_PORT, FrontendKey, ipv4_to_net, port_to_net,
 };
+pub use rudder_dataplane_maps::Protocol;
 
 /// A Service's namespace and name.
+#[expect(missing_docs, reason = "the namespace and name of a Kubernetes object")]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceName {
-    /// Namespace.
     pub namespace: String,
-    /// Name.
     pub name: String,
 }
 
@@ -34,42 +34,6 @@ impl std::fmt::Display for ServiceName {
     }
 }
 
-/// Transport protocol of a port.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
-}
-
-impl Protocol {
-    /// IP protocol number.
-    pub const fn number(self) -> u8 {
-        match self {
-            Self::Tcp => proto::TCP,
-            Self::Udp => proto::UDP,
-        }
-    }
-
-    /// From an IP protocol number.
-    pub const fn from_number(number: u8) -> Option<Self> {
-        match number {
-            proto::TCP => Some(Self::Tcp),
-            proto::UDP => Some(Self::Udp),
-            _ => None,
-        }
-    }
-
-    /// `TCP` / `UDP`, as Kubernetes spells it.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Tcp => "TCP",
-            Self::Udp => "UDP",
-        }
-    }
-}
-
 /// The Service annotation that selects the load-balancing algorithm:
 /// `rudder.dev/load-balancing: maglev` (or `random`, the default).
 pub const LOAD_BALANCING_ANNOTATION: &str = "rudder.dev/load-balancing";
@@ -86,12 +50,12 @@ pub enum LoadBalancing {
 }
 
 /// One port of a Service.
+#[expect(missing_docs, reason = "self-evident: the port's transport protocol")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServicePort {
     /// Port name (matches the endpoints' port names); may be empty when the
     /// Service has a single port.
     pub name: String,
-    /// Protocol.
     pub protocol: Protocol,
     /// The ClusterIP port.
     pub port: u16,
@@ -100,22 +64,21 @@ pub struct ServicePort {
 }
 
 /// One port of an endpoint (the resolved targetPort).
+#[expect(missing_docs, reason = "self-evident: the port's transport protocol")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointPort {
     /// Name, matching a [`ServicePort::name`].
     pub name: String,
-    /// Protocol.
     pub protocol: Protocol,
     /// Port the pod listens on.
     pub port: u16,
 }
 
 /// One endpoint (pod) of a Service.
+#[expect(missing_docs, reason = "self-evident: the pod's address and ports")]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Pod address.
     pub addr: Ipv4Addr,
-    /// Its ports.
     pub ports: Vec<EndpointPort>,
     /// Ready: receives new flows.
     pub ready: bool,
@@ -126,13 +89,15 @@ pub struct Endpoint {
 }
 
 /// A Service with its endpoints: the unit the dataplane is told about.
+#[expect(
+    missing_docs,
+    reason = "self-evident: the Service's name, ports and endpoints"
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceState {
-    /// Namespace and name.
     pub name: ServiceName,
     /// The ClusterIP; `None` for headless Services (no frontend at all).
     pub cluster_ip: Option<Ipv4Addr>,
-    /// Ports.
     pub ports: Vec<ServicePort>,
     /// sessionAffinity ClientIP timeout in seconds, if enabled.
     pub affinity_timeout_s: Option<u32>,
@@ -141,27 +106,25 @@ pub struct ServiceState {
     pub external_traffic_local: bool,
     /// Backend selection.
     pub load_balancing: LoadBalancing,
-    /// Endpoints.
     pub endpoints: Vec<Endpoint>,
 }
 
 /// Identity of a backend across frontends: address, port, protocol.
+#[expect(missing_docs, reason = "the pod's address, port and protocol")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BackendKey {
-    /// Pod address.
     pub addr: Ipv4Addr,
-    /// Pod port.
     pub port: u16,
-    /// Protocol.
     pub protocol: Protocol,
 }
 
 /// Backends with their `BACKEND_*` flags.
 pub type BackendList = Vec<(BackendKey, u8)>;
 
-/// A frontend as it should be: flags, and backends in a stable order.
+/// What one frontend of a Service must look like on a node: flags, and
+/// backends in a stable order. The table turns it into map writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DesiredFrontend {
+pub struct FrontendSpec {
     /// `FRONTEND_*` flags.
     pub flags: u16,
     /// sessionAffinity timeout (seconds; 0 without affinity).
@@ -201,7 +164,7 @@ impl LoadBalancing {
 
 impl ServiceState {
     /// The frontends this Service needs on a node with `node`'s addresses.
-    pub fn frontends(&self, node: &NodeAddresses) -> Vec<(FrontendKey, DesiredFrontend)> {
+    pub fn frontends(&self, node: &NodeAddresses) -> Vec<(FrontendKey, FrontendSpec)> {
         let Some(cluster_ip) = self.cluster_ip else {
             return Vec::new();
         };
@@ -217,7 +180,7 @@ impl ServiceState {
             let (active, terminating) = self.backends_for(port, false);
             out.push((
                 frontend_key(cluster_ip, port.port, port.protocol),
-                DesiredFrontend {
+                FrontendSpec {
                     flags: base_flags,
                     affinity_timeout_s: self.affinity_timeout_s.unwrap_or(0),
                     addr: cluster_ip,
@@ -237,7 +200,7 @@ impl ServiceState {
             for addr in &node.node_port_addrs {
                 out.push((
                     frontend_key(*addr, node_port, port.protocol),
-                    DesiredFrontend {
+                    FrontendSpec {
                         flags,
                         affinity_timeout_s: self.affinity_timeout_s.unwrap_or(0),
                         addr: *addr,
