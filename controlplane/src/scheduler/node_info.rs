@@ -1,6 +1,6 @@
 //! What the scheduler knows about nodes and pods: a pod's needs, and per
-//! node its allocatable resources and what is placed there. The Kubernetes
-//! quantity parser the scheduler uses ([`parse_quantity`]) is here too.
+//! node its allocatable resources and what is placed there. Quantities are
+//! read by the API's one exact parser ([`rudder_api::quantity`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +8,14 @@ use std::sync::Arc;
 use rudder_api::{
     core::{Node, Pod},
     facts::{NodeExt, ObjectExt},
+    quantity::{self, Quantity, saturating_i64},
 };
+
+/// A quantity of a named resource from a map of them (requests, limits,
+/// allocatable); unparsable values (the API refuses them) count as absent.
+fn quantity_of(map: &std::collections::BTreeMap<String, String>, name: &str) -> Option<Quantity> {
+    map.get(name).and_then(|q| quantity::parse(q).ok())
+}
 
 /// Resources in scheduling units.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,17 +45,19 @@ impl PodNeeds {
         for container in &pod.spec.containers {
             if let Some(resources) = &container.resources {
                 let amount = |name: &str| {
-                    resources
-                        .requests
-                        .get(name)
-                        .or_else(|| resources.limits.get(name))
-                        .and_then(|q| parse_quantity(q))
+                    quantity_of(&resources.requests, name)
+                        .or_else(|| quantity_of(&resources.limits, name))
                 };
+                // Requests round up: 100u of cpu is one millicore, not none.
                 if let Some(cpu) = amount("cpu") {
-                    requests.cpu_milli += to_i64((cpu * 1000.0).ceil());
+                    requests.cpu_milli = requests
+                        .cpu_milli
+                        .saturating_add(saturating_i64(cpu.milli()));
                 }
                 if let Some(memory) = amount("memory") {
-                    requests.memory += to_i64(memory.ceil());
+                    requests.memory = requests
+                        .memory
+                        .saturating_add(saturating_i64(memory.units_ceil()));
                 }
             }
             for port in &container.ports {
@@ -66,43 +75,6 @@ impl PodNeeds {
             owner: pod.controller().map(|o| o.uid.clone()),
         }
     }
-}
-
-#[expect(
-    clippy::cast_possible_truncation,
-    reason = "quantities are far below i64::MAX; saturating is the right answer for absurd ones"
-)]
-fn to_i64(value: f64) -> i64 {
-    value as i64
-}
-
-/// Parses a Kubernetes quantity (`500m`, `2`, `64Mi`, `1G`, `1e3`).
-pub fn parse_quantity(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let suffixes: [(&str, f64); 14] = [
-        ("Ki", 1024.0),
-        ("Mi", 1024.0 * 1024.0),
-        ("Gi", 1024.0 * 1024.0 * 1024.0),
-        ("Ti", 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("Pi", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("Ei", 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("K", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    for (suffix, factor) in suffixes {
-        if let Some(number) = text.strip_suffix(suffix)
-            && let Ok(value) = number.parse::<f64>()
-        {
-            return Some(value * factor);
-        }
-    }
-    text.parse::<f64>().ok()
 }
 
 /// A node as the scheduler sees it: capacity, what is placed on it.
@@ -150,15 +122,16 @@ impl NodeInfo {
     pub fn set_node(&mut self, node: Arc<Node>) {
         let status = node.status.as_ref();
         let amount = |name: &str| {
-            status
-                .and_then(|s| s.allocatable.get(name).or_else(|| s.capacity.get(name)))
-                .and_then(|q| parse_quantity(q))
+            status.and_then(|s| {
+                quantity_of(&s.allocatable, name).or_else(|| quantity_of(&s.capacity, name))
+            })
         };
+        // What a node offers rounds down: half a byte is no byte.
         self.allocatable = Resources {
-            cpu_milli: amount("cpu").map_or(0, |c| to_i64((c * 1000.0).floor())),
-            memory: amount("memory").map_or(0, |m| to_i64(m.floor())),
+            cpu_milli: amount("cpu").map_or(0, |c| saturating_i64(c.milli())),
+            memory: amount("memory").map_or(0, |m| saturating_i64(m.units_floor())),
         };
-        self.max_pods = amount("pods").map_or(110, |p| to_i64(p.floor()));
+        self.max_pods = amount("pods").map_or(110, |p| saturating_i64(p.units_floor()));
         self.ready = node.is_ready();
         self.node = node;
     }
@@ -216,12 +189,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn quantities_parse_in_their_units() {
-        assert_eq!(parse_quantity("500m"), Some(0.5));
-        assert_eq!(parse_quantity("2"), Some(2.0));
-        assert_eq!(parse_quantity("64Mi"), Some(64.0 * 1024.0 * 1024.0));
-        assert_eq!(parse_quantity("1G"), Some(1e9));
-        assert_eq!(parse_quantity("16302124Ki"), Some(16_302_124.0 * 1024.0));
-        assert_eq!(parse_quantity("lots"), None);
+    fn requests_are_read_exactly_and_never_round_to_zero() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [
+                {"name": "a", "resources": {"requests": {"cpu": "9m", "memory": "64Mi"}}},
+                {"name": "b", "resources": {"limits": {"cpu": "100u", "memory": "1500m"}}},
+            ]},
+        }))
+        .expect("pod");
+        let needs = PodNeeds::of(&pod);
+        assert_eq!(needs.requests.cpu_milli, 9 + 1);
+        assert_eq!(needs.requests.memory, 64 * 1024 * 1024 + 2);
     }
 }
