@@ -11,6 +11,7 @@
 //! [`client::Client`] calls.
 
 pub mod apps;
+pub mod bandwidth;
 pub mod client;
 pub mod coordination;
 pub mod core;
@@ -20,6 +21,7 @@ pub mod kind;
 pub mod meta;
 pub mod node_selector;
 pub mod object;
+pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod time;

@@ -13,7 +13,7 @@ use crate::{
     kind::Kind,
     meta::{LabelSelector, ObjectMeta},
     selector::Selector,
-    validation::FieldErrors,
+    validation::{FieldErrors, MAX_INT32, is_uid},
 };
 
 /// A kind of object the API serves.
@@ -51,6 +51,15 @@ pub(crate) fn validate_metadata(kind: Kind, meta: &ObjectMeta, errors: &mut Fiel
     }
     errors.labels("metadata.labels", &meta.labels);
     errors.annotation_keys("metadata.annotations", &meta.annotations);
+    if !meta.uid.is_empty() && !is_uid(&meta.uid) {
+        errors.push(
+            "metadata.uid",
+            format!(
+                "{:?} is not a uid: the API server assigns uids (a UUID); leave it out",
+                meta.uid
+            ),
+        );
+    }
     if !meta.resource_version.is_empty() && meta.resource_version.parse::<i64>().is_err() {
         errors.push(
             "metadata.resourceVersion",
@@ -168,6 +177,7 @@ impl Resource for Pod {
 
     fn validate(&self, errors: &mut FieldErrors) {
         validate_metadata(Self::KIND, &self.metadata, errors);
+        validate_bandwidth("metadata.annotations", &self.metadata.annotations, errors);
         validate_pod_spec("spec", &self.spec, errors);
     }
 }
@@ -294,6 +304,17 @@ fn validate_pod_spec(path: &str, spec: &PodSpec, errors: &mut FieldErrors) {
             if let Some(IntOrString::Int(port)) = probe.tcp_socket.as_ref().map(|t| &t.port) {
                 errors.port(&format!("{probe_path}.tcpSocket.port"), *port);
             }
+            // Kubernetes' bounds (its fields are int32): a period or timeout
+            // of 0 would spin, a huge delay would overflow the agent's clock.
+            for (field, value, min) in [
+                ("initialDelaySeconds", probe.initial_delay_seconds, 0),
+                ("periodSeconds", probe.period_seconds, 1),
+                ("timeoutSeconds", probe.timeout_seconds, 1),
+                ("failureThreshold", probe.failure_threshold, 1),
+                ("successThreshold", probe.success_threshold, 1),
+            ] {
+                errors.in_range(&format!("{probe_path}.{field}"), value, min, MAX_INT32);
+            }
             // A startup probe ends at its first success, so more than one
             // success in a row means nothing (Kubernetes refuses it too).
             if name == "startupProbe" && probe.success_threshold.is_some_and(|n| n != 1) {
@@ -309,9 +330,13 @@ fn validate_pod_spec(path: &str, spec: &PodSpec, errors: &mut FieldErrors) {
         spec.restart_policy.as_deref(),
         &["Always", "OnFailure", "Never"],
     );
-    errors.non_negative(
+    // Kubernetes has no upper bound (int64), but the agent adds the grace
+    // period to a clock: 68 years is more than any pod needs.
+    errors.in_range(
         &format!("{path}.terminationGracePeriodSeconds"),
         spec.termination_grace_period_seconds,
+        0,
+        MAX_INT32,
     );
     if let Some(node) = &spec.node_name
         && !node.is_empty()
@@ -390,15 +415,43 @@ impl Resource for Service {
         {
             errors.ip("spec.clusterIP", ip);
         }
+        errors.in_range(
+            "spec.sessionAffinityConfig.clientIP.timeoutSeconds",
+            spec.session_affinity_config
+                .as_ref()
+                .and_then(|c| c.client_ip.as_ref())
+                .and_then(|c| c.timeout_seconds),
+            1,
+            86_400,
+        );
         let node_ports = matches!(spec.type_.as_deref(), Some("NodePort" | "LoadBalancer"));
         if spec.ports.is_empty() && spec.type_.as_deref() != Some("ExternalName") {
             errors.push("spec.ports", "at least one port is required");
         }
         let mut names = std::collections::BTreeSet::new();
+        let mut frontends = std::collections::BTreeMap::new();
         for (i, port) in spec.ports.iter().enumerate() {
             let field = format!("spec.ports[{i}]");
             errors.port(&format!("{field}.port"), port.port);
             errors.protocol(&format!("{field}.protocol"), port.protocol.as_deref());
+            let protocol = port.protocol.as_deref().unwrap_or("TCP");
+            if protocol == "SCTP" {
+                // Valid Kubernetes, but the dataplane translates TCP and UDP
+                // only: accepting it would leave the port silently dead.
+                errors.push(
+                    format!("{field}.protocol"),
+                    "SCTP is not supported by rudder's service dataplane (TCP and UDP are)",
+                );
+            }
+            if let Some(first) = frontends.insert((port.port, protocol), i) {
+                errors.push(
+                    format!("{field}.port"),
+                    format!(
+                        "duplicate value: port {}/{protocol} is already spec.ports[{first}]",
+                        port.port
+                    ),
+                );
+            }
             match &port.target_port {
                 Some(IntOrString::Int(target)) => {
                     errors.port(&format!("{field}.targetPort"), *target)
@@ -571,7 +624,24 @@ fn validate_template(
         }
     }
     errors.labels("spec.template.metadata.labels", &template.metadata.labels);
+    validate_bandwidth(
+        "spec.template.metadata.annotations",
+        &template.metadata.annotations,
+        errors,
+    );
     validate_pod_spec("spec.template.spec", &template.spec, errors);
+}
+
+/// Refuses bandwidth annotations the agent could not apply, so a pod never
+/// runs unlimited because of a typo.
+fn validate_bandwidth(
+    path: &str,
+    annotations: &std::collections::BTreeMap<String, String>,
+    errors: &mut FieldErrors,
+) {
+    if let Err((key, why)) = crate::bandwidth::BandwidthLimits::from_annotations(annotations) {
+        errors.push(format!("{path}[{key:?}]"), why.to_string());
+    }
 }
 
 fn validate_percent_or_int(field: &str, value: Option<&IntOrString>, errors: &mut FieldErrors) {
@@ -669,8 +739,19 @@ impl Resource for Deployment {
                 }
             }
         }
-        errors.non_negative("spec.minReadySeconds", spec.min_ready_seconds);
-        errors.non_negative("spec.revisionHistoryLimit", spec.revision_history_limit);
+        errors.in_range("spec.minReadySeconds", spec.min_ready_seconds, 0, MAX_INT32);
+        errors.in_range(
+            "spec.revisionHistoryLimit",
+            spec.revision_history_limit,
+            0,
+            MAX_INT32,
+        );
+        errors.in_range(
+            "spec.progressDeadlineSeconds",
+            spec.progress_deadline_seconds,
+            1,
+            MAX_INT32,
+        );
     }
 }
 
@@ -692,6 +773,11 @@ impl Resource for ReplicaSet {
             self.spec.replicas,
             errors,
         );
-        errors.non_negative("spec.minReadySeconds", self.spec.min_ready_seconds);
+        errors.in_range(
+            "spec.minReadySeconds",
+            self.spec.min_ready_seconds,
+            0,
+            MAX_INT32,
+        );
     }
 }

@@ -4,7 +4,11 @@ use std::{collections::BTreeMap, fmt};
 
 use serde_json::Value;
 
-use crate::{error::ApiError, meta::LabelSelector};
+use crate::{
+    error::ApiError,
+    meta::LabelSelector,
+    validation::{check_qualified_name, is_label_value},
+};
 
 /// A parsed label selector: every requirement must hold.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -34,8 +38,8 @@ impl Selector {
             if part.is_empty() {
                 continue;
             }
-            requirements.push(parse_requirement(part).ok_or_else(|| {
-                ApiError::InvalidSelector(format!("label selector {text:?}: cannot parse {part:?}"))
+            requirements.push(parse_requirement(part).map_err(|why| {
+                ApiError::InvalidSelector(format!("label selector {text:?}: {why}"))
             })?);
         }
         Ok(Self { requirements })
@@ -140,51 +144,66 @@ fn split_top_level(text: &str) -> Vec<&str> {
     parts
 }
 
-fn parse_requirement(part: &str) -> Option<Requirement> {
+/// One requirement; the error says what is wrong with it.
+fn parse_requirement(part: &str) -> Result<Requirement, String> {
     if let Some(key) = part.strip_prefix('!') {
-        return valid_key(key.trim()).then(|| Requirement::DoesNotExist(key.trim().to_owned()));
+        return Ok(Requirement::DoesNotExist(checked_key(key)?));
     }
     if let Some((key, value)) = part.split_once("!=") {
-        return Some(Requirement::NotEquals(
+        return Ok(Requirement::NotEquals(
             checked_key(key)?,
-            value.trim().to_owned(),
+            checked_value(value)?,
         ));
     }
     if let Some((key, value)) = part.split_once("==").or_else(|| part.split_once('=')) {
-        return Some(Requirement::Equals(
+        return Ok(Requirement::Equals(
             checked_key(key)?,
-            value.trim().to_owned(),
+            checked_value(value)?,
         ));
     }
     for (word, negated) in [(" notin ", true), (" in ", false)] {
         if let Some((key, values)) = part.split_once(word) {
-            let values = values.trim().strip_prefix('(')?.strip_suffix(')')?;
-            let values: Vec<String> = values
+            let values = values
+                .trim()
+                .strip_prefix('(')
+                .and_then(|v| v.strip_suffix(')'))
+                .ok_or_else(|| format!("{part:?}: the values of {word:?} go in parentheses"))?;
+            let values = values
                 .split(',')
-                .map(|v| v.trim().to_owned())
+                .map(str::trim)
                 .filter(|v| !v.is_empty())
-                .collect();
+                .map(checked_value)
+                .collect::<Result<Vec<String>, String>>()?;
             let key = checked_key(key)?;
-            return Some(if negated {
+            return Ok(if negated {
                 Requirement::NotIn(key, values)
             } else {
                 Requirement::In(key, values)
             });
         }
     }
-    valid_key(part).then(|| Requirement::Exists(part.to_owned()))
+    Ok(Requirement::Exists(checked_key(part)?))
 }
 
-fn checked_key(key: &str) -> Option<String> {
+fn checked_key(key: &str) -> Result<String, String> {
     let key = key.trim();
-    valid_key(key).then(|| key.to_owned())
+    if key.is_empty() {
+        return Err("a requirement needs a label key".to_owned());
+    }
+    check_qualified_name(key)
+        .map(|()| key.to_owned())
+        .map_err(|why| format!("{key:?} is not a label key: {why}"))
 }
 
-fn valid_key(key: &str) -> bool {
-    !key.is_empty()
-        && key
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+fn checked_value(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if is_label_value(value) {
+        Ok(value.to_owned())
+    } else {
+        Err(format!(
+            "{value:?} is not a label value: at most 63 characters of [A-Za-z0-9-_.], starting and ending alphanumeric"
+        ))
+    }
 }
 
 /// A parsed field selector: `spec.nodeName=n1,metadata.namespace!=kube-system`.
@@ -283,6 +302,28 @@ mod tests {
         let notin = Selector::parse("env notin (prod)").expect("parses");
         assert!(notin.matches(&labels(&[])));
         assert!(!notin.matches(&labels(&[("env", "prod")])));
+        assert!(
+            Selector::parse("app=")
+                .expect("empty value")
+                .matches(&labels(&[("app", "")]))
+        );
+        assert!(Selector::parse("app.kubernetes.io/name=web").is_ok());
+    }
+
+    #[test]
+    fn malformed_label_selectors_say_what_is_wrong() {
+        let err = |text: &str| Selector::parse(text).expect_err(text).to_string();
+        assert!(
+            err("app===").contains(r#""=" is not a label value"#),
+            "{}",
+            err("app===")
+        );
+        assert!(err("app=a b").contains("is not a label value"));
+        assert!(err("=web").contains("needs a label key"));
+        assert!(err("bad key=1").contains("is not a label key"));
+        assert!(err("env in (prod,-x)").contains(r#""-x" is not a label value"#));
+        assert!(err("env in prod").contains("parentheses"));
+        assert!(err("!").contains("needs a label key"));
     }
 
     #[test]

@@ -91,6 +91,17 @@ impl FieldErrors {
         }
     }
 
+    /// Requires `value` within `min..=max`: the range Kubernetes gives the
+    /// field (its int32 fields end at [`MAX_INT32`]). Durations that reach
+    /// timers must be bounded here, before any component adds them to a clock.
+    pub fn in_range(&mut self, field: &str, value: Option<i64>, min: i64, max: i64) {
+        if let Some(value) = value
+            && !(min..=max).contains(&value)
+        {
+            self.push(field, format!("{value} is out of range {min}-{max}"));
+        }
+    }
+
     /// Requires label keys and values in Kubernetes' syntax.
     pub fn labels(&mut self, field: &str, labels: &BTreeMap<String, String>) {
         for (key, value) in labels {
@@ -132,13 +143,8 @@ impl FieldErrors {
 
     /// Requires a resource quantity (`500m`, `1.5Gi`, `2`).
     pub fn quantity(&mut self, field: &str, value: &str) {
-        if !is_quantity(value) {
-            self.push(
-                field,
-                format!(
-                    "{value:?} is not a quantity: a number with an optional suffix (m, k, M, G, Ki, Mi, Gi, ...)"
-                ),
-            );
+        if let Err(why) = crate::quantity::parse(value) {
+            self.push(field, format!("{value:?} is not a quantity: {why}"));
         }
     }
 
@@ -202,6 +208,12 @@ fn check_dns_subdomain(value: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// Whether `value` may be a label value (empty, or at most 63 characters of
+/// `[A-Za-z0-9-_.]` starting and ending alphanumeric).
+pub(crate) fn is_label_value(value: &str) -> bool {
+    value.is_empty() || check_label_value(value).is_ok()
+}
+
 fn check_label_value(value: &str) -> Result<(), ()> {
     let bytes = value.as_bytes();
     let ok = value.len() <= 63
@@ -213,7 +225,7 @@ fn check_label_value(value: &str) -> Result<(), ()> {
     if ok { Ok(()) } else { Err(()) }
 }
 
-fn check_qualified_name(key: &str) -> Result<(), &'static str> {
+pub(crate) fn check_qualified_name(key: &str) -> Result<(), &'static str> {
     let name = match key.rsplit_once('/') {
         Some((prefix, name)) => {
             check_dns_subdomain(prefix).map_err(|_| "prefix must be a DNS-1123 subdomain")?;
@@ -229,36 +241,24 @@ fn check_qualified_name(key: &str) -> Result<(), &'static str> {
     })
 }
 
+/// The largest value of Kubernetes' int32 fields (probe timings, minReadySeconds).
+pub const MAX_INT32: i64 = i32::MAX as i64;
+
+/// Whether `uid` has the textual form of a UUID (`8-4-4-4-12` hex digits),
+/// which every uid the API server assigns has. Uids become file names on
+/// nodes, so nothing else may pass.
+pub fn is_uid(uid: &str) -> bool {
+    let groups: Vec<&str> = uid.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Whether `value` is a Kubernetes quantity.
 pub fn is_quantity(value: &str) -> bool {
-    let unsigned = value.strip_prefix(['+', '-']).unwrap_or(value);
-    let digits_end = unsigned
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(unsigned.len());
-    let (number, suffix) = unsigned.split_at(digits_end);
-    let number_ok = !number.is_empty() && number != "." && number.matches('.').count() <= 1;
-    let suffix_ok = matches!(
-        suffix,
-        "" | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-            | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-            | "n"
-            | "u"
-    ) || suffix.strip_prefix(['e', 'E']).is_some_and(|exp| {
-        let exp = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-        !exp.is_empty() && exp.chars().all(|c| c.is_ascii_digit())
-    });
-    number_ok && suffix_ok
+    crate::quantity::parse(value).is_ok()
 }
 
 #[cfg(test)]

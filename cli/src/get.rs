@@ -20,8 +20,8 @@ pub struct GetArgs {
     /// (svc), endpoints (ep), nodes (no), namespaces (ns), leases, events (ev); or
     /// KIND/NAME.
     kind: String,
-    /// Object name; all objects when omitted.
-    name: Option<String>,
+    /// Object names; all objects when omitted.
+    names: Vec<String>,
     /// Output format: wide, yaml, json or name.
     #[arg(short, long)]
     output: Option<String>,
@@ -81,8 +81,11 @@ pub fn run(args: GetArgs, server: &ServerArgs) -> Result<()> {
     if args.kind.contains(',') {
         return run_several(args, server);
     }
+    if args.names.len() > 1 {
+        return run_named(args, server);
+    }
     block_on(async move {
-        let (kind, name) = kind_and_name(&args.kind, args.name.clone())?;
+        let (kind, name) = kind_and_name(&args.kind, args.names.first().cloned())?;
         let format = output(args.output.as_deref())?;
         let client = server.connect().await?;
         let namespace = namespace_of(&args);
@@ -133,10 +136,46 @@ pub fn run(args: GetArgs, server: &ServerArgs) -> Result<()> {
     })
 }
 
+/// `rudderctl get pods a b c`: the named objects in one table, in the order
+/// given; each missing one is reported (kubectl's wording) and makes the
+/// command fail after the others are shown.
+fn run_named(args: GetArgs, server: &ServerArgs) -> Result<()> {
+    if args.kind.contains('/') || args.watch {
+        bail!("several names take a plain KIND (not KIND/NAME) and no --watch");
+    }
+    let (kind, _) = kind_and_name(&args.kind, None)?;
+    block_on(async move {
+        let format = output(args.output.as_deref())?;
+        let client = server.connect().await?;
+        let namespace = namespace_of(&args);
+        let mut objects = Vec::new();
+        let mut missing = 0;
+        for name in &args.names {
+            match client.get_json(kind, &namespace, name).await {
+                Ok(object) => objects.push(object),
+                Err(err) => {
+                    missing += 1;
+                    eprintln!("{}", explain(err));
+                }
+            }
+        }
+        if !objects.is_empty() {
+            print_objects(kind, &objects, format, false, false)?;
+        }
+        if missing > 0 {
+            bail!(
+                "{missing} of {} objects could not be read",
+                args.names.len()
+            );
+        }
+        Ok(())
+    })
+}
+
 /// `rudderctl get deploy,rs,pods`: each kind's table in turn, names
 /// prefixed with their kind, as kubectl does.
 fn run_several(args: GetArgs, server: &ServerArgs) -> Result<()> {
-    if args.name.is_some() || args.watch {
+    if !args.names.is_empty() || args.watch {
         bail!(
             "several kinds ({}) take neither a NAME nor --watch",
             args.kind

@@ -46,6 +46,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    restore_default_sigpipe();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -66,5 +67,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Scale(args) => scale::run(args, server),
         Command::Logs(args) => logs::run(args, server),
         Command::Dataplane(command) => dataplane::run(command),
+    }
+}
+
+/// Lets `rudderctl get pods | head` end quietly when `head` exits, as every
+/// Unix filter does: Rust starts programs with SIGPIPE ignored, so each
+/// `println!` after the reader left would panic with "Broken pipe" instead.
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in main, before any other thread exists;
+    // SIG_DFL is a valid disposition for SIGPIPE and no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -97,6 +97,32 @@ async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
         assert!(row("web").contains("ClusterIP") && row("web").contains("80/TCP"), "{out}");
         assert!(row("web-nodeport").contains("NodePort") && row("web-nodeport").contains("80:30080/TCP"), "{out}");
 
+        // Several names of one kind: one table; a missing one is reported
+        // and fails the command after the others are shown.
+        let (ok, out, err) = rudderctl(addr, &["get", "svc", "web-nodeport", "web"], None);
+        assert!(ok, "get svc web-nodeport web failed: {err}");
+        let names: Vec<&str> = out.lines().filter_map(|l| l.split_whitespace().next()).collect();
+        assert_eq!(names, ["NAME", "web-nodeport", "web"], "{out}");
+        let (ok, out, err) = rudderctl(addr, &["get", "svc", "web", "nope", "-o", "name"], None);
+        assert!(!ok, "a missing name fails the command");
+        assert_eq!(out, "service/web\n");
+        assert!(err.contains("Error from server (NotFound): services \"nope\" not found"), "{err}");
+
+        // A reader that stops early (`| head`) ends rudderctl quietly, not with a panic.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rudderctl"))
+            .args(["get", "svc", "web", "-o", "yaml"])
+            .env("RUDDER_SERVER", addr)
+            .env("RUDDER_CONFIG", "/nonexistent")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("rudderctl runs");
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("rudderctl finishes");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_ne!(output.status.code(), Some(101), "exit code 101 is a panic: {stderr}");
+
         // Several kinds at once, kubectl-style, with --server before the command.
         let (ok, out, err) = rudderctl("unused:1", &["--server", addr, "get", "deploy,svc"], None);
         assert!(ok, "get deploy,svc failed: {err}");

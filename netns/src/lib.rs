@@ -2,7 +2,8 @@
 //!
 //! A [`TestNetwork`] is one private underlay: a bridge living in its own
 //! namespace, with every [`Host`] (a namespace of its own) plugged into it by
-//! a veth pair and addressed from 192.0.2.0/24 (TEST-NET-1). Nothing gets a
+//! a veth pair and addressed from 198.18.0.0/24, inside 198.18.0.0/15 (RFC
+//! 2544; the run refuses to start if the machine uses any of it). Nothing gets a
 //! route to the machine's uplink, and nothing is created in the root
 //! namespace, so packets only ever travel between namespaces the caller made.
 //!
@@ -15,10 +16,12 @@
 mod netns;
 mod network;
 mod process;
+mod range;
 
 pub use netns::Netns;
 pub use network::{Host, TEST_BPFFS_ROOT, TestNetwork, UNDERLAY_PREFIX_LEN, sweep_stale};
 pub use process::HostProcess;
+pub use range::{Ipv4Net, TEST_RANGE, UNDERLAY, check_root_namespace_clear};
 
 /// Prefix of every namespace this crate creates; the sweeper only touches these.
 pub const NAME_PREFIX: &str = "rdr-";
@@ -57,6 +60,18 @@ pub enum NetnsError {
         name: String,
         /// The failure.
         source: std::io::Error,
+    },
+    /// The machine itself uses part of the test range: building test hosts
+    /// there could send packets to the real network.
+    #[error(
+        "refusing to build test hosts: the root namespace has {what}, which overlaps the test range {range}; \
+         free that range (it is reserved for benchmarking, RFC 2544) or run on another machine"
+    )]
+    RangeTaken {
+        /// The test range.
+        range: String,
+        /// The address or route in the way.
+        what: String,
     },
     /// The underlay has no addresses left.
     #[error("test network {0} is full: at most 250 hosts")]

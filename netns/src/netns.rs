@@ -20,6 +20,13 @@ impl Netns {
         Self { name }
     }
 
+    /// A handle on a namespace something else made under this run's names
+    /// (a pod sandbox an agent created, say); the [`crate::TestNetwork`]
+    /// still removes it with the run's other namespaces.
+    pub fn existing(name: impl Into<String>) -> Self {
+        Self { name: name.into() }
+    }
+
     /// The namespace's name (under /run/netns).
     pub fn name(&self) -> &str {
         &self.name

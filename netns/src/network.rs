@@ -12,8 +12,8 @@ use crate::{NAME_PREFIX, Netns, NetnsError, Result};
 /// Directory (on bpffs) under which test runs keep their nodes' pins.
 pub const TEST_BPFFS_ROOT: &str = "/sys/fs/bpf/rudder-test";
 
-/// Prefix length of the underlay (192.0.2.0/24).
-pub const UNDERLAY_PREFIX_LEN: u8 = 24;
+/// Prefix length of the underlay ([`crate::UNDERLAY`], 198.18.0.0/24).
+pub const UNDERLAY_PREFIX_LEN: u8 = crate::UNDERLAY.prefix_len;
 
 /// Distinguishes several networks made by one process (tests run in threads).
 static NETWORK_SEQ: AtomicU32 = AtomicU32::new(0);
@@ -53,7 +53,12 @@ impl TestNetwork {
     /// Creates an empty underlay. `label` names the network in namespace
     /// names (keep it short: `rdr-<pid>-<seq>-<label>-...`). Sweeps the
     /// leftovers of dead runs first.
+    ///
+    /// # Errors
+    /// [`NetnsError::RangeTaken`] if the machine's own addresses or routes
+    /// overlap the test range; `ip` failures.
     pub fn new(label: &str) -> Result<Self> {
+        crate::check_root_namespace_clear()?;
         sweep_stale();
         let seq = NETWORK_SEQ.fetch_add(1, Ordering::Relaxed);
         let prefix = format!("{NAME_PREFIX}{}-{seq}-{label}", std::process::id());
@@ -82,7 +87,7 @@ impl TestNetwork {
     }
 
     /// Adds a host: a namespace with loopback up and `eth0` on the underlay,
-    /// addressed 192.0.2.N/24 in order of creation. No default route.
+    /// addressed 198.18.0.N/24 in order of creation. No default route.
     pub fn add_host(&mut self, label: &str) -> Result<Host> {
         let index = self.next_host;
         if index > 250 {
@@ -91,7 +96,7 @@ impl TestNetwork {
         self.next_host += 1;
         let netns = Netns::new(format!("{}-{label}", self.prefix));
         self.create_namespace(&netns)?;
-        let addr = Ipv4Addr::new(192, 0, 2, index);
+        let addr = crate::UNDERLAY.host(index);
         let port = format!("h{index}");
         // Both ends are created inside namespaces: the root namespace never
         // holds a link of the test network, not even for a moment.

@@ -127,15 +127,6 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
         node.ip(&["link", "set", "cni0", "up"]).expect("bridge up");
         node.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])
             .expect("forwarding");
-        let other = &nodes[1 - i];
-        node.ip(&[
-            "route",
-            "add",
-            &format!("10.244.{}.0/24", 2 - i),
-            "via",
-            &other.addr.to_string(),
-        ])
-        .expect("route");
         let web = pod(&mut net, node, n, &format!("web{n}"), 2);
         servers.push(
             web.spawn(&[
@@ -163,6 +154,9 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
             &name,
             "--controlplane",
             &format!("http://{listen}"),
+            // Announced in the Node object: the other agent routes it here.
+            "--pod-cidr",
+            &format!("10.244.{n}.0/24"),
         ])
         .arg("--bpffs-root")
         .arg(dir.parent().expect("root"))
@@ -228,7 +222,8 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
             node.label
         );
     }
-    // Pod to pod across nodes, on the routes the agents installed.
+    // Pod to pod across nodes, on the routes the agents installed from each
+    // other's Node objects (the test adds none).
     let direct = tester
         .run(&[
             &app,
@@ -245,12 +240,14 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
     );
     // Agents register in the background of serving: a fast run gets here
     // before both have. Wait (bounded) for them.
+    // The STATUS column must read exactly Ready ("NotReady" contains it).
+    let ready = |row: &str| row.split_whitespace().nth(1) == Some("Ready");
     let registered = |table: &str| {
         names.iter().all(|name| {
             table
                 .lines()
-                .find(|l| l.starts_with(name.as_str()))
-                .is_some_and(|r| r.contains("Ready"))
+                .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+                .is_some_and(ready)
         })
     };
     let mut nodes_table = String::new();
@@ -270,9 +267,11 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
         std::thread::sleep(Duration::from_millis(100));
     }
     for name in &names {
-        let row = nodes_table.lines().find(|l| l.starts_with(name.as_str()));
+        let row = nodes_table
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()));
         assert!(
-            row.is_some_and(|r| r.contains("Ready")),
+            row.is_some_and(ready),
             "{name} registered and Ready:\n{nodes_table}"
         );
     }

@@ -135,12 +135,36 @@ fn pods_run_are_ready_talk_across_nodes_restart_survive_the_agent_and_clean_up()
         "container output is logged: {log:?}"
     );
 
-    // An agent restart adopts the running pods: same address, no restart.
+    // An agent restart adopts the running pods: the same processes, same
+    // address, no restart.
     let before = c.pod("web-1").expect("web-1");
+    // web-1's sandbox: the node's namespace holding web-1's address.
+    let sandbox = std::fs::read_dir("/run/netns")
+        .expect("netns dir")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&c.nodes[0].prefix))
+        .map(netns::Netns::existing)
+        .find(|ns| {
+            ns.ip(&["-4", "-o", "addr", "show"])
+                .is_ok_and(|addrs| addrs.contains(&format!(" {ip1}/")))
+        })
+        .expect("web-1's sandbox");
+    let processes = sandbox.pids();
+    assert!(!processes.is_empty(), "web-1 runs in its sandbox");
     drop(c.nodes[0].agent.take());
     start_agent(&mut c.nodes[0]);
-    std::thread::sleep(Duration::from_secs(2));
+    // A pod started by the new agent shows it has run pod rounds with every
+    // pod of its node, web-1 included: only then do web-1's facts prove
+    // adoption (before that, the old agent's status is all there is).
+    c.apply(&pod_manifest("witness", &c.nodes[0].name, &serve, "Always"));
+    c.wait_pod("witness", "became Ready under the restarted agent", ready);
     let after = c.wait_pod("web-1", "stayed Ready", ready);
+    let now = sandbox.pids();
+    assert!(
+        processes.iter().all(|pid| now.contains(pid)),
+        "the restarted agent kept web-1's processes: {processes:?} before, {now:?} after"
+    );
     assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
     assert_eq!(
         after["status"]["containerStatuses"][0]["restartCount"],
@@ -150,6 +174,7 @@ fn pods_run_are_ready_talk_across_nodes_restart_survive_the_agent_and_clean_up()
 
     // Deletion: processes stopped, sandbox and IP released.
     assert!(c.rudderctl(&["delete", "pod", "web-1"]).status.success());
+    assert!(c.rudderctl(&["delete", "pod", "witness"]).status.success());
     let prefix = c.nodes[0].prefix.clone();
     let mut left = Vec::new();
     for _ in 0..100 {

@@ -93,7 +93,7 @@ fn hosts_reach_each_other_over_tcp_udp_and_http() {
     assert_eq!(lines.len(), 2, "{body}");
     for line in lines {
         assert!(
-            line.starts_with("pod=web-b client=192.0.2.1:"),
+            line.starts_with(&format!("pod=web-b client={}:", a.addr)),
             "the responder names itself and the client it saw: {line}"
         );
     }

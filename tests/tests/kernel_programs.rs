@@ -206,7 +206,7 @@ mod translation {
         ns.enter(move || {
             let mut dp = Dataplane::load(&dir).expect("load");
             let config = NodeServiceConfig {
-                node_addr: Ipv4Addr::new(192, 0, 2, 1),
+                node_addr: Ipv4Addr::new(198, 18, 0, 1),
                 hairpin_addr: Ipv4Addr::new(169, 254, 42, 1),
                 snat_ports: 40000..=49999,
                 uplink_ifindex: 1,
@@ -264,7 +264,7 @@ mod translation {
 
     #[test]
     fn the_xdp_fast_path_translates_nodeport_traffic_with_incremental_checksums() {
-        const NODE: [u8; 4] = [192, 0, 2, 1];
+        const NODE: [u8; 4] = [198, 18, 0, 1];
         const OUTSIDE: [u8; 4] = [198, 51, 100, 7];
         const XDP_PASS: i32 = 2;
         with_service("xdpx", &[BACKEND], |dp| {

@@ -65,22 +65,33 @@ fn examples_web_yaml_is_served_by_pods_on_both_nodes() {
     );
 
     // Endpoints follow readiness in batches: wait until they list all three.
+    let pod_ips: BTreeSet<String> = running
+        .iter()
+        .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_owned))
+        .collect();
+    let mut endpoint_ips = BTreeSet::new();
     for _ in 0..100 {
         let ep: Value = serde_json::from_slice(
             &c.rudderctl(&["get", "endpoints", "web", "-o", "json"])
                 .stdout,
         )
         .unwrap_or(Value::Null);
-        let ready: usize = ep["subsets"].as_array().map_or(0, |s| {
-            s.iter()
-                .map(|s| s["addresses"].as_array().map_or(0, Vec::len))
-                .sum()
-        });
-        if ready == 3 {
+        endpoint_ips = ep["subsets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|s| s["addresses"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a["ip"].as_str().map(str::to_owned))
+            .collect();
+        if endpoint_ips == pod_ips {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    assert_eq!(
+        endpoint_ips, pod_ips,
+        "the Endpoints list every Ready pod's address"
+    );
     let svc = c.rudderctl(&["get", "service", "web", "-o", "json"]);
     let svc: Value = serde_json::from_slice(&svc.stdout).expect("service json");
     let cluster_ip = svc["spec"]["clusterIP"]
@@ -134,23 +145,32 @@ fn examples_web_yaml_is_served_by_pods_on_both_nodes() {
     }
     assert_eq!(seen, all, "the ClusterIP answers from every pod");
 
+    // Through each node's NodePort from outside (externalTrafficPolicy
+    // Cluster): every pod answers, wherever it runs.
     for node in &c.nodes {
-        let body = c
-            .client
-            .run(&[
-                &app,
-                "http-get",
-                "--to",
-                &format!("{}:30080", node.host.addr),
-                "--count",
-                "30",
-                "--retry-ms",
-                "15000",
-            ])
-            .expect("NodePort answers");
-        assert!(
-            names(&body).len() >= 2,
-            "NodePort of {} answers from different pods: {body}",
+        let mut seen = BTreeSet::new();
+        for _ in 0..20 {
+            let body = c
+                .client
+                .run(&[
+                    &app,
+                    "http-get",
+                    "--to",
+                    &format!("{}:30080", node.host.addr),
+                    "--count",
+                    "30",
+                    "--retry-ms",
+                    "15000",
+                ])
+                .expect("NodePort answers");
+            seen.extend(names(&body));
+            if seen == all {
+                break;
+            }
+        }
+        assert_eq!(
+            seen, all,
+            "NodePort of {} answers from every pod",
             node.host.label
         );
     }

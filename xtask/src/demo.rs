@@ -1,5 +1,5 @@
 //! `cargo xtask demo`: the whole path on the embedded defaults, in test
-//! hosts (network namespaces on a private 192.0.2.0/24 underlay):
+//! hosts (network namespaces on a private 198.18.0.0/24 underlay, RFC 2544 space):
 //!
 //! - `rudder-controlplane` (single node, on-disk data dir) on host `cp`;
 //! - two node hosts running `rudder-agent serve --controlplane`, each with
@@ -70,7 +70,7 @@ pub fn run() -> Result<()> {
     let scratch = std::env::temp_dir().join(format!("{SCRATCH_GLOB}{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
 
-    println!("\n== test hosts on a private underlay (192.0.2.0/24)");
+    println!("\n== test hosts on a private underlay (198.18.0.0/24)");
     let mut net = TestNetwork::new("demo").context("creating the test network")?;
     let cp = net.add_host("cp")?;
     let nodes = [net.add_host("node1")?, net.add_host("node2")?];
