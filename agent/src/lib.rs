@@ -6,6 +6,7 @@
 //! programs, attaching them with pinned links, service sync, reading maps
 //! back) and `serve`, which runs it as a daemon fed from a services file.
 
+pub mod bandwidth;
 pub mod dataplane;
 pub mod pods;
 pub mod serve;

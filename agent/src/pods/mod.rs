@@ -9,7 +9,7 @@
 //! agent adopts running pods instead of restarting them.
 
 mod cgroup;
-mod cni;
+pub(crate) mod cni;
 mod probe;
 mod process;
 
@@ -435,6 +435,22 @@ impl PodRuntime {
     /// Whether the runtime runs no pod.
     pub fn is_empty(&self) -> bool {
         self.pods.is_empty()
+    }
+
+    /// Every pod with a sandbox, as per-pod bandwidth limits need it.
+    pub fn pod_networks(&self) -> Vec<crate::bandwidth::PodNetwork> {
+        self.pods
+            .values()
+            .filter_map(|run| {
+                let record = run.record.as_ref()?;
+                Some(crate::bandwidth::PodNetwork {
+                    pod: format!("{}/{}", record.namespace, record.name),
+                    annotations: run.pod.metadata.annotations.clone(),
+                    host_interfaces: host_interfaces(&record.cni_result),
+                    netns: PathBuf::from("/run/netns").join(&record.sandbox),
+                })
+            })
+            .collect()
     }
 
     fn sandbox_name(&self, uid: &str) -> String {

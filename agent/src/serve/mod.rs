@@ -184,12 +184,20 @@ pub fn serve(config: &ServeConfig) -> Result<()> {
         _ => None,
     };
     PodPorts::follow(pod_ports);
+    let mut bandwidth = config
+        .pods
+        .as_ref()
+        .map(|pods| crate::bandwidth::BandwidthSync::for_node(&config.dir, &pods.cni_conf_dir))
+        .transpose()?;
     let mut desired = DesiredFeed::start(config, &services);
     let mut last_gc = Instant::now();
     while !STOP.load(Ordering::SeqCst) {
         desired.apply_pending(&services, runtime.as_mut());
         if let Some(runtime) = runtime.as_mut() {
             let statuses = runtime.tick();
+            if let Some(bandwidth) = bandwidth.as_mut() {
+                bandwidth.sync(&runtime.pod_networks());
+            }
             let events = runtime.take_events();
             if let Some(reporter) = &reporter {
                 for report in statuses {
