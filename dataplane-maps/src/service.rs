@@ -31,7 +31,10 @@ pub struct ServiceMaps {
     pub node_config: Array<MapData, NodeConfig>,
 }
 
-pub(crate) fn open<T: TryFrom<Map, Error = MapError>>(dir: &Path, name: &'static str) -> Result<T, MapsError> {
+pub(crate) fn open<T: TryFrom<Map, Error = MapError>>(
+    dir: &Path,
+    name: &'static str,
+) -> Result<T, MapsError> {
     let path = maps_dir(dir).join(name);
     let data = MapData::from_pin(&path).map_err(|source| MapsError::Pin {
         name,

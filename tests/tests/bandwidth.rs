@@ -120,7 +120,12 @@ mod bucket {
     #[test]
     fn packets_without_ecn_are_never_marked_and_dropped_once_the_burst_is_spent() {
         let sent = vec![packet(0); 7];
-        let (runs, entry) = run("bwnoecn", SERVICE_FROM_POD, BandwidthDirection::FromPod, &sent);
+        let (runs, entry) = run(
+            "bwnoecn",
+            SERVICE_FROM_POD,
+            BandwidthDirection::FromPod,
+            &sent,
+        );
         // Below the early-drop band (the first four) nothing is dropped;
         // all that pass are untouched.
         for (verdict, _) in &runs[..4] {
@@ -152,7 +157,10 @@ mod bucket {
             assert_eq!(*verdict, TC_NEXT);
             assert_eq!(out, &sent[0]);
         }
-        assert_eq!(entry.counters.passed_packets + entry.counters.dropped_packets, 0);
+        assert_eq!(
+            entry.counters.passed_packets + entry.counters.dropped_packets,
+            0
+        );
     }
 
     #[test]
@@ -163,5 +171,186 @@ mod bucket {
             assert_eq!(*verdict, TC_NEXT);
             assert_eq!(out, &sent[0]);
         }
+    }
+}
+
+mod throughput {
+    //! TCP throughput of pods in a hand-made cluster with the dataplane
+    //! attached (see `rudder_tests::cluster`), limits set in the pinned map
+    //! as the agent sets them. Bounds are generous: behaviour, not a
+    //! benchmark. The token-bucket path is a policer with no queue: at the
+    //! sub-millisecond RTTs of test hosts TCP cannot slow down smoothly
+    //! enough to fill it (loaded 2-core hosts measured about 0.5x of a
+    //! 20 Mbit/s limit), hence the lower bound of 0.3x; the upper bound and
+    //! the unlimited neighbour are what show the limit works.
+
+    use dataplane_common::bandwidth::{BandwidthCounters, BandwidthDirection};
+    use rudder_agent::bandwidth::limits::shape;
+    use rudder_dataplane_maps::BandwidthMaps;
+    use rudder_tests::cluster::{Cluster, Pod};
+
+    const LIMIT_BPS: u64 = 20_000_000;
+    const IPERF_PORT: &str = "5201";
+
+    /// Which way [`throughput_bps`] measures.
+    #[derive(Clone, Copy)]
+    enum Way {
+        /// `from` sends to `to`.
+        Send,
+        /// `from` receives from `to` (iperf3 -R).
+        Receive,
+    }
+
+    /// TCP goodput between `from` (iperf3 client) and `to` (server) over
+    /// 3 s, bits/s, as the receiving side counted it.
+    fn throughput_bps(from: &Pod, to: &Pod, way: Way) -> f64 {
+        let server = to
+            .spawn(&["iperf3", "-s", "-p", IPERF_PORT])
+            .expect("iperf3 server");
+        let addr = to.addr.to_string();
+        let mut args = vec![
+            "iperf3",
+            "-c",
+            &addr,
+            "-p",
+            IPERF_PORT,
+            "-t",
+            "3",
+            "-J",
+            "--connect-timeout",
+            "5000",
+        ];
+        if matches!(way, Way::Receive) {
+            args.push("-R");
+        }
+        // The server may not listen yet: retry the connection a few times.
+        let mut last = String::new();
+        for _ in 0..20 {
+            match from.run(&args) {
+                Ok(out) => {
+                    let report: serde_json::Value =
+                        serde_json::from_str(&out).expect("iperf3 JSON");
+                    if let Some(bps) = report["end"]["sum_received"]["bits_per_second"].as_f64() {
+                        return bps;
+                    }
+                    // iperf3 reports "the server is busy" and the like here.
+                    last = report["error"].to_string();
+                }
+                Err(err) => {
+                    last = err.to_string();
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        }
+        drop(server);
+        panic!("iperf3 from {} to {} never ran: {last}", from.name, to.name);
+    }
+
+    fn ifindex(cluster: &Cluster, pod: &Pod) -> u32 {
+        let iface = pod.host_iface.clone();
+        cluster.nodes[pod.node]
+            .host
+            .enter(move || nix::net::if_::if_nametoindex(iface.as_str()))
+            .expect("enter node")
+            .expect("pod veth")
+    }
+
+    fn counters(cluster: &Cluster, pod: &Pod, direction: BandwidthDirection) -> BandwidthCounters {
+        let ifindex = ifindex(cluster, pod);
+        BandwidthMaps::open(&cluster.nodes[pod.node].dir)
+            .expect("bandwidth maps")
+            .entries()
+            .expect("entries")
+            .into_iter()
+            .find(|e| e.ifindex == ifindex && e.direction == direction)
+            .expect("the limit is listed")
+            .counters
+    }
+
+    fn limit(cluster: &Cluster, pod: &Pod, direction: BandwidthDirection, bps: Option<u64>) {
+        let ifindex = ifindex(cluster, pod);
+        let mut maps = BandwidthMaps::open(&cluster.nodes[pod.node].dir).expect("bandwidth maps");
+        match bps {
+            Some(bps) => maps.set(ifindex, direction, shape(bps, None)),
+            None => maps.remove(ifindex, direction),
+        }
+        .expect("bandwidth map");
+    }
+
+    fn assert_near(what: &str, measured: f64, limit_bps: u64) {
+        let ratio = measured / limit_bps as f64;
+        eprintln!(
+            "{what}: {:.1} Mbit/s, {ratio:.2} of the limit",
+            measured / 1e6
+        );
+        assert!(
+            (0.3..=1.3).contains(&ratio),
+            "{what}: {:.1} Mbit/s against a limit of {} Mbit/s",
+            measured / 1e6,
+            limit_bps / 1_000_000
+        );
+    }
+
+    #[test]
+    fn limited_pod_stays_near_its_limit_both_ways_and_changes_apply_live() {
+        rudder_tests::require_root();
+        let mut cluster = Cluster::new("bwtput", 2);
+        let limited = cluster.add_pod(0, "limited");
+        let neighbour = cluster.add_pod(0, "neighbour");
+        let local_peer = cluster.add_pod(0, "peer");
+        let remote_peer = cluster.add_pod(1, "remote");
+        for pod in [&limited, &neighbour, &local_peer, &remote_peer] {
+            pod.run(&["sysctl", "-qw", "net.ipv4.tcp_ecn=1"])
+                .expect("ECN on");
+        }
+        limit(
+            &cluster,
+            &limited,
+            BandwidthDirection::FromPod,
+            Some(LIMIT_BPS),
+        );
+        limit(
+            &cluster,
+            &limited,
+            BandwidthDirection::ToPod,
+            Some(LIMIT_BPS),
+        );
+
+        let out = throughput_bps(&limited, &remote_peer, Way::Send);
+        assert_near("egress to another node", out, LIMIT_BPS);
+        let counters = counters(&cluster, &limited, BandwidthDirection::FromPod);
+        eprintln!("egress counters: {counters:?}");
+        assert!(
+            counters.marked_packets > 0,
+            "ECN-capable TCP (tcp_ecn=1 in the pods) is marked before it is dropped: {counters:?}"
+        );
+        let into = throughput_bps(&limited, &remote_peer, Way::Receive);
+        assert_near("ingress from another node", into, LIMIT_BPS);
+        let same_node = throughput_bps(&limited, &local_peer, Way::Send);
+        assert_near("egress to a pod on the same node", same_node, LIMIT_BPS);
+        let neighbour_bps = throughput_bps(&neighbour, &local_peer, Way::Send);
+        assert!(
+            neighbour_bps > 4.0 * LIMIT_BPS as f64,
+            "the unlimited neighbour got {:.1} Mbit/s",
+            neighbour_bps / 1e6
+        );
+
+        let raised = 3 * LIMIT_BPS;
+        limit(
+            &cluster,
+            &limited,
+            BandwidthDirection::FromPod,
+            Some(raised),
+        );
+        let out = throughput_bps(&limited, &remote_peer, Way::Send);
+        assert_near("egress after the live change", out, raised);
+
+        limit(&cluster, &limited, BandwidthDirection::FromPod, None);
+        let out = throughput_bps(&limited, &remote_peer, Way::Send);
+        assert!(
+            out > 1.5 * raised as f64,
+            "removing the limit left {:.1} Mbit/s",
+            out / 1e6
+        );
     }
 }

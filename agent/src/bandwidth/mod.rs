@@ -151,7 +151,10 @@ impl BandwidthSync {
 }
 
 fn is_bridge(iface: &str) -> bool {
-    Path::new("/sys/class/net").join(iface).join("bridge").exists()
+    Path::new("/sys/class/net")
+        .join(iface)
+        .join("bridge")
+        .exists()
 }
 
 fn interface_exists(ifindex: u32) -> bool {
