@@ -60,6 +60,75 @@ fn or_none(value: &str) -> String {
     }
 }
 
+/// The STATUS kubectl prints for a pod: the reason a container is waiting
+/// or terminated (`CrashLoopBackOff`, `Completed`, `Error`) wins over the
+/// phase, and a pod being deleted is `Terminating`.
+fn pod_status(pod: &Value, statuses: &[Value]) -> String {
+    let mut status = match (text(pod, "/status/reason"), text(pod, "/status/phase")) {
+        ("", "") => "Pending".to_owned(),
+        ("", phase) => phase.to_owned(),
+        (reason, _) => reason.to_owned(),
+    };
+    let mut running = false;
+    // The last container with something to say decides, as in kubectl.
+    for container in statuses.iter().rev() {
+        let state = &container["state"];
+        if let Some(reason) = state["waiting"]["reason"]
+            .as_str()
+            .filter(|r| !r.is_empty())
+        {
+            reason.clone_into(&mut status);
+        } else if state["terminated"].is_object() {
+            let terminated = &state["terminated"];
+            status = match terminated["reason"].as_str().filter(|r| !r.is_empty()) {
+                Some(reason) => reason.to_owned(),
+                None => match terminated["exitCode"].as_i64() {
+                    Some(0) => "Completed".to_owned(),
+                    Some(_) => "Error".to_owned(),
+                    None => match terminated["signal"].as_i64() {
+                        Some(signal) => format!("Signal:{signal}"),
+                        None => "Error".to_owned(),
+                    },
+                },
+            };
+        } else if state["running"].is_object() && container["ready"] == true {
+            running = true;
+        }
+    }
+    // A pod whose other containers still run is not "Completed".
+    if status == "Completed" && running {
+        "Running".clone_into(&mut status);
+    }
+    if pod.pointer("/metadata/deletionTimestamp").is_some() {
+        return "Terminating".to_owned();
+    }
+    status
+}
+
+/// A Service's EXTERNAL-IP column: a LoadBalancer waits for an address as
+/// `<pending>`, an ExternalName shows its name.
+fn external_ip(service: &Value) -> String {
+    match text(service, "/spec/type") {
+        "ExternalName" => or_none(text(service, "/spec/externalName")),
+        kind => {
+            let ingress: Vec<&str> = service
+                .pointer("/status/loadBalancer/ingress")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|i| i["ip"].as_str().or(i["hostname"].as_str()))
+                .collect();
+            if !ingress.is_empty() {
+                ingress.join(",")
+            } else if kind == "LoadBalancer" {
+                "<pending>".to_owned()
+            } else {
+                "<none>".to_owned()
+            }
+        }
+    }
+}
+
 /// The columns kubectl shows for an Event: last seen (with the count
 /// when it repeated), type, reason, `kind/name` of the object, message.
 pub fn event_columns(event: &Value) -> (String, String, String, String, String) {
@@ -119,19 +188,10 @@ pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<Stri
                 .iter()
                 .map(|s| s.get("restartCount").and_then(Value::as_i64).unwrap_or(0))
                 .sum();
-            let phase = match text(object, "/status/phase") {
-                "" => "Pending",
-                phase => phase,
-            };
-            let status = if object.pointer("/metadata/deletionTimestamp").is_some() {
-                "Terminating"
-            } else {
-                phase
-            };
             cells.extend([
                 name,
                 format!("{ready}/{containers}"),
-                status.to_owned(),
+                pod_status(object, &statuses),
                 restarts.to_string(),
                 age,
             ]);
@@ -184,7 +244,7 @@ pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<Stri
                 name,
                 text(object, "/spec/type").to_owned(),
                 or_none(text(object, "/spec/clusterIP")),
-                "<none>".to_owned(),
+                external_ip(object),
                 ports.join(","),
                 age,
             ]);
@@ -389,5 +449,84 @@ mod tests {
         );
         let table = render(&["NAME", "X"], &[vec!["a-long-name".into(), "1".into()]]);
         assert_eq!(table, "NAME          X\na-long-name   1\n");
+    }
+
+    #[test]
+    fn load_balancers_wait_as_pending_and_external_names_show_their_name() {
+        let lb = json!({"metadata": {"name": "lb"}, "spec": {"type": "LoadBalancer",
+                        "clusterIP": "10.96.0.11", "ports": [{"port": 80, "nodePort": 30081}]}});
+        assert_eq!(row(Kind::Service, &lb, false, false)[3], "<pending>");
+        let mut given = lb.clone();
+        given["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}]}});
+        assert_eq!(row(Kind::Service, &given, false, false)[3], "203.0.113.9");
+        let external = json!({"metadata": {"name": "db"}, "spec": {"type": "ExternalName",
+                              "externalName": "db.example.com"}});
+        let row = row(Kind::Service, &external, false, false);
+        assert_eq!(
+            (row[2].as_str(), row[3].as_str()),
+            ("<none>", "db.example.com")
+        );
+    }
+
+    fn pod(phase: &str, states: &[Value]) -> Value {
+        let statuses: Vec<Value> = states
+            .iter()
+            .map(|state| {
+                json!({"name": "c", "ready": state.get("running").is_some(),
+                                "restartCount": 5, "state": state})
+            })
+            .collect();
+        json!({"metadata": {"name": "p"},
+               "spec": {"containers": statuses.iter().map(|_| json!({"name": "c"})).collect::<Vec<_>>()},
+               "status": {"phase": phase, "containerStatuses": statuses}})
+    }
+
+    #[test]
+    fn pod_status_reads_as_kubectl_prints_it() {
+        let status = |pod: &Value| row(Kind::Pod, pod, false, false)[2].clone();
+        let crashing = pod(
+            "Running",
+            &[json!({"waiting": {"reason": "CrashLoopBackOff"}})],
+        );
+        assert_eq!(status(&crashing), "CrashLoopBackOff");
+        assert_eq!(row(Kind::Pod, &crashing, false, false)[1], "0/1");
+        assert_eq!(
+            status(&pod("Succeeded", &[json!({"terminated": {"exitCode": 0}})])),
+            "Completed"
+        );
+        assert_eq!(
+            status(&pod("Failed", &[json!({"terminated": {"exitCode": 3}})])),
+            "Error"
+        );
+        assert_eq!(
+            status(&pod(
+                "Failed",
+                &[json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}})]
+            )),
+            "OOMKilled"
+        );
+        assert_eq!(
+            status(&pod("Running", &[json!({"running": {}})])),
+            "Running"
+        );
+        let one_done = pod(
+            "Running",
+            &[
+                json!({"terminated": {"exitCode": 0}}),
+                json!({"running": {}}),
+            ],
+        );
+        assert_eq!(
+            status(&one_done),
+            "Running",
+            "a finished sidecar does not make the pod Completed"
+        );
+        let mut deleting = pod("Running", &[json!({"running": {}})]);
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+        assert_eq!(status(&deleting), "Terminating");
+        assert_eq!(
+            status(&json!({"metadata": {"name": "p"}, "spec": {}})),
+            "Pending"
+        );
     }
 }

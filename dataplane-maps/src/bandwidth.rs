@@ -9,7 +9,7 @@ use dataplane_common::{
     map_names,
 };
 
-use crate::{MapsError, service::open};
+use crate::{MapsError, open_pinned};
 
 /// A limit as the agent sets it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,8 +55,8 @@ impl BandwidthMaps {
     /// When a map is not pinned there or has an unexpected type.
     pub fn open(dir: &Path) -> Result<Self, MapsError> {
         Ok(Self {
-            limits: open(dir, map_names::BANDWIDTH)?,
-            counters: open(dir, map_names::BANDWIDTH_COUNTERS)?,
+            limits: open_pinned(dir, map_names::BANDWIDTH)?,
+            counters: open_pinned(dir, map_names::BANDWIDTH_COUNTERS)?,
         })
     }
 

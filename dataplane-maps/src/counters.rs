@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use aya::maps::{Map, MapData, PerCpuHashMap};
+use aya::maps::{MapData, PerCpuHashMap};
 use dataplane_common::{CounterHook, InterfaceCounterKey, PacketCounters, map_names};
 
-use crate::{MapsError, maps_dir};
+use crate::{MapsError, open_pinned};
 
 /// Counters of one interface at one hook, summed over CPUs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,18 +26,10 @@ pub struct InterfaceCounters {
 /// When the map is not pinned there (no agent ever loaded the dataplane).
 pub fn read_interface_counters(dir: &Path) -> Result<Vec<InterfaceCounters>, MapsError> {
     let name = map_names::INTERFACE_COUNTERS;
-    let map_error = |source| MapsError::Map { name, source };
-    let path = maps_dir(dir).join(name);
-    let data = MapData::from_pin(&path).map_err(|source| MapsError::Pin {
-        name,
-        path: path.clone(),
-        source,
-    })?;
-    let map: PerCpuHashMap<MapData, InterfaceCounterKey, PacketCounters> =
-        PerCpuHashMap::try_from(Map::PerCpuHashMap(data)).map_err(map_error)?;
+    let map: PerCpuHashMap<MapData, InterfaceCounterKey, PacketCounters> = open_pinned(dir, name)?;
     let mut out = Vec::new();
     for entry in map.iter() {
-        let (key, per_cpu) = entry.map_err(map_error)?;
+        let (key, per_cpu) = entry.map_err(|source| MapsError::Map { name, source })?;
         let Some(hook) = CounterHook::from_u32(key.hook) else {
             continue;
         };

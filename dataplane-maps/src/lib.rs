@@ -21,6 +21,8 @@ mod service;
 
 use std::path::{Path, PathBuf};
 
+use aya::maps::{Map, MapData, MapError};
+
 pub use bandwidth::{BandwidthEntry, BandwidthMaps, BandwidthShape};
 pub use clock::monotonic_now_ns;
 pub use counters::{InterfaceCounters, read_interface_counters};
@@ -54,4 +56,20 @@ pub enum MapsError {
 /// Where the maps of the node whose bpffs directory is `dir` are pinned.
 pub fn maps_dir(dir: &Path) -> PathBuf {
     dir.join("maps")
+}
+
+/// Opens the map pinned as `name` under the node directory `dir` as `T`.
+fn open_pinned<T: TryFrom<Map, Error = MapError>>(
+    dir: &Path,
+    name: &'static str,
+) -> Result<T, MapsError> {
+    let path = maps_dir(dir).join(name);
+    let data = MapData::from_pin(&path).map_err(|source| MapsError::Pin {
+        name,
+        path: path.clone(),
+        source,
+    })?;
+    Map::from_map_data(data)
+        .and_then(T::try_from)
+        .map_err(|source| MapsError::Map { name, source })
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use aya::maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
 use dataplane_common::{
     map_names,
     service::{
@@ -12,7 +12,7 @@ use dataplane_common::{
     },
 };
 
-use crate::{MapsError, maps_dir};
+use crate::{MapsError, open_pinned as open};
 
 /// Handles on every service map of one node.
 #[expect(
@@ -29,21 +29,6 @@ pub struct ServiceMaps {
     pub conntrack: HashMap<MapData, ConntrackKey, ConntrackEntry>,
     pub counters: PerCpuArray<MapData, ServiceCounters>,
     pub node_config: Array<MapData, NodeConfig>,
-}
-
-pub(crate) fn open<T: TryFrom<Map, Error = MapError>>(
-    dir: &Path,
-    name: &'static str,
-) -> Result<T, MapsError> {
-    let path = maps_dir(dir).join(name);
-    let data = MapData::from_pin(&path).map_err(|source| MapsError::Pin {
-        name,
-        path: path.clone(),
-        source,
-    })?;
-    Map::from_map_data(data)
-        .and_then(T::try_from)
-        .map_err(|source| MapsError::Map { name, source })
 }
 
 impl ServiceMaps {

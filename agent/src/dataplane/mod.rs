@@ -27,7 +27,7 @@ use aya::{
 use dataplane_common::map_names;
 use rudder_dataplane_maps::maps_dir;
 
-pub use attach::{detach, detach_cgroup, detach_tc_filter};
+pub use attach::{AttachError, detach, detach_cgroup, detach_tc_filter};
 pub use bpffs::ensure_bpffs;
 pub use counters::detach_counters;
 pub use object::kernel_programs;
@@ -116,8 +116,6 @@ pub enum DataplaneError {
     #[error(transparent)]
     Maps(#[from] MapsError),
 }
-
-pub use attach::AttachError;
 
 /// Capacities of the service maps (entries). Frontend ids, reverse-NAT
 /// entries and per-service counters share the frontend capacity.
