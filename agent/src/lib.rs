@@ -2,9 +2,11 @@
 //! pods bound to it (sandbox netns, `rudder-cni`, processes), and programs
 //! the eBPF dataplane that load-balances Services without iptables.
 //!
-//! Today the crate holds the dataplane (loading the embedded kernel
-//! programs, attaching them with pinned links, service sync, reading maps
-//! back) and `serve`, which runs it as a daemon fed from a services file.
+//! [`dataplane`] loads the embedded kernel programs, attaches them with
+//! pinned links and keeps the service maps in sync; [`pods`] is the
+//! embedded pod runtime (sandboxes, CNI, processes, probes, status);
+//! [`serve`] runs both as the node daemon, fed by the control plane's
+//! node-sync stream (or, without a control plane, a services file).
 
 pub mod bandwidth;
 pub mod dataplane;

@@ -198,7 +198,7 @@ fn main() -> Result<()> {
                     // Set by `serve`, which owns the dataplane.
                     host_interface_hook: None,
                 });
-            rudder_agent::serve::serve(&rudder_agent::serve::ServeConfig {
+            let config = rudder_agent::serve::ServeConfig {
                 node: args.node.node,
                 dir,
                 uplink: args.uplink,
@@ -207,8 +207,8 @@ fn main() -> Result<()> {
                 cgroup: args.cgroup,
                 service_cidr: args.service_cidr,
                 source: match (args.controlplane, args.services) {
-                    (Some(addr), _) => rudder_agent::serve::DesiredSource::ControlPlane(addr),
-                    (None, Some(file)) => rudder_agent::serve::DesiredSource::File(file),
+                    (Some(addr), _) => rudder_agent::serve::StateSource::ControlPlane(addr),
+                    (None, Some(file)) => rudder_agent::serve::StateSource::File(file),
                     (None, None) => anyhow::bail!("give --controlplane or --services"),
                 },
                 metrics_listen: args.metrics_listen,
@@ -218,7 +218,17 @@ fn main() -> Result<()> {
                 pod_cidr: args.pod_cidr,
                 lease_duration: std::time::Duration::from_secs(args.lease_seconds.max(3)),
                 pods,
-            })?;
+            };
+            // Built only now: the runtime's threads must start inside the
+            // node's network namespace, which `enter_netns` entered above.
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the agent's runtime")?;
+            let served = runtime.block_on(rudder_agent::serve::serve(&config));
+            // Tasks still running (streams, followers) end with the process.
+            runtime.shutdown_background();
+            served?;
         }
         Command::Dataplane(DataplaneCommand::Attach { node, ifaces }) => {
             let mut dataplane = Dataplane::load(&node.dir())?;

@@ -5,6 +5,7 @@
 //! ```text
 //! rudder-bench dataplane [--out docs/benchmarks/dataplane.md] [--runs 5] [--quick]
 //! rudder-bench cni [--out docs/benchmarks/cni.md] [--runs 3] [--quick]
+//! rudder-bench faults [--out docs/benchmarks/faults.md]
 //! ```
 //! Needs root: the benchmarks create network namespaces and load eBPF
 //! programs. Packets only travel between namespaces a benchmark made, every
@@ -15,6 +16,7 @@
 mod api_cluster;
 mod cni;
 mod dataplane;
+mod faults;
 mod interrupt;
 mod machine;
 mod report_file;
@@ -36,6 +38,9 @@ enum Command {
     Dataplane(dataplane::Options),
     /// rudder-cni and the pods it wires vs the reference bridge + host-local plugins.
     Cni(cni::Options),
+    /// What a Service's client sees through scaling, a rolling update, an
+    /// agent kill and a node loss.
+    Faults(faults::Options),
 }
 
 fn main() -> Result<()> {
@@ -47,5 +52,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Dataplane(options) => dataplane::run(&options),
         Command::Cni(options) => cni::run(&options),
+        Command::Faults(options) => faults::run(&options),
     }
 }

@@ -2,7 +2,7 @@
 //! from the agent of the pod's node (its endpoint is announced on the Node
 //! object, as the kubelet's is).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 use anyhow::{Context, Result, bail};
 use rudder_api::core::{Node, Pod};
@@ -116,7 +116,48 @@ pub fn run(args: LogsArgs, server: &ServerArgs) -> Result<()> {
         bail!("{}", body.trim());
     }
     let mut out = std::io::stdout();
-    std::io::copy(&mut stream, &mut out)?;
+    // A followed log has no length: the agent sends it in chunks.
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        copy_chunked(&mut BufReader::new(stream), &mut out)?;
+    } else {
+        std::io::copy(&mut stream, &mut out)?;
+    }
     out.flush()?;
     Ok(())
+}
+
+/// Copies a chunked HTTP/1.1 body to `out`, flushing after each chunk.
+fn copy_chunked(body: &mut impl BufRead, out: &mut impl Write) -> Result<()> {
+    loop {
+        let mut size_line = String::new();
+        if body.read_line(&mut size_line)? == 0 {
+            return Ok(());
+        }
+        let size = size_line.trim().split(';').next().unwrap_or_default();
+        let size = u64::from_str_radix(size, 16)
+            .with_context(|| format!("bad chunk size {size:?} from the agent"))?;
+        if size == 0 {
+            return Ok(());
+        }
+        std::io::copy(&mut body.by_ref().take(size), out)?;
+        out.flush()?;
+        let mut crlf = String::new();
+        body.read_line(&mut crlf)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunked_log_is_copied_without_its_framing() {
+        let mut body: &[u8] = b"6\r\nline 1\r\n7\r\n\nline 2\r\n0\r\n\r\n";
+        let mut out = Vec::new();
+        copy_chunked(&mut body, &mut out).expect("chunked body");
+        assert_eq!(out, b"line 1\nline 2");
+    }
 }

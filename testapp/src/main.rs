@@ -23,6 +23,7 @@ mod latency;
 mod load;
 mod rr;
 mod server;
+mod service_loop;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -122,6 +123,22 @@ enum Command {
         #[arg(long)]
         source_port_base: Option<u16>,
     },
+    /// A bounded loop of HTTP requests, one new connection each, none
+    /// retried: prints a JSON summary counting every failure (what a client
+    /// of a Service sees while the cluster changes).
+    HttpLoop {
+        #[command(flatten)]
+        args: ClientArgs,
+        /// Pause between the starts of two requests.
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+        /// Longest the loop runs.
+        #[arg(long, default_value_t = 10_000)]
+        duration_ms: u64,
+        /// End early once this file exists.
+        #[arg(long)]
+        stop_file: Option<std::path::PathBuf>,
+    },
     /// New-connection load against HTTP responders: prints a JSON summary
     /// (connections/s, latency percentiles of connect + request + response).
     ConnBench {
@@ -189,6 +206,17 @@ fn main() -> Result<()> {
             concurrency,
             duration: Duration::from_millis(duration_ms),
             timeout: Duration::from_millis(timeout_ms),
+        }),
+        Command::HttpLoop {
+            args,
+            interval_ms,
+            duration_ms,
+            stop_file,
+        } => service_loop::run(&service_loop::ServiceLoop {
+            args,
+            interval: Duration::from_millis(interval_ms),
+            duration: Duration::from_millis(duration_ms),
+            stop_file,
         }),
         Command::TcpRr {
             to,

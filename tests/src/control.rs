@@ -303,6 +303,11 @@ impl Cluster {
         )
     }
 
+    /// Path of one of the cluster's programs (`rudder-testapp`, ...).
+    pub fn program(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
     /// The cgroup node1's pods run under.
     ///
     /// # Panics

@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod control;
+pub mod service_client;
 
 use std::path::PathBuf;
 

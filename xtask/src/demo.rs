@@ -13,182 +13,51 @@
 //! The cluster is left running; `cargo xtask demo --down` removes it (and
 //! any later test run sweeps it too, as its creator is gone).
 
-use std::{
-    collections::BTreeMap,
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{collections::BTreeMap, process::Command, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use netns::{Host, TestNetwork};
 use serde_json::Value;
 
-use crate::{build_ebpf, shell};
+use crate::cluster::{self, ClusterSpec};
 
-/// Where demo clusters keep their files; `--down` removes them.
-const SCRATCH_GLOB: &str = "rudder-demo-";
-
-/// Removes every demo cluster (namespaces, processes, pins, files).
+/// Removes the demo cluster (it is a `cargo xtask cluster`: namespaces,
+/// processes, pins, files).
 pub fn down() -> Result<()> {
-    netns::sweep_stale();
-    for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
-        if entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with(SCRATCH_GLOB)
-        {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
+    cluster::down()?;
     println!("demo: removed");
     Ok(())
 }
 
 /// Brings the demo cluster up and exercises it.
 pub fn run() -> Result<()> {
-    if !netns::have_privileges() {
-        bail!("the demo creates network namespaces and loads eBPF programs: run it as root");
-    }
-    build_ebpf::run()?;
-    shell::run(shell::cargo().args([
-        "build",
-        "--quiet",
-        "--bins",
-        "-p",
-        "rudder-agent",
-        "-p",
-        "rudder-cli",
-        "-p",
-        "rudder-controlplane",
-        "-p",
-        "rudder-cni",
-        "-p",
-        "rudder-testapp",
-    ]))?;
-    let bin = shell::workspace_root().join("target/debug");
-    let scratch = std::env::temp_dir().join(format!("{SCRATCH_GLOB}{}", std::process::id()));
-    std::fs::create_dir_all(&scratch)?;
-
-    println!("\n== test hosts on a private underlay (198.18.0.0/24)");
-    let mut net = TestNetwork::new("demo").context("creating the test network")?;
-    let cp = net.add_host("cp")?;
-    let nodes = [net.add_host("node1")?, net.add_host("node2")?];
-    let client = net.add_host("client")?;
-    let server = format!("http://{}:7400", cp.addr);
+    println!(
+        "\n== test hosts on a private underlay (198.18.0.0/24): a control plane, two nodes, a client"
+    );
+    let c = cluster::up(ClusterSpec {
+        nodes: 2,
+        control_planes: 1,
+    })?;
+    let cp = c.host("cp")?;
+    let (node1, node2) = (c.host("node1")?, c.host("node2")?);
     println!(
         "   cp = {}, node1 = {}, node2 = {}, client = {}",
-        cp.addr, nodes[0].addr, nodes[1].addr, client.addr
+        cp.addr,
+        node1.addr,
+        node2.addr,
+        c.host("client")?.addr
     );
-
-    background(
-        &cp,
-        &[
-            &bin.join("rudder-controlplane").display().to_string(),
-            "--data-dir",
-            &scratch.join("cp").display().to_string(),
-            "--listen",
-            &format!("{}:7400", cp.addr),
-            "--http-listen",
-            &format!("{}:7401", cp.addr),
-        ],
-        &scratch.join("controlplane.log"),
-    )?;
     println!(
-        "   rudder-controlplane on cp (gRPC {server}, HTTP http://{}:7401)",
-        cp.addr
+        "   rudder-controlplane on cp (gRPC {}, HTTP http://{}:7401); rudder-agent serve on node1 and node2 \
+         (pods 10.244.1.0/24, 10.244.2.0/24; CNI: rudder-cni); both nodes Ready",
+        c.server, cp.addr
     );
 
-    let cni_bin = scratch.join("cni-bin");
-    std::fs::create_dir_all(&cni_bin)?;
-    std::os::unix::fs::symlink(bin.join("rudder-cni"), cni_bin.join("rudder-cni"))?;
-    let mut names = Vec::new();
-    // The nodes' pins live under a directory named after this run, so
-    // `--down` (or any later run) sweeps them.
-    let pins = net.bpffs_dir("pins");
-    for (i, node) in nodes.iter().enumerate() {
-        let n = i + 1;
-        node.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
-        let netd = scratch.join(format!("net.d-{n}"));
-        std::fs::create_dir_all(&netd)?;
-        let conflist = serde_json::json!({"cniVersion": "1.1.0", "name": "pods", "plugins": [{
-            "type": "rudder-cni", "bridge": "cni0",
-            "ipam": {"subnet": format!("10.244.{n}.0/24"), "dataDir": scratch.join(format!("ipam-{n}"))},
-            "bandwidthDir": scratch.join(format!("bandwidth-{n}"))}]});
-        std::fs::write(netd.join("10-pods.conflist"), conflist.to_string())?;
-        let name = node.label.clone();
-        // Started from here with --netns: the agent enters the node's
-        // namespace itself (setns) and keeps the machine's bpffs.
-        let mut cmd = Command::new(bin.join("rudder-agent"));
-        cmd.args([
-            "--netns",
-            node.name(),
-            "serve",
-            "--node",
-            &name,
-            "--controlplane",
-            &server,
-        ])
-        .args([
-            "--pod-cidr",
-            &format!("10.244.{n}.0/24"),
-            "--metrics-listen",
-            "0.0.0.0:10250",
-        ])
-        .arg("--bpffs-root")
-        .arg(&pins)
-        .arg("--cni-conf-dir")
-        .arg(&netd)
-        .arg("--cni-bin-dir")
-        .arg(&cni_bin)
-        .arg("--state-dir")
-        .arg(scratch.join(format!("state-{n}")))
-        .arg("--extra-path")
-        .arg(&bin)
-        .args([
-            "--sandbox-prefix",
-            &format!("{}-{}", net.prefix(), node.label),
-        ]);
-        spawn_logged(cmd, &scratch.join(format!("agent-{n}.log")))?;
-        names.push(name);
-    }
-    println!(
-        "   rudder-agent serve on node1 and node2 (pods 10.244.1.0/24, 10.244.2.0/24; CNI: rudder-cni)"
-    );
-
-    let rudderctl = bin.join("rudderctl").display().to_string();
-    let ctl = |args: &[&str]| -> Result<String> {
-        let mut full = vec![rudderctl.as_str()];
-        full.extend_from_slice(args);
-        full.extend_from_slice(&["--server", &server]);
-        Ok(client.run(&full)?)
-    };
-    // Both nodes registered first, so the scheduler can spread the pods.
-    for _ in 0..100 {
-        let nodes = ctl(&["get", "nodes"]).unwrap_or_default();
-        if names.iter().all(|n| {
-            nodes
-                .lines()
-                .any(|l| l.starts_with(n.as_str()) && l.contains("Ready"))
-        }) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     println!("\n== rudderctl apply -f examples/web.yaml (from the client host)");
-    let manifest = shell::workspace_root()
+    let manifest = crate::shell::workspace_root()
         .join("examples/web.yaml")
         .display()
         .to_string();
-    let mut applied = None;
-    for _ in 0..100 {
-        if let Ok(out) = ctl(&["apply", "-f", &manifest]) {
-            applied = Some(out);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    for line in applied.context("the control plane never answered")?.lines() {
+    for line in c.rudderctl(&["apply", "-f", &manifest])?.lines() {
         println!("   {line}");
     }
 
@@ -196,7 +65,7 @@ pub fn run() -> Result<()> {
     let mut pods = Vec::new();
     for _ in 0..300 {
         let list: Value =
-            serde_json::from_str(&ctl(&["get", "pods", "-l", "app=web", "-o", "json"])?)
+            serde_json::from_str(&c.rudderctl(&["get", "pods", "-l", "app=web", "-o", "json"])?)
                 .unwrap_or(Value::Null);
         pods = list["items"].as_array().cloned().unwrap_or_default();
         if pods.len() == 3 && pods.iter().all(ready) {
@@ -207,13 +76,14 @@ pub fn run() -> Result<()> {
     if !(pods.len() == 3 && pods.iter().all(ready)) {
         bail!(
             "the pods did not become Ready; logs are in {}",
-            scratch.display()
+            c.scratch.display()
         );
     }
     // Endpoints follow readiness in batches: wait until they list all three.
     for _ in 0..100 {
         let ep: Value = serde_json::from_str(
-            &ctl(&["get", "endpoints", "web", "-o", "json"]).unwrap_or_default(),
+            &c.rudderctl(&["get", "endpoints", "web", "-o", "json"])
+                .unwrap_or_default(),
         )
         .unwrap_or(Value::Null);
         let ready: usize = ep["subsets"].as_array().map_or(0, |s| {
@@ -226,27 +96,27 @@ pub fn run() -> Result<()> {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    // ... and give the agents a moment to program them.
-    std::thread::sleep(Duration::from_millis(500));
-    for line in ctl(&["get", "pods", "-o", "wide"])?.lines() {
+    for line in c.rudderctl(&["get", "pods", "-o", "wide"])?.lines() {
         println!("   {line}");
     }
-    let svc: Value = serde_json::from_str(&ctl(&["get", "service", "web", "-o", "json"])?)?;
+    let svc: Value = serde_json::from_str(&c.rudderctl(&["get", "service", "web", "-o", "json"])?)?;
     let cluster_ip = svc["spec"]["clusterIP"]
         .as_str()
         .context("no ClusterIP")?
         .to_owned();
 
-    let app = bin.join("rudder-testapp").display().to_string();
+    let app = c.bin.join("rudder-testapp").display().to_string();
     let sandbox = std::fs::read_dir("/run/netns")?
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
         // Sandboxes are `<node namespace>-<uid>`: the trailing dash keeps
         // the node's own namespace out (the node is no pod; its traffic to a
         // ClusterIP is not translated without the socket hook).
-        .find(|n| n.starts_with(&format!("{}-node1-", net.prefix())))
+        .find(|n| n.starts_with(&format!("{}-", node1.netns)))
         .context("no pod sandbox on node1")?;
     println!("\n== ClusterIP {cluster_ip}:80 from a pod on node1 (12 new connections)");
+    // Agents program what the control plane publishes a moment later: the
+    // client retries each connection for up to 10 s.
     let out = Command::new("ip")
         .args([
             "netns",
@@ -272,13 +142,13 @@ pub fn run() -> Result<()> {
         );
     }
     print_answers(&String::from_utf8_lossy(&out.stdout));
-    for node in &nodes {
+    for node in [node1, node2] {
         println!(
             "\n== NodePort {}:30080 from the client host (12 new connections)",
             node.addr
         );
-        print_answers(&client.run(&[
-            &app,
+        let args: Vec<String> = [
+            app.as_str(),
             "http-get",
             "--to",
             &format!("{}:30080", node.addr),
@@ -286,26 +156,39 @@ pub fn run() -> Result<()> {
             "12",
             "--retry-ms",
             "10000",
-        ])?);
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let out = c.command("client", &args)?.output()?;
+        if !out.status.success() {
+            bail!(
+                "requests through the NodePort of {} failed: {}",
+                node.label,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        print_answers(&String::from_utf8_lossy(&out.stdout));
     }
-    let rules = nodes[0].run(&["iptables-save"]).unwrap_or_default();
+    let rules = c
+        .command("node1", &["iptables-save".to_owned()])?
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     println!(
         "\n== iptables rules on node1: {}",
         rules.lines().filter(|l| l.starts_with('-')).count()
     );
 
-    // Leave it running: forget the handles that would tear it down.
-    let client_ns = client.name().to_owned();
-    std::mem::forget(net);
+    let server = &c.server;
     println!(
         "\n== the cluster keeps running. Use it from the client host, e.g.:\n   \
-         ip netns exec {client_ns} {rudderctl} --server {server} get deploy,rs,pods,svc,ep -o wide\n   \
-         ip netns exec {client_ns} {rudderctl} --server {server} scale deployment/web --replicas 5\n   \
-         ip netns exec {client_ns} {rudderctl} --server {server} logs <pod>\n   \
-         ip netns exec {client_ns} {rudderctl} --server {server} describe deployment web   (ends with its Events)\n   \
+         cargo xtask cluster exec client -- rudderctl --server {server} get deploy,rs,pods,svc,ep -o wide\n   \
+         cargo xtask cluster exec client -- rudderctl --server {server} scale deployment/web --replicas 5\n   \
+         cargo xtask cluster exec client -- rudderctl --server {server} logs <pod>\n   \
+         cargo xtask cluster exec client -- rudderctl --server {server} describe deployment web   (ends with its Events)\n   \
          logs of the control plane and agents: {}\n   \
-         tear it down: cargo xtask demo --down",
-        scratch.display()
+         tear it down: cargo xtask demo --down (or cargo xtask cluster down)",
+        c.scratch.display()
     );
     println!("demo: done");
     Ok(())
@@ -316,28 +199,6 @@ fn ready(pod: &Value) -> bool {
         c.iter()
             .any(|c| c["type"] == "Ready" && c["status"] == "True")
     })
-}
-
-/// Starts a long-running program inside `host`, output to `log`; it
-/// outlives this process.
-fn background(host: &Host, args: &[&str], log: &Path) -> Result<()> {
-    let mut cmd = host.command(args[0]);
-    cmd.args(&args[1..]);
-    spawn_logged(cmd, log)
-}
-
-fn spawn_logged(mut cmd: Command, log: &Path) -> Result<()> {
-    let file = std::fs::File::create(log)?;
-    cmd.stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file)
-        .env("NO_COLOR", "1");
-    // Not waited for: the demo leaves the cluster running.
-    std::mem::forget(
-        cmd.spawn()
-            .with_context(|| format!("starting {:?}", cmd.get_program()))?,
-    );
-    Ok(())
 }
 
 fn print_answers(body: &str) {

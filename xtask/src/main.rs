@@ -3,11 +3,13 @@
 //! - `setup`: installs what the project needs on a fresh machine (idempotent).
 //! - `build-ebpf`: builds the kernel programs with the nightly toolchain.
 //! - `test`: builds the kernel programs, then runs every test (root tests too).
-//! - `demo`: brings up test hosts and shows the dataplane counting traffic.
+//! - `demo`: brings up a cluster in test hosts and shows it serving examples/web.yaml.
+//! - `cluster up|status|exec|down`: a whole cluster in test hosts, left running.
 //! - `bench <name>`: a benchmark side by side with its reference.
 
 mod bench;
 mod build_ebpf;
+mod cluster;
 mod demo;
 mod setup;
 mod shell;
@@ -41,23 +43,65 @@ enum Command {
         #[arg(long)]
         down: bool,
     },
+    /// A whole cluster in test hosts, left running: up, status, exec, down.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Run a benchmark side by side with its reference; writes docs/benchmarks/<name>.md.
     Bench {
-        /// Which benchmark (dataplane, store, cni, scheduler).
+        /// Which benchmark (dataplane, store, cni, scheduler, faults).
         name: String,
     },
 }
 
-fn main() -> Result<()> {
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// Build and start a control plane (1 or 3 replicas), N nodes and a
+    /// client host; wait until every node is Ready.
+    Up {
+        /// Node hosts, each running rudder-agent.
+        #[arg(long, default_value_t = 2)]
+        nodes: usize,
+        /// Control-plane replicas: 1, or 3 replicating over Raft.
+        #[arg(long, default_value_t = 1)]
+        control_planes: usize,
+    },
+    /// Which hosts still run, and the nodes as the API sees them.
+    Status,
+    /// Run a command on a host of the cluster (client, cp, node1, ...).
+    Exec {
+        /// The host's label.
+        host: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Remove every cluster: processes, namespaces, pins, files.
+    Down,
+}
+
+fn main() -> Result<std::process::ExitCode> {
+    let done = |()| std::process::ExitCode::SUCCESS;
     match Cli::parse().command {
-        Command::Setup => setup::run(),
+        Command::Setup => setup::run().map(done),
         Command::BuildEbpf => build_ebpf::run().map(|object| {
             println!("kernel programs built: {}", object.display());
+            std::process::ExitCode::SUCCESS
         }),
-        Command::Test { args } => test(&args),
-        Command::Demo { down: true } => demo::down(),
-        Command::Demo { down: false } => demo::run(),
-        Command::Bench { name } => bench::run(&name),
+        Command::Test { args } => test(&args).map(done),
+        Command::Demo { down: true } => demo::down().map(done),
+        Command::Demo { down: false } => demo::run().map(done),
+        Command::Cluster(ClusterCommand::Up {
+            nodes,
+            control_planes,
+        }) => cluster::up_command(cluster::ClusterSpec {
+            nodes,
+            control_planes,
+        })
+        .map(done),
+        Command::Cluster(ClusterCommand::Status) => cluster::status().map(done),
+        Command::Cluster(ClusterCommand::Exec { host, command }) => cluster::exec(&host, &command),
+        Command::Cluster(ClusterCommand::Down) => cluster::down().map(done),
+        Command::Bench { name } => bench::run(&name).map(done),
     }
 }
 

@@ -10,30 +10,58 @@ use std::{
     process::{Command, Stdio},
 };
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// Errors from CNI invocations.
+#[expect(
+    missing_docs,
+    reason = "the fields are named for what the message shows"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum CniError {
     /// No usable network configuration.
     #[error("no CNI network configuration in {0} (*.conflist, *.conf or *.json)")]
     NoConfig(PathBuf),
+    /// A configuration file cannot be read.
+    #[error("CNI configuration {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration file is not JSON.
+    #[error("CNI configuration {path}: {source}")]
+    NotJson {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     /// A configuration file is not valid.
     #[error("CNI configuration {path}: {reason}")]
-    BadConfig {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
+    BadConfig { path: PathBuf, reason: String },
+    /// A plugin could not be run, or waited for.
+    #[error("CNI plugin {plugin} {command} failed: {context}{source}")]
+    Run {
+        plugin: String,
+        command: &'static str,
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A plugin's ADD result is not JSON.
+    #[error("CNI plugin {plugin} {command} failed: result is not JSON: {source}")]
+    BadResult {
+        plugin: String,
+        command: &'static str,
+        #[source]
+        source: serde_json::Error,
     },
     /// A plugin failed.
     #[error("CNI plugin {plugin} {command} failed: {message}")]
     Plugin {
-        /// The plugin type.
         plugin: String,
-        /// ADD, DEL, CHECK.
         command: &'static str,
-        /// The plugin's error message (or why it could not run).
         message: String,
     },
 }
@@ -43,9 +71,9 @@ pub enum CniError {
 pub struct NetworkConfig {
     /// The file it came from.
     pub path: PathBuf,
-    /// Network name.
+    /// The network's name, passed to every plugin.
     pub name: String,
-    /// cniVersion.
+    /// The spec version (`cniVersion`) plugins are asked to speak.
     pub version: String,
     /// Plugin configurations, in order.
     pub plugins: Vec<Value>,
@@ -78,8 +106,14 @@ impl NetworkConfig {
             path: path.clone(),
             reason,
         };
-        let text = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
-        let value: Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        let text = std::fs::read_to_string(&path).map_err(|source| CniError::Unreadable {
+            path: path.clone(),
+            source,
+        })?;
+        let value: Value = serde_json::from_str(&text).map_err(|source| CniError::NotJson {
+            path: path.clone(),
+            source,
+        })?;
         let field = |name: &str| value.get(name).and_then(Value::as_str).map(str::to_owned);
         let name = field("name").ok_or_else(|| bad("no \"name\"".into()))?;
         let version = field("cniVersion").unwrap_or_else(|| "1.0.0".into());
@@ -233,11 +267,21 @@ fn invoke(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| fail(format!("cannot run {}: {e}", bin_dir.join(&kind).display())))?;
+        .map_err(|source| CniError::Run {
+            plugin: kind.clone(),
+            command,
+            context: format!("cannot run {}: ", bin_dir.join(&kind).display()),
+            source,
+        })?;
     if let Some(mut pipe) = child.stdin.take() {
         let _ = pipe.write_all(stdin.to_string().as_bytes());
     }
-    let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+    let out = child.wait_with_output().map_err(|source| CniError::Run {
+        plugin: kind.clone(),
+        command,
+        context: String::new(),
+        source,
+    })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let message = serde_json::from_str::<Value>(&stdout)
@@ -257,17 +301,75 @@ fn invoke(
     }
     serde_json::from_str(&stdout)
         .map(Some)
-        .map_err(|e| fail(format!("result is not JSON: {e}")))
+        .map_err(|source| CniError::BadResult {
+            plugin: kind.clone(),
+            command,
+            source,
+        })
+}
+
+/// What the agent reads of an ADD result: the CNI spec's result type
+/// (`interfaces`, `ips`), reduced to the fields the runtime uses. The
+/// plugin's full type (`cni/src/result.rs`) lives in the rudder-cni crate,
+/// which the agent does not link (it runs any CNI plugin, not only ours);
+/// the pod record keeps the result as JSON, so DEL gets it back as
+/// `prevResult` exactly as the plugins wrote it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct AddResult {
+    /// Interfaces the plugins created or touched.
+    #[serde(default)]
+    pub interfaces: Vec<ResultInterface>,
+    /// Addresses they assigned.
+    #[serde(default)]
+    pub ips: Vec<ResultIp>,
+}
+
+/// One interface of a result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ResultInterface {
+    /// The interface name.
+    pub name: String,
+    /// The sandbox (netns path) it lives in; absent or empty on the host.
+    #[serde(default)]
+    pub sandbox: Option<String>,
+}
+
+/// One address of a result.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ResultIp {
+    /// Address with prefix length, `10.244.1.5/24`.
+    pub address: String,
+}
+
+impl AddResult {
+    /// Reads `result`; one that does not have the shape of a result reads
+    /// as empty (no address, no host interface), as before it was typed.
+    pub fn read(result: &Value) -> Self {
+        Self::deserialize(result).unwrap_or_default()
+    }
+
+    /// The first IPv4 address (`ips[].address`, "a.b.c.d/nn").
+    pub fn first_ipv4(&self) -> Option<Ipv4Addr> {
+        self.ips
+            .iter()
+            .filter_map(|ip| ip.address.split('/').next()?.parse().ok())
+            .next()
+    }
+
+    /// Names of the interfaces that are not in the sandbox: the pod's
+    /// host-side veth, and the bridge.
+    pub fn host_interfaces(&self) -> Vec<String> {
+        self.interfaces
+            .iter()
+            .filter(|i| i.sandbox.as_deref().is_none_or(str::is_empty))
+            .map(|i| i.name.clone())
+            .collect()
+    }
 }
 
 /// The first IPv4 address of a CNI result (`ips[].address`, "a.b.c.d/nn").
 pub fn first_ipv4(result: &Value) -> Option<Ipv4Addr> {
-    result
-        .get("ips")?
-        .as_array()?
-        .iter()
-        .filter_map(|ip| ip.get("address")?.as_str()?.split('/').next()?.parse().ok())
-        .next()
+    AddResult::read(result).first_ipv4()
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// What the agent says about its node.
 #[derive(Clone, Debug)]
 pub struct NodeIdentity {
-    /// Node name.
+    /// The Node object's name (and its lease's).
     pub name: String,
     /// Address other nodes reach it on.
     pub address: Ipv4Addr,
@@ -40,7 +40,7 @@ pub struct NodeIdentity {
     pub agent_endpoint: Option<String>,
 }
 
-/// Runs forever on the current tokio runtime: registers the node, renews
+/// Runs forever: registers the node, renews
 /// its lease at a third of the lease duration, and follows the other nodes'
 /// pod CIDRs into routes. Errors are logged and retried.
 pub async fn run(addr: String, identity: NodeIdentity) {

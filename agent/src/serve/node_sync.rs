@@ -5,40 +5,28 @@
 
 use std::{
     collections::BTreeMap,
-    sync::mpsc::Sender,
     time::{Duration, Instant},
 };
 
 use rudder_api::{
     client::{Client, NodeChange, NodeSyncUpdate},
-    core::{Endpoints, Pod, Service},
+    core::{Endpoints, Service},
 };
+use tokio::sync::mpsc::UnboundedSender;
 
-use super::from_api::service_state;
+use super::{
+    from_api::service_state,
+    updates::{PodUpdate, ServiceUpdate},
+};
 use crate::dataplane::services::{ServiceChange, ServiceName, ServiceState};
 
-/// What the serve loop is told to do, and when it was received.
+/// What one change of the stream means for this node.
 #[derive(Debug)]
-pub struct Received {
-    /// The change.
-    pub desired: Desired,
-    /// When the agent received it (start of the sync latency).
-    pub at: Instant,
-}
-
-/// A desired-state update for the dataplane or the pod runtime.
-#[derive(Debug)]
-pub enum Desired {
-    /// The full set of Services (after a snapshot).
-    Resync(Vec<ServiceState>),
-    /// One Service changed.
-    Apply(ServiceChange),
-    /// The full set of pods bound to this node (after a snapshot).
-    Pods(Vec<Pod>),
-    /// A pod bound to this node appeared or changed.
-    PodUpserted(Pod),
-    /// A pod left this node or was deleted.
-    PodDeleted(Pod),
+enum Absorbed {
+    /// The change of the one Service it touched.
+    Service(ServiceChange),
+    /// A pod bound to this node changed (boxed: a pod is large).
+    Pod(Box<PodUpdate>),
 }
 
 /// The cluster's Services and Endpoints as last heard.
@@ -74,14 +62,14 @@ impl Cache {
     /// Applies one change; returns the dataplane change, if any.
     #[cfg(test)]
     fn apply(&mut self, change: NodeChange, node: &str) -> Option<ServiceChange> {
-        self.desired(change, node).and_then(|d| match d {
-            Desired::Apply(change) => Some(change),
-            _ => None,
-        })
+        match self.absorb(change, node) {
+            Absorbed::Service(change) => Some(change),
+            Absorbed::Pod(_) => None,
+        }
     }
 
-    /// What one change means for the agent.
-    fn desired(&mut self, change: NodeChange, node: &str) -> Option<Desired> {
+    /// Takes one change into the cache; what it means for the node.
+    fn absorb(&mut self, change: NodeChange, node: &str) -> Absorbed {
         let touched = match change {
             NodeChange::ServiceUpserted(s) => {
                 let k = key(&s.metadata.namespace, &s.metadata.name);
@@ -103,38 +91,33 @@ impl Cache {
                 self.endpoints.remove(&k);
                 k
             }
-            NodeChange::PodUpserted(pod) => return Some(Desired::PodUpserted(pod)),
-            NodeChange::PodDeleted(pod) => return Some(Desired::PodDeleted(pod)),
+            NodeChange::PodUpserted(pod) => {
+                return Absorbed::Pod(Box::new(PodUpdate::Upserted(pod)));
+            }
+            NodeChange::PodDeleted(pod) => return Absorbed::Pod(Box::new(PodUpdate::Deleted(pod))),
         };
-        Some(Desired::Apply(self.change_of(&touched, node)))
+        Absorbed::Service(self.change_of(&touched, node))
     }
 }
 
-/// Follows the node-sync stream of `node` at `addr` on a thread of its own,
-/// sending every update to `tx`, reconnecting (from the last revision) until
-/// `tx`'s receiver is gone.
-pub fn follow(addr: String, node: String, tx: Sender<Received>) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            Ok(runtime) => runtime,
-            Err(err) => {
-                tracing::error!(%err, "cannot start the node-sync runtime");
-                return;
-            }
-        };
-        runtime.block_on(run(&addr, &node, &tx));
-    })
+/// Where the stream's updates go.
+pub struct NodeSyncOutputs {
+    /// Service changes (the map writer).
+    pub services: UnboundedSender<ServiceUpdate>,
+    /// Pod changes (the pod rounds); `None`: this node runs no pods, pod
+    /// changes are dropped.
+    pub pods: Option<UnboundedSender<PodUpdate>>,
 }
 
-async fn run(addr: &str, node: &str, tx: &Sender<Received>) {
+/// Follows the node-sync stream of `node` at `addr`, sending every update
+/// to `outputs`, reconnecting (from the last revision) until a receiver is
+/// gone.
+pub async fn follow(addr: String, node: String, outputs: NodeSyncOutputs) {
     let mut revision = 0;
     let mut cache = Cache::default();
     let mut backoff = Duration::from_millis(100);
     loop {
-        match stream_once(addr, node, tx, &mut revision, &mut cache).await {
+        match stream_once(&addr, &node, &outputs, &mut revision, &mut cache).await {
             Ok(()) => tracing::info!(addr, revision, "node-sync stream ended; resuming"),
             Err(Stop) => return,
         }
@@ -143,13 +126,26 @@ async fn run(addr: &str, node: &str, tx: &Sender<Received>) {
     }
 }
 
-/// The receiver is gone: the agent is stopping.
+/// A receiver is gone: the agent is stopping.
 struct Stop;
+
+impl NodeSyncOutputs {
+    fn service(&self, update: ServiceUpdate) -> Result<(), Stop> {
+        self.services.send(update).map_err(|_| Stop)
+    }
+
+    fn pod(&self, update: PodUpdate) -> Result<(), Stop> {
+        match &self.pods {
+            Some(pods) => pods.send(update).map_err(|_| Stop),
+            None => Ok(()),
+        }
+    }
+}
 
 async fn stream_once(
     addr: &str,
     node: &str,
-    tx: &Sender<Received>,
+    outputs: &NodeSyncOutputs,
     revision: &mut i64,
     cache: &mut Cache,
 ) -> Result<(), Stop> {
@@ -168,7 +164,7 @@ async fn stream_once(
         }
     };
     while let Some(update) = stream.next().await {
-        let at = Instant::now();
+        let received = Instant::now();
         let update = match update {
             Ok(update) => update,
             Err(err) => {
@@ -176,18 +172,14 @@ async fn stream_once(
                 return Ok(());
             }
         };
-        let desired = match update {
+        match update {
             NodeSyncUpdate::Snapshot {
                 revision: at_revision,
                 services,
                 endpoints,
                 pods,
             } => {
-                tx.send(Received {
-                    desired: Desired::Pods(pods),
-                    at,
-                })
-                .map_err(|_| Stop)?;
+                outputs.pod(PodUpdate::Resync(pods))?;
                 *revision = at_revision;
                 *cache = Cache::default();
                 for s in services {
@@ -200,24 +192,28 @@ async fn stream_once(
                         .endpoints
                         .insert(key(&e.metadata.namespace, &e.metadata.name), e);
                 }
-                Some(Desired::Resync(cache.all(node)))
+                outputs.service(ServiceUpdate::Resync {
+                    services: cache.all(node),
+                    received,
+                })?;
             }
             NodeSyncUpdate::Change {
                 revision: at_revision,
                 change,
             } => {
                 *revision = at_revision;
-                cache.desired(change, node)
+                match cache.absorb(change, node) {
+                    Absorbed::Service(change) => {
+                        outputs.service(ServiceUpdate::Apply { change, received })?;
+                    }
+                    Absorbed::Pod(update) => outputs.pod(*update)?,
+                }
             }
             NodeSyncUpdate::Bookmark {
                 revision: at_revision,
             } => {
                 *revision = at_revision;
-                None
             }
-        };
-        if let Some(desired) = desired {
-            tx.send(Received { desired, at }).map_err(|_| Stop)?;
         }
     }
     Ok(())

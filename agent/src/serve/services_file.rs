@@ -1,6 +1,6 @@
-//! A file of Services with their endpoints, the agent's source of desired
-//! state until it follows the control plane's node-sync stream: the same
-//! facts, written by hand or by a test.
+//! A file of Services with their endpoints, the Services of a node that
+//! runs without a control plane: the facts the node-sync stream carries,
+//! written by hand or by a test.
 //!
 //! ```json
 //! {"services": [{
@@ -12,9 +12,16 @@
 //! }]}
 //! ```
 
-use std::{net::Ipv4Addr, path::Path};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::{Duration, Instant, SystemTime},
+};
 
 use serde::Deserialize;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::updates::ServiceUpdate;
 
 use crate::dataplane::services::{
     Endpoint, EndpointPort, LOAD_BALANCING_ANNOTATION, LoadBalancing, Protocol, ServiceName,
@@ -22,24 +29,21 @@ use crate::dataplane::services::{
 };
 
 /// Errors reading a services file.
+#[expect(
+    missing_docs,
+    reason = "the fields are named for what the message shows"
+)]
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesFileError {
     /// The file cannot be read.
     #[error("reading {path}: {source}")]
     Read {
-        /// The file.
         path: String,
-        /// Why.
         source: std::io::Error,
     },
     /// The file is not valid.
     #[error("{path}: {reason}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong, and where.
-        reason: String,
-    },
+    Invalid { path: String, reason: String },
 }
 
 #[derive(Deserialize)]
@@ -117,6 +121,49 @@ pub fn read(path: &Path, node: &str) -> Result<Vec<ServiceState>, ServicesFileEr
         path: shown,
         reason,
     })
+}
+
+/// How often the services file is looked at.
+const POLL: Duration = Duration::from_millis(200);
+
+/// What the follower last saw of the file.
+#[derive(Clone, Copy, PartialEq)]
+enum LastLook {
+    /// Not looked yet: the first look reads the file (or reports it
+    /// missing) whatever it finds.
+    Never,
+    /// Its modification time then (`None`: it could not be stat'ed).
+    Modified(Option<SystemTime>),
+}
+
+/// Follows the services file at `path`: every time its modification time
+/// changes, it is read and sent to `services` as the full set; a file that
+/// cannot be read or is invalid is logged, and the maps keep their last
+/// state. Returns when the receiver is gone.
+pub async fn follow(path: PathBuf, node: String, services: UnboundedSender<ServiceUpdate>) {
+    let mut last = LastLook::Never;
+    loop {
+        let look = LastLook::Modified(std::fs::metadata(&path).and_then(|m| m.modified()).ok());
+        if look != last {
+            last = look;
+            let received = Instant::now();
+            match read(&path, &node) {
+                Ok(all) => {
+                    let update = ServiceUpdate::Resync {
+                        services: all,
+                        received,
+                    };
+                    if services.send(update).is_err() {
+                        return;
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(%err, "services file ignored; the maps keep their last state");
+                }
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Parses the file's text; errors name the service and field.

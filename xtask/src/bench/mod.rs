@@ -4,6 +4,7 @@
 
 mod cni;
 mod dataplane;
+mod faults;
 mod scheduler;
 mod store;
 
@@ -21,6 +22,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
         "rudder-cni vs the reference bridge + host-local plugins",
     ),
     (
+        "faults",
+        "failed requests and recovery through scaling, a rolling update, an agent kill, a node loss",
+    ),
+    (
         "scheduler",
         "pods scheduled per second with simulated nodes, vs scheduler_perf thresholds",
     ),
@@ -32,6 +37,7 @@ pub fn run(name: &str) -> Result<()> {
         "dataplane" => dataplane::run(),
         "store" => store::run(),
         "cni" => cni::run(),
+        "faults" => faults::run(),
         "scheduler" => scheduler::run(),
         other => {
             let known: Vec<String> = BENCHMARKS

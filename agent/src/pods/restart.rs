@@ -1,0 +1,202 @@
+//! The containers of a running pod: started in its sandbox with their
+//! environment, checked each round, and restarted per the pod's
+//! restartPolicy with exponential backoff (the restart state machine).
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use rudder_api::{core::Container, time::now_rfc3339};
+
+use super::{
+    PodRun, PodRuntime, cgroup,
+    env::{base_env, expand},
+    events::ContainerNote,
+    probe_schedule::{ProbeState, probe_container},
+    process::{self, ProcessState},
+    record::PodRecord,
+};
+
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub(super) struct ContainerRun {
+    pub(super) spec: Container,
+    pub(super) pid: Option<u32>,
+    pub(super) restart_count: i64,
+    pub(super) started_at: Option<String>,
+    pub(super) started_instant: Option<Instant>,
+    pub(super) next_start: Instant,
+    pub(super) backoff: Duration,
+    pub(super) last_exit: Option<i32>,
+    pub(super) finished: bool,
+    pub(super) ready: bool,
+    /// The startup probe passed for this run of the container (or there is
+    /// none): until then liveness and readiness are not probed.
+    pub(super) startup_passed: bool,
+    pub(super) startup: ProbeState,
+    pub(super) readiness: ProbeState,
+    pub(super) liveness: ProbeState,
+}
+
+impl PodRuntime {
+    pub(super) fn run_containers(&self, run: &mut PodRun, record: &PodRecord, now: Instant) {
+        let policy = run
+            .pod
+            .spec
+            .restart_policy
+            .clone()
+            .unwrap_or_else(|| "Always".into());
+        let netns = PathBuf::from("/run/netns").join(&record.sandbox);
+        let log_dir = self.log_dir(&run.pod);
+        let env_base = base_env(&run.pod, record.ip, &self.config.extra_path);
+        let cgroup = self.config.cgroup_root.as_deref().and_then(|root| {
+            cgroup::ensure(root, &record.sandbox, &run.pod)
+                .map_err(|err| tracing::warn!(pod = %run.pod.metadata.name, %err, "pod cgroup; running without limits"))
+                .ok()
+        });
+        let mut changed = false;
+        for c in &mut run.containers {
+            if let Some(pid) = c.pid {
+                match process::check(pid) {
+                    ProcessState::Running => {}
+                    ProcessState::Gone(code) => {
+                        c.pid = None;
+                        c.ready = false;
+                        c.last_exit = code;
+                        changed = true;
+                        let ran_long = c
+                            .started_instant
+                            .is_some_and(|s| s.elapsed() > Duration::from_secs(10));
+                        if ran_long {
+                            c.backoff = FIRST_BACKOFF;
+                        }
+                        let restart = match policy.as_str() {
+                            "Never" => false,
+                            "OnFailure" => code != Some(0),
+                            _ => true,
+                        };
+                        if restart {
+                            if c.backoff > FIRST_BACKOFF {
+                                // Crashing again soon after a restart.
+                                self.note(
+                                    &run.pod,
+                                    Some(&c.spec.name),
+                                    ContainerNote {
+                                        warning: true,
+                                        reason: "BackOff",
+                                        message: format!(
+                                            "Back-off {:?} restarting failed container {} in pod {}",
+                                            c.backoff, c.spec.name, run.pod.metadata.name
+                                        ),
+                                    },
+                                );
+                            }
+                            c.next_start = now + c.backoff;
+                            c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
+                        } else {
+                            c.finished = true;
+                        }
+                        tracing::info!(pod = %run.pod.metadata.name, container = %c.spec.name, ?code, restart, "container exited");
+                    }
+                }
+            }
+            if c.pid.is_none() && !c.finished && now >= c.next_start {
+                let mut env = env_base.clone();
+                env.extend(
+                    c.spec
+                        .env
+                        .iter()
+                        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
+                );
+                let argv: Vec<String> = c
+                    .spec
+                    .command
+                    .iter()
+                    .chain(&c.spec.args)
+                    .map(|a| expand(a, &env))
+                    .collect();
+                let log = log_dir.join(format!("{}.log", c.spec.name));
+                let launch = process::Launch {
+                    argv: &argv,
+                    env: &env,
+                    working_dir: c.spec.working_dir.as_deref(),
+                    netns: &netns,
+                    log: &log,
+                    cgroup: cgroup.as_deref(),
+                };
+                match process::start(&launch) {
+                    Ok(pid) => {
+                        if c.started_at.is_some() {
+                            c.restart_count += 1;
+                        }
+                        c.pid = Some(pid);
+                        c.started_at = Some(now_rfc3339());
+                        c.started_instant = Some(now);
+                        c.startup_passed = c.spec.startup_probe.is_none();
+                        c.startup = ProbeState::default();
+                        c.readiness = ProbeState::default();
+                        c.liveness = ProbeState::default();
+                        changed = true;
+                        tracing::info!(pod = %run.pod.metadata.name, container = %c.spec.name, pid, "container started");
+                        self.note(
+                            &run.pod,
+                            Some(&c.spec.name),
+                            ContainerNote {
+                                warning: false,
+                                reason: "Started",
+                                message: format!("Started container {}", c.spec.name),
+                            },
+                        );
+                    }
+                    Err(err) => {
+                        tracing::warn!(pod = %run.pod.metadata.name, container = %c.spec.name, %err, "container failed to start");
+                        self.note(
+                            &run.pod,
+                            Some(&c.spec.name),
+                            ContainerNote {
+                                warning: true,
+                                reason: "Failed",
+                                message: format!("Error: {err}"),
+                            },
+                        );
+                        c.last_exit = Some(127);
+                        c.next_start = now + c.backoff;
+                        c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
+                    }
+                }
+            }
+            if let (Some(pid), Some(ip)) = (c.pid, record.ip) {
+                let mut notes = Vec::new();
+                changed |= probe_container(c, pid, ip, &netns, now, &mut notes);
+                for note in notes {
+                    self.note(&run.pod, Some(&c.spec.name), note);
+                }
+            }
+        }
+        if changed {
+            self.save(run);
+        }
+    }
+}
+
+pub(super) fn new_container(spec: Container) -> ContainerRun {
+    ContainerRun {
+        spec,
+        pid: None,
+        restart_count: 0,
+        started_at: None,
+        started_instant: None,
+        next_start: Instant::now(),
+        backoff: FIRST_BACKOFF,
+        last_exit: None,
+        finished: false,
+        ready: false,
+        startup_passed: false,
+        startup: ProbeState::default(),
+        readiness: ProbeState::default(),
+        liveness: ProbeState::default(),
+    }
+}

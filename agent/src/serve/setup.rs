@@ -1,0 +1,75 @@
+//! Bringing up the node's dataplane when `serve` starts: the programs
+//! loaded and attached (uplink, XDP fast path, connect-time hook), the
+//! service CIDR blackholed, and the service maps opened for the node's
+//! address.
+
+use std::{
+    net::Ipv4Addr,
+    process::Command,
+    sync::{Arc, Mutex},
+};
+
+use anyhow::{Context, Result};
+
+use super::ServeConfig;
+use crate::dataplane::{
+    Dataplane,
+    services::{NodeServiceConfig, ServiceDataplane, install_service_blackhole},
+};
+
+/// What [`start_dataplane`] brought up.
+pub(super) struct NodeDataplane {
+    /// The loaded programs (pod ports get attached to it as pods come).
+    pub(super) dataplane: Dataplane,
+    /// The uplink's address: the node's address.
+    pub(super) node_addr: Ipv4Addr,
+    /// The service maps, shared by whatever writes and reads them.
+    pub(super) services: Arc<Mutex<ServiceDataplane>>,
+}
+
+/// Loads and attaches the programs and opens the service maps.
+///
+/// # Errors
+/// When a program cannot be loaded or attached, the uplink has no IPv4
+/// address, or the maps cannot be opened.
+pub(super) fn start_dataplane(config: &ServeConfig) -> Result<NodeDataplane> {
+    let mut dataplane = Dataplane::load(&config.dir)?;
+    dataplane.attach_uplink(&config.uplink)?;
+    if config.xdp {
+        dataplane.attach_uplink_fast_path(&config.uplink)?;
+    }
+    if let Some(cgroup) = &config.cgroup {
+        dataplane.attach_sockets(cgroup)?;
+    }
+    install_service_blackhole(&config.service_cidr)?;
+    let node_addr = interface_ipv4(&config.uplink)?;
+    let uplink_ifindex = nix::net::if_::if_nametoindex(config.uplink.as_str())
+        .with_context(|| format!("uplink {}", config.uplink))?;
+    let services = Arc::new(Mutex::new(ServiceDataplane::open(
+        &config.dir,
+        &NodeServiceConfig {
+            node_addr,
+            hairpin_addr: config.hairpin_addr,
+            snat_ports: config.snat_ports.clone(),
+            uplink_ifindex,
+        },
+    )?));
+    Ok(NodeDataplane {
+        dataplane,
+        node_addr,
+        services,
+    })
+}
+
+/// The first IPv4 address of `iface`.
+fn interface_ipv4(iface: &str) -> Result<Ipv4Addr> {
+    let out = Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "dev", iface])
+        .output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+        .with_context(|| format!("{iface} has no IPv4 address"))
+}

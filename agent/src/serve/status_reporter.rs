@@ -1,0 +1,115 @@
+//! Telling the API what the pods do: their statuses and Events, written
+//! by a task of their own.
+
+use rudder_api::{
+    core::ObjectReference,
+    events::{EventRecorder, EventType},
+};
+
+/// What the pod rounds hand the reporter.
+pub(super) enum Report {
+    Status(crate::pods::StatusReport),
+    Event(crate::pods::PodEvent),
+}
+
+/// Pod status writes the reporter keeps in flight at once.
+const STATUS_WRITES_IN_FLIGHT: usize = 16;
+
+/// Writes pod statuses (latest per pod wins; a conflict is retried with
+/// the fresh object) and pod events to the API from a task of its own,
+/// so a slow API server never holds up the pods.
+pub(super) fn status_reporter(
+    addr: String,
+    node: String,
+) -> tokio::sync::mpsc::UnboundedSender<Report> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Report>();
+    tokio::spawn(async move {
+        let mut client = None;
+        let mut events = None;
+        while let Some(first) = rx.recv().await {
+            let mut latest = std::collections::BTreeMap::new();
+            let mut happened = Vec::new();
+            for report in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                match report {
+                    Report::Status(status) => {
+                        latest.insert(status.uid.clone(), status);
+                    }
+                    Report::Event(event) => happened.push(event),
+                }
+            }
+            if client.is_none() {
+                client = rudder_api::client::Client::connect(&addr).await.ok();
+            }
+            let Some(c) = client.as_ref() else { continue };
+            // Runs as a task of its own, between and during the
+            // status writes below.
+            let (recorder, _) = events
+                .get_or_insert_with(|| EventRecorder::start(c.clone(), "rudder-agent", &node));
+            for event in happened {
+                record_pod_event(recorder, event);
+            }
+            // Several writes in flight: the store commits what queued up
+            // together, so a burst of new pods is not reported one fsync
+            // at a time.
+            let mut writes = tokio::task::JoinSet::new();
+            for report in latest.into_values() {
+                while writes.len() >= STATUS_WRITES_IN_FLIGHT {
+                    writes.join_next().await;
+                }
+                let c = c.clone();
+                writes.spawn(async move {
+                    if let Err(err) = write_status(&c, &report).await {
+                        tracing::warn!(pod = %report.name, %err, "reporting pod status");
+                    }
+                });
+            }
+            while writes.join_next().await.is_some() {}
+        }
+    });
+    tx
+}
+
+fn record_pod_event(recorder: &EventRecorder, event: crate::pods::PodEvent) {
+    let involved = ObjectReference {
+        kind: Some("Pod".to_owned()),
+        namespace: Some(event.namespace),
+        name: Some(event.name),
+        uid: Some(event.uid),
+        api_version: Some("v1".to_owned()),
+        field_path: event
+            .container
+            .map(|container| format!("spec.containers{{{container}}}")),
+        ..ObjectReference::default()
+    };
+    let type_ = if event.warning {
+        EventType::Warning
+    } else {
+        EventType::Normal
+    };
+    recorder.record_about(involved, type_, event.reason, event.message);
+}
+
+async fn write_status(
+    client: &rudder_api::client::Client,
+    report: &crate::pods::StatusReport,
+) -> Result<(), rudder_api::client::ClientError> {
+    use rudder_api::client::ClientError;
+    for _ in 0..5 {
+        let mut pod: rudder_api::core::Pod = match client.get(&report.namespace, &report.name).await
+        {
+            Ok(pod) => pod,
+            Err(ClientError::NotFound(_)) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        if pod.metadata.uid != report.uid {
+            return Ok(());
+        }
+        pod.status = Some(report.status.clone());
+        match client.update_status(&pod).await {
+            Ok(_) => return Ok(()),
+            Err(ClientError::Conflict(_)) => continue,
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
