@@ -35,6 +35,18 @@ pub struct BandwidthEntry {
     pub counters: BandwidthCounters,
 }
 
+impl BandwidthEntry {
+    /// Which enforcement runs, as `rudderctl` and the metrics name it.
+    #[must_use]
+    pub fn path(&self) -> &'static str {
+        if self.limit.flags & dataplane_common::bandwidth::BANDWIDTH_EDT != 0 {
+            "edt"
+        } else {
+            "token-bucket+ecn"
+        }
+    }
+}
+
 /// Handles on the two bandwidth maps of one node.
 pub struct BandwidthMaps {
     limits: HashMap<MapData, BandwidthKey, BandwidthLimit>,

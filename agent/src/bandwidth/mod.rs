@@ -8,6 +8,7 @@
 
 pub mod ecn;
 pub mod limits;
+pub mod metrics;
 
 use std::{
     collections::{BTreeMap, BTreeSet},

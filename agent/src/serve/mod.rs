@@ -114,7 +114,7 @@ pub async fn serve(config: &ServeConfig) -> Result<()> {
     } = start_dataplane(config)?;
     if let Some(listen) = config.metrics_listen {
         let logs = config.pods.as_ref().map(|p| p.state_dir.join("logs"));
-        http::serve(listen, Arc::clone(&services), logs).await?;
+        http::serve(listen, Arc::clone(&services), logs, config.dir.clone()).await?;
     }
     tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
 
