@@ -85,7 +85,7 @@ pub fn limit(ctx: &TcContext, direction: BandwidthDirection) -> Verdict {
         ifindex,
         direction: direction as u32,
     };
-    let Some(limit) = BANDWIDTH.get_ptr_mut(&key) else {
+    let Some(limit) = BANDWIDTH.get_ptr_mut(key) else {
         return Verdict::Pass;
     };
     let Ok(ether_type) = ctx.load::<u16>(12) else {
@@ -256,7 +256,7 @@ fn count(key: BandwidthKey, action: Action, bytes: u64) {
     // Two attempts: the first packet on two CPUs at once may lose the
     // insert race; then the entry exists for the second lookup.
     for _ in 0..2 {
-        if let Some(counters) = BANDWIDTH_COUNTERS.get_ptr_mut(&key) {
+        if let Some(counters) = BANDWIDTH_COUNTERS.get_ptr_mut(key) {
             // SAFETY: this CPU's slot from a successful lookup, valid for
             // this run; per CPU, so no other run writes it concurrently.
             add(unsafe { &mut *counters });
@@ -265,7 +265,7 @@ fn count(key: BandwidthKey, action: Action, bytes: u64) {
         let mut first = BandwidthCounters::default();
         add(&mut first);
         if BANDWIDTH_COUNTERS
-            .insert(&key, &first, u64::from(BPF_NOEXIST))
+            .insert(key, first, u64::from(BPF_NOEXIST))
             .is_ok()
         {
             return;

@@ -147,16 +147,16 @@ mod tests {
     #[test]
     fn cni_records_are_read_by_host_veth_and_bad_ones_skipped() {
         let dir = std::env::temp_dir().join(format!("rudder-bw-records-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(&dir).expect("scratch directory");
         std::fs::write(
             dir.join("abc-eth0.json"),
             r#"{"network":"rudder","containerID":"abc","ifname":"eth0","hostVeth":"vethabc",
                 "ingressRate":10000000,"ingressBurst":800000,"egressRate":0,"egressBurst":0}"#,
         )
-        .unwrap();
-        std::fs::write(dir.join("bad-eth0.json"), "{").unwrap();
+        .expect("scratch directory");
+        std::fs::write(dir.join("bad-eth0.json"), "{").expect("scratch directory");
         let records = read_cni_records(&dir);
-        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).expect("scratch directory");
         assert_eq!(records.len(), 1);
         let limits = records["vethabc"];
         assert_eq!(limits.to_pod.map(|s| s.rate_bytes_per_sec), Some(1_250_000));

@@ -148,7 +148,7 @@ mod tests {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(BandwidthSnapshot(vec![entry])));
         let mut out = String::new();
-        prometheus_text::encode(&mut out, &registry).unwrap();
+        prometheus_text::encode(&mut out, &registry).expect("encoding to a String");
         let labels = r#"{ifindex="7",direction="egress",path="token-bucket+ecn"}"#;
         assert!(
             out.contains(&format!(

@@ -39,7 +39,7 @@ pub struct BandwidthSync {
     maps: BandwidthMaps,
     /// rudder-cni's `bandwidthDir`.
     cni_records: PathBuf,
-    /// Namespaces ECN was turned on in.
+    /// Namespaces ECN was turned on in (or tried).
     ecn_enabled: BTreeSet<PathBuf>,
     /// The CNI config directory `cni_records` is still to be read from
     /// (the config may appear after the agent starts).
@@ -96,13 +96,12 @@ impl BandwidthSync {
             for iface in pod.host_interfaces.iter().filter(|i| !is_bridge(i)) {
                 desired.insert(iface.clone(), limits);
             }
-            if !self.ecn_enabled.contains(&pod.netns) {
-                match ecn::enable_in(&pod.netns) {
-                    Ok(()) => {
-                        self.ecn_enabled.insert(pod.netns.clone());
-                    }
-                    Err(err) => tracing::warn!(pod = %pod.pod, %err, "enabling ECN in the pod"),
-                }
+            // Once per sandbox: a failure is reported, not retried every
+            // round (the limits work without ECN, by dropping).
+            if self.ecn_enabled.insert(pod.netns.clone())
+                && let Err(err) = ecn::enable_in(&pod.netns)
+            {
+                tracing::warn!(pod = %pod.pod, %err, "enabling ECN in the pod");
             }
         }
         self.ecn_enabled
