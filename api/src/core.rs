@@ -1,4 +1,8 @@
 //! The `v1` (core) kinds: Namespace, Node, Pod, Service, Endpoints, Event.
+//!
+//! One cohesive thing, longer than most files here: the serde shapes of
+//! Kubernetes' core/v1 objects as rudder models them (no logic; defaulting
+//! and validation are in [`crate::resource`]).
 
 use std::collections::BTreeMap;
 

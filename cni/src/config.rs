@@ -2,6 +2,7 @@
 
 use std::{net::Ipv4Addr, path::PathBuf};
 
+use rudder_netlink::Ipv4Subnet;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -10,7 +11,6 @@ use crate::{
     env::Attachment,
     error::{CniError, Result},
     result::{CniResult, Dns},
-    subnet::Ipv4Subnet,
     version::CniVersion,
 };
 

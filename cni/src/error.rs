@@ -102,7 +102,7 @@ pub enum CniError {
         /// What was asked of the kernel, with the names involved.
         op: String,
         /// The kernel's answer.
-        source: io::Error,
+        source: rudder_netlink::NetlinkError,
     },
     /// An interface that ADD must create already exists.
     #[error("{0}")]
@@ -172,7 +172,7 @@ impl CniError {
     }
 
     /// Shorthand for [`CniError::Netlink`].
-    pub(crate) fn netlink(op: impl Into<String>, source: io::Error) -> Self {
+    pub(crate) fn netlink(op: impl Into<String>, source: rudder_netlink::NetlinkError) -> Self {
         Self::Netlink {
             op: op.into(),
             source,
@@ -181,10 +181,11 @@ impl CniError {
 }
 
 /// Errors worth retrying as they are (spec code 11).
-fn is_transient(err: &io::Error) -> bool {
+fn is_transient(err: &rudder_netlink::NetlinkError) -> bool {
+    use rudder_netlink::Errno;
     matches!(
-        err.raw_os_error(),
-        Some(libc::EAGAIN | libc::EBUSY | libc::EINTR | libc::ENOBUFS)
+        err.errno(),
+        Some(Errno::EAGAIN | Errno::EBUSY | Errno::EINTR | Errno::ENOBUFS)
     )
 }
 

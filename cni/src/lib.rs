@@ -5,7 +5,7 @@
 //! The binary reads the `CNI_*` environment and the network config on stdin,
 //! and answers on stdout as the spec says (see [`run`]); it also speaks the
 //! result formats of 0.4.0 and 1.0.0. Everything it does to the kernel goes
-//! through netlink ([`netlink`]), and everything inside a sandbox happens on
+//! through netlink ([`rudder_netlink`]), and everything inside a sandbox happens on
 //! a thread that entered it ([`sandbox`]).
 
 pub mod bandwidth;
@@ -14,11 +14,9 @@ pub mod env;
 pub mod error;
 pub mod ipam;
 pub mod names;
-pub mod netlink;
 pub mod plugin;
 pub mod result;
 pub mod sandbox;
-pub mod subnet;
 pub mod version;
 
 pub use error::{CniError, Result};

@@ -1,8 +1,8 @@
 //! The CNI commands: what ADD, DEL, CHECK, STATUS, GC and VERSION do.
 
-use std::{io, net::Ipv4Addr};
+use std::net::Ipv4Addr;
 
-use netlink_packet_route::link::InfoKind;
+use rudder_netlink::{Errno, InfoKind, LinkState, NetlinkError, RouteSocket, VethEnd, format_mac};
 use serde_json::{Value, json};
 
 use crate::{
@@ -12,7 +12,6 @@ use crate::{
     error::{CniError, Result},
     ipam::AllocationStore,
     names,
-    netlink::{LinkState, RouteSocket, VethEnd, format_mac},
     result::{CniResult, Interface, IpConfig, Route},
     sandbox::Sandbox,
     version::CniVersion,
@@ -72,8 +71,8 @@ fn open_node_socket() -> Result<RouteSocket> {
     RouteSocket::open().map_err(|e| CniError::netlink("cannot open a netlink socket", e))
 }
 
-fn is_errno(err: &io::Error, errno: i32) -> bool {
-    err.raw_os_error() == Some(errno)
+fn is_errno(err: &NetlinkError, errno: Errno) -> bool {
+    err.errno() == Some(errno)
 }
 
 /// ADD: bridge (if missing), address, veth pair, sandbox configuration,
@@ -120,7 +119,7 @@ fn ensure_bridge(node: &mut RouteSocket, conf: &NetConf) -> Result<LinkState> {
             let mac = names::mac_for(conf.ipam.gateway);
             match node.create_bridge(name, mac, conf.mtu) {
                 // Another ADD created it meanwhile: just as good.
-                Err(e) if !is_errno(&e, libc::EEXIST) => {
+                Err(e) if !is_errno(&e, Errno::EEXIST) => {
                     return Err(CniError::netlink(format!("cannot create bridge {name}"), e));
                 }
                 _ => {}
@@ -128,7 +127,7 @@ fn ensure_bridge(node: &mut RouteSocket, conf: &NetConf) -> Result<LinkState> {
             lookup(node)?.ok_or_else(|| {
                 CniError::netlink(
                     format!("bridge {name} vanished right after its creation"),
-                    io::Error::from_raw_os_error(libc::ENODEV),
+                    NetlinkError::Kernel(Errno::ENODEV),
                 )
             })?
         }
@@ -144,7 +143,7 @@ fn ensure_bridge(node: &mut RouteSocket, conf: &NetConf) -> Result<LinkState> {
     }
     let (gateway, prefix) = (conf.ipam.gateway, conf.ipam.subnet.prefix_len());
     match node.add_address(bridge.index, gateway, prefix) {
-        Err(e) if !is_errno(&e, libc::EEXIST) => Err(CniError::netlink(
+        Err(e) if !is_errno(&e, Errno::EEXIST) => Err(CniError::netlink(
             format!("cannot add gateway address {gateway}/{prefix} to bridge {name}"),
             e,
         )),
@@ -175,7 +174,7 @@ fn create_veth(
         mtu: conf.mtu,
     };
     node.create_veth(&host, &peer, sandbox.fd()).map_err(|e| {
-        if is_errno(&e, libc::EEXIST) {
+        if is_errno(&e, Errno::EEXIST) {
             CniError::InterfaceExists(format!(
                 "cannot create veth {host_name} (node) / {} (in {}): an interface of that name exists",
                 attachment.ifname,
@@ -208,7 +207,7 @@ fn configure_sandbox(
             .ok_or_else(|| {
                 CniError::netlink(
                     format!("{ifname} is missing in {at} right after its creation"),
-                    io::Error::from_raw_os_error(libc::ENODEV),
+                    NetlinkError::Kernel(Errno::ENODEV),
                 )
             })?;
         let lo = socket
@@ -334,7 +333,7 @@ fn del(invocation: &Invocation, conf: &NetConf) -> Result<()> {
     let host_veth = names::host_veth_name(&attachment);
     let mut node = open_node_socket()?;
     match node.delete_link(&host_veth) {
-        Err(e) if !is_errno(&e, libc::ENODEV) => {
+        Err(e) if !is_errno(&e, Errno::ENODEV) => {
             return Err(CniError::netlink(
                 format!("cannot delete veth {host_veth}"),
                 e,
@@ -503,7 +502,7 @@ fn gc(conf: &NetConf) -> Result<()> {
             for attachment in &stale {
                 let host_veth = names::host_veth_name(attachment);
                 match node.delete_link(&host_veth) {
-                    Err(e) if !is_errno(&e, libc::ENODEV) => {
+                    Err(e) if !is_errno(&e, Errno::ENODEV) => {
                         return Err(CniError::netlink(
                             format!("cannot delete veth {host_veth}"),
                             e,

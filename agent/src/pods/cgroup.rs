@@ -52,37 +52,16 @@ pub fn remove(root: &Path, sandbox: &str) {
     let _ = std::fs::remove_dir(root.join(sandbox));
 }
 
-/// `128Mi`, `1G`, `512M`, `1000` -> bytes.
-pub fn parse_bytes(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let factor: f64 = match unit {
-        "" => 1.0,
-        "k" | "K" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0_f64.powi(4),
-        _ => return None,
-    };
-    let value = number.parse::<f64>().ok()? * factor;
-    (value.is_finite() && value >= 0.0).then_some(value as u64)
+/// A memory quantity (`128Mi`, `1G`, `1000`) in bytes, rounded up.
+fn parse_bytes(text: &str) -> Option<u64> {
+    let quantity = rudder_api::quantity::parse(text).ok()?;
+    rudder_api::quantity::saturating_u64(quantity.units_ceil())
 }
 
-/// `500m`, `2`, `0.5` -> millicpus.
-pub fn parse_millicpu(text: &str) -> Option<u64> {
-    let text = text.trim();
-    if let Some(millis) = text.strip_suffix('m') {
-        return millis.parse().ok();
-    }
-    let cpus: f64 = text.parse().ok()?;
-    (cpus.is_finite() && cpus >= 0.0).then_some((cpus * 1000.0).round() as u64)
+/// A cpu quantity (`500m`, `2`, `0.5`) in millicpus (exact; finer rounds up).
+fn parse_millicpu(text: &str) -> Option<u64> {
+    let quantity = rudder_api::quantity::parse(text).ok()?;
+    rudder_api::quantity::saturating_u64(quantity.milli())
 }
 
 #[cfg(test)]
@@ -98,5 +77,8 @@ mod tests {
         assert_eq!(parse_millicpu("500m"), Some(500));
         assert_eq!(parse_millicpu("2"), Some(2000));
         assert_eq!(parse_millicpu("0.25"), Some(250));
+        assert_eq!(parse_millicpu("9m"), Some(9));
+        assert_eq!(parse_millicpu("100u"), Some(1), "a validated 100u is not 0");
+        assert_eq!(parse_bytes("-1"), None);
     }
 }

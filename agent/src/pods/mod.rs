@@ -8,12 +8,12 @@
 //! What it started is recorded under the state directory, so a restarted
 //! agent adopts running pods instead of restarting them.
 
+mod bandwidth;
 mod cgroup;
 pub(crate) mod cni;
 mod config;
 mod env;
 mod events;
-mod ip;
 mod probe;
 mod probe_schedule;
 mod process;
@@ -26,7 +26,6 @@ mod termination;
 use std::{collections::BTreeMap, path::PathBuf, time::Instant};
 
 use rudder_api::core::{Pod, PodStatus};
-use serde_json::{Value, json};
 
 pub use self::{
     cni::{CniError, NetworkConfig},
@@ -233,61 +232,5 @@ impl PodRuntime {
             .state_dir
             .join("logs")
             .join(format!("{}_{}_{}", meta.namespace, meta.name, meta.uid))
-    }
-}
-
-// The bandwidth annotations stay here until the one quantity parser in
-// `rudder_api` replaces `parse_bits` (the lead's change); then they get a
-// file of their own.
-/// The bandwidth capability from the pod's `kubernetes.io/ingress-bandwidth`
-/// and `egress-bandwidth` annotations (bits per second, with K/M/G).
-fn bandwidth(pod: &Pod) -> Value {
-    let rate = |key: &str| {
-        pod.metadata
-            .annotations
-            .get(key)
-            .and_then(|v| parse_bits(v))
-    };
-    let mut out = serde_json::Map::new();
-    if let Some(r) = rate("kubernetes.io/ingress-bandwidth") {
-        out.insert("ingressRate".into(), json!(r));
-        out.insert("ingressBurst".into(), json!(r / 8));
-    }
-    if let Some(r) = rate("kubernetes.io/egress-bandwidth") {
-        out.insert("egressRate".into(), json!(r));
-        out.insert("egressBurst".into(), json!(r / 8));
-    }
-    Value::Object(out)
-}
-
-fn parse_bits(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = digits.parse().ok()?;
-    let factor = match unit {
-        "" => 1,
-        "k" | "K" => 1_000,
-        "M" => 1_000_000,
-        "G" => 1_000_000_000,
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        _ => return None,
-    };
-    n.checked_mul(factor)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bandwidth_annotations_become_the_cni_capability() {
-        assert_eq!(parse_bits("10M"), Some(10_000_000));
-        assert_eq!(parse_bits("1Gi"), Some(1 << 30));
-        assert_eq!(parse_bits("fast"), None);
     }
 }

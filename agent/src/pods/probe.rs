@@ -10,6 +10,7 @@ use std::{
 };
 
 use rudder_api::core::{Container, IntOrString, Probe};
+use rudder_netlink::NetworkNamespace;
 
 /// Runs `probe` once against the pod at `ip`; why it failed, if it did
 /// (the text of the `Unhealthy` event).
@@ -84,23 +85,21 @@ fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), Strin
     }
 }
 
-/// Runs `command` in the pod's network namespace; passes on exit code 0.
+/// Runs `command` in the pod's network namespace (entered with `setns` in
+/// the child, as the pod's containers are); passes on exit code 0.
 fn exec_in(command: &[String], netns: &Path, timeout: Duration) -> Result<(), String> {
     let Some((program, args)) = command.split_first() else {
         return Err("exec probe without a command".to_owned());
     };
-    let mut cmd = std::process::Command::new("ip");
-    let name = netns
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    cmd.args(["netns", "exec", &name, program])
-        .args(args)
+    let namespace =
+        NetworkNamespace::open(netns).map_err(|err| format!("exec {program:?}: {err}"))?;
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    let mut child = cmd
-        .spawn()
+    let mut child = namespace
+        .spawn(cmd)
         .map_err(|err| format!("exec {program:?}: {err}"))?;
     let started = std::time::Instant::now();
     loop {

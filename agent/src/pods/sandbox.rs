@@ -9,12 +9,12 @@ use std::{
 
 use nix::sys::signal::Signal;
 use rudder_api::time::now_rfc3339;
+use rudder_netlink::{NamespaceError, NetworkNamespace};
 use serde_json::{Value, json};
 
 use super::{
     NetworkConfig, PodRun, PodRuntime, bandwidth, cgroup, cni,
     events::ContainerNote,
-    ip::ip,
     process::{self, ProcessState},
     record::PodRecord,
 };
@@ -22,8 +22,8 @@ use super::{
 /// Sandboxes made in one round at most, so the pods that are done get
 /// their containers started and their status reported before the rest.
 const SANDBOXES_PER_TICK: usize = 8;
-/// Sandboxes made at once: making one mostly waits for processes (`ip`,
-/// the CNI plugins), so a few side by side finish a burst of pods sooner.
+/// Sandboxes made at once: making one mostly waits for processes (the CNI
+/// plugins), so a few side by side finish a burst of pods sooner.
 const SANDBOX_WORKERS: usize = 4;
 
 /// Why a pod's sandbox could not be made (its text is the pod's status
@@ -34,11 +34,8 @@ enum SandboxError {
     #[error(transparent)]
     Cni(#[from] cni::CniError),
     /// The network namespace could not be created.
-    #[error("{stderr}")]
-    Namespace {
-        /// What `ip netns add` said.
-        stderr: String,
-    },
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
 }
 
 impl PodRuntime {
@@ -113,21 +110,17 @@ impl PodRuntime {
         let sandbox = self.sandbox_name(&meta.uid);
         let result = (|| -> Result<PodRecord, SandboxError> {
             let network = NetworkConfig::load(&self.config.cni_conf_dir)?;
-            ip(&["netns", "add", &sandbox])
-                .or_else(|e| {
-                    if e.contains("File exists") {
-                        Ok(())
-                    } else {
-                        Err(e)
-                    }
-                })
-                .map_err(|stderr| SandboxError::Namespace { stderr })?;
+            match NetworkNamespace::create_named(&sandbox) {
+                // A sandbox made before (a retry, an agent restart) is reused.
+                Ok(_) | Err(NamespaceError::Exists { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
             let attachment = cni::Attachment {
                 container_id: meta.uid.clone(),
                 netns: PathBuf::from("/run/netns").join(&sandbox),
                 ifname: "eth0".into(),
             };
-            let runtime_config = json!({ "bandwidth": bandwidth(&run.pod) });
+            let runtime_config = json!({ "bandwidth": bandwidth::capability(&run.pod) });
             match cni::add(
                 &network,
                 &self.config.cni_bin_dir,
@@ -145,7 +138,7 @@ impl PodRuntime {
                     containers: Vec::new(),
                 }),
                 Err(err) => {
-                    let _ = ip(&["netns", "delete", &sandbox]);
+                    let _ = NetworkNamespace::delete_named(&sandbox);
                     Err(err.into())
                 }
             }
@@ -204,7 +197,7 @@ impl PodRuntime {
                 tracing::warn!(pod = %record.name, %err, "CNI DEL");
             }
         }
-        let _ = ip(&["netns", "delete", &record.sandbox]);
+        let _ = NetworkNamespace::delete_named(&record.sandbox);
         if let Some(root) = &self.config.cgroup_root {
             cgroup::remove(root, &record.sandbox);
         }

@@ -6,7 +6,6 @@
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    process::Command,
     time::{Duration, SystemTime},
 };
 
@@ -17,6 +16,7 @@ use rudder_api::{
     meta::{Condition, ObjectMeta},
     time::format_rfc3339,
 };
+use rudder_netlink::{Ipv4Subnet, NextHop, RouteSocket};
 
 /// Node annotation with the agent's HTTP endpoint (`http://ip:port`), where
 /// `rudderctl logs` reads container output.
@@ -270,7 +270,7 @@ fn reconcile_routes(
         if installed.get(name) == Some(&(cidr.clone(), via.clone())) {
             continue;
         }
-        match ip(&["route", "replace", cidr, "via", via]) {
+        match change_pod_route(cidr, via, RouteSocket::replace_route) {
             Ok(()) => {
                 tracing::info!(node = %name, %cidr, %via, "route to node's pods");
                 installed.insert(name.clone(), (cidr.clone(), via.clone()));
@@ -285,22 +285,26 @@ fn reconcile_routes(
         .collect();
     for name in gone {
         if let Some((cidr, via)) = installed.remove(&name) {
-            let _ = ip(&["route", "del", &cidr, "via", &via]);
+            let _ = change_pod_route(&cidr, &via, RouteSocket::delete_route);
             tracing::info!(node = %name, %cidr, "route removed: node gone");
         }
     }
 }
 
-fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
-    }
+/// Replaces or deletes (`change`) the route `<cidr> via <via>` of a
+/// Node object; why not, for the log.
+fn change_pod_route(
+    cidr: &str,
+    via: &str,
+    change: fn(&mut RouteSocket, Ipv4Subnet, NextHop) -> rudder_netlink::Result<()>,
+) -> Result<(), String> {
+    let dst = Ipv4Subnet::parse_network(cidr)?;
+    let gateway: Ipv4Addr = via
+        .parse()
+        .map_err(|_| format!("{via:?} is not an IPv4 address"))?;
+    RouteSocket::open()
+        .and_then(|mut socket| change(&mut socket, dst, NextHop::Gateway(gateway)))
+        .map_err(|err| err.to_string())
 }
 
 #[cfg(test)]

@@ -1,21 +1,23 @@
 //! Service translation on the pod bridge's ports, attached as pods come
-//! and forgotten as they go.
+//! and forgotten as they go, followed through link notifications.
 
 use std::{
     collections::BTreeSet,
+    io,
     path::PathBuf,
-    process::Command,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use anyhow::{Result, bail};
+use rudder_netlink::{LinkMonitor, NetlinkError, RouteSocket};
+use tokio::io::unix::AsyncFd;
 
 use super::lock;
 use crate::dataplane::{Dataplane, DataplaneError, services::forget_pod_interface};
 
-/// How often the pod bridge's ports are looked at.
-const POD_PORT_POLL: Duration = Duration::from_millis(100);
+/// How soon the port follower tries again an attach that failed (or a
+/// subscription to link notifications that could not be made).
+const RETRY: Duration = Duration::from_millis(100);
 
 /// The pod bridge's ports and the service translation on them. A new
 /// pod's veth gets it from the pod runtime's hook, before the pod's
@@ -51,32 +53,84 @@ impl PodPorts {
         }))
     }
 
-    /// Follows the bridge's ports, forever. Looking at them runs `ip` and
-    /// attaching makes system calls, so each look runs in place of this
-    /// task's worker.
+    /// Follows the bridge's ports, forever: a full look at start, then
+    /// again whenever the kernel reports a link change (a veth joining or
+    /// leaving the bridge, the bridge itself appearing), and after
+    /// [`RETRY`] while an attach that failed waits to be tried again.
+    /// Looking and attaching make system calls, so each look runs in place
+    /// of this task's worker.
     pub(super) async fn follow(ports: Arc<Self>) {
         loop {
-            tokio::task::block_in_place(|| ports.sync());
-            tokio::time::sleep(POD_PORT_POLL).await;
+            // Subscribed before looking, so no change falls between.
+            let mut monitor = match subscribe() {
+                Ok(monitor) => monitor,
+                Err(err) => {
+                    tracing::warn!(%err, "subscribing to link notifications");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            };
+            let mut look = true;
+            loop {
+                if look {
+                    look = !tokio::task::block_in_place(|| ports.sync());
+                }
+                let readable = if look {
+                    match tokio::time::timeout(RETRY, monitor.readable_mut()).await {
+                        Ok(readable) => readable,
+                        Err(_) => continue,
+                    }
+                } else {
+                    monitor.readable_mut().await
+                };
+                let drained = readable
+                    .map_err(NetlinkError::Socket)
+                    .and_then(|mut ready| {
+                        let events = ready.get_inner_mut().drain()?;
+                        // Drained to EAGAIN: the next notification wakes us.
+                        ready.clear_ready();
+                        Ok(events)
+                    });
+                match drained {
+                    // Any change may concern the bridge: a port's release
+                    // and its deletion come as separate messages, and a
+                    // lost notification is a change not seen.
+                    Ok(events) => look |= !events.is_empty(),
+                    Err(err) => {
+                        tracing::warn!(%err, "reading link notifications");
+                        break;
+                    }
+                }
+            }
         }
     }
 
     /// Attaches translation to ports not attached yet and forgets the
-    /// ports that are gone. A port whose attach failed stays unattached,
-    /// so the next round tries again.
-    fn sync(&self) {
+    /// ports that are gone. A port whose attach failed stays unattached;
+    /// `false` says so (or that the ports could not be listed), so the
+    /// caller looks again soon.
+    fn sync(&self) -> bool {
         let current = match bridge_ports(&self.bridge) {
-            Ok(ports) => ports,
+            Ok(Some(ports)) => ports,
+            // Its creation (by the first pod's CNI ADD) will be notified.
+            Ok(None) => {
+                tracing::debug!(bridge = %self.bridge, "no pod bridge yet");
+                return true;
+            }
             Err(err) => {
-                tracing::debug!(%err, bridge = %self.bridge, "no pod bridge yet");
-                return;
+                tracing::warn!(%err, bridge = %self.bridge, "listing the pod bridge's ports");
+                return false;
             }
         };
         let attached = lock(&self.attached).clone();
+        let mut complete = true;
         for port in current.difference(&attached) {
             match self.attach(port) {
                 Ok(()) => tracing::debug!(port, "pod port attached"),
-                Err(err) => tracing::warn!(%err, port, "attaching a pod port"),
+                Err(err) => {
+                    tracing::warn!(%err, port, "attaching a pod port");
+                    complete = false;
+                }
             }
         }
         for port in attached.difference(&current) {
@@ -85,21 +139,32 @@ impl PodPorts {
             }
             lock(&self.attached).remove(port);
         }
+        complete
     }
 }
 
-/// Names of the interfaces enslaved to `bridge`.
-fn bridge_ports(bridge: &str) -> Result<BTreeSet<String>> {
-    let out = Command::new("ip")
-        .args(["-o", "link", "show", "master", bridge])
-        .output()?;
-    if !out.status.success() {
-        bail!("{}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(':').nth(1))
-        .map(|name| name.trim().split('@').next().unwrap_or_default().to_owned())
-        .filter(|name| !name.is_empty())
-        .collect())
+/// Link notifications of this thread's namespace, for the runtime to wait
+/// on.
+fn subscribe() -> io::Result<AsyncFd<LinkMonitor>> {
+    let monitor = LinkMonitor::open().map_err(io::Error::other)?;
+    // SAFETY: a LinkMonitor owns its socket, so `as_raw_fd()` names the
+    // same open descriptor for as long as the monitor lives, and the
+    // AsyncFd owns the monitor.
+    Ok(unsafe { AsyncFd::register(monitor) }?)
+}
+
+/// Names of the interfaces enslaved to `bridge`; `None` when there is no
+/// such link.
+fn bridge_ports(bridge: &str) -> Result<Option<BTreeSet<String>>, NetlinkError> {
+    let mut socket = RouteSocket::open()?;
+    let Some(bridge) = socket.link(bridge)? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        socket
+            .ports_of(bridge.index)?
+            .into_iter()
+            .map(|port| port.name)
+            .collect(),
+    ))
 }

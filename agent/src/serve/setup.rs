@@ -5,11 +5,11 @@
 
 use std::{
     net::Ipv4Addr,
-    process::Command,
     sync::{Arc, Mutex},
 };
 
 use anyhow::{Context, Result};
+use rudder_netlink::RouteSocket;
 
 use super::ServeConfig;
 use crate::dataplane::{
@@ -63,13 +63,16 @@ pub(super) fn start_dataplane(config: &ServeConfig) -> Result<NodeDataplane> {
 
 /// The first IPv4 address of `iface`.
 fn interface_ipv4(iface: &str) -> Result<Ipv4Addr> {
-    let out = Command::new("ip")
-        .args(["-o", "-4", "addr", "show", "dev", iface])
-        .output()?;
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+    let mut socket = RouteSocket::open().context("opening a netlink socket")?;
+    let link = socket
+        .link(iface)
+        .with_context(|| format!("looking up {iface}"))?
+        .with_context(|| format!("{iface} has no IPv4 address: there is no such interface"))?;
+    let addresses = socket
+        .addresses(link.index)
+        .with_context(|| format!("listing the addresses of {iface}"))?;
+    addresses
+        .first()
+        .map(|(addr, _)| *addr)
         .with_context(|| format!("{iface} has no IPv4 address"))
 }

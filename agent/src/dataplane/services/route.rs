@@ -2,28 +2,23 @@
 //! that no program translated (no frontend for that port, a program not yet
 //! attached) must die on this node, not wander off through a default route.
 
-use std::process::Command;
+use rudder_netlink::{Ipv4Subnet, NextHop, RouteSocket};
 
 use crate::dataplane::DataplaneError;
 
-/// Installs (or keeps) `ip route blackhole <cidr>` in the current network
-/// namespace. Idempotent.
+/// Installs (or keeps) the blackhole route for `cidr` in the current network
+/// namespace, as `ip route replace blackhole <cidr>` would. Idempotent.
 ///
 /// # Errors
-/// When `ip` is missing or refuses the route (e.g. a malformed CIDR).
+/// When `cidr` is not a network (`10.96.0.0/12`) or the kernel refuses the
+/// route.
 pub fn install_service_blackhole(cidr: &str) -> Result<(), DataplaneError> {
-    let out = Command::new("ip")
-        .args(["route", "replace", "blackhole", cidr])
-        .output()
-        .map_err(|e| DataplaneError::Route {
-            cidr: cidr.to_owned(),
-            reason: format!("running ip: {e}"),
-        })?;
-    if !out.status.success() {
-        return Err(DataplaneError::Route {
-            cidr: cidr.to_owned(),
-            reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-        });
-    }
-    Ok(())
+    let failed = |reason: String| DataplaneError::Route {
+        cidr: cidr.to_owned(),
+        reason,
+    };
+    let dst = Ipv4Subnet::parse_network(cidr).map_err(failed)?;
+    RouteSocket::open()
+        .and_then(|mut socket| socket.replace_route(dst, NextHop::Blackhole))
+        .map_err(|err| failed(err.to_string()))
 }

@@ -18,6 +18,22 @@ impl Ipv4Subnet {
         })
     }
 
+    /// Parses `NETWORK/PREFIX` with no host bits set, as `ip route`
+    /// insists for a route's destination (`10.96.0.0/12`, not
+    /// `10.96.0.1/12`).
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with `s`, for a person to read.
+    pub fn parse_network(s: &str) -> Result<Self, String> {
+        let subnet: Self = s.parse()?;
+        let given = s.split_once('/').and_then(|(addr, _)| addr.parse().ok());
+        if given != Some(subnet.network) {
+            return Err(format!("{s:?} has host bits set: the network is {subnet}"));
+        }
+        Ok(subnet)
+    }
+
     /// The network address.
     pub fn network(self) -> Ipv4Addr {
         self.network
@@ -87,5 +103,14 @@ mod tests {
         for bad in ["10.0.0.0", "10.0.0.0/33", "fd00::/64", "x/8"] {
             assert!(bad.parse::<Ipv4Subnet>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_route_destination_has_no_host_bits() {
+        let services = Ipv4Subnet::parse_network("10.96.0.0/12").expect("network");
+        assert_eq!(services.to_string(), "10.96.0.0/12");
+        let err = Ipv4Subnet::parse_network("10.96.0.1/12").expect_err("host bits");
+        assert!(err.contains("10.96.0.0/12"), "{err}");
+        assert!(Ipv4Subnet::parse_network("10.96.0.0").is_err());
     }
 }
