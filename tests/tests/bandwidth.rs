@@ -354,3 +354,116 @@ mod throughput {
         );
     }
 }
+
+mod agent_sync {
+    //! The agent's half: `BandwidthSync` turns pod annotations (and
+    //! rudder-cni's records) into map entries keyed by the pod's veth,
+    //! follows changes, and turns ECN on in the pod's namespace.
+
+    use std::{collections::BTreeMap, path::PathBuf};
+
+    use dataplane_common::bandwidth::BandwidthDirection;
+    use rudder_agent::bandwidth::{BandwidthSync, PodNetwork};
+    use rudder_dataplane_maps::BandwidthMaps;
+    use rudder_tests::cluster::{Cluster, Pod};
+
+    fn network(pod: &Pod, annotations: &[(&str, &str)]) -> PodNetwork {
+        PodNetwork {
+            pod: format!("default/{}", pod.name),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<BTreeMap<_, _>>(),
+            host_interfaces: vec![pod.host_iface.clone()],
+            netns: PathBuf::from("/run/netns").join(pod.netns.name()),
+        }
+    }
+
+    /// Rates in bits/s per direction of `pod`'s veth after a sync round.
+    fn rates(
+        cluster: &Cluster,
+        pod: &Pod,
+        sync: &mut BandwidthSync,
+        pods: &[PodNetwork],
+    ) -> Vec<(BandwidthDirection, u64)> {
+        let iface = pod.host_iface.clone();
+        let dir = cluster.nodes[pod.node].dir.clone();
+        cluster.nodes[pod.node]
+            .host
+            .enter(move || {
+                sync.sync(pods);
+                let ifindex = nix::net::if_::if_nametoindex(iface.as_str()).expect("veth");
+                BandwidthMaps::open(&dir)
+                    .expect("maps")
+                    .entries()
+                    .expect("entries")
+                    .into_iter()
+                    .filter(|e| e.ifindex == ifindex)
+                    .map(|e| (e.direction, e.limit.rate_bytes_per_sec * 8))
+                    .collect()
+            })
+            .expect("enter node")
+    }
+
+    /// Removed on drop, also when the test fails.
+    struct ScratchDir(PathBuf);
+
+    impl Drop for ScratchDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn annotations_set_change_and_lift_limits_and_cni_records_fill_in() {
+        rudder_tests::require_root();
+        let mut cluster = Cluster::new("bwsync", 1);
+        let pod = cluster.add_pod(0, "web");
+        let other = cluster.add_pod(0, "other");
+        // Not under the node's bpffs directory: bpffs holds no plain files.
+        let scratch =
+            ScratchDir(std::env::temp_dir().join(format!("rdr-{}-bwsync", std::process::id())));
+        let records = scratch.0.clone();
+        std::fs::create_dir_all(&records).expect("records dir");
+        let mut sync = BandwidthSync::open(&cluster.nodes[0].dir, records.clone()).expect("open");
+
+        let egress = "kubernetes.io/egress-bandwidth";
+        let ingress = "kubernetes.io/ingress-bandwidth";
+        let limited = [network(&pod, &[(egress, "10M"), (ingress, "2M")])];
+        assert_eq!(
+            rates(&cluster, &pod, &mut sync, &limited),
+            [
+                (BandwidthDirection::FromPod, 10_000_000),
+                (BandwidthDirection::ToPod, 2_000_000)
+            ]
+        );
+        let ecn = pod
+            .run(&["sysctl", "-n", "net.ipv4.tcp_ecn"])
+            .expect("sysctl");
+        assert_eq!(ecn.trim(), "1", "ECN is on in the pod's namespace");
+
+        let changed = [network(&pod, &[(egress, "20M")])];
+        assert_eq!(
+            rates(&cluster, &pod, &mut sync, &changed),
+            [(BandwidthDirection::FromPod, 20_000_000)]
+        );
+        let lifted = [network(&pod, &[])];
+        assert!(rates(&cluster, &pod, &mut sync, &lifted).is_empty());
+
+        // A veth no pod of the agent owns: rudder-cni's record applies.
+        std::fs::write(
+            records.join("other-eth0.json"),
+            serde_json::json!({
+                "network": "rudder", "containerID": "other", "ifname": "eth0",
+                "hostVeth": other.host_iface, "ingressRate": 8_000_000, "ingressBurst": 800_000,
+                "egressRate": 0, "egressBurst": 0
+            })
+            .to_string(),
+        )
+        .expect("record");
+        assert_eq!(
+            rates(&cluster, &other, &mut sync, &lifted),
+            [(BandwidthDirection::ToPod, 8_000_000)]
+        );
+    }
+}
