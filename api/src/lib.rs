@@ -7,18 +7,20 @@
 //! decodes unchanged, and fields rudder does not model are kept (see
 //! [`object::normalize`]).
 //!
-//! Agents use [`client::Client::node_sync`]; controllers use the typed
-//! [`client::Client`] calls.
+//! No I/O happens here: the API client, the event recorder and the
+//! informers live in `rudder-client`. The generated gRPC code ([`proto`])
+//! stays here so that the server and the client share one copy of it.
 
 pub mod apps;
 pub mod bandwidth;
-pub mod client;
 pub mod coordination;
 pub mod core;
 pub mod error;
 pub mod events;
+pub mod facts;
 pub mod kind;
 pub mod meta;
+pub mod names;
 pub mod node_selector;
 pub mod object;
 pub mod quantity;

@@ -7,10 +7,8 @@
 use std::{future::Future, path::Path, time::Duration};
 
 use anyhow::{Context, Result, bail};
-use rudder_api::{
-    client::{Client, ListOptions},
-    core::Node,
-};
+use rudder_api::core::Node;
+use rudder_client::{Client, ListOptions};
 use rudder_tests::control::{Cluster, ClusterOptions};
 
 /// Builds a cluster of `nodes` nodes from the release binaries in `bin_dir`,

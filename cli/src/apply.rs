@@ -2,7 +2,8 @@
 //! exists (its spec and metadata replaced by the manifest's).
 
 use anyhow::{Result, bail};
-use rudder_api::{client::ClientError, object};
+use rudder_api::object;
+use rudder_client::ClientError;
 use serde_json::Value;
 
 use crate::{

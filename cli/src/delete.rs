@@ -1,7 +1,8 @@
 //! `rudderctl delete -f FILE` / `rudderctl delete KIND NAME...`.
 
 use anyhow::{Result, bail};
-use rudder_api::{Kind, client::ClientError, object};
+use rudder_api::{Kind, object};
+use rudder_client::ClientError;
 
 use crate::{
     get::kind_and_name,

@@ -2,11 +2,8 @@
 //! status as readable YAML, then the Events about it.
 
 use anyhow::Result;
-use rudder_api::{
-    Kind,
-    client::{Client, ListOptions},
-    time::parse_rfc3339,
-};
+use rudder_api::{Kind, time::parse_rfc3339};
+use rudder_client::{Client, ListOptions};
 use serde_json::Value;
 
 use crate::{
@@ -37,7 +34,7 @@ pub fn run(args: DescribeArgs, server: &ServerArgs) -> Result<()> {
             None => client
                 .list_json(
                     kind,
-                    &rudder_api::client::ListOptions {
+                    &rudder_client::ListOptions {
                         namespace: args.namespace.clone(),
                         ..Default::default()
                     },

@@ -1,10 +1,8 @@
 //! `rudderctl get KIND [NAME] [-o wide|yaml|json|name] [-l SELECTOR] [-w]`.
 
 use anyhow::{Context, Result, bail};
-use rudder_api::{
-    Kind,
-    client::{ListOptions, WatchEvent},
-};
+use rudder_api::Kind;
+use rudder_client::{ListOptions, WatchEvent};
 use serde_json::{Value, json};
 
 use crate::{
@@ -263,7 +261,7 @@ fn no_resources(namespace: &str, namespaced: bool) {
 
 /// The objects of `kind` the arguments select, and the list's revision.
 async fn list_objects(
-    client: &rudder_api::client::Client,
+    client: &rudder_client::Client,
     kind: Kind,
     args: &GetArgs,
     namespace: &str,

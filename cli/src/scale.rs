@@ -1,7 +1,8 @@
 //! `rudderctl scale deployment/web --replicas 5`.
 
 use anyhow::{Result, bail};
-use rudder_api::{Kind, client::ClientError};
+use rudder_api::Kind;
+use rudder_client::ClientError;
 use serde_json::json;
 
 use crate::{

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use rudder_api::client::Client;
+use rudder_client::Client;
 
 /// The default gRPC address of `rudder-controlplane`.
 pub const DEFAULT_SERVER: &str = "127.0.0.1:7400";
@@ -72,8 +72,8 @@ pub fn block_on<T, F: std::future::Future<Output = Result<T>>>(future: F) -> Res
 
 /// Turns a server error into kubectl's wording: `Error from server
 /// (NotFound): pods "x" not found`.
-pub fn explain(err: rudder_api::client::ClientError) -> anyhow::Error {
-    use rudder_api::client::ClientError as E;
+pub fn explain(err: rudder_client::ClientError) -> anyhow::Error {
+    use rudder_client::ClientError as E;
     let reason = match &err {
         E::NotFound(_) => "NotFound",
         E::AlreadyExists(_) => "AlreadyExists",
@@ -81,7 +81,9 @@ pub fn explain(err: rudder_api::client::ClientError) -> anyhow::Error {
         E::Invalid(_) => "Invalid",
         E::Gone(_) => "Expired",
         E::Unavailable(_) => "ServiceUnavailable",
-        E::Connect { .. } | E::Decode(_) | E::Other(_) => return anyhow::Error::new(err),
+        E::InvalidAddress { .. } | E::Connect { .. } | E::Decode(_) | E::Other(_) => {
+            return anyhow::Error::new(err);
+        }
     };
     anyhow::anyhow!("Error from server ({reason}): {err}")
 }

@@ -11,10 +11,11 @@
 use std::time::Duration;
 
 use rudder_api::{
-    client::{Client, ClientError},
     coordination::{Lease, LeaseSpec},
     meta::ObjectMeta,
+    names::SYSTEM_NAMESPACE,
 };
+use rudder_client::{Client, ClientError};
 use tokio::{sync::watch, time::Instant};
 
 /// Where the lease lives and how long it lasts.
@@ -36,7 +37,7 @@ impl LeaderConfig {
     pub fn controlplane(identity: String) -> Self {
         Self {
             identity,
-            namespace: "kube-system".to_owned(),
+            namespace: SYSTEM_NAMESPACE.to_owned(),
             name: "rudder-controlplane".to_owned(),
             lease_duration: Duration::from_secs(15),
         }

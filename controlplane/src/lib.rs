@@ -6,12 +6,13 @@
 //! gRPC port, and the HTTP/JSON API on another; the leader among the
 //! replicas ([`leader`]) also runs the controllers ([`controllers`]) and
 //! the scheduler ([`scheduler`]), which are clients of the API server built
-//! on [`informer`]s and [`workqueue`]s.
+//! on `rudder_client`'s informers and work queues ([`informers`] is the set
+//! they share).
 
 pub mod apiserver;
 pub mod controllers;
-pub mod informer;
+pub mod informers;
 pub mod leader;
+pub mod manager;
 pub mod scheduler;
 pub mod server;
-pub mod workqueue;

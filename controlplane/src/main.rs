@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use rudder_controlplane::{
     apiserver::allocation::{self, ServiceRanges},
-    controllers::{ControllerConfig, ControllerManager},
     leader::LeaderConfig,
+    manager::{ControllerConfig, ControllerManager},
     server::{self, ServerConfig},
 };
 use rudder_kvstore::raft::Replication;
@@ -148,7 +148,7 @@ async fn main() -> Result<()> {
     let controllers = if args.no_controllers && args.no_scheduler {
         None
     } else {
-        let client = rudder_api::client::Client::connect(&running.grpc_addr.to_string()).await?;
+        let client = rudder_client::Client::connect(&running.grpc_addr.to_string()).await?;
         let identity = format!(
             "{}-{}-{}",
             std::fs::read_to_string("/proc/sys/kernel/hostname")

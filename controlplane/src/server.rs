@@ -95,12 +95,15 @@ pub async fn serve(
         .with_context(|| format!("binding the gRPC address {}", config.listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let (kv, watch, lease) = EtcdApi::new(store.clone()).services();
+    let (maintenance, cluster) = EtcdApi::new(store.clone()).operator_services();
     let grpc = tonic::transport::Server::builder()
         .add_service(ResourcesServer::new(api.clone()))
         .add_service(NodeSyncServer::new(api.clone()))
         .add_service(kv)
         .add_service(watch)
         .add_service(lease)
+        .add_service(maintenance)
+        .add_service(cluster)
         .add_optional_service(raft);
     let mut grpc_stop = stop.clone();
     let mut tasks = vec![tokio::spawn(async move {

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use rudder_api::{
     Kind,
-    client::{Client, ClientError, ListOptions, NodeChange, NodeSyncUpdate, WatchEvent},
     core::{Pod, Service},
 };
+use rudder_client::{Client, ClientError, ListOptions, NodeChange, NodeSyncUpdate, WatchEvent};
 use rudder_controlplane::server::{self, RunningServer, ServerConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -397,7 +397,7 @@ async fn node_sync_sends_snapshot_then_changes_and_resumes() {
     running.stop().await;
 }
 
-async fn next(stream: &mut rudder_api::client::NodeSyncStream) -> NodeSyncUpdate {
+async fn next(stream: &mut rudder_client::NodeSyncStream) -> NodeSyncUpdate {
     tokio::time::timeout(Duration::from_secs(10), stream.next())
         .await
         .expect("update in time")

@@ -17,22 +17,22 @@ use rudder_api::{
     apps::{
         Deployment, DeploymentSpec, DeploymentStrategy, PodTemplateSpec, ReplicaSet, RollingUpdate,
     },
-    client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::{Lease, LeaseSpec},
     core::{
         Affinity, Container, ContainerPort, Endpoints, EnvVar, Event, IntOrString, Namespace, Node,
         NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, NodeStatus, Pod,
         PodStatus, PreferredSchedulingTerm, Service, ServicePort, ServiceSpec, Taint, Toleration,
     },
-    events::{EventRecorder, EventType},
+    events::EventType,
+    facts::{Conditions, NodeExt, PodExt},
     meta::{Condition, LabelSelector, ObjectMeta},
+    names::NODE_LEASE_NAMESPACE,
 };
+use rudder_client::{Client, ClientError, EventRecorder, ListOptions, WatchEvent};
 use rudder_controlplane::{
-    controllers::{
-        ControllerConfig, ControllerManager, NODE_LEASE_NAMESPACE, event_ttl::EventExpiry,
-        pod_ready,
-    },
+    controllers::event_ttl::EventExpiry,
     leader::LeaderConfig,
+    manager::{ControllerConfig, ControllerManager},
     server::{self, RunningServer, ServerConfig},
 };
 
@@ -276,7 +276,7 @@ async fn rolled_out(client: &Client, name: &str, replicas: i64) -> bool {
         && pods_of(client, name)
             .await
             .iter()
-            .filter(|p| pod_ready(p))
+            .filter(|p| p.is_ready())
             .count()
             == usize::try_from(replicas).unwrap_or(0)
 }
@@ -348,7 +348,7 @@ async fn deployment_scales_up_and_down_and_heals() {
         let pods = pods_of(&client, "web").await;
         pods.len() == 2
             && pods.iter().all(|p| p.metadata.name != victim.metadata.name)
-            && pods.iter().all(pod_ready)
+            && pods.iter().all(|p| p.is_ready())
     })
     .await;
 
@@ -421,7 +421,7 @@ async fn rolling_update_never_exceeds_surge_or_unavailable() {
             }
             events += 1;
             most = most.max(pods.len());
-            fewest_ready = fewest_ready.min(pods.values().filter(|p| pod_ready(p)).count());
+            fewest_ready = fewest_ready.min(pods.values().filter(|p| p.is_ready()).count());
         }
         (most, fewest_ready, events)
     });
@@ -712,7 +712,7 @@ async fn a_not_ready_nodes_pods_are_replaced_on_another_node() {
             pods.len() == 2
                 && pods
                     .iter()
-                    .all(|p| p.spec.node_name.as_deref() == Some("alive") && pod_ready(p))
+                    .all(|p| p.spec.node_name.as_deref() == Some("alive") && p.is_ready())
                 && endpoints.is_ok_and(|e| {
                     let all: Vec<_> = e
                         .subsets
@@ -723,6 +723,104 @@ async fn a_not_ready_nodes_pods_are_replaced_on_another_node() {
                 })
         },
     )
+    .await;
+    heartbeat.abort();
+    cluster.stop().await;
+}
+
+/// A restarted agent reports Ready (reason `AgentReady`) before the node
+/// lifecycle controller sees its lease renewed: the node must still lose
+/// its unreachable taint, get a NodeReady event and take new pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_agent_reports_ready_again_loses_its_unreachable_taint() {
+    let cluster = Cluster::start(ControllerConfig {
+        node_grace_period: Duration::from_secs(3),
+        ..ControllerConfig::default()
+    })
+    .await;
+    let client = cluster.client.clone();
+    client
+        .create(&Namespace {
+            metadata: meta(NODE_LEASE_NAMESPACE, ""),
+            ..Namespace::default()
+        })
+        .await
+        .expect("lease namespace");
+    add_node(&client, "flaky", &[], vec![], false).await;
+    let beating = Arc::new(AtomicBool::new(true));
+    let beats = beating.clone();
+    let heart = client.clone();
+    let heartbeat = tokio::spawn(async move {
+        loop {
+            if beats.load(Ordering::Relaxed) {
+                renew(&heart, "flaky").await;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let unreachable = |node: &Node| {
+        node.spec
+            .taints
+            .iter()
+            .any(|t| t.key == "node.kubernetes.io/unreachable")
+    };
+    eventually("the node heartbeats and is Ready", || async {
+        client
+            .get::<Node>("", "flaky")
+            .await
+            .is_ok_and(|n| n.is_ready() && !unreachable(&n))
+    })
+    .await;
+
+    beating.store(false, Ordering::Relaxed);
+    eventually("the silent node is NotReady and tainted", || async {
+        client.get::<Node>("", "flaky").await.is_ok_and(|n| {
+            n.condition("Ready").is_some_and(|c| c.status == "Unknown") && unreachable(&n)
+        })
+    })
+    .await;
+
+    // The agent comes back: it reports Ready with its own reason first,
+    // then renews its lease.
+    let mut node = client.get::<Node>("", "flaky").await.expect("node");
+    node.status
+        .get_or_insert_with(Default::default)
+        .conditions
+        .set_condition(
+            "Ready",
+            "True",
+            "AgentReady",
+            "rudder-agent is ready".to_owned(),
+        );
+    client.update_status(&node).await.expect("agent status");
+    beating.store(true, Ordering::Relaxed);
+    eventually("the recovered node is Ready and untainted", || async {
+        client
+            .get::<Node>("", "flaky")
+            .await
+            .is_ok_and(|n| n.is_ready() && n.spec.taints.is_empty())
+    })
+    .await;
+    eventually("a NodeReady event is recorded", || async {
+        has_event(
+            &events_about(&client, "Node", "flaky").await,
+            "Normal",
+            "NodeReady",
+            "NodeReady",
+        )
+    })
+    .await;
+    client
+        .create(&Pod {
+            metadata: meta("after-recovery", "default"),
+            spec: template(&[], "1").spec,
+            ..Pod::default()
+        })
+        .await
+        .expect("pod");
+    eventually("a new pod is scheduled onto the recovered node", || async {
+        bound_to(&client, "after-recovery").await.as_deref() == Some("flaky")
+    })
     .await;
     heartbeat.abort();
     cluster.stop().await;

@@ -5,10 +5,10 @@
 use std::collections::BTreeSet;
 
 use rudder_api::{
-    client::{Client, ClientError},
     core::{Service, ServicePort, ServiceSpec},
     meta::ObjectMeta,
 };
+use rudder_client::{Client, ClientError};
 use rudder_controlplane::{
     apiserver::allocation::{self, ServiceRanges},
     server::{self, RunningServer, ServerConfig},

@@ -22,6 +22,14 @@ pub struct ReplicaStatus {
     pub term: u64,
     /// The last revision applied here.
     pub revision: i64,
+    /// Index of the last entry in this replica's log (the revision, for a
+    /// single replica).
+    pub raft_index: u64,
+    /// Index of the last entry applied here.
+    pub applied_index: u64,
+    /// Every member's id and address (empty for a single replica, which
+    /// does not know the address it is served on).
+    pub members: Vec<(u64, String)>,
 }
 
 /// Agreement on the order of commands.

@@ -40,9 +40,20 @@ pub enum StoreError {
     /// The replicas cannot agree right now (no quorum, shutting down).
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
-    /// The data directory could not be read or written.
+    /// The data directory holds something unusable, or a thread or file
+    /// the store needs could not be set up.
     #[error("storage: {0}")]
     Storage(String),
+    /// redb could not read or write the data directory.
+    #[error("storage: {message}")]
+    Database {
+        /// What redb said (all that crosses to another replica).
+        message: String,
+        /// redb's error, on the replica where it happened.
+        #[serde(skip)]
+        #[source]
+        cause: Option<DatabaseCause>,
+    },
 }
 
 fn leader_hint(addr: &Option<String>) -> String {
@@ -52,19 +63,23 @@ fn leader_hint(addr: &Option<String>) -> String {
     }
 }
 
-/// Every redb error becomes [`StoreError::Storage`]: a caller cannot act on
-/// the difference, and the message keeps the detail.
-macro_rules! storage_from {
+/// Every redb error becomes [`StoreError::Database`]: a caller cannot act on
+/// the difference between them, and the cause stays attached.
+macro_rules! database_from {
     ($($ty:ty),*) => {$(
         impl From<$ty> for StoreError {
             fn from(err: $ty) -> Self {
-                Self::Storage(err.to_string())
+                let cause = redb::Error::from(err);
+                Self::Database {
+                    message: cause.to_string(),
+                    cause: Some(DatabaseCause(std::sync::Arc::new(cause))),
+                }
             }
         }
     )*};
 }
 
-storage_from!(
+database_from!(
     redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
@@ -72,6 +87,31 @@ storage_from!(
     redb::StorageError,
     redb::CommitError
 );
+
+/// The redb error behind a [`StoreError::Database`]. Shared, so the error
+/// stays cheap to clone; two causes are equal when they read the same.
+#[derive(Debug, Clone)]
+pub struct DatabaseCause(std::sync::Arc<redb::Error>);
+
+impl std::fmt::Display for DatabaseCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DatabaseCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.0.as_ref())
+    }
+}
+
+impl PartialEq for DatabaseCause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for DatabaseCause {}
 
 /// Errors a watcher ends with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

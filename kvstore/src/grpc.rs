@@ -1,4 +1,5 @@
-//! The store served as a subset of the etcd v3 gRPC API (KV, Watch, Lease).
+//! The store served as a subset of the etcd v3 gRPC API (KV, Watch, Lease,
+//! and Maintenance.Status / Cluster.MemberList for operators).
 //!
 //! Field numbers and service paths are etcd's, so etcd clients work against
 //! a rudder store unchanged; the store benchmark drives both with the same
@@ -48,6 +49,20 @@ impl EtcdApi {
         )
     }
 
+    /// The services operators' tools use (`etcdctl endpoint status`,
+    /// `etcdctl member list`), ready to add next to [`Self::services`].
+    pub fn operator_services(
+        self,
+    ) -> (
+        pb::maintenance_server::MaintenanceServer<Self>,
+        pb::cluster_server::ClusterServer<Self>,
+    ) {
+        (
+            pb::maintenance_server::MaintenanceServer::new(self.clone()),
+            pb::cluster_server::ClusterServer::new(self),
+        )
+    }
+
     fn header(&self, revision: i64) -> Option<pb::ResponseHeader> {
         let status = self.store.status();
         Some(pb::ResponseHeader {
@@ -62,15 +77,19 @@ impl EtcdApi {
 /// Maps a store error onto the gRPC status a client can act on.
 pub fn status_of(err: StoreError) -> Status {
     match &err {
-        StoreError::Compacted { .. } | StoreError::FutureRevision { .. } => {
-            Status::out_of_range(err.to_string())
+        // etcd's clients recognise these two by their exact text.
+        StoreError::Compacted { .. } => {
+            Status::out_of_range("etcdserver: mvcc: required revision has been compacted")
+        }
+        StoreError::FutureRevision { .. } => {
+            Status::out_of_range("etcdserver: mvcc: required revision is a future revision")
         }
         StoreError::LeaseNotFound(_) => Status::not_found(err.to_string()),
         StoreError::LeaseExists(_) => Status::already_exists(err.to_string()),
         StoreError::InvalidRequest(_) => Status::invalid_argument(err.to_string()),
         StoreError::NotLeader { .. } => Status::failed_precondition(err.to_string()),
         StoreError::Unavailable(_) => Status::unavailable(err.to_string()),
-        StoreError::Storage(_) => Status::internal(err.to_string()),
+        StoreError::Storage(_) | StoreError::Database { .. } => Status::internal(err.to_string()),
     }
 }
 
@@ -177,8 +196,15 @@ impl pb::kv_server::Kv for EtcdApi {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let req = range_from_pb(request.into_inner())?;
-        let (response, revision) = self.store.range(req).await.map_err(status_of)?;
+        let request = request.into_inner();
+        let serializable = request.serializable;
+        let req = range_from_pb(request)?;
+        let (response, revision) = if serializable {
+            self.store.range_serializable(req).await
+        } else {
+            self.store.range(req).await
+        }
+        .map_err(status_of)?;
         Ok(Response::new(range_to_pb(response, self.header(revision))))
     }
 
@@ -528,6 +554,65 @@ impl pb::lease_server::Lease for EtcdApi {
                 granted_ttl: 0,
                 keys: Vec::new(),
             },
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::maintenance_server::Maintenance for EtcdApi {
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let status = self.store.status();
+        let store = self.store.clone();
+        let db_size = tokio::task::spawn_blocking(move || store.disk_usage())
+            .await
+            .map_err(|err| Status::internal(format!("measuring the data directory: {err}")))?;
+        let db_size = i64::try_from(db_size).unwrap_or(i64::MAX);
+        Ok(Response::new(pb::StatusResponse {
+            header: self.header(status.revision),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            db_size,
+            leader: status.leader_id.unwrap_or(0),
+            raft_index: status.raft_index,
+            raft_term: status.term,
+            raft_applied_index: status.applied_index,
+            errors: Vec::new(),
+            db_size_in_use: db_size,
+            is_learner: false,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for EtcdApi {
+    async fn member_list(
+        &self,
+        _request: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let status = self.store.status();
+        let members = status
+            .members
+            .iter()
+            .map(|(id, addr)| {
+                let urls: Vec<String> = if addr.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![format!("http://{addr}")]
+                };
+                pb::Member {
+                    id: *id,
+                    name: format!("rudder-{id}"),
+                    peer_urls: urls.clone(),
+                    client_urls: urls,
+                    is_learner: false,
+                }
+            })
+            .collect();
+        Ok(Response::new(pb::MemberListResponse {
+            header: self.header(status.revision),
+            members,
         }))
     }
 }

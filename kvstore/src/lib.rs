@@ -34,7 +34,7 @@ mod wal;
 mod watch;
 
 pub use consensus::ReplicaStatus;
-pub use error::{StoreError, WatchError};
+pub use error::{DatabaseCause, StoreError, WatchError};
 pub use store::{LeaseInfo, Store, StoreConfig};
 pub use types::{
     Command, CommandResult, Compare, CompareOp, CompareTarget, DeleteRequest, Event, EventKind,

@@ -449,12 +449,17 @@ impl Consensus for SingleNode {
     }
 
     fn status(&self) -> ReplicaStatus {
+        let revision = self.state.hub().published();
+        let index = u64::try_from(revision).unwrap_or(0);
         ReplicaStatus {
             id: 1,
             leader_id: Some(1),
             leader_addr: None,
             term: 1,
-            revision: self.state.hub().published(),
+            revision,
+            raft_index: index,
+            applied_index: index,
+            members: vec![(1, String::new())],
         }
     }
 

@@ -99,7 +99,7 @@ impl Store {
     /// missing), recovering everything a previous run committed.
     ///
     /// # Errors
-    /// [`StoreError::Storage`] if the directory cannot be created or the
+    /// [`StoreError::Storage`], [`StoreError::Database`] if the directory cannot be created or the
     /// database is unreadable.
     pub async fn open(config: StoreConfig) -> Result<Self, StoreError> {
         let state = open_state(&config)?;
@@ -144,14 +144,48 @@ impl Store {
         self.inner.consensus.status()
     }
 
+    /// Bytes the data directory takes on disk (state, log, write-ahead
+    /// log); what `etcdctl endpoint status` calls the db size.
+    pub fn disk_usage(&self) -> u64 {
+        fn walk(dir: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|entry| match entry.metadata() {
+                    Ok(meta) if meta.is_dir() => walk(&entry.path()),
+                    Ok(meta) => meta.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.inner.config.data_dir)
+    }
+
     /// Reads keys, linearizably: the result reflects every write
     /// acknowledged before the call. Returns the revision read at.
     ///
     /// # Errors
     /// [`StoreError::NotLeader`] / [`StoreError::Unavailable`] when replicated
-    /// and no leader can confirm the read; [`StoreError::Storage`].
+    /// and no leader can confirm the read; [`StoreError::Storage`], [`StoreError::Database`].
     pub async fn range(&self, req: RangeRequest) -> Result<(RangeResponse, i64), StoreError> {
         self.inner.consensus.read_barrier().await?;
+        let mvcc = self.inner.state.mvcc().clone();
+        blocking(move || mvcc.range(&req)).await
+    }
+
+    /// Reads keys from what this replica has applied, without asking the
+    /// leader (etcd's `serializable` range): no round trip, but it may miss
+    /// writes acknowledged elsewhere. Returns the revision read at.
+    ///
+    /// # Errors
+    /// [`StoreError::Compacted`] / [`StoreError::FutureRevision`] for a
+    /// revision out of reach; [`StoreError::Storage`], [`StoreError::Database`].
+    pub async fn range_serializable(
+        &self,
+        req: RangeRequest,
+    ) -> Result<(RangeResponse, i64), StoreError> {
         let mvcc = self.inner.state.mvcc().clone();
         blocking(move || mvcc.range(&req)).await
     }
@@ -222,7 +256,7 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::LeaseNotFound`], [`StoreError::NotLeader`],
-    /// [`StoreError::Unavailable`], [`StoreError::Storage`].
+    /// [`StoreError::Unavailable`], [`StoreError::Storage`], [`StoreError::Database`].
     pub async fn txn(&self, txn: TxnRequest) -> Result<TxnResponse, StoreError> {
         match self.propose(Command::Txn(txn)).await? {
             CommandResult::Txn(response) => Ok(response),
@@ -283,7 +317,7 @@ impl Store {
     /// A lease's TTLs and keys, `None` if it does not exist.
     ///
     /// # Errors
-    /// [`StoreError::Storage`].
+    /// [`StoreError::Storage`], [`StoreError::Database`].
     pub async fn lease_time_to_live(&self, id: i64) -> Result<Option<LeaseInfo>, StoreError> {
         self.inner.consensus.read_barrier().await?;
         let mvcc = self.inner.state.mvcc().clone();
@@ -319,7 +353,7 @@ impl Store {
     /// The oldest revision a watch can start from.
     ///
     /// # Errors
-    /// [`StoreError::Storage`].
+    /// [`StoreError::Storage`], [`StoreError::Database`].
     pub fn compacted_revision(&self) -> Result<i64, StoreError> {
         self.inner.state.mvcc().compacted()
     }

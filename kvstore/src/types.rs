@@ -10,9 +10,9 @@ use serde::{Deserialize, Serialize};
 /// for optimistic concurrency.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct KeyValue {
-    /// The key.
+    #[expect(missing_docs, reason = "the key and its value need no words")]
     pub key: Vec<u8>,
-    /// The value.
+    #[expect(missing_docs, reason = "the key and its value need no words")]
     pub value: Vec<u8>,
     /// Revision of the write that created the key (since its last delete).
     pub create_revision: i64,
@@ -37,7 +37,7 @@ pub enum EventKind {
 /// One change of one key at one revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
-    /// Put or delete.
+    #[expect(missing_docs, reason = "documented on EventKind")]
     pub kind: EventKind,
     /// The key after the change; for a delete, the key with empty value and
     /// `mod_revision` set to the deleting revision.
@@ -50,7 +50,7 @@ pub struct Event {
 /// All events of one committed revision, in the order the writes ran.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevisionEvents {
-    /// The revision.
+    #[expect(missing_docs, reason = "the type's documentation says which revision")]
     pub revision: i64,
     /// Its events (at least one).
     pub events: Vec<Event>,
@@ -117,7 +117,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 /// Reads keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct RangeRequest {
-    /// Which keys.
+    #[expect(missing_docs, reason = "documented on KeyRange")]
     pub range: KeyRange,
     /// At most this many keys are returned; 0 for no limit.
     pub limit: i64,
@@ -145,9 +145,9 @@ pub struct RangeResponse {
 /// Writes one key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct PutRequest {
-    /// The key.
+    #[expect(missing_docs, reason = "the key and its new value need no words")]
     pub key: Vec<u8>,
-    /// The new value.
+    #[expect(missing_docs, reason = "the key and its new value need no words")]
     pub value: Vec<u8>,
     /// Attach the key to this lease (0: none). The lease must exist.
     pub lease: i64,
@@ -156,32 +156,33 @@ pub struct PutRequest {
 /// Deletes a set of keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DeleteRequest {
-    /// Which keys.
+    #[expect(missing_docs, reason = "documented on KeyRange")]
     pub range: KeyRange,
 }
 
 /// One operation inside a transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[expect(
+    missing_docs,
+    reason = "each variant is documented on the request it carries"
+)]
 pub enum Op {
-    /// Read keys.
     Range(RangeRequest),
-    /// Write a key.
     Put(PutRequest),
-    /// Delete keys.
     Delete(DeleteRequest),
 }
 
 /// The result of one [`Op`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OpResponse {
-    /// Keys read.
+    /// The result of [`Op::Range`].
     Range(RangeResponse),
     /// The key before the put, if it existed.
     Put {
         /// Previous record of the key.
         prev_kv: Option<KeyValue>,
     },
-    /// Keys deleted.
+    /// The result of [`Op::Delete`].
     Delete {
         /// The deleted keys as they were.
         prev_kvs: Vec<KeyValue>,
@@ -219,11 +220,11 @@ pub enum CompareOp {
 /// A guard of a transaction: `key.target op operand`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Compare {
-    /// The key compared.
+    #[expect(missing_docs, reason = "the type's documentation names each part")]
     pub key: Vec<u8>,
-    /// The field and operand.
+    #[expect(missing_docs, reason = "the type's documentation names each part")]
     pub target: CompareTarget,
-    /// The relation.
+    #[expect(missing_docs, reason = "the type's documentation names each part")]
     pub op: CompareOp,
 }
 
@@ -264,7 +265,7 @@ pub enum Command {
     },
     /// Delete a lease and every key attached to it.
     LeaseRevoke {
-        /// The lease.
+        #[expect(missing_docs, reason = "the lease to revoke")]
         id: i64,
     },
     /// Forget history before `revision`.

@@ -37,6 +37,10 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "the reference CNI plugins (benchmark reference, chaining tests)",
     ),
     ("etcd-server", "the reference store in the store benchmark"),
+    (
+        "etcd-client",
+        "etcdctl, to check `endpoint status` and `member list` against rudder's store",
+    ),
 ];
 
 /// Runs every setup step in order.

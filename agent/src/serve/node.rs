@@ -10,11 +10,14 @@ use std::{
 };
 
 use rudder_api::{
-    client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::{Lease, LeaseSpec},
     core::{Namespace, Node, NodeAddress, NodeSpec, NodeStatus},
     meta::{Condition, ObjectMeta},
     time::format_rfc3339,
+};
+use rudder_client::{
+    Client, ClientError, ListOptions, WatchEvent,
+    list_watch::{ListWatchEvent, list_watch},
 };
 use rudder_netlink::{Ipv4Subnet, NextHop, RouteSocket};
 
@@ -200,46 +203,42 @@ async fn renew_lease(client: &Client, identity: &NodeIdentity) -> Result<(), Cli
     }
 }
 
-/// Keeps one route per other node: its pod CIDR via its InternalIP.
+/// Keeps one route per other node: its pod CIDR via its InternalIP,
+/// following the Node objects through the client's list+watch loop (which
+/// resumes, re-lists when compacted and retries by itself).
 async fn follow_routes(addr: String, identity: NodeIdentity) {
-    let mut installed: BTreeMap<String, (String, String)> = BTreeMap::new();
-    loop {
-        if let Err(err) = watch_nodes(&addr, &identity, &mut installed).await {
-            tracing::warn!(%err, "following nodes");
+    let client = loop {
+        match Client::connect(&addr).await {
+            Ok(client) => break client,
+            Err(err) => tracing::warn!(%err, "following nodes"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-async fn watch_nodes(
-    addr: &str,
-    identity: &NodeIdentity,
-    installed: &mut BTreeMap<String, (String, String)>,
-) -> Result<(), ClientError> {
-    let client = Client::connect(addr).await?;
-    let list = client.list::<Node>(&ListOptions::default()).await?;
-    let mut current: BTreeMap<String, Node> = list
-        .items
-        .into_iter()
-        .map(|n| (n.metadata.name.clone(), n))
-        .collect();
-    reconcile_routes(identity, &current, installed);
-    let mut watch = client
-        .watch::<Node>(&ListOptions::default(), &list.resource_version)
-        .await?;
-    while let Some(event) = watch.next().await {
-        match event? {
-            WatchEvent::Added(node) | WatchEvent::Modified(node) => {
-                current.insert(node.metadata.name.clone(), node);
+    };
+    let mut installed: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut current: BTreeMap<String, Node> = BTreeMap::new();
+    list_watch(
+        &client,
+        &ListOptions::default(),
+        |event: ListWatchEvent<Node>| {
+            match event {
+                ListWatchEvent::Listed { items, .. } => {
+                    current = items
+                        .into_iter()
+                        .map(|n| (n.metadata.name.clone(), n))
+                        .collect();
+                }
+                ListWatchEvent::Watched(WatchEvent::Added(node) | WatchEvent::Modified(node)) => {
+                    current.insert(node.metadata.name.clone(), node);
+                }
+                ListWatchEvent::Watched(WatchEvent::Deleted(node)) => {
+                    current.remove(&node.metadata.name);
+                }
+                ListWatchEvent::Watched(WatchEvent::Bookmark { .. }) => return,
             }
-            WatchEvent::Deleted(node) => {
-                current.remove(&node.metadata.name);
-            }
-            WatchEvent::Bookmark { .. } => continue,
-        }
-        reconcile_routes(identity, &current, installed);
-    }
-    Ok(())
+            reconcile_routes(&identity, &current, &mut installed);
+        },
+    )
+    .await;
 }
 
 /// Pod CIDR and address of a node, if it has both.

@@ -8,10 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rudder_api::{
-    client::{Client, NodeChange, NodeSyncUpdate},
-    core::{Endpoints, Service},
-};
+use rudder_api::core::{Endpoints, Service};
+use rudder_client::{Client, NodeChange, NodeSyncUpdate};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{

@@ -1,10 +1,8 @@
 //! Telling the API what the pods do: their statuses and Events, written
 //! by a task of their own.
 
-use rudder_api::{
-    core::ObjectReference,
-    events::{EventRecorder, EventType},
-};
+use rudder_api::{core::ObjectReference, events::EventType};
+use rudder_client::EventRecorder;
 
 /// What the pod rounds hand the reporter.
 pub(super) enum Report {
@@ -38,7 +36,7 @@ pub(super) fn status_reporter(
                 }
             }
             if client.is_none() {
-                client = rudder_api::client::Client::connect(&addr).await.ok();
+                client = rudder_client::Client::connect(&addr).await.ok();
             }
             let Some(c) = client.as_ref() else { continue };
             // Runs as a task of its own, between and during the
@@ -90,10 +88,10 @@ fn record_pod_event(recorder: &EventRecorder, event: crate::pods::PodEvent) {
 }
 
 async fn write_status(
-    client: &rudder_api::client::Client,
+    client: &rudder_client::Client,
     report: &crate::pods::StatusReport,
-) -> Result<(), rudder_api::client::ClientError> {
-    use rudder_api::client::ClientError;
+) -> Result<(), rudder_client::ClientError> {
+    use rudder_client::ClientError;
     for _ in 0..5 {
         let mut pod: rudder_api::core::Pod = match client.get(&report.namespace, &report.name).await
         {

@@ -18,11 +18,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use rudder_api::{
-    Kind,
-    client::{Client, ListOptions, WatchEvent},
-    core::Pod,
-};
+use rudder_api::{Kind, core::Pod};
+use rudder_client::{Client, ListOptions, WatchEvent};
 use serde_json::json;
 
 use super::Plan;

@@ -17,7 +17,8 @@ use std::{
 use anyhow::{Context, Result, bail};
 use dataplane_common::service::{BackendSlotKey, FrontendKey, ipv4_to_net, port_to_net, proto};
 use futures::{StreamExt as _, TryStreamExt as _};
-use rudder_api::{Kind, client::Client};
+use rudder_api::Kind;
+use rudder_client::Client;
 use rudder_dataplane_maps::ServiceMaps;
 use serde_json::{Value, json};
 

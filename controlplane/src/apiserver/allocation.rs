@@ -15,15 +15,20 @@
 
 use std::{collections::BTreeSet, fmt, net::Ipv4Addr, ops::RangeInclusive};
 
+use futures::future::BoxFuture;
 use rudder_api::{ApiError, FieldError};
 use rudder_kvstore::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, KeyRange, Op, PutRequest, RangeRequest,
-    Store, StoreError,
+    Compare, CompareOp, CompareTarget, DeleteRequest, KeyRange, KeyValue, Op, PutRequest,
+    RangeRequest, Store, StoreError,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::ApiServerError;
+use super::{
+    ApiServerError,
+    hooks::{Claim, WriteHooks},
+    storage::decode,
+};
 
 /// Store key of the configured ranges.
 pub const RANGES_KEY: &str = "/registry/ranges/services";
@@ -138,48 +143,6 @@ async fn ranges(store: &Store) -> Result<ServiceRanges, StoreError> {
         .unwrap_or_default())
 }
 
-/// What a Service write must add to its transaction.
-#[derive(Debug, Default)]
-pub struct Claim {
-    /// Compares: newly claimed keys must not exist yet.
-    pub compares: Vec<Compare>,
-    /// Puts of new keys and deletes of released ones.
-    pub ops: Vec<Op>,
-    /// Keys the user asked for by value (a collision on them is the user's
-    /// error, not a reason to pick again).
-    requested: Vec<(String, String)>,
-}
-
-impl Claim {
-    /// Whether the claim takes part in the transaction at all.
-    pub fn is_empty(&self) -> bool {
-        self.compares.is_empty() && self.ops.is_empty()
-    }
-
-    /// After a failed transaction: the error to report if a value the user
-    /// asked for is taken (otherwise the caller picks again).
-    ///
-    /// # Errors
-    /// Store errors.
-    pub async fn requested_conflict(
-        &self,
-        store: &Store,
-        name: &str,
-    ) -> Result<Option<ApiServerError>, StoreError> {
-        for (key, field) in &self.requested {
-            if store.get(key.as_str()).await?.is_some() {
-                let value = key.rsplit('/').next().unwrap_or_default();
-                return Ok(Some(invalid(
-                    name,
-                    field,
-                    format!("{value} is already allocated"),
-                )));
-            }
-        }
-        Ok(None)
-    }
-}
-
 fn invalid(name: &str, field: &str, message: String) -> ApiServerError {
     ApiServerError::Invalid(ApiError::Invalid {
         kind: "Service".to_owned(),
@@ -220,6 +183,35 @@ fn takes_node_ports(service: &Value) -> bool {
         service.pointer("/spec/type").and_then(Value::as_str),
         Some("NodePort" | "LoadBalancer")
     )
+}
+
+/// The Service's [`WriteHooks`]: claims ClusterIP and NodePorts on create
+/// and update, releases them on delete, in the write's own transaction.
+#[derive(Debug)]
+pub struct ServiceAllocation;
+
+impl WriteHooks for ServiceAllocation {
+    fn before_create<'a>(
+        &'a self,
+        store: &'a Store,
+        object: &'a mut Value,
+    ) -> BoxFuture<'a, Result<Claim, ApiServerError>> {
+        Box::pin(claim(store, object, None))
+    }
+
+    fn before_update<'a>(
+        &'a self,
+        store: &'a Store,
+        next: &'a mut Value,
+        current: &'a Value,
+    ) -> BoxFuture<'a, Result<Claim, ApiServerError>> {
+        Box::pin(claim(store, next, Some(current)))
+    }
+
+    fn before_delete(&self, current: &KeyValue) -> Result<Vec<Op>, ApiServerError> {
+        // Released in the same transaction that deletes the Service.
+        Ok(release_ops(&held_keys(&decode(current)?)))
+    }
 }
 
 /// Fills in a Service's ClusterIP and NodePorts (`current`: the stored

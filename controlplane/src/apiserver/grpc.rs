@@ -10,31 +10,12 @@ use rudder_api::{
         resources_server::Resources,
     },
 };
-use rudder_kvstore::StoreError;
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{ApiServer, ApiServerError, Filter};
-
-/// Maps an API error onto the gRPC code clients act on.
-pub fn status_of(err: ApiServerError) -> Status {
-    let message = err.to_string();
-    match err {
-        ApiServerError::NotFound(_) => Status::not_found(message),
-        ApiServerError::AlreadyExists(_) => Status::already_exists(message),
-        ApiServerError::Conflict(_) => Status::aborted(message),
-        ApiServerError::Invalid(_) | ApiServerError::BadRequest(_) => {
-            Status::invalid_argument(message)
-        }
-        ApiServerError::Gone(_) => Status::out_of_range(message),
-        ApiServerError::Store(StoreError::NotLeader { .. } | StoreError::Unavailable(_)) => {
-            Status::unavailable(message)
-        }
-        ApiServerError::Store(_) => Status::internal(message),
-    }
-}
+use super::{ApiServer, Filter, error::status_of};
 
 fn kind_of(name: &str) -> Result<Kind, Status> {
     Kind::parse(name)

@@ -26,11 +26,10 @@ use axum::{
     routing::get,
 };
 use rudder_api::Kind;
-use rudder_kvstore::StoreError;
 use serde_json::{Value, json};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
-use super::{ApiServer, ApiServerError, Filter};
+use super::{ApiServer, ApiServerError, Filter, error::code_and_reason};
 
 /// The HTTP routes.
 pub fn router(api: ApiServer) -> Router {
@@ -234,21 +233,6 @@ fn json_response(code: StatusCode, value: &Value) -> Response {
         serde_json::to_vec(value).unwrap_or_default(),
     )
         .into_response()
-}
-
-fn code_and_reason(err: &ApiServerError) -> (StatusCode, &'static str) {
-    match err {
-        ApiServerError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
-        ApiServerError::AlreadyExists(_) => (StatusCode::CONFLICT, "AlreadyExists"),
-        ApiServerError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
-        ApiServerError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
-        ApiServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
-        ApiServerError::Gone(_) => (StatusCode::GONE, "Expired"),
-        ApiServerError::Store(StoreError::NotLeader { .. } | StoreError::Unavailable(_)) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
-        }
-        ApiServerError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
-    }
 }
 
 fn status_object(code: StatusCode, reason: &str, message: &str) -> Value {

@@ -18,7 +18,11 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tonic::Status;
 
-use super::{ApiServer, decode, watch_error};
+use super::{
+    ApiServer,
+    error::{status_of, watch_error},
+    storage::{decode, set_resource_version},
+};
 
 /// How long the stream stays silent before a bookmark tells the agent how
 /// far it has been brought (so its resume point keeps moving).
@@ -68,9 +72,7 @@ pub async fn run(
                 continue;
             }
             Err(err) => {
-                let _ = out
-                    .send(Err(super::grpc::status_of(watch_error(&err))))
-                    .await;
+                let _ = out.send(Err(status_of(watch_error(&err)))).await;
                 return;
             }
         };
@@ -97,7 +99,7 @@ pub async fn run(
                     }
                     Some(Err(WatchError::Compacted { .. })) => break Position::Snapshot,
                     Some(Err(err)) => {
-                        let _ = out.send(Err(super::grpc::status_of(watch_error(&err)))).await;
+                        let _ = out.send(Err(status_of(watch_error(&err)))).await;
                         return;
                     }
                     None => return,
@@ -141,7 +143,7 @@ async fn snapshot(api: &ApiServer, node: &str) -> Result<NodeSnapshot, Status> {
             ..RangeRequest::default()
         })
         .await
-        .map_err(|err| super::grpc::status_of(err.into()))?;
+        .map_err(|err| status_of(err.into()))?;
     let mut snapshot = NodeSnapshot {
         revision,
         ..NodeSnapshot::default()
@@ -153,7 +155,7 @@ async fn snapshot(api: &ApiServer, node: &str) -> Result<NodeSnapshot, Status> {
             Some(Kind::Endpoints) => &mut snapshot.endpoints_json,
             _ => continue,
         };
-        let object = decode(kv).map_err(super::grpc::status_of)?;
+        let object = decode(kv).map_err(status_of)?;
         if Kind::of_key(&kv.key) == Some(Kind::Pod) && !on_node(&object, node) {
             continue;
         }
@@ -191,7 +193,7 @@ fn change_for(node: &str, event: rudder_kvstore::Event, revision: i64) -> Option
             if kind == Kind::Pod && !on_node(&object, node) {
                 return None;
             }
-            super::set_resource_version(&mut object, revision);
+            set_resource_version(&mut object, revision);
             (true, object)
         }
     };

@@ -15,20 +15,19 @@ use std::{sync::Arc, time::Duration};
 use rudder_api::{
     Kind,
     apps::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec},
-    client::{Client, ClientError},
     core::{IntOrString, ObjectReference},
-    events::{EventRecorder, EventType},
+    events::EventType,
+    facts::{Conditions, ObjectExt},
     meta::{ObjectMeta, OwnerReference},
+    names::{DEPLOYMENT_REVISION_ANNOTATION, TEMPLATE_HASH_LABEL},
 };
+use rudder_client::{Client, ClientError, EventRecorder, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
 
-use super::{Informers, Requeue, controller_of, key, revision_of, set_condition, spawn_workers};
-use crate::workqueue::WorkQueue;
+use super::{Requeue, spawn_workers};
 
-/// Label (and selector term) separating the pods of each template.
-pub const TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
-/// Annotation numbering a Deployment's templates (on it and its sets).
-pub const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+use crate::informers::Informers;
+
 const CACHE_WAIT: Duration = Duration::from_secs(10);
 
 /// Rolls Deployments out through ReplicaSets.
@@ -56,11 +55,11 @@ impl DeploymentController {
         let queue = self.queue.clone();
         self.informers
             .deployments
-            .on_change(move |change| queue.add(key(&change.object().metadata)));
+            .on_change(move |change| queue.add(change.object().key()));
         let queue = self.queue.clone();
         self.informers.replica_sets.on_change(move |change| {
             let set = change.object();
-            if let Some(owner) = controller_of(&set.metadata)
+            if let Some(owner) = set.controller()
                 && owner.kind == "Deployment"
             {
                 queue.add(format!("{}/{}", set.metadata.namespace, owner.name));
@@ -86,7 +85,8 @@ impl DeploymentController {
             .in_namespace(&deployment.metadata.namespace)
             .into_iter()
             .filter(|set| {
-                controller_of(&set.metadata).is_some_and(|o| o.uid == deployment.metadata.uid)
+                set.controller()
+                    .is_some_and(|o| o.uid == deployment.metadata.uid)
             })
             .collect()
     }
@@ -144,10 +144,7 @@ impl DeploymentController {
                 ),
             );
             self.settle(&created).await;
-            new = self
-                .informers
-                .replica_sets
-                .get(&super::key(&created.metadata));
+            new = self.informers.replica_sets.get(&created.key());
         }
         let Some(new) = new else {
             return self.update_status(&deployment, None, &old).await;
@@ -267,7 +264,7 @@ impl DeploymentController {
         let written = self.client.update(&next).await?;
         let from = set.spec.replicas.unwrap_or(0);
         tracing::info!(replicaset = %set.metadata.name, from, to = replicas, "scaled ReplicaSet");
-        if let Some(owner) = controller_of(&set.metadata) {
+        if let Some(owner) = set.controller() {
             let direction = if replicas > from { "up" } else { "down" };
             self.events.record_about(
                 ObjectReference {
@@ -294,7 +291,7 @@ impl DeploymentController {
     async fn settle(&self, set: &ReplicaSet) {
         self.informers
             .replica_sets
-            .wait_for_revision(revision_of(&set.metadata), CACHE_WAIT)
+            .wait_for_revision(set.revision(), CACHE_WAIT)
             .await;
     }
 
@@ -331,17 +328,22 @@ impl DeploymentController {
         new: &ReplicaSet,
     ) -> Result<(), ClientError> {
         let revision = revision(new).to_string();
-        if deployment.metadata.annotations.get(REVISION_ANNOTATION) == Some(&revision) {
+        if deployment
+            .metadata
+            .annotations
+            .get(DEPLOYMENT_REVISION_ANNOTATION)
+            == Some(&revision)
+        {
             return Ok(());
         }
         let mut next = deployment.clone();
         next.metadata
             .annotations
-            .insert(REVISION_ANNOTATION.to_owned(), revision);
+            .insert(DEPLOYMENT_REVISION_ANNOTATION.to_owned(), revision);
         let written = self.client.update(&next).await?;
         self.informers
             .deployments
-            .wait_for_revision(revision_of(&written.metadata), CACHE_WAIT)
+            .wait_for_revision(written.revision(), CACHE_WAIT)
             .await;
         Ok(())
     }
@@ -384,16 +386,14 @@ impl DeploymentController {
             conditions: status.conditions,
         };
         if available_pods >= replicas - unavailable {
-            set_condition(
-                &mut status.conditions,
+            status.conditions.set_condition(
                 "Available",
                 "True",
                 "MinimumReplicasAvailable",
                 "Deployment has minimum availability.".to_owned(),
             );
         } else {
-            set_condition(
-                &mut status.conditions,
+            status.conditions.set_condition(
                 "Available",
                 "False",
                 "MinimumReplicasUnavailable",
@@ -406,16 +406,14 @@ impl DeploymentController {
         let complete = updated == replicas && available_pods == replicas && total == replicas;
         let new_name = new.map_or_else(String::new, |s| s.metadata.name.clone());
         if complete {
-            set_condition(
-                &mut status.conditions,
+            status.conditions.set_condition(
                 "Progressing",
                 "True",
                 "NewReplicaSetAvailable",
                 format!("ReplicaSet {new_name:?} has successfully progressed."),
             );
         } else {
-            set_condition(
-                &mut status.conditions,
+            status.conditions.set_condition(
                 "Progressing",
                 "True",
                 "ReplicaSetUpdated",
@@ -430,7 +428,7 @@ impl DeploymentController {
             let written = self.client.update_status(&next).await?;
             self.informers
                 .deployments
-                .wait_for_revision(revision_of(&written.metadata), CACHE_WAIT)
+                .wait_for_revision(written.revision(), CACHE_WAIT)
                 .await;
         }
         Ok(Requeue::No)
@@ -458,7 +456,7 @@ fn available(set: &ReplicaSet) -> i64 {
 fn revision(set: &ReplicaSet) -> i64 {
     set.metadata
         .annotations
-        .get(REVISION_ANNOTATION)
+        .get(DEPLOYMENT_REVISION_ANNOTATION)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
 }
@@ -538,7 +536,11 @@ fn new_set(deployment: &Deployment, hash: &str, revision: i64, replicas: i64) ->
             name: format!("{}-{hash}", deployment.metadata.name),
             namespace: deployment.metadata.namespace.clone(),
             labels,
-            annotations: [(REVISION_ANNOTATION.to_owned(), revision.to_string())].into(),
+            annotations: [(
+                DEPLOYMENT_REVISION_ANNOTATION.to_owned(),
+                revision.to_string(),
+            )]
+            .into(),
             owner_references: vec![OwnerReference {
                 api_version: Kind::Deployment.api_version().to_owned(),
                 kind: "Deployment".to_owned(),

@@ -12,19 +12,21 @@
 use std::collections::BTreeMap;
 
 use rudder_api::{
-    client::{Client, ClientError},
     core::{
         EndpointAddress, EndpointPort, EndpointSubset, Endpoints, IntOrString, ObjectReference,
         Pod, Service, ServicePort,
     },
-    events::{EventRecorder, EventType},
+    events::EventType,
+    facts::{ObjectExt, PodExt, split_key},
     meta::ObjectMeta,
     selector::Selector,
 };
+use rudder_client::{Client, ClientError, EventRecorder, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
 
-use super::{Informers, Requeue, key, pod_ready, spawn_workers, split_key};
-use crate::workqueue::WorkQueue;
+use super::{Requeue, spawn_workers};
+
+use crate::informers::Informers;
 
 /// Keeps Endpoints in step with Services and their pods.
 #[derive(Debug, Clone)]
@@ -51,11 +53,11 @@ impl EndpointsController {
         let queue = self.queue.clone();
         self.informers
             .services
-            .on_change(move |change| queue.add(key(&change.object().metadata)));
+            .on_change(move |change| queue.add(change.object().key()));
         let queue = self.queue.clone();
         self.informers
             .endpoints
-            .on_change(move |change| queue.add(key(&change.object().metadata)));
+            .on_change(move |change| queue.add(change.object().key()));
         let queue = self.queue.clone();
         let services = self.informers.services.clone();
         self.informers.pods.on_change(move |change| {
@@ -70,7 +72,7 @@ impl EndpointsController {
                             .all(|(k, v)| pod.metadata.labels.get(k) == Some(v))
                 };
                 if selects(pod) || change.old().is_some_and(|old| selects(old)) {
-                    queue.add(key(&service.metadata));
+                    queue.add(service.key());
                 }
             }
         });
@@ -242,7 +244,7 @@ pub fn subsets_for<'a>(
                     .collect(),
                 ..EndpointSubset::default()
             });
-        if pod_ready(pod) {
+        if pod.is_ready() {
             subset.addresses.push(address);
         } else {
             subset.not_ready_addresses.push(address);

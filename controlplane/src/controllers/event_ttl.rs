@@ -8,11 +8,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use rudder_api::{
-    client::{Client, ClientError, ListOptions},
-    core::Event,
-    time::parse_rfc3339,
-};
+use rudder_api::{core::Event, time::parse_rfc3339};
+use rudder_client::{Client, ClientError, ListOptions};
 use tokio::task::JoinHandle;
 
 /// Deletes expired Events.

@@ -13,14 +13,15 @@ use std::{sync::Arc, time::Duration};
 use rudder_api::{
     Kind,
     apps::{Deployment, ReplicaSet},
-    client::{Client, ClientError},
+    facts::{ObjectExt, split_key},
     meta::{ObjectMeta, OwnerReference},
 };
+use rudder_client::{Client, ClientError, informer::Change, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
 
-use super::{Informers, Requeue, key, spawn_workers, split_key};
-use crate::informer::Change;
-use crate::workqueue::WorkQueue;
+use super::{Requeue, spawn_workers};
+
+use crate::informers::Informers;
 
 /// A dependent to check: its kind and key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -64,7 +65,7 @@ impl GarbageCollector {
                     if owned_by(&set.metadata, &gone.metadata.uid) {
                         queue.add(Dependent {
                             kind: Kind::ReplicaSet,
-                            key: key(&set.metadata),
+                            key: set.key(),
                         });
                     }
                 }
@@ -80,7 +81,7 @@ impl GarbageCollector {
                         if owned_by(&pod.metadata, &set.metadata.uid) {
                             queue.add(Dependent {
                                 kind: Kind::Pod,
-                                key: key(&pod.metadata),
+                                key: pod.key(),
                             });
                         }
                     }
@@ -89,7 +90,7 @@ impl GarbageCollector {
                 Change::Added(_) if !set.metadata.owner_references.is_empty() => {
                     queue.add(Dependent {
                         kind: Kind::ReplicaSet,
-                        key: key(&set.metadata),
+                        key: set.key(),
                     });
                 }
                 _ => {}
@@ -102,7 +103,7 @@ impl GarbageCollector {
             {
                 queue.add(Dependent {
                     kind: Kind::Pod,
-                    key: key(&pod.metadata),
+                    key: pod.key(),
                 });
             }
         });
@@ -135,7 +136,7 @@ impl GarbageCollector {
             if !set.metadata.owner_references.is_empty() {
                 self.queue.add(Dependent {
                     kind: Kind::ReplicaSet,
-                    key: key(&set.metadata),
+                    key: set.key(),
                 });
             }
         }
@@ -143,7 +144,7 @@ impl GarbageCollector {
             if !pod.metadata.owner_references.is_empty() {
                 self.queue.add(Dependent {
                     kind: Kind::Pod,
-                    key: key(&pod.metadata),
+                    key: pod.key(),
                 });
             }
         }

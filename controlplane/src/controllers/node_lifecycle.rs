@@ -13,16 +13,22 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use rudder_api::{
-    client::{Client, ClientError},
     core::{Node, Pod, Taint},
-    events::{EventRecorder, EventType},
+    events::EventType,
+    facts::{Conditions, NodeExt, PodExt},
+    names::{NODE_LEASE_NAMESPACE, NOT_READY_TAINT, UNREACHABLE_TAINT},
 };
+use rudder_client::{Client, ClientError, EventRecorder};
 use tokio::{task::JoinHandle, time::Instant};
 
-use super::{Informers, NODE_LEASE_NAMESPACE, condition, pod_ready, set_condition};
+use crate::informers::Informers;
 
-/// Taint put on nodes that stopped heartbeating.
-pub const UNREACHABLE_TAINT: &str = "node.kubernetes.io/unreachable";
+/// Whether `taint` is one the node lifecycle puts on (and takes off) nodes:
+/// [`UNREACHABLE_TAINT`] on silent nodes, [`NOT_READY_TAINT`] on nodes that
+/// report NotReady; both go once the node is Ready again.
+fn is_lifecycle_taint(taint: &Taint) -> bool {
+    taint.key == UNREACHABLE_TAINT || taint.key == NOT_READY_TAINT
+}
 /// Reason on the Ready condition this controller writes.
 pub const REASON: &str = "NodeStatusUnknown";
 
@@ -96,16 +102,18 @@ impl NodeLifecycleController {
                 entry.changed_at = Instant::now();
             }
             let silent = entry.changed_at.elapsed() >= self.grace;
-            let ready = condition(
-                node.status.as_ref().map(|s| s.conditions.as_slice()),
-                "Ready",
-            );
+            let ready = node.condition("Ready");
             let marked_by_us = ready.is_some_and(|c| c.reason.as_deref() == Some(REASON));
             let is_ready = ready.is_some_and(|c| c.status == "True");
+            // A restarted agent reports Ready (its own reason) before this
+            // check sees its lease renewed, so recovery is not only "our
+            // NotReady mark is still there": a Ready node that still carries
+            // the lifecycle taints has recovered too.
+            let tainted = node.spec.taints.iter().any(is_lifecycle_taint);
             if silent && !marked_by_us {
                 self.mark_not_ready(&node).await?;
-            } else if !silent && marked_by_us {
-                self.mark_ready(&node).await?;
+            } else if !silent && (marked_by_us || (is_ready && tainted)) {
+                self.mark_ready(&node, marked_by_us).await?;
             }
             if silent || !is_ready {
                 let since = *entry.not_ready_since.get_or_insert_with(Instant::now);
@@ -123,8 +131,7 @@ impl NodeLifecycleController {
     async fn mark_not_ready(&self, node: &Node) -> Result<(), ClientError> {
         let mut next = node.clone();
         let status = next.status.get_or_insert_with(Default::default);
-        set_condition(
-            &mut status.conditions,
+        status.conditions.set_condition(
             "Ready",
             "Unknown",
             REASON,
@@ -161,17 +168,37 @@ impl NodeLifecycleController {
         Ok(())
     }
 
-    async fn mark_ready(&self, node: &Node) -> Result<(), ClientError> {
-        let mut next = node.clone();
-        let status = next.status.get_or_insert_with(Default::default);
-        set_condition(
-            &mut status.conditions,
-            "Ready",
-            "True",
-            "NodeHeartbeatResumed",
-            "rudder-agent renews its lease again".to_owned(),
-        );
-        let updated = self.client.update_status(&next).await?;
+    /// Takes a node that heartbeats again out of NotReady: sets Ready
+    /// unless its agent already has (`set_condition`: the condition is
+    /// still our NotReady mark), removes the lifecycle taints, and records
+    /// NodeReady once the first of those writes succeeded (a write from a
+    /// stale cache fails on its resourceVersion, so a slow cache does not
+    /// record the event twice).
+    async fn mark_ready(&self, node: &Node, set_condition: bool) -> Result<(), ClientError> {
+        let mut untainted = node.clone();
+        if set_condition {
+            let status = untainted.status.get_or_insert_with(Default::default);
+            status.conditions.set_condition(
+                "Ready",
+                "True",
+                "NodeHeartbeatResumed",
+                "rudder-agent renews its lease again".to_owned(),
+            );
+            untainted = self.client.update_status(&untainted).await?;
+            self.record_ready(node);
+        }
+        let before = untainted.spec.taints.len();
+        untainted.spec.taints.retain(|t| !is_lifecycle_taint(t));
+        if untainted.spec.taints.len() != before {
+            self.client.update(&untainted).await?;
+            if !set_condition {
+                self.record_ready(node);
+            }
+        }
+        Ok(())
+    }
+
+    fn record_ready(&self, node: &Node) {
         tracing::info!(node = %node.metadata.name, "node heartbeats again: Ready");
         self.events.record(
             node,
@@ -179,25 +206,17 @@ impl NodeLifecycleController {
             "NodeReady",
             format!("Node {} status is now: NodeReady", node.metadata.name),
         );
-        let mut untainted = updated;
-        let before = untainted.spec.taints.len();
-        untainted.spec.taints.retain(|t| t.key != UNREACHABLE_TAINT);
-        if untainted.spec.taints.len() != before {
-            self.client.update(&untainted).await?;
-        }
-        Ok(())
     }
 
     /// Marks the node's pods not ready, which takes them out of Endpoints.
     async fn withdraw_pods(&self, node: &str) -> Result<(), ClientError> {
         for pod in self.informers.pods.on_node(node) {
-            if !pod_ready(&pod) {
+            if !pod.is_ready() {
                 continue;
             }
             let mut next: Pod = Arc::unwrap_or_clone(pod);
             let status = next.status.get_or_insert_with(Default::default);
-            set_condition(
-                &mut status.conditions,
+            status.conditions.set_condition(
                 "Ready",
                 "False",
                 "NodeNotReady",

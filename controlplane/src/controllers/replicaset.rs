@@ -8,18 +8,18 @@ use futures::future::join_all;
 use rudder_api::{
     Kind,
     apps::{ReplicaSet, ReplicaSetStatus},
-    client::{Client, ClientError},
     core::Pod,
-    events::{EventRecorder, EventType},
+    events::EventType,
+    facts::{ObjectExt, PodExt},
     meta::{ObjectMeta, OwnerReference},
     selector::Selector,
 };
+use rudder_client::{Client, ClientError, EventRecorder, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
 
-use super::{
-    Informers, Requeue, controller_of, key, pod_active, pod_ready, revision_of, spawn_workers,
-};
-use crate::workqueue::WorkQueue;
+use super::{Requeue, spawn_workers};
+
+use crate::informers::Informers;
 
 /// How long a controller waits for its cache to show its own writes.
 const CACHE_WAIT: Duration = Duration::from_secs(10);
@@ -51,11 +51,11 @@ impl ReplicaSetController {
         let queue = self.queue.clone();
         self.informers
             .replica_sets
-            .on_change(move |change| queue.add(key(&change.object().metadata)));
+            .on_change(move |change| queue.add(change.object().key()));
         let queue = self.queue.clone();
         self.informers.pods.on_change(move |change| {
             for pod in change.old().into_iter().chain([change.object()]) {
-                if let Some(owner) = controller_of(&pod.metadata)
+                if let Some(owner) = pod.controller()
                     && owner.kind == "ReplicaSet"
                 {
                     queue.add(format!("{}/{}", pod.metadata.namespace, owner.name));
@@ -90,7 +90,7 @@ impl ReplicaSetController {
                 hint.map(|(k, v)| (k.as_str(), v.as_str())),
             )
             .into_iter()
-            .filter(|pod| controller_of(&pod.metadata).is_some_and(|o| o.uid == set.metadata.uid))
+            .filter(|pod| pod.controller().is_some_and(|o| o.uid == set.metadata.uid))
             .collect()
     }
 
@@ -105,10 +105,10 @@ impl ReplicaSetController {
         // Finished pods are replaced; removing them keeps the set tidy.
         let finished: Vec<_> = owned
             .iter()
-            .filter(|p| !pod_active(p) && p.metadata.deletion_timestamp.is_none())
+            .filter(|p| !p.is_active() && p.metadata.deletion_timestamp.is_none())
             .cloned()
             .collect();
-        let mut active: Vec<_> = owned.into_iter().filter(|p| pod_active(p)).collect();
+        let mut active: Vec<_> = owned.into_iter().filter(|p| p.is_active()).collect();
         let wanted = usize::try_from(set.spec.replicas.unwrap_or(1)).unwrap_or(0);
         let mut deleted = HashSet::new();
         for pod in &finished {
@@ -144,7 +144,7 @@ impl ReplicaSetController {
                         "SuccessfulCreate",
                         format!("Created pod: {}", pod.metadata.name),
                     );
-                    highest = highest.max(revision_of(&pod.metadata));
+                    highest = highest.max(pod.revision());
                     created += 1;
                 }
                 batch = (batch * 2).min(BURST);
@@ -172,10 +172,10 @@ impl ReplicaSetController {
                                 "SuccessfulDelete",
                                 format!("Deleted pod: {}", pod.metadata.name),
                             );
-                            deleted.insert(key_of_pod(pod));
+                            deleted.insert(pod.key());
                         }
                         Err(ClientError::NotFound(_)) => {
-                            deleted.insert(key_of_pod(pod));
+                            deleted.insert(pod.key());
                         }
                         Err(err) => return Err(err),
                     }
@@ -204,7 +204,7 @@ impl ReplicaSetController {
             .await
         {
             Ok(_) | Err(ClientError::NotFound(_)) => {
-                deleted.insert(key_of_pod(pod));
+                deleted.insert(pod.key());
                 Ok(())
             }
             Err(err) => Err(err),
@@ -214,13 +214,13 @@ impl ReplicaSetController {
     async fn update_status(&self, set: &ReplicaSet) -> Result<Requeue, ClientError> {
         let pods: Vec<_> = Self::pods_of(&self.informers, set)
             .into_iter()
-            .filter(|p| pod_active(p))
+            .filter(|p| p.is_active())
             .collect();
         let min_ready = Duration::from_secs(
             u64::try_from(set.spec.min_ready_seconds.unwrap_or(0)).unwrap_or(0),
         );
         let mut requeue = Requeue::No;
-        let ready = pods.iter().filter(|p| pod_ready(p)).count();
+        let ready = pods.iter().filter(|p| p.is_ready()).count();
         let available = pods
             .iter()
             .filter(|p| match ready_for(p) {
@@ -246,15 +246,11 @@ impl ReplicaSetController {
             let written = self.client.update_status(&next).await?;
             self.informers
                 .replica_sets
-                .wait_for_revision(revision_of(&written.metadata), CACHE_WAIT)
+                .wait_for_revision(written.revision(), CACHE_WAIT)
                 .await;
         }
         Ok(requeue)
     }
-}
-
-fn key_of_pod(pod: &Pod) -> String {
-    format!("{}/{}", pod.metadata.namespace, pod.metadata.name)
 }
 
 /// How long a pod has been ready (None: not ready).
@@ -276,7 +272,7 @@ fn ready_for(pod: &Pod) -> Option<Duration> {
 fn deletion_rank(pod: &Pod) -> (u8, u8, u8, std::cmp::Reverse<String>) {
     let unscheduled = u8::from(pod.spec.node_name.is_some());
     let running = u8::from(pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"));
-    let ready = u8::from(pod_ready(pod));
+    let ready = u8::from(pod.is_ready());
     let created = pod.metadata.creation_timestamp.clone().unwrap_or_default();
     (unscheduled, running, ready, std::cmp::Reverse(created))
 }

@@ -17,6 +17,7 @@
 //! `Unschedulable`, message counting the reasons per node) and waits, with
 //! backoff, until a node or a pod changes.
 
+mod node_info;
 pub mod plugins;
 
 use std::{
@@ -26,18 +27,16 @@ use std::{
 };
 
 use rudder_api::{
-    client::{Client, ClientError},
     core::Pod,
-    events::{EventRecorder, EventType},
+    events::EventType,
+    facts::{Conditions, ObjectExt, PodExt, split_key},
 };
+use rudder_client::{Client, ClientError, EventRecorder, informer::Change, workqueue::WorkQueue};
 use tokio::{sync::Semaphore, task::JoinHandle};
 
 use self::plugins::{NodeCounts, NodeInfo, PodNeeds, Unfit};
-use crate::{
-    controllers::{Informers, condition, key, pod_active, set_condition},
-    informer::Change,
-    workqueue::WorkQueue,
-};
+
+use crate::informers::Informers;
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
@@ -212,8 +211,8 @@ impl Scheduler {
 
     fn pod_changed(&self, change: &Change<Pod>) {
         let pod = change.object();
-        let pod_key = key(&pod.metadata);
-        let gone = matches!(change, Change::Deleted(_)) || !pod_active(pod);
+        let pod_key = pod.key();
+        let gone = matches!(change, Change::Deleted(_)) || !pod.is_active();
         let mut freed = false;
         {
             let mut state = self.lock();
@@ -265,7 +264,7 @@ impl Scheduler {
         let Some(pod) = self.informers.pods.get(pod_key) else {
             return;
         };
-        if pod.spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) || !pod_active(&pod) {
+        if pod.spec.node_name.as_deref().is_some_and(|n| !n.is_empty()) || !pod.is_active() {
             return;
         }
         let needs = PodNeeds::of(&pod);
@@ -381,11 +380,9 @@ impl Scheduler {
                     "Scheduled",
                     format!("Successfully assigned {pod_key} to {node}"),
                 );
-                if condition(
-                    pod.status.as_ref().map(|s| s.conditions.as_slice()),
-                    "PodScheduled",
-                )
-                .is_some_and(|c| c.status != "True")
+                if pod
+                    .condition("PodScheduled")
+                    .is_some_and(|c| c.status != "True")
                 {
                     self.record_scheduled(pod_key, node).await;
                 }
@@ -436,17 +433,13 @@ impl Scheduler {
     async fn record_scheduled(&self, pod_key: &str, node: &str) {
         let Ok(mut pod) = self
             .client
-            .get::<Pod>(
-                crate::controllers::split_key(pod_key).0,
-                crate::controllers::split_key(pod_key).1,
-            )
+            .get::<Pod>(split_key(pod_key).0, split_key(pod_key).1)
             .await
         else {
             return;
         };
         let status = pod.status.get_or_insert_with(Default::default);
-        if set_condition(
-            &mut status.conditions,
+        if status.conditions.set_condition(
             "PodScheduled",
             "True",
             "Scheduled",
@@ -464,13 +457,10 @@ impl Scheduler {
         if status.phase.is_none() {
             status.phase = Some("Pending".to_owned());
         }
-        if set_condition(
-            &mut status.conditions,
-            "PodScheduled",
-            "False",
-            "Unschedulable",
-            message,
-        ) {
+        if status
+            .conditions
+            .set_condition("PodScheduled", "False", "Unschedulable", message)
+        {
             match self.client.update_status(&next).await {
                 Ok(_) | Err(ClientError::NotFound(_) | ClientError::Conflict(_)) => {}
                 Err(err) => {

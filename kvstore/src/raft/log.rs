@@ -1,5 +1,5 @@
-//! The Raft log on redb (`raft-log.redb`): entries by index, the vote and
-//! the purge point. Every append is one fsynced transaction; openraft hands
+//! The Raft log on redb (`raft-log.redb`): entries by index, the vote, the
+//! commit index and the purge point. Every append is one fsynced transaction; openraft hands
 //! over whatever accumulated while the previous one flushed, so concurrent
 //! writes share an fsync here as in the single-replica store.
 
@@ -20,7 +20,7 @@ use super::TypeConfig;
 
 /// Log index -> JSON entry.
 const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
-/// `vote`, `last_purged`: JSON values.
+/// `vote`, `committed`, `last_purged`: JSON values.
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
 type Result<T> = std::result::Result<T, StorageError<u64>>;
@@ -63,10 +63,15 @@ impl LogStore {
         }
     }
 
-    fn set_meta<T: serde::Serialize>(&self, name: &str, value: &T) -> Result<()> {
+    fn set_meta<T: serde::Serialize>(
+        &self,
+        name: &str,
+        value: &T,
+        durability: Durability,
+    ) -> Result<()> {
         let bytes = serde_json::to_vec(value).map_err(write_err)?;
         let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(Durability::Immediate);
+        txn.set_durability(durability);
         {
             let mut meta = txn.open_table(META).map_err(write_err)?;
             meta.insert(name, bytes.as_slice()).map_err(write_err)?;
@@ -117,12 +122,33 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<()> {
-        self.set_meta("vote", vote)
-            .map_err(|_| StorageIOError::write_vote(&std::io::Error::other("saving vote")).into())
+        self.set_meta("vote", vote, Durability::Immediate)
+            .map_err(|err| {
+                let cause = std::io::Error::other(err);
+                StorageIOError::write_vote(&cause).into()
+            })
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>> {
         self.meta("vote")
+    }
+
+    /// Keeps the commit index, so a restarted replica applies what was
+    /// committed before it answers anything, and a leader restarted in its
+    /// old term does not start from what it had applied (openraft falls
+    /// back to that when nothing is saved: a read index below writes it
+    /// had already acknowledged).
+    ///
+    /// Not fsynced on its own, which would add an fsync to every write:
+    /// the next append (fsynced) carries it to disk, and a crash before
+    /// that loses only how far the index had moved since, which the
+    /// leader's read index covers (see `raft::Shared::read_index_locally`).
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<()> {
+        self.set_meta("committed", &committed, Durability::None)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>> {
+        Ok(self.meta::<Option<LogId<u64>>>("committed")?.flatten())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
@@ -162,7 +188,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<()> {
-        self.set_meta("last_purged", &log_id)?;
+        self.set_meta("last_purged", &log_id, Durability::Immediate)?;
         let mut txn = self.db.begin_write().map_err(write_err)?;
         txn.set_durability(Durability::Immediate);
         {

@@ -6,7 +6,13 @@
 //! - Writes on a follower are forwarded to the leader over the replicas'
 //!   own gRPC service; reads are linearizable everywhere: the leader
 //!   confirms its leadership (read index) and the replica waits until it
-//!   has applied that far.
+//!   has applied that far. The read index is never below the leader's last
+//!   log entry when its tenure began, which covers a leader restarted in its
+//!   old term (openraft restores it as leader at once, with no fresh entry
+//!   of its own and only the commit index it saved).
+//! - The group is formed once: a replica with an empty log proposes the
+//!   initial membership only if no peer already belongs to a group (a
+//!   replica whose data directory was wiped rejoins and catches up instead).
 //! - A forwarded write whose outcome is unknown (the leader died while it
 //!   was in flight) is reported as [`StoreError::Unavailable`], never
 //!   retried here: retrying could apply it twice.
@@ -96,11 +102,12 @@ impl Store {
     /// gRPC service the other replicas talk to: serve it on this replica's
     /// address (`replication.peers[node_id]`) next to the client services.
     ///
-    /// The replicas form a group the first time they all run: every one
-    /// proposes the same initial membership, and Raft settles on one.
+    /// The replicas form a group the first time they run: a replica with an
+    /// empty log proposes the initial membership unless a peer already
+    /// belongs to a group (then it waits to be caught up).
     ///
     /// # Errors
-    /// [`StoreError::Storage`] for an unusable data directory,
+    /// [`StoreError::Storage`], [`StoreError::Database`] for an unusable data directory,
     /// [`StoreError::InvalidRequest`] if `node_id` is not among `peers`.
     pub async fn open_replicated(
         config: StoreConfig,
@@ -118,6 +125,14 @@ impl Store {
         let state_machine = state_machine::ReplicaStateMachine::new(state.clone());
         let raft_config = Config {
             cluster_name: "rudder".to_owned(),
+            // A follower waits out the leader's lease (openraft: the
+            // maximum election timeout) and then its own random election
+            // timeout before it stands: 800 + 400..800 ms after the last
+            // heartbeat. Shorter (50 ms heartbeats, 250..400 ms) failed over
+            // faster but made a survivor's watcher in the leader-kill test
+            // (controlplane/tests/replicas.rs) end early now and then on
+            // this loaded 2-core machine, so it stays here until that is
+            // understood.
             heartbeat_interval: 100,
             election_timeout_min: 400,
             election_timeout_max: 800,
@@ -141,15 +156,31 @@ impl Store {
             .iter()
             .map(|(id, addr)| (*id, BasicNode::new(addr)))
             .collect();
-        // Already initialized (a restart, or another replica won): fine.
-        if let Err(err) = raft.initialize(members).await {
-            tracing::debug!(error = %err, "raft group already initialized");
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|err| StoreError::Storage(format!("starting raft: {err}")))?;
+        if !initialized {
+            match group_of_peers(replication.node_id, &replication.peers).await {
+                Some(peer) => tracing::info!(
+                    peer,
+                    "empty log, but replica {peer} already belongs to a group: waiting to be caught up"
+                ),
+                None => {
+                    // Every replica of a new group proposes the same
+                    // membership; Raft settles on one.
+                    if let Err(err) = raft.initialize(members).await {
+                        tracing::info!(error = %err, "another replica formed the group first");
+                    }
+                }
+            }
         }
         let shared = Arc::new(Shared {
             raft,
             node_id: replication.node_id,
             peers: replication.peers,
             state: state.clone(),
+            tenure: std::sync::Mutex::new(None),
         });
         let service = RaftTransportServer::new(RaftService {
             shared: shared.clone(),
@@ -161,12 +192,51 @@ impl Store {
     }
 }
 
+/// The first peer (other than `me`) that reports a Raft term, i.e. belongs
+/// to a group already; `None` if none answers so within a short wait.
+async fn group_of_peers(me: u64, peers: &BTreeMap<u64, String>) -> Option<u64> {
+    let asks = peers.iter().filter(|(id, _)| **id != me).map(|(id, addr)| {
+        let addr = addr.clone();
+        async move {
+            let ask = async {
+                let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+                    .ok()?
+                    .connect()
+                    .await
+                    .ok()?;
+                let status = RaftTransportClient::new(channel)
+                    .status(StatusRequest {})
+                    .await
+                    .ok()?;
+                Some(status.into_inner().term)
+            };
+            match tokio::time::timeout(PEER_PROBE, ask).await {
+                Ok(Some(term)) if term > 0 => Some(*id),
+                _ => None,
+            }
+        }
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .next()
+}
+
+/// How long a replica with an empty log asks each peer whether a group
+/// exists before it proposes one.
+const PEER_PROBE: Duration = Duration::from_millis(500);
+
 /// What the consensus layer and the transport service share.
 struct Shared {
     raft: Raft<TypeConfig>,
     node_id: u64,
     peers: BTreeMap<u64, String>,
     state: Arc<StateMachine>,
+    /// The term this replica last answered a read index in, and its last
+    /// log index when it first did: the floor of its read indexes in that
+    /// term.
+    tenure: std::sync::Mutex<Option<(u64, u64)>>,
 }
 
 impl Shared {
@@ -193,15 +263,50 @@ impl Shared {
         }
     }
 
+    /// A read index, as the leader: openraft's (its commit index, or the
+    /// first entry of its term if that is later), raised to the last log
+    /// entry it held when it first answered in this term.
+    ///
+    /// openraft's alone is not enough after a restart: a leader restarted
+    /// before anyone else stood resumes its old term, whose first entry is
+    /// long committed, and its commit index is only what it saved. Writes it
+    /// acknowledged before the crash are in its log, though (it was the only
+    /// leader of the term), so waiting until everything logged then is
+    /// applied covers them. In a term won by election this costs nothing
+    /// extra: the term's first entry already comes after the old log.
     async fn read_index_locally(&self) -> Result<u64, StoreError> {
         match self.raft.get_read_log_id().await {
-            Ok((read_log_id, _)) => Ok(read_log_id.map_or(0, |id| id.index)),
+            Ok((read_log_id, _)) => Ok(read_log_id
+                .map_or(0, |id| id.index)
+                .max(self.tenure_floor())),
             Err(err) => Err(StoreError::NotLeader {
                 leader_addr: self.leader_addr().filter(|_| {
                     // A leader that just lost leadership knows no better.
                     !err.to_string().is_empty()
                 }),
             }),
+        }
+    }
+
+    /// See [`Self::read_index_locally`]. Taken after leadership was
+    /// confirmed in the current term, so the log it reads holds at least
+    /// what the leader restarted with.
+    fn tenure_floor(&self) -> u64 {
+        let (term, last_log) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            (metrics.current_term, metrics.last_log_index.unwrap_or(0))
+        };
+        let mut tenure = self
+            .tenure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *tenure {
+            Some((known, floor)) if known == term => floor,
+            _ => {
+                *tenure = Some((term, last_log));
+                last_log
+            }
         }
     }
 
@@ -323,12 +428,16 @@ impl Consensus for RaftConsensus {
                     }
                 };
                 match outcome {
-                    Ok(response) => return response,
-                    // Refused before anything was appended: the leader moved;
-                    // try again with whoever leads now.
-                    Err(StoreError::NotLeader { .. }) if Instant::now() < deadline => {
+                    // Refused before anything was appended, here or by the
+                    // replica we forwarded to (which answers `Applied` with
+                    // the refusal): the leader moved; try again with whoever
+                    // leads now.
+                    Err(StoreError::NotLeader { .. }) | Ok(Err(StoreError::NotLeader { .. }))
+                        if Instant::now() < deadline =>
+                    {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
+                    Ok(response) => return response,
                     Err(err) => return Err(err),
                 }
             }
@@ -402,6 +511,14 @@ impl Consensus for RaftConsensus {
                 .and_then(|id| self.shared.peers.get(&id).cloned()),
             term: metrics.current_term,
             revision: self.shared.state.hub().published(),
+            raft_index: metrics.last_log_index.unwrap_or(0),
+            applied_index: metrics.last_applied.map_or(0, |id| id.index),
+            members: self
+                .shared
+                .peers
+                .iter()
+                .map(|(id, addr)| (*id, addr.clone()))
+                .collect(),
         }
     }
 

@@ -1,24 +1,29 @@
 //! `cargo xtask bench scheduler`: pods scheduled per second with simulated
-//! nodes, against kube-scheduler's scheduler_perf thresholds; writes
-//! docs/benchmarks/scheduler.md.
+//! nodes, against kube-scheduler's scheduler_perf thresholds; runs
+//! `rudder-bench scheduler` (bench/src/scheduler/), which writes
+//! docs/benchmarks/scheduler.md. The scheduler needs no kernel programs,
+//! but rudder-bench links the agent, which embeds them: they are built
+//! first, as for the other benchmarks.
 
 use anyhow::Result;
 
-use crate::shell;
+use crate::{build_ebpf, shell};
 
 /// Runs the scheduler benchmark.
 pub fn run() -> Result<()> {
     let report = shell::workspace_root().join("docs/benchmarks/scheduler.md");
+    build_ebpf::run()?;
     shell::run(
         shell::cargo()
             .args([
                 "run",
                 "--release",
                 "-p",
-                "rudder-controlplane",
+                "rudder-bench",
                 "--bin",
-                "scheduler-bench",
+                "rudder-bench",
                 "--",
+                "scheduler",
             ])
             .args([
                 "--nodes",

@@ -5,8 +5,8 @@
 //! # Node sync (what an agent uses)
 //!
 //! ```no_run
-//! # async fn agent() -> Result<(), rudder_api::client::ClientError> {
-//! use rudder_api::client::{Client, NodeSyncUpdate};
+//! # async fn agent() -> Result<(), rudder_client::ClientError> {
+//! use rudder_client::{Client, NodeSyncUpdate};
 //!
 //! let client = Client::connect("http://127.0.0.1:7400").await?;
 //! let mut resume = 0; // 0: start with a snapshot
@@ -30,78 +30,18 @@
 //! # Ok(()) }
 //! ```
 
-use serde_json::Value;
-use tonic::{Code, Status, transport::Channel};
-
-use crate::{
-    core::{Endpoints, Pod, Service},
-    error::ApiError,
-    kind::Kind,
-    object,
-    proto::{
-        self, node_sync_client::NodeSyncClient, node_sync_message::Message,
-        resources_client::ResourcesClient,
-    },
+use rudder_api::{
+    Kind, object,
+    proto::{self, node_sync_client::NodeSyncClient, resources_client::ResourcesClient},
     resource::Resource,
 };
+use serde_json::Value;
+use tonic::transport::Channel;
 
-/// What a call to the API server can fail with.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ClientError {
-    /// The server could not be reached.
-    #[error("cannot reach the API server at {addr}: {message}")]
-    Connect {
-        /// Address tried.
-        addr: String,
-        /// Why.
-        message: String,
-    },
-    /// The object does not exist.
-    #[error("{0}")]
-    NotFound(String),
-    /// An object of that name exists already.
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// The object changed since it was read (stale resourceVersion).
-    #[error("{0}")]
-    Conflict(String),
-    /// The object or request is invalid; the message names the field.
-    #[error("{0}")]
-    Invalid(String),
-    /// The resourceVersion asked for is compacted: re-list (HTTP 410).
-    #[error("{0}")]
-    Gone(String),
-    /// The server or its store is unavailable right now.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The server answered something this client cannot decode.
-    #[error("decoding the server's answer: {0}")]
-    Decode(String),
-    /// Any other failure.
-    #[error("{0}")]
-    Other(String),
-}
-
-impl From<Status> for ClientError {
-    fn from(status: Status) -> Self {
-        let message = status.message().to_owned();
-        match status.code() {
-            Code::NotFound => Self::NotFound(message),
-            Code::AlreadyExists => Self::AlreadyExists(message),
-            Code::Aborted => Self::Conflict(message),
-            Code::InvalidArgument => Self::Invalid(message),
-            Code::OutOfRange => Self::Gone(message),
-            Code::Unavailable | Code::FailedPrecondition => Self::Unavailable(message),
-            _ => Self::Other(message),
-        }
-    }
-}
-
-impl From<ApiError> for ClientError {
-    fn from(err: ApiError) -> Self {
-        Self::Decode(err.to_string())
-    }
-}
+use crate::{
+    error::{ClientError, DecodeError},
+    node_sync::NodeSyncStream,
+};
 
 /// Which objects a list or watch returns.
 #[derive(Debug, Clone, Default)]
@@ -164,15 +104,17 @@ impl Client {
         } else {
             format!("http://{addr}")
         };
-        let connect_err = |message: String| ClientError::Connect {
-            addr: addr.to_owned(),
-            message,
-        };
         let channel = Channel::from_shared(url)
-            .map_err(|err| connect_err(err.to_string()))?
+            .map_err(|source| ClientError::InvalidAddress {
+                addr: addr.to_owned(),
+                source,
+            })?
             .connect()
             .await
-            .map_err(|err| connect_err(format!("{err}: is rudder-controlplane running there?")))?;
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            })?;
         Ok(Self {
             resources: ResourcesClient::new(channel.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
@@ -469,7 +411,7 @@ impl<T: serde::de::DeserializeOwned> Watch<T> {
         }
         let object: T = match serde_json::from_slice(&event.object_json) {
             Ok(object) => object,
-            Err(err) => return Some(Err(ClientError::Decode(err.to_string()))),
+            Err(err) => return Some(Err(decode_err(err))),
         };
         Some(Ok(match event.r#type.as_str() {
             "ADDED" => WatchEvent::Added(object),
@@ -477,119 +419,6 @@ impl<T: serde::de::DeserializeOwned> Watch<T> {
             _ => WatchEvent::Modified(object),
         }))
     }
-}
-
-/// What the node-sync stream delivers.
-#[derive(Debug, Clone, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "updates are handled one at a time; boxing a change would only add an allocation"
-)]
-pub enum NodeSyncUpdate {
-    /// Everything relevant to the node at `revision`: replaces whatever the
-    /// agent knew.
-    Snapshot {
-        /// Resume from here.
-        revision: i64,
-        /// Pods bound to the node.
-        pods: Vec<Pod>,
-        /// Every service.
-        services: Vec<Service>,
-        /// Every endpoints object.
-        endpoints: Vec<Endpoints>,
-    },
-    /// One change, in store order.
-    Change {
-        /// Resume from here.
-        revision: i64,
-        /// The change.
-        change: NodeChange,
-    },
-    /// Nothing for this node up to `revision`.
-    Bookmark {
-        /// Resume from here.
-        revision: i64,
-    },
-}
-
-/// One change seen by a node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum NodeChange {
-    /// A pod was bound to the node, or changed.
-    PodUpserted(Pod),
-    /// A pod was deleted or left the node; its last state.
-    PodDeleted(Pod),
-    /// A service was created or changed.
-    ServiceUpserted(Service),
-    /// A service was deleted; its last state.
-    ServiceDeleted(Service),
-    /// Endpoints were created or changed.
-    EndpointsUpserted(Endpoints),
-    /// Endpoints were deleted; their last state.
-    EndpointsDeleted(Endpoints),
-}
-
-/// The node-sync stream; see [`Client::node_sync`].
-#[derive(Debug)]
-pub struct NodeSyncStream {
-    stream: tonic::Streaming<proto::NodeSyncMessage>,
-}
-
-impl NodeSyncStream {
-    /// The next update; `None` when the server ended the stream (reconnect
-    /// with the last revision seen).
-    pub async fn next(&mut self) -> Option<Result<NodeSyncUpdate, ClientError>> {
-        let message = match self.stream.message().await {
-            Ok(Some(message)) => message,
-            Ok(None) => return None,
-            Err(status) => return Some(Err(status.into())),
-        };
-        Some(decode_node_sync(message))
-    }
-}
-
-fn decode_node_sync(message: proto::NodeSyncMessage) -> Result<NodeSyncUpdate, ClientError> {
-    match message.message {
-        Some(Message::Snapshot(snapshot)) => Ok(NodeSyncUpdate::Snapshot {
-            revision: snapshot.revision,
-            pods: decode_all(&snapshot.pods_json)?,
-            services: decode_all(&snapshot.services_json)?,
-            endpoints: decode_all(&snapshot.endpoints_json)?,
-        }),
-        Some(Message::Change(change)) => {
-            let kind = Kind::parse(&change.kind)
-                .ok_or_else(|| ClientError::Decode(format!("unknown kind {:?}", change.kind)))?;
-            let json = &change.object_json;
-            let change_of = match (kind, change.deleted) {
-                (Kind::Pod, false) => NodeChange::PodUpserted(object::decode(json)?),
-                (Kind::Pod, true) => NodeChange::PodDeleted(object::decode(json)?),
-                (Kind::Service, false) => NodeChange::ServiceUpserted(object::decode(json)?),
-                (Kind::Service, true) => NodeChange::ServiceDeleted(object::decode(json)?),
-                (Kind::Endpoints, false) => NodeChange::EndpointsUpserted(object::decode(json)?),
-                (Kind::Endpoints, true) => NodeChange::EndpointsDeleted(object::decode(json)?),
-                (other, _) => {
-                    return Err(ClientError::Decode(format!(
-                        "node sync sent a {other}, which it never should"
-                    )));
-                }
-            };
-            Ok(NodeSyncUpdate::Change {
-                revision: change.revision,
-                change: change_of,
-            })
-        }
-        Some(Message::Bookmark(bookmark)) => Ok(NodeSyncUpdate::Bookmark {
-            revision: bookmark.revision,
-        }),
-        None => Err(ClientError::Decode("empty node sync message".to_owned())),
-    }
-}
-
-fn decode_all<T: Resource>(items: &[Vec<u8>]) -> Result<Vec<T>, ClientError> {
-    items
-        .iter()
-        .map(|item| object::decode(item).map_err(ClientError::from))
-        .collect()
 }
 
 fn to_json<T: Resource>(object: &T) -> Result<Value, ClientError> {
@@ -600,6 +429,6 @@ fn parse(bytes: &[u8]) -> Result<Value, ClientError> {
     serde_json::from_slice(bytes).map_err(decode_err)
 }
 
-fn decode_err(err: serde_json::Error) -> ClientError {
-    ClientError::Decode(err.to_string())
+pub(crate) fn decode_err(err: serde_json::Error) -> ClientError {
+    ClientError::Decode(DecodeError::Json(err))
 }

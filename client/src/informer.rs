@@ -1,9 +1,9 @@
 //! Informers: a local, indexed copy of one kind's objects, kept current by
 //! list + watch through the API server.
 //!
-//! The loop is the usual state machine: list (the cache becomes exactly
-//! that list, changes reported as adds/updates/deletes), watch from the
-//! list's revision, and on a `Gone` (compacted or lagged) watch list again.
+//! The loop is [`list_watch`]: list (the cache becomes exactly that list,
+//! changes reported as adds/updates/deletes), watch from the list's
+//! revision, and on a `Gone` (compacted or lagged) watch list again.
 //! Handlers run after the cache has the change, so a handler that enqueues
 //! a key never makes a worker read an older cache than the event it saw.
 
@@ -16,43 +16,38 @@ use std::{
 use rudder_api::{
     Resource,
     apps::{Deployment, ReplicaSet},
-    client::{Client, ClientError, ListOptions, WatchEvent},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
+    facts::ObjectExt,
     selector::Selector,
 };
 use tokio::sync::watch;
 
-/// What the cache keeps about a kind beyond its metadata.
-pub trait Cached: Resource {
-    /// The node the object is bound to, for the by-node index (Pods).
+use crate::{
+    client::{Client, ListOptions, WatchEvent},
+    list_watch::{ListWatchEvent, list_watch},
+};
+
+/// An object the informer can index by the node it is bound to (Pods);
+/// other kinds are bound to none.
+pub trait NodeBound: Resource {
+    /// The node the object is bound to, for the by-node index.
     fn node_name(&self) -> Option<&str> {
         None
     }
 }
 
-impl Cached for Pod {
+impl NodeBound for Pod {
     fn node_name(&self) -> Option<&str> {
         self.spec.node_name.as_deref().filter(|n| !n.is_empty())
     }
 }
-impl Cached for Node {}
-impl Cached for Deployment {}
-impl Cached for ReplicaSet {}
-impl Cached for Service {}
-impl Cached for Endpoints {}
-impl Cached for Lease {}
-
-/// The cache key of an object: `namespace/name`, or `name` for
-/// cluster-scoped kinds.
-pub fn key_of<T: Resource>(object: &T) -> String {
-    let meta = object.metadata();
-    if meta.namespace.is_empty() {
-        meta.name.clone()
-    } else {
-        format!("{}/{}", meta.namespace, meta.name)
-    }
-}
+impl NodeBound for Node {}
+impl NodeBound for Deployment {}
+impl NodeBound for ReplicaSet {}
+impl NodeBound for Service {}
+impl NodeBound for Endpoints {}
+impl NodeBound for Lease {}
 
 /// A change the informer applied to its cache.
 #[derive(Debug, Clone)]
@@ -91,7 +86,7 @@ struct Cache<T> {
     by_label: HashMap<(String, String), BTreeSet<String>>,
 }
 
-impl<T: Cached> Cache<T> {
+impl<T: NodeBound> Cache<T> {
     fn new() -> Self {
         Self {
             objects: HashMap::new(),
@@ -145,7 +140,7 @@ impl<T: Cached> Cache<T> {
     }
 
     fn upsert(&mut self, object: T) -> Change<T> {
-        let key = key_of(&object);
+        let key = object.key();
         let object = Arc::new(object);
         let old = self.objects.insert(key.clone(), object.clone());
         if let Some(old) = &old {
@@ -210,7 +205,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl<T: Cached> Informer<T> {
+impl<T: NodeBound> Informer<T> {
     /// An informer over the objects `options` select; nothing happens until
     /// [`Informer::run`].
     pub fn new(options: ListOptions) -> Self {
@@ -231,47 +226,16 @@ impl<T: Cached> Informer<T> {
         write(&self.shared.handlers).push(Box::new(handler));
     }
 
-    /// Lists and watches forever (re-listing after a compacted watch,
-    /// retrying with backoff after errors). Spawn it.
+    /// Lists and watches forever through [`list_watch`] (re-listing
+    /// after a compacted watch, retrying with backoff after errors). Spawn
+    /// it.
     pub async fn run(self, client: Client) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.list_and_watch(&client).await {
-                Ok(()) => backoff = Duration::from_millis(100),
-                Err(err) => {
-                    tracing::debug!(kind = %T::KIND, error = %err, "informer restarts");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
-    }
-
-    async fn list_and_watch(&self, client: &Client) -> Result<(), ClientError> {
-        let list = client.list::<T>(&self.options).await?;
-        tracing::debug!(kind = %T::KIND, items = list.items.len(), "listed");
-        let revision: i64 = list.resource_version.parse().unwrap_or(0);
-        self.replace(list.items, revision);
-        let mut version = list.resource_version;
-        loop {
-            let mut watch = match client.watch::<T>(&self.options, &version).await {
-                Ok(watch) => watch,
-                Err(ClientError::Gone(_)) => return Ok(()),
-                Err(err) => return Err(err),
-            };
-            loop {
-                match watch.next().await {
-                    None => break,
-                    Some(Err(ClientError::Gone(_))) => return Ok(()),
-                    Some(Err(err)) => return Err(err),
-                    Some(Ok(event)) => {
-                        if let Some(v) = self.apply(event) {
-                            version = v;
-                        }
-                    }
-                }
-            }
-        }
+        let options = self.options.clone();
+        list_watch(&client, &options, |event| match event {
+            ListWatchEvent::Listed { items, revision } => self.replace(items, revision),
+            ListWatchEvent::Watched(event) => self.apply(event),
+        })
+        .await;
     }
 
     /// Makes the cache exactly `items`, reporting the differences.
@@ -281,7 +245,7 @@ impl<T: Cached> Informer<T> {
             let mut cache = write(&self.shared.cache);
             let mut seen = BTreeSet::new();
             for item in items {
-                let key = key_of(&item);
+                let key = item.key();
                 seen.insert(key.clone());
                 let same = cache.objects.get(&key).is_some_and(|old| {
                     old.metadata().resource_version == item.metadata().resource_version
@@ -309,8 +273,8 @@ impl<T: Cached> Informer<T> {
         self.shared.synced.send_replace(true);
     }
 
-    /// Applies one watch event; returns the version to resume from.
-    fn apply(&self, event: WatchEvent<T>) -> Option<String> {
+    /// Applies one watch event.
+    fn apply(&self, event: WatchEvent<T>) {
         let (change, version) = {
             let mut cache = write(&self.shared.cache);
             match event {
@@ -321,7 +285,7 @@ impl<T: Cached> Informer<T> {
                 }
                 WatchEvent::Deleted(object) => {
                     let version = object.metadata().resource_version.clone();
-                    (cache.remove(&key_of(&object)).map(Change::Deleted), version)
+                    (cache.remove(&object.key()).map(Change::Deleted), version)
                 }
             }
         };
@@ -333,7 +297,6 @@ impl<T: Cached> Informer<T> {
         if let Some(change) = change {
             self.notify(std::slice::from_ref(&change));
         }
-        (!version.is_empty()).then_some(version)
     }
 
     fn notify(&self, changes: &[Change<T>]) {

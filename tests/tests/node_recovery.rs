@@ -1,0 +1,154 @@
+//! A node whose agent is killed (-9) goes NotReady and gets the NoExecute
+//! `node.kubernetes.io/unreachable` taint; once its restarted agent reports
+//! Ready again the taint is gone, a NodeReady event says so, and new pods
+//! are scheduled onto it again.
+
+use std::time::Duration;
+
+use rudder_tests::control::{Cluster, ClusterOptions, start_agent};
+use serde_json::Value;
+
+const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+const NOT_READY: &str = "node.kubernetes.io/not-ready";
+
+/// Polls (bounded: about a minute) until `check` holds; returns its value.
+fn wait_for<T>(what: &str, check: impl Fn() -> Option<T>) -> T {
+    for _ in 0..600 {
+        if let Some(value) = check() {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("never: {what}");
+}
+
+fn get_json(c: &Cluster, args: &[&str]) -> Option<Value> {
+    let mut full = vec!["get"];
+    full.extend_from_slice(args);
+    full.extend(["-o", "json"]);
+    let out = c.rudderctl(&full);
+    out.status
+        .success()
+        .then(|| serde_json::from_slice(&out.stdout).ok())
+        .flatten()
+}
+
+fn ready_status(node: &Value) -> Option<String> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_owned)
+}
+
+fn lifecycle_taints(node: &Value) -> Vec<String> {
+    node["spec"]["taints"]
+        .as_array()
+        .map(|taints| {
+            taints
+                .iter()
+                .filter_map(|t| t["key"].as_str())
+                .filter(|key| *key == UNREACHABLE || *key == NOT_READY)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How often a NodeReady event about `node` was recorded (repeats are
+/// folded into one Event's `count`).
+fn node_ready_events(c: &Cluster, node: &str) -> u64 {
+    let Some(list) = get_json(c, &["events"]) else {
+        return 0;
+    };
+    list["items"].as_array().map_or(0, |events| {
+        events
+            .iter()
+            .filter(|e| {
+                e["involvedObject"]["kind"] == "Node"
+                    && e["involvedObject"]["name"] == node
+                    && e["reason"] == "NodeReady"
+            })
+            .map(|e| e["count"].as_u64().unwrap_or(1))
+            .sum()
+    })
+}
+
+#[test]
+fn a_node_whose_agent_was_killed_loses_its_unreachable_taint_once_ready_again() {
+    rudder_tests::require_root();
+    let mut options = ClusterOptions::for_tests("recover");
+    // Agents renew their lease every third of its 40 s: a grace period
+    // well above that keeps a live node from flapping, so the only
+    // NotReady is the one the kill causes.
+    options.controlplane_args = vec!["--node-grace-period-seconds".into(), "25".into()];
+    let mut c = Cluster::build(&options).expect("test cluster");
+    let name = c.nodes[1].name.clone();
+    wait_for("node2 is Ready and untainted", || {
+        let node = get_json(&c, &["node", &name])?;
+        (ready_status(&node).as_deref() == Some("True") && lifecycle_taints(&node).is_empty())
+            .then_some(())
+    });
+
+    // kill -9: no goodbye, the lease just stops being renewed.
+    let agent = c.nodes[1].agent.take().expect("node2's agent runs");
+    let pid = agent
+        .pid()
+        .and_then(|p| i32::try_from(p).ok())
+        .expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9 the agent");
+    drop(agent);
+    wait_for(
+        "node2 is NotReady (Unknown) and tainted unreachable",
+        || {
+            let node = get_json(&c, &["node", &name])?;
+            (ready_status(&node).as_deref() == Some("Unknown")
+                && lifecycle_taints(&node).contains(&UNREACHABLE.to_owned()))
+            .then_some(())
+        },
+    );
+    let ready_events_before = node_ready_events(&c, &name);
+
+    start_agent(&mut c.nodes[1]);
+    let node = wait_for("node2 is Ready again without lifecycle taints", || {
+        let node = get_json(&c, &["node", &name])?;
+        (ready_status(&node).as_deref() == Some("True") && lifecycle_taints(&node).is_empty())
+            .then_some(node)
+    });
+    assert!(
+        lifecycle_taints(&node).is_empty(),
+        "no NoExecute lifecycle taint left: {:#?}",
+        node["spec"]["taints"]
+    );
+    wait_for("a NodeReady event about node2", || {
+        (node_ready_events(&c, &name) > ready_events_before).then_some(())
+    });
+
+    // The scheduler places pods there again: one that may only go to node2.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: after-recovery
+spec:
+  nodeSelector:
+    kubernetes.io/hostname: {name}
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: rudder/testapp
+    command: ["sleep", "600"]
+"#
+    ));
+    let pod = wait_for("the new pod is scheduled onto node2", || {
+        let pod = c.pod("after-recovery")?;
+        (pod["spec"]["nodeName"] == name.as_str()).then_some(pod)
+    });
+    assert_eq!(pod["spec"]["nodeName"], name.as_str());
+}
