@@ -8,6 +8,7 @@
 //! [`serve`] runs both as the node daemon, fed by the control plane's
 //! node-sync stream (or, without a control plane, a services file).
 
+pub mod bandwidth;
 pub mod dataplane;
 pub mod pods;
 pub mod serve;

@@ -10,7 +10,9 @@ use dataplane_common::service::{
     CT_SNAT, ConntrackEntry, ConntrackKey, FRONTEND_AFFINITY, FRONTEND_EXTERNAL_LOCAL,
     FRONTEND_MAGLEV, FRONTEND_NODE_PORT, Frontend, FrontendKey, ipv4_from_net, port_from_net,
 };
-use rudder_dataplane_maps::{Protocol, ServiceMaps, monotonic_now_ns, read_interface_counters};
+use rudder_dataplane_maps::{
+    BandwidthMaps, Protocol, ServiceMaps, monotonic_now_ns, read_interface_counters,
+};
 
 /// Where a node's pins live.
 #[derive(clap::Args)]
@@ -52,6 +54,12 @@ pub enum DataplaneCommand {
         #[command(flatten)]
         pins: NodePins,
     },
+    /// Per-pod bandwidth limits (by host veth and direction): rate, burst,
+    /// which path enforces them, tokens left and what the bucket did.
+    Bandwidth {
+        #[command(flatten)]
+        pins: NodePins,
+    },
 }
 
 /// Runs one `rudderctl dataplane` subcommand.
@@ -61,6 +69,7 @@ pub fn run(command: DataplaneCommand) -> Result<()> {
         DataplaneCommand::Backends { pins } => print_backends(&pins),
         DataplaneCommand::Conntrack { pins } => print_conntrack(&pins),
         DataplaneCommand::Counters { pins } => print_counters(&pins),
+        DataplaneCommand::Bandwidth { pins } => print_bandwidth(&pins),
     }
 }
 
@@ -81,6 +90,54 @@ fn print_counters(pins: &NodePins) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn print_bandwidth(pins: &NodePins) -> Result<()> {
+    let entries = BandwidthMaps::open(&pins.dir())
+        .and_then(|maps| maps.entries())
+        .with_context(|| format!("node {}: is its agent's dataplane loaded?", pins.node))?;
+    let now = monotonic_now_ns();
+    println!(
+        "{:<8} {:<8} {:>12} {:>10} {:<17} {:>10} {:>10} {:>9} {:>9} {:>9}",
+        "IFINDEX",
+        "POD DIR",
+        "RATE",
+        "BURST",
+        "PATH",
+        "TOKENS",
+        "PASSED",
+        "MARKED",
+        "DROPPED",
+        "DELAYED"
+    );
+    for entry in entries {
+        let limit = &entry.limit;
+        let c = &entry.counters;
+        println!(
+            "{:<8} {:<8} {:>12} {:>10} {:<17} {:>10} {:>10} {:>9} {:>9} {:>9}",
+            entry.ifindex,
+            entry.direction.as_str(),
+            bits_per_second(limit.rate_bytes_per_sec.saturating_mul(8)),
+            limit.burst_bytes,
+            entry.path(),
+            limit.tokens(now),
+            c.passed_packets,
+            c.marked_packets,
+            c.dropped_packets,
+            c.delayed_packets
+        );
+    }
+    Ok(())
+}
+
+/// `20M` style (decimal units, as the annotations take them).
+fn bits_per_second(bps: u64) -> String {
+    match bps {
+        b if b >= 1_000_000_000 && b % 1_000_000_000 == 0 => format!("{}G", b / 1_000_000_000),
+        b if b >= 1_000_000 && b % 1_000_000 == 0 => format!("{}M", b / 1_000_000),
+        b if b >= 1_000 && b % 1_000 == 0 => format!("{}k", b / 1_000),
+        b => b.to_string(),
+    }
 }
 
 fn open_maps(pins: &NodePins) -> Result<ServiceMaps> {

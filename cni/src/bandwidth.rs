@@ -36,8 +36,9 @@ pub struct BandwidthLimits {
 }
 
 impl BandwidthLimits {
-    /// Checks that each direction sets rate and burst together and that a
-    /// burst fits the kernel's 32-bit byte counters.
+    /// Checks that each direction sets rate and burst together, that a rate
+    /// is in the range the API accepts for the annotations (1k..1T bits/s)
+    /// and that a burst fits the kernel's 32-bit byte counters.
     ///
     /// # Errors
     ///
@@ -64,6 +65,16 @@ impl BandwidthLimits {
                 return Err(CniError::config(
                     field("Rate"),
                     format!("missing: {direction}Burst is set"),
+                ));
+            }
+            if rate > 0 && !rudder_api::bandwidth::rate_in_range(rate) {
+                return Err(CniError::config(
+                    field("Rate"),
+                    format!(
+                        "{rate} bits/s is out of range: a limit must be between {} and {} bits/s",
+                        rudder_api::bandwidth::MIN_RATE_BPS,
+                        rudder_api::bandwidth::MAX_RATE_BPS
+                    ),
                 ));
             }
             if burst / 8 >= u64::from(u32::MAX) {
@@ -211,8 +222,18 @@ mod tests {
                 ..Default::default()
             },
             BandwidthLimits {
-                egress_rate: 1,
+                egress_rate: 1_000_000,
                 egress_burst: u64::MAX,
+                ..Default::default()
+            },
+            BandwidthLimits {
+                ingress_rate: 999,
+                ingress_burst: 8_000,
+                ..Default::default()
+            },
+            BandwidthLimits {
+                egress_rate: 1_000_000_000_001,
+                egress_burst: 8_000,
                 ..Default::default()
             },
         ] {

@@ -8,6 +8,7 @@
 //! Enable the `user` feature in user space to get `aya::Pod` for them.
 #![no_std]
 
+pub mod bandwidth;
 pub mod counters;
 pub mod service;
 
@@ -40,6 +41,10 @@ pub mod map_names {
     pub const SOCKET_NAT: &str = "SOCKET_NAT";
     /// Array with one [`crate::service::NodeConfig`].
     pub const NODE_CONFIG: &str = "NODE_CONFIG";
+    /// Hash of [`crate::bandwidth::BandwidthKey`] -> [`crate::bandwidth::BandwidthLimit`].
+    pub const BANDWIDTH: &str = "BANDWIDTH";
+    /// Per-CPU hash of [`crate::bandwidth::BandwidthKey`] -> [`crate::bandwidth::BandwidthCounters`].
+    pub const BANDWIDTH_COUNTERS: &str = "BW_COUNTERS";
 }
 
 /// Names of the programs in the eBPF object.

@@ -9,6 +9,7 @@
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
 
+mod bandwidth;
 mod counters;
 mod pinned;
 mod service;

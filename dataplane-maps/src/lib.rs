@@ -1,6 +1,6 @@
 //! Typed access to a node's pinned eBPF maps: the service tables, backend
-//! slots, reverse NAT, Maglev tables, conntrack, counters and node settings
-//! the kernel programs of `dataplane-ebpf` read and write.
+//! slots, reverse NAT, Maglev tables, conntrack, bandwidth limits, counters
+//! and node settings the kernel programs of `dataplane-ebpf` read and write.
 //!
 //! Every process on the node opens the same pins by path: the agent (which
 //! loads the programs and creates the maps), `rudderctl dataplane` (which
@@ -13,6 +13,7 @@
 //! <dir>/links/<program>@<iface>  one bpf_link per attached program (the agent's)
 //! ```
 
+mod bandwidth;
 mod clock;
 mod counters;
 mod protocol;
@@ -22,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Map, MapData, MapError};
 
+pub use bandwidth::{BandwidthEntry, BandwidthMaps, BandwidthShape};
 pub use clock::monotonic_now_ns;
 pub use counters::{InterfaceCounters, read_interface_counters};
 pub use protocol::Protocol;

@@ -50,6 +50,8 @@ mod tests {
             map_names::SERVICE_COUNTERS,
             map_names::SOCKET_NAT,
             map_names::NODE_CONFIG,
+            map_names::BANDWIDTH,
+            map_names::BANDWIDTH_COUNTERS,
         ];
         named.sort_unstable();
         assert_eq!(found, named);

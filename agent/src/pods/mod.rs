@@ -10,7 +10,7 @@
 
 mod bandwidth;
 mod cgroup;
-mod cni;
+pub(crate) mod cni;
 mod config;
 mod env;
 mod events;
@@ -208,6 +208,22 @@ impl PodRuntime {
     /// Whether the runtime runs no pod.
     pub fn is_empty(&self) -> bool {
         self.pods.is_empty()
+    }
+
+    /// Every pod with a sandbox, as per-pod bandwidth limits need it.
+    pub fn pod_networks(&self) -> Vec<crate::bandwidth::PodNetwork> {
+        self.pods
+            .values()
+            .filter_map(|run| {
+                let record = run.record.as_ref()?;
+                Some(crate::bandwidth::PodNetwork {
+                    pod: format!("{}/{}", record.namespace, record.name),
+                    annotations: run.pod.metadata.annotations.clone(),
+                    host_interfaces: cni::AddResult::read(&record.cni_result).host_interfaces(),
+                    netns: PathBuf::from("/run/netns").join(&record.sandbox),
+                })
+            })
+            .collect()
     }
 
     pub(super) fn log_dir(&self, pod: &Pod) -> PathBuf {

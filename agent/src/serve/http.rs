@@ -29,6 +29,8 @@ struct Endpoint {
     services: Arc<Mutex<ServiceDataplane>>,
     /// Container logs, when the node runs pods.
     logs: Option<PathBuf>,
+    /// The node's bpffs directory (bandwidth metrics are read from its maps).
+    bpffs_dir: PathBuf,
 }
 
 /// Binds `listen` and serves on a task of its own.
@@ -39,6 +41,7 @@ pub async fn serve(
     listen: SocketAddr,
     services: Arc<Mutex<ServiceDataplane>>,
     logs: Option<PathBuf>,
+    bpffs_dir: PathBuf,
 ) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -48,7 +51,11 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/logs/{namespace}/{pod}/{container}", get(container_log))
         .fallback(not_found)
-        .with_state(Endpoint { services, logs });
+        .with_state(Endpoint {
+            services,
+            logs,
+            bpffs_dir,
+        });
     tokio::spawn(async move {
         if let Err(err) = axum::serve(listener, app).await {
             tracing::error!(%err, "agent endpoint stopped");
@@ -59,7 +66,11 @@ pub async fn serve(
 
 async fn metrics(State(endpoint): State<Endpoint>) -> Response {
     // Reading the maps makes system calls.
-    let body = tokio::task::block_in_place(|| super::lock(&endpoint.services).metrics());
+    let body = tokio::task::block_in_place(|| {
+        let mut body = super::lock(&endpoint.services).metrics();
+        body.push_str(&crate::bandwidth::metrics::render(&endpoint.bpffs_dir));
+        body
+    });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 

@@ -49,7 +49,7 @@ use self::{
     setup::{NodeDataplane, start_dataplane},
     status_reporter::status_reporter,
 };
-use crate::pods::PodRuntime;
+use crate::{bandwidth::BandwidthSync, pods::PodRuntime};
 
 /// How `serve` runs.
 #[derive(Clone, Debug)]
@@ -114,7 +114,7 @@ pub async fn serve(config: &ServeConfig) -> Result<()> {
     } = start_dataplane(config)?;
     if let Some(listen) = config.metrics_listen {
         let logs = config.pods.as_ref().map(|p| p.state_dir.join("logs"));
-        http::serve(listen, Arc::clone(&services), logs).await?;
+        http::serve(listen, Arc::clone(&services), logs, config.dir.clone()).await?;
     }
     tracing::info!(node = %config.node, %node_addr, uplink = %config.uplink, "dataplane serving");
 
@@ -145,7 +145,14 @@ pub async fn serve(config: &ServeConfig) -> Result<()> {
     let (pod_tx, pod_rounds) = match runtime {
         Some(runtime) => {
             let (pod_tx, pod_rx) = mpsc::unbounded_channel();
-            let rounds = tokio::spawn(pod_rounds::run(runtime, pod_rx, reporter, stop_rx));
+            let bandwidth = config
+                .pods
+                .as_ref()
+                .map(|pods| BandwidthSync::for_node(&config.dir, &pods.cni_conf_dir))
+                .transpose()?;
+            let rounds = tokio::spawn(pod_rounds::run(
+                runtime, bandwidth, pod_rx, reporter, stop_rx,
+            ));
             (Some(pod_tx), Some(rounds))
         }
         None => (None, None),

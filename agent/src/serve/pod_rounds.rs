@@ -1,6 +1,7 @@
 //! The pod runtime's rounds: pod updates applied as they arrive, then a
 //! round of sandboxes, container starts and restarts and probes, at least
-//! every [`TICK`]; the statuses and events of a round go to the reporter.
+//! every [`TICK`], with the pods' bandwidth limits brought up to date; the
+//! statuses and events of a round go to the reporter.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio::sync::{
 };
 
 use super::{status_reporter::Report, updates::PodUpdate};
-use crate::pods::PodRuntime;
+use crate::{bandwidth::BandwidthSync, pods::PodRuntime};
 
 /// How often the pods get a round when nothing arrives: container
 /// restarts, probes.
@@ -22,6 +23,7 @@ const TICK: Duration = Duration::from_millis(200);
 /// (`block_in_place`: needs the multi-threaded runtime).
 pub(super) async fn run(
     mut runtime: PodRuntime,
+    mut bandwidth: Option<BandwidthSync>,
     mut updates: UnboundedReceiver<PodUpdate>,
     reporter: Option<UnboundedSender<Report>>,
     mut stop: watch::Receiver<bool>,
@@ -32,6 +34,9 @@ pub(super) async fn run(
         }
         let (statuses, events) = tokio::task::block_in_place(|| {
             let statuses = runtime.tick();
+            if let Some(bandwidth) = bandwidth.as_mut() {
+                bandwidth.sync(&runtime.pod_networks());
+            }
             (statuses, runtime.take_events())
         });
         if let Some(reporter) = &reporter {

@@ -25,9 +25,14 @@ use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
-use dataplane_common::service::{
-    BACKEND_LOCAL, Backend, FRONTEND_EXTERNAL_LOCAL, FRONTEND_NODE_PORT, Frontend, FrontendKey,
+use dataplane_common::{
+    bandwidth::BandwidthDirection,
+    service::{
+        BACKEND_LOCAL, Backend, FRONTEND_EXTERNAL_LOCAL, FRONTEND_NODE_PORT, Frontend, FrontendKey,
+    },
 };
+
+use crate::bandwidth::{self, Verdict};
 
 use self::{
     flow::Flow,
@@ -73,16 +78,24 @@ pub enum Outcome {
     },
 }
 
-/// Translates service traffic leaving a pod (ClusterIP, NodePort by node
-/// address, hairpin) and replies of local backends.
+/// Applies the pod's egress bandwidth limit, then translates service
+/// traffic leaving the pod (ClusterIP, NodePort by node address, hairpin)
+/// and replies of local backends.
 #[classifier]
 pub fn svc_from_pod(ctx: TcContext) -> i32 {
+    if bandwidth::limit(&ctx, BandwidthDirection::FromPod) == Verdict::Drop {
+        return TC_DROP;
+    }
     tc_translate(&ctx, Hook::FromPod)
 }
 
-/// Restores the service address on replies entering a pod.
+/// Applies the pod's ingress bandwidth limit, then restores the service
+/// address on replies entering the pod.
 #[classifier]
 pub fn svc_to_pod(ctx: TcContext) -> i32 {
+    if bandwidth::limit(&ctx, BandwidthDirection::ToPod) == Verdict::Drop {
+        return TC_DROP;
+    }
     tc_translate(&ctx, Hook::ToPod)
 }
 
