@@ -3,22 +3,60 @@
 //! readiness, conditions. Extension traits on the types (as kube-rs's
 //! `ResourceExt`), computed from the object alone: no I/O.
 
+use std::fmt;
+
 use crate::{
     core::{Node, Pod},
     meta::{Condition, OwnerReference},
     resource::Resource,
 };
 
+/// Which object of a kind: its namespace (empty when cluster-scoped) and
+/// name. The one key informer caches, work queues and controllers use
+/// (kube-rs's `ObjectRef`, without the kind: every cache and queue holds
+/// one kind). Shown, and parsed, as `namespace/name` or `name`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    /// The namespace, "" for a cluster-scoped object.
+    pub namespace: String,
+    /// The object's name.
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The object `name` in `namespace` ("" when cluster-scoped).
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        ObjectRef {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+
+    /// Reads the `namespace/name` (or `name`) form `Display` writes.
+    pub fn parse(text: &str) -> Self {
+        match text.split_once('/') {
+            Some((namespace, name)) => ObjectRef::new(namespace, name),
+            None => ObjectRef::new("", text),
+        }
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            f.write_str(&self.name)
+        } else {
+            write!(f, "{}/{}", self.namespace, self.name)
+        }
+    }
+}
+
 /// What every object can say about itself.
 pub trait ObjectExt: Resource {
-    /// The `namespace/name` key of the object (`name` when cluster-scoped).
-    fn key(&self) -> String {
+    /// Which object this is: its namespace and name.
+    fn key(&self) -> ObjectRef {
         let meta = self.metadata();
-        if meta.namespace.is_empty() {
-            meta.name.clone()
-        } else {
-            format!("{}/{}", meta.namespace, meta.name)
-        }
+        ObjectRef::new(meta.namespace.as_str(), meta.name.as_str())
     }
 
     /// The store revision of the object's last write (its
@@ -37,12 +75,6 @@ pub trait ObjectExt: Resource {
 }
 
 impl<T: Resource> ObjectExt for T {}
-
-/// Splits a `namespace/name` key into its namespace ("" for a
-/// cluster-scoped name) and name.
-pub fn split_key(key: &str) -> (&str, &str) {
-    key.split_once('/').unwrap_or(("", key))
-}
 
 /// Reading and writing a status's conditions.
 pub trait Conditions {
@@ -134,5 +166,22 @@ pub trait NodeExt {
 impl NodeExt for Node {
     fn condition(&self, type_: &str) -> Option<&Condition> {
         self.status.as_ref()?.conditions.condition(type_)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_refs_round_trip_through_their_text() {
+        for text in ["default/web", "node1", "kube-system/a-b.c"] {
+            assert_eq!(ObjectRef::parse(text).to_string(), text);
+        }
+        assert_eq!(
+            ObjectRef::parse("default/web"),
+            ObjectRef::new("default", "web")
+        );
+        assert_eq!(ObjectRef::parse("node1").namespace, "");
     }
 }

@@ -18,7 +18,7 @@ use rudder_api::{
     apps::{Deployment, ReplicaSet},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
-    facts::ObjectExt,
+    facts::{ObjectExt, ObjectRef},
     selector::Selector,
 };
 use tokio::sync::watch;
@@ -80,10 +80,10 @@ impl<T> Change<T> {
 type Handler<T> = Box<dyn Fn(&Change<T>) + Send + Sync>;
 
 struct Cache<T> {
-    objects: HashMap<String, Arc<T>>,
-    by_namespace: HashMap<String, BTreeSet<String>>,
-    by_node: HashMap<String, BTreeSet<String>>,
-    by_label: HashMap<(String, String), BTreeSet<String>>,
+    objects: HashMap<ObjectRef, Arc<T>>,
+    by_namespace: HashMap<String, BTreeSet<ObjectRef>>,
+    by_node: HashMap<String, BTreeSet<ObjectRef>>,
+    by_label: HashMap<(String, String), BTreeSet<ObjectRef>>,
 }
 
 impl<T: NodeBound> Cache<T> {
@@ -96,31 +96,31 @@ impl<T: NodeBound> Cache<T> {
         }
     }
 
-    fn index(&mut self, key: &str, object: &T) {
+    fn index(&mut self, key: &ObjectRef, object: &T) {
         let meta = object.metadata();
         self.by_namespace
             .entry(meta.namespace.clone())
             .or_default()
-            .insert(key.to_owned());
+            .insert(key.clone());
         if let Some(node) = object.node_name() {
             self.by_node
                 .entry(node.to_owned())
                 .or_default()
-                .insert(key.to_owned());
+                .insert(key.clone());
         }
         for (k, v) in &meta.labels {
             self.by_label
                 .entry((k.clone(), v.clone()))
                 .or_default()
-                .insert(key.to_owned());
+                .insert(key.clone());
         }
     }
 
-    fn unindex(&mut self, key: &str, object: &T) {
+    fn unindex(&mut self, key: &ObjectRef, object: &T) {
         fn remove<K: std::hash::Hash + Eq>(
-            index: &mut HashMap<K, BTreeSet<String>>,
+            index: &mut HashMap<K, BTreeSet<ObjectRef>>,
             at: K,
-            key: &str,
+            key: &ObjectRef,
         ) {
             if let Some(keys) = index.get_mut(&at) {
                 keys.remove(key);
@@ -153,7 +153,7 @@ impl<T: NodeBound> Cache<T> {
         }
     }
 
-    fn remove(&mut self, key: &str) -> Option<Arc<T>> {
+    fn remove(&mut self, key: &ObjectRef) -> Option<Arc<T>> {
         let old = self.objects.remove(key)?;
         self.unindex(key, &old);
         Some(old)
@@ -254,7 +254,7 @@ impl<T: NodeBound> Informer<T> {
                     changes.push(cache.upsert(item));
                 }
             }
-            let gone: Vec<String> = cache
+            let gone: Vec<ObjectRef> = cache
                 .objects
                 .keys()
                 .filter(|key| !seen.contains(*key))
@@ -346,8 +346,8 @@ impl<T: NodeBound> Informer<T> {
         *self.shared.revision.borrow()
     }
 
-    /// One object by key (`namespace/name` or `name`).
-    pub fn get(&self, key: &str) -> Option<Arc<T>> {
+    /// One object by its namespace and name.
+    pub fn get(&self, key: &ObjectRef) -> Option<Arc<T>> {
         read(&self.shared.cache).objects.get(key).cloned()
     }
 
@@ -404,7 +404,7 @@ impl<T: NodeBound> Informer<T> {
     }
 }
 
-fn collect<T>(cache: &Cache<T>, keys: Option<&BTreeSet<String>>) -> Vec<Arc<T>> {
+fn collect<T>(cache: &Cache<T>, keys: Option<&BTreeSet<ObjectRef>>) -> Vec<Arc<T>> {
     keys.into_iter()
         .flatten()
         .filter_map(|key| cache.objects.get(key).cloned())

@@ -109,9 +109,17 @@ pub enum DataplaneError {
     /// The service table is full.
     #[error("service table")]
     Table(#[from] services::TableError),
-    /// The service CIDR blackhole route could not be installed.
-    #[error("blackhole route for {cidr}: {reason}")]
-    Route { cidr: String, reason: String },
+    /// The service CIDR is not a network (a message for the operator who
+    /// configured it).
+    #[error("service CIDR {cidr}: {reason}")]
+    ServiceCidr { cidr: String, reason: String },
+    /// The kernel refused the service CIDR's blackhole route.
+    #[error("blackhole route for {cidr}")]
+    Route {
+        cidr: String,
+        #[source]
+        source: rudder_netlink::NetlinkError,
+    },
     /// Opening, reading or writing a pinned map failed.
     #[error(transparent)]
     Maps(#[from] MapsError),

@@ -17,7 +17,7 @@ use rudder_api::{
     apps::{Deployment, DeploymentStatus, ReplicaSet, ReplicaSetSpec},
     core::{IntOrString, ObjectReference},
     events::EventType,
-    facts::{Conditions, ObjectExt},
+    facts::{Conditions, ObjectExt, ObjectRef},
     meta::{ObjectMeta, OwnerReference},
     names::{DEPLOYMENT_REVISION_ANNOTATION, TEMPLATE_HASH_LABEL},
 };
@@ -36,7 +36,7 @@ pub struct DeploymentController {
     client: Client,
     informers: Informers,
     events: EventRecorder,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<ObjectRef>,
 }
 
 impl DeploymentController {
@@ -62,7 +62,10 @@ impl DeploymentController {
             if let Some(owner) = set.controller()
                 && owner.kind == "Deployment"
             {
-                queue.add(format!("{}/{}", set.metadata.namespace, owner.name));
+                queue.add(ObjectRef::new(
+                    set.metadata.namespace.as_str(),
+                    owner.name.as_str(),
+                ));
             }
         });
         let controller = self.clone();
@@ -71,7 +74,7 @@ impl DeploymentController {
             self.informers.clone(),
             self.queue.clone(),
             2,
-            move |key: String| {
+            move |key: ObjectRef| {
                 let controller = controller.clone();
                 async move { controller.reconcile(&key).await }
             },
@@ -91,7 +94,7 @@ impl DeploymentController {
             .collect()
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Requeue, ClientError> {
+    async fn reconcile(&self, key: &ObjectRef) -> Result<Requeue, ClientError> {
         let Some(deployment) = self.informers.deployments.get(key) else {
             return Ok(Requeue::No);
         };
@@ -133,7 +136,7 @@ impl DeploymentController {
                 Err(ClientError::AlreadyExists(_)) => return Ok(Requeue::After(CACHE_WAIT / 10)),
                 Err(err) => return Err(err),
             };
-            tracing::info!(deployment = key, replicaset = %created.metadata.name, revision = next_revision, "created ReplicaSet");
+            tracing::info!(deployment = %key, replicaset = %created.metadata.name, revision = next_revision, "created ReplicaSet");
             self.events.record(
                 &*deployment,
                 EventType::Normal,

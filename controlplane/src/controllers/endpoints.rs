@@ -17,7 +17,7 @@ use rudder_api::{
         Pod, Service, ServicePort,
     },
     events::EventType,
-    facts::{ObjectExt, PodExt, split_key},
+    facts::{ObjectExt, ObjectRef, PodExt},
     meta::ObjectMeta,
     selector::Selector,
 };
@@ -34,7 +34,7 @@ pub struct EndpointsController {
     client: Client,
     informers: Informers,
     events: EventRecorder,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<ObjectRef>,
 }
 
 impl EndpointsController {
@@ -82,7 +82,7 @@ impl EndpointsController {
             self.informers.clone(),
             self.queue.clone(),
             4,
-            move |key: String| {
+            move |key: ObjectRef| {
                 let controller = controller.clone();
                 async move { controller.reconcile(&key).await }
             },
@@ -90,7 +90,7 @@ impl EndpointsController {
         );
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Requeue, ClientError> {
+    async fn reconcile(&self, key: &ObjectRef) -> Result<Requeue, ClientError> {
         let result = self.sync(key).await;
         if let Err(err) = &result
             && !matches!(err, ClientError::Conflict(_))
@@ -106,8 +106,8 @@ impl EndpointsController {
         result
     }
 
-    async fn sync(&self, key: &str) -> Result<Requeue, ClientError> {
-        let (namespace, name) = split_key(key);
+    async fn sync(&self, key: &ObjectRef) -> Result<Requeue, ClientError> {
+        let (namespace, name) = (key.namespace.as_str(), key.name.as_str());
         let existing = self.informers.endpoints.get(key);
         let Some(service) = self.informers.services.get(key) else {
             // The Service is gone: so are its Endpoints (if we made them).

@@ -13,7 +13,7 @@ use std::{sync::Arc, time::Duration};
 use rudder_api::{
     Kind,
     apps::{Deployment, ReplicaSet},
-    facts::{ObjectExt, split_key},
+    facts::{ObjectExt, ObjectRef},
     meta::{ObjectMeta, OwnerReference},
 };
 use rudder_client::{Client, ClientError, informer::Change, workqueue::WorkQueue};
@@ -27,7 +27,7 @@ use crate::informers::Informers;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Dependent {
     kind: Kind,
-    key: String,
+    key: ObjectRef,
 }
 
 impl std::fmt::Display for Dependent {
@@ -170,7 +170,10 @@ impl GarbageCollector {
                 return Ok(Requeue::No);
             }
         }
-        let (namespace, name) = split_key(&dependent.key);
+        let (namespace, name) = (
+            dependent.key.namespace.as_str(),
+            dependent.key.name.as_str(),
+        );
         match self
             .client
             .delete_json(dependent.kind, namespace, name, &meta.resource_version)
@@ -194,12 +197,12 @@ impl GarbageCollector {
             "Deployment" => self
                 .informers
                 .deployments
-                .get(&format!("{namespace}/{}", owner.name))
+                .get(&ObjectRef::new(namespace, owner.name.as_str()))
                 .map(|d| d.metadata.uid.clone()),
             "ReplicaSet" => self
                 .informers
                 .replica_sets
-                .get(&format!("{namespace}/{}", owner.name))
+                .get(&ObjectRef::new(namespace, owner.name.as_str()))
                 .map(|s| s.metadata.uid.clone()),
             _ => None,
         };

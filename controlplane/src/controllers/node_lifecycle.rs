@@ -15,7 +15,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use rudder_api::{
     core::{Node, Pod, Taint},
     events::EventType,
-    facts::{Conditions, NodeExt, PodExt},
+    facts::{Conditions, NodeExt, ObjectRef, PodExt},
     names::{NODE_LEASE_NAMESPACE, NOT_READY_TAINT, UNREACHABLE_TAINT},
 };
 use rudder_client::{Client, ClientError, EventRecorder};
@@ -90,7 +90,7 @@ impl NodeLifecycleController {
             let heartbeat = self
                 .informers
                 .node_leases
-                .get(&format!("{NODE_LEASE_NAMESPACE}/{name}"))
+                .get(&ObjectRef::new(NODE_LEASE_NAMESPACE, name.as_str()))
                 .and_then(|lease| lease.spec.renew_time.clone());
             let entry = seen.entry(name.clone()).or_insert_with(|| Seen {
                 heartbeat: heartbeat.clone(),

@@ -10,7 +10,7 @@ use rudder_api::{
     apps::{ReplicaSet, ReplicaSetStatus},
     core::Pod,
     events::EventType,
-    facts::{ObjectExt, PodExt},
+    facts::{ObjectExt, ObjectRef, PodExt},
     meta::{ObjectMeta, OwnerReference},
     selector::Selector,
 };
@@ -32,7 +32,7 @@ pub struct ReplicaSetController {
     client: Client,
     informers: Informers,
     events: EventRecorder,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<ObjectRef>,
 }
 
 impl ReplicaSetController {
@@ -58,7 +58,10 @@ impl ReplicaSetController {
                 if let Some(owner) = pod.controller()
                     && owner.kind == "ReplicaSet"
                 {
-                    queue.add(format!("{}/{}", pod.metadata.namespace, owner.name));
+                    queue.add(ObjectRef::new(
+                        pod.metadata.namespace.as_str(),
+                        owner.name.as_str(),
+                    ));
                 }
             }
         });
@@ -68,7 +71,7 @@ impl ReplicaSetController {
             self.informers.clone(),
             self.queue.clone(),
             4,
-            move |key: String| {
+            move |key: ObjectRef| {
                 let controller = controller.clone();
                 async move { controller.reconcile(&key).await }
             },
@@ -94,7 +97,7 @@ impl ReplicaSetController {
             .collect()
     }
 
-    async fn reconcile(&self, key: &str) -> Result<Requeue, ClientError> {
+    async fn reconcile(&self, key: &ObjectRef) -> Result<Requeue, ClientError> {
         let Some(set) = self.informers.replica_sets.get(key) else {
             return Ok(Requeue::No);
         };
@@ -149,7 +152,7 @@ impl ReplicaSetController {
                 }
                 batch = (batch * 2).min(BURST);
             }
-            tracing::info!(replicaset = key, created, "created pods");
+            tracing::info!(replicaset = %key, created, "created pods");
             self.informers
                 .pods
                 .wait_for_revision(highest, CACHE_WAIT)
@@ -181,7 +184,7 @@ impl ReplicaSetController {
                     }
                 }
             }
-            tracing::info!(replicaset = key, deleted = surplus.len(), "deleted pods");
+            tracing::info!(replicaset = %key, deleted = surplus.len(), "deleted pods");
         }
         if !deleted.is_empty() {
             let pods = self.informers.pods.clone();
@@ -196,7 +199,7 @@ impl ReplicaSetController {
     async fn delete_pod(
         &self,
         pod: &Pod,
-        deleted: &mut HashSet<String>,
+        deleted: &mut HashSet<ObjectRef>,
     ) -> Result<(), ClientError> {
         match self
             .client

@@ -29,7 +29,7 @@ use std::{
 use rudder_api::{
     core::Pod,
     events::EventType,
-    facts::{Conditions, ObjectExt, PodExt, split_key},
+    facts::{Conditions, ObjectExt, ObjectRef, PodExt},
 };
 use rudder_client::{Client, ClientError, EventRecorder, informer::Change, workqueue::WorkQueue};
 use tokio::{sync::Semaphore, task::JoinHandle};
@@ -70,17 +70,17 @@ struct State {
     order: Vec<String>,
     next_start: usize,
     /// Pods counted on a node: bound, or assumed while binding.
-    placed: HashMap<String, (String, PodNeeds)>,
+    placed: HashMap<ObjectRef, (String, PodNeeds)>,
     /// Pods whose bind is in flight.
-    assumed: HashSet<String>,
+    assumed: HashSet<ObjectRef>,
     /// Unschedulable pods parked until something changes.
-    parked: HashSet<String>,
+    parked: HashSet<ObjectRef>,
     /// Failed attempts per pod, for backoff.
-    attempts: HashMap<String, u32>,
+    attempts: HashMap<ObjectRef, u32>,
 }
 
 impl State {
-    fn place(&mut self, pod_key: &str, node: &str, needs: PodNeeds) {
+    fn place(&mut self, pod_key: &ObjectRef, node: &str, needs: PodNeeds) {
         if let Some((old_node, _)) = self.placed.get(pod_key)
             && old_node == node
         {
@@ -91,10 +91,10 @@ impl State {
             info.account(&needs, 1);
         }
         self.placed
-            .insert(pod_key.to_owned(), (node.to_owned(), needs));
+            .insert(pod_key.clone(), (node.to_owned(), needs));
     }
 
-    fn unplace(&mut self, pod_key: &str) {
+    fn unplace(&mut self, pod_key: &ObjectRef) {
         if let Some((node, needs)) = self.placed.remove(pod_key)
             && let Some(info) = self.nodes.get_mut(&node)
         {
@@ -111,7 +111,7 @@ pub struct Scheduler {
     events: EventRecorder,
     config: SchedulerConfig,
     state: Arc<Mutex<State>>,
-    queue: WorkQueue<String>,
+    queue: WorkQueue<ObjectRef>,
     binds: Arc<Semaphore>,
 }
 
@@ -240,9 +240,9 @@ impl Scheduler {
     /// Something changed that may make parked pods fit: queue them, each
     /// after its backoff.
     fn unpark_all(&self) {
-        let parked: Vec<(String, u32)> = {
+        let parked: Vec<(ObjectRef, u32)> = {
             let mut state = self.lock();
-            let keys: Vec<String> = state.parked.drain().collect();
+            let keys: Vec<ObjectRef> = state.parked.drain().collect();
             keys.into_iter()
                 .map(|k| {
                     let attempts = state.attempts.get(&k).copied().unwrap_or(0);
@@ -260,7 +260,7 @@ impl Scheduler {
         }
     }
 
-    async fn schedule(&self, pod_key: &str) {
+    async fn schedule(&self, pod_key: &ObjectRef) {
         let Some(pod) = self.informers.pods.get(pod_key) else {
             return;
         };
@@ -277,11 +277,11 @@ impl Scheduler {
             match &decision {
                 Decision::Bind(node) => {
                     state.place(pod_key, node, needs);
-                    state.assumed.insert(pod_key.to_owned());
+                    state.assumed.insert(pod_key.clone());
                 }
                 Decision::Unschedulable(_) => {
-                    state.parked.insert(pod_key.to_owned());
-                    *state.attempts.entry(pod_key.to_owned()).or_insert(0) += 1;
+                    state.parked.insert(pod_key.clone());
+                    *state.attempts.entry(pod_key.clone()).or_insert(0) += 1;
                 }
             }
             decision
@@ -292,14 +292,14 @@ impl Scheduler {
                     return;
                 };
                 let scheduler = self.clone();
-                let pod_key = pod_key.to_owned();
+                let pod_key = pod_key.clone();
                 tokio::spawn(async move {
                     scheduler.bind(&pod_key, &pod, &node).await;
                     drop(permit);
                 });
             }
             Decision::Unschedulable(message) => {
-                tracing::debug!(pod = pod_key, %message, "unschedulable");
+                tracing::debug!(pod = %pod_key, %message, "unschedulable");
                 self.record_unschedulable(&pod, message).await;
             }
         }
@@ -370,10 +370,10 @@ impl Scheduler {
         (total * percent / 100).max(MIN_FEASIBLE)
     }
 
-    async fn bind(&self, pod_key: &str, pod: &Pod, node: &str) {
+    async fn bind(&self, pod_key: &ObjectRef, pod: &Pod, node: &str) {
         match self.try_bind(pod, node).await {
             Ok(()) => {
-                tracing::debug!(pod = pod_key, %node, "bound");
+                tracing::debug!(pod = %pod_key, %node, "bound");
                 self.events.record(
                     pod,
                     EventType::Normal,
@@ -394,8 +394,8 @@ impl Scheduler {
                     state.assumed.remove(pod_key);
                 }
                 if !matches!(err, ClientError::NotFound(_)) {
-                    tracing::debug!(pod = pod_key, %node, %err, "bind failed; retrying");
-                    self.queue.add_rate_limited(pod_key.to_owned());
+                    tracing::debug!(pod = %pod_key, %node, %err, "bind failed; retrying");
+                    self.queue.add_rate_limited(pod_key.clone());
                 }
             }
         }
@@ -430,10 +430,10 @@ impl Scheduler {
         }
     }
 
-    async fn record_scheduled(&self, pod_key: &str, node: &str) {
+    async fn record_scheduled(&self, pod_key: &ObjectRef, node: &str) {
         let Ok(mut pod) = self
             .client
-            .get::<Pod>(split_key(pod_key).0, split_key(pod_key).1)
+            .get::<Pod>(&pod_key.namespace, &pod_key.name)
             .await
         else {
             return;

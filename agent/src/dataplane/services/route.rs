@@ -13,12 +13,14 @@ use crate::dataplane::DataplaneError;
 /// When `cidr` is not a network (`10.96.0.0/12`) or the kernel refuses the
 /// route.
 pub fn install_service_blackhole(cidr: &str) -> Result<(), DataplaneError> {
-    let failed = |reason: String| DataplaneError::Route {
+    let dst = Ipv4Subnet::parse_network(cidr).map_err(|reason| DataplaneError::ServiceCidr {
         cidr: cidr.to_owned(),
         reason,
-    };
-    let dst = Ipv4Subnet::parse_network(cidr).map_err(failed)?;
+    })?;
     RouteSocket::open()
         .and_then(|mut socket| socket.replace_route(dst, NextHop::Blackhole))
-        .map_err(|err| failed(err.to_string()))
+        .map_err(|source| DataplaneError::Route {
+            cidr: cidr.to_owned(),
+            source,
+        })
 }
