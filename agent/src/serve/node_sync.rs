@@ -8,7 +8,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rudder_api::core::{Endpoints, Service};
+use rudder_api::{
+    core::{Endpoints, Service},
+    facts::{ObjectExt, ObjectRef},
+};
 use rudder_client::{Client, NodeChange, NodeSyncUpdate};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -30,12 +33,8 @@ enum Absorbed {
 /// The cluster's Services and Endpoints as last heard.
 #[derive(Default)]
 struct Cache {
-    services: BTreeMap<(String, String), Service>,
-    endpoints: BTreeMap<(String, String), Endpoints>,
-}
-
-fn key(namespace: &str, name: &str) -> (String, String) {
-    (namespace.to_owned(), name.to_owned())
+    services: BTreeMap<ObjectRef, Service>,
+    endpoints: BTreeMap<ObjectRef, Endpoints>,
 }
 
 impl Cache {
@@ -47,12 +46,12 @@ impl Cache {
     }
 
     /// The dataplane change for the Service `k` as the cache now has it.
-    fn change_of(&self, k: &(String, String), node: &str) -> ServiceChange {
+    fn change_of(&self, k: &ObjectRef, node: &str) -> ServiceChange {
         self.services
             .get(k)
             .and_then(|s| service_state(s, self.endpoints.get(k), node))
             .map_or_else(
-                || ServiceChange::Delete(ServiceName::new(&k.0, &k.1)),
+                || ServiceChange::Delete(ServiceName::new(&k.namespace, &k.name)),
                 ServiceChange::Upsert,
             )
     }
@@ -70,22 +69,22 @@ impl Cache {
     fn absorb(&mut self, change: NodeChange, node: &str) -> Absorbed {
         let touched = match change {
             NodeChange::ServiceUpserted(s) => {
-                let k = key(&s.metadata.namespace, &s.metadata.name);
+                let k = s.key();
                 self.services.insert(k.clone(), s);
                 k
             }
             NodeChange::ServiceDeleted(s) => {
-                let k = key(&s.metadata.namespace, &s.metadata.name);
+                let k = s.key();
                 self.services.remove(&k);
                 k
             }
             NodeChange::EndpointsUpserted(e) => {
-                let k = key(&e.metadata.namespace, &e.metadata.name);
+                let k = e.key();
                 self.endpoints.insert(k.clone(), e);
                 k
             }
             NodeChange::EndpointsDeleted(e) => {
-                let k = key(&e.metadata.namespace, &e.metadata.name);
+                let k = e.key();
                 self.endpoints.remove(&k);
                 k
             }
@@ -181,14 +180,10 @@ async fn stream_once(
                 *revision = at_revision;
                 *cache = Cache::default();
                 for s in services {
-                    cache
-                        .services
-                        .insert(key(&s.metadata.namespace, &s.metadata.name), s);
+                    cache.services.insert(s.key(), s);
                 }
                 for e in endpoints {
-                    cache
-                        .endpoints
-                        .insert(key(&e.metadata.namespace, &e.metadata.name), e);
+                    cache.endpoints.insert(e.key(), e);
                 }
                 outputs.service(ServiceUpdate::Resync {
                     services: cache.all(node),
