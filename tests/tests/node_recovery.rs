@@ -1,7 +1,8 @@
 //! A node whose agent is killed (-9) goes NotReady and gets the NoExecute
 //! `node.kubernetes.io/unreachable` taint; once its restarted agent reports
 //! Ready again the taint is gone, a NodeReady event says so, and new pods
-//! are scheduled onto it again.
+//! are scheduled onto it again. And a user's update of a Node never drops
+//! what its agent and the control plane own (its pod CIDR).
 
 use std::time::Duration;
 
@@ -151,4 +152,55 @@ spec:
         (pod["spec"]["nodeName"] == name.as_str()).then_some(pod)
     });
     assert_eq!(pod["spec"]["nodeName"], name.as_str());
+}
+
+#[test]
+fn applying_a_node_manifest_with_only_labels_keeps_its_pod_cidr() {
+    rudder_tests::require_root();
+    let c = Cluster::build(&ClusterOptions::for_tests("nodeapply")).expect("test cluster");
+    let name = c.nodes[1].name.clone();
+    let cidr = wait_for("node2 has its pod CIDR", || {
+        let node = get_json(&c, &["node", &name])?;
+        node["spec"]["podCIDR"].as_str().map(str::to_owned)
+    });
+
+    // What a user writes to label a node when there is no `label` verb.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels:\n    zone: blue\n"
+    ));
+    let node = wait_for("the label is there", || {
+        let node = get_json(&c, &["node", &name])?;
+        (node["metadata"]["labels"]["zone"] == "blue").then_some(node)
+    });
+    assert_eq!(
+        node["spec"]["podCIDR"],
+        cidr.as_str(),
+        "pod CIDR kept: {node:#}"
+    );
+    assert_eq!(
+        ready_status(&node).as_deref(),
+        Some("True"),
+        "status kept: {node:#}"
+    );
+
+    // Changing it is refused, naming the field; nothing changes.
+    let manifest = format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDR: 0.0.0.0/0\n"
+    );
+    let file = std::env::temp_dir().join(format!("rudder-node-{}.yaml", std::process::id()));
+    std::fs::write(&file, manifest).expect("write manifest");
+    let out = c.rudderctl(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_file(&file);
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a changed podCIDR is refused: {said}"
+    );
+    assert!(
+        said.contains("spec.podCIDR"),
+        "the error names the field: {said}"
+    );
+    let node = get_json(&c, &["node", &name]).expect("node");
+    assert_eq!(node["spec"]["podCIDR"], cidr.as_str());
 }

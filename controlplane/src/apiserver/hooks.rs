@@ -9,7 +9,7 @@ use rudder_api::{ApiError, FieldError, Kind};
 use rudder_kvstore::{Compare, KeyValue, Op, Store, StoreError};
 use serde_json::Value;
 
-use super::{ApiServerError, allocation::ServiceAllocation};
+use super::{ApiServerError, allocation::ServiceAllocation, node_fields::NodeOwnedFields};
 
 /// What a write must add to its transaction.
 #[derive(Debug, Default)]
@@ -111,6 +111,7 @@ impl WriteHooks for ObjectOnly {}
 pub fn hooks_for(kind: Kind) -> &'static dyn WriteHooks {
     match kind {
         Kind::Service => &ServiceAllocation,
+        Kind::Node => &NodeOwnedFields,
         _ => &ObjectOnly,
     }
 }

@@ -19,6 +19,7 @@ mod filter;
 pub mod grpc;
 pub mod hooks;
 pub mod http;
+mod node_fields;
 pub mod nodesync;
 mod storage;
 mod watch;
