@@ -197,6 +197,8 @@ fn main() -> Result<()> {
                     extra_path: args.extra_path.clone(),
                     // Set by `serve`, which owns the dataplane.
                     host_interface_hook: None,
+                    // Filled by `serve`'s node-sync stream.
+                    services: rudder_agent::pods::ServiceEnvironment::default(),
                 });
             let config = rudder_agent::serve::ServeConfig {
                 node: args.node.node,

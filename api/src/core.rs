@@ -189,6 +189,11 @@ pub struct PodSpec {
     /// Hostname of the pod; default its name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
+    /// Whether containers get the docker-link style variables of the
+    /// namespace's Services (`WEB_PORT_80_TCP_ADDR`, ...); default true.
+    /// `WEB_SERVICE_HOST`/`_PORT` are given either way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_service_links: Option<bool>,
     /// Node taints this pod tolerates.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tolerations: Vec<Toleration>,
@@ -336,9 +341,43 @@ pub struct Container {
 pub struct EnvVar {
     /// Name.
     pub name: String,
-    /// Value.
+    /// Value; `$(NAME)` refers to a variable defined before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// Where the value comes from instead (the downward API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<EnvVarSource>,
+}
+
+/// `EnvVar.valueFrom`. Only `fieldRef` is supported; the others (rudder has
+/// no ConfigMaps or Secrets) are kept as written so validation can name
+/// them in its refusal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EnvVarSource {
+    /// A field of the pod: `metadata.name`, `status.podIP`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<ObjectFieldSelector>,
+    /// A container's resource request or limit (not supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_field_ref: Option<serde_json::Value>,
+    /// A ConfigMap key (not supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_key_ref: Option<serde_json::Value>,
+    /// A Secret key (not supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<serde_json::Value>,
+}
+
+/// A field of the pod, by path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectFieldSelector {
+    /// The schema version the path is written in (`v1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// `metadata.name`, `metadata.labels['app']`, `status.podIP`, ...
+    pub field_path: String,
 }
 
 /// A port of a container.

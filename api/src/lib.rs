@@ -15,6 +15,7 @@ pub mod apps;
 pub mod bandwidth;
 pub mod coordination;
 pub mod core;
+pub mod downward;
 pub mod error;
 pub mod events;
 pub mod facts;

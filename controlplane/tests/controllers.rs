@@ -216,6 +216,7 @@ fn template(labels: &[(&str, &str)], version: &str) -> PodTemplateSpec {
                 env: vec![EnvVar {
                     name: "VERSION".into(),
                     value: Some(version.into()),
+                    ..EnvVar::default()
                 }],
                 ports: vec![ContainerPort {
                     name: Some("http".into()),

@@ -17,6 +17,21 @@ pub fn require_root() {
     );
 }
 
+/// Polls every 100 ms, for about a minute, until `check` gives a value;
+/// returns it.
+///
+/// # Panics
+/// When it never does, naming `what`.
+pub fn wait_for<T>(what: &str, check: impl Fn() -> Option<T>) -> T {
+    for _ in 0..600 {
+        if let Some(value) = check() {
+            return value;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("never: {what}");
+}
+
 /// Path of a workspace binary (`rudder-testapp`, `rudder-agent`, ...), built
 /// next to the test executable by `cargo build --workspace --bins` (which
 /// `cargo xtask test` runs before the tests).

@@ -4,24 +4,14 @@
 //! are scheduled onto it again. And a user's update of a Node never drops
 //! what its agent and the control plane own (its pod CIDR).
 
-use std::time::Duration;
-
-use rudder_tests::control::{Cluster, ClusterOptions, start_agent};
+use rudder_tests::{
+    control::{Cluster, ClusterOptions, start_agent},
+    wait_for,
+};
 use serde_json::Value;
 
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
-
-/// Polls (bounded: about a minute) until `check` holds; returns its value.
-fn wait_for<T>(what: &str, check: impl Fn() -> Option<T>) -> T {
-    for _ in 0..600 {
-        if let Some(value) = check() {
-            return value;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("never: {what}");
-}
 
 fn get_json(c: &Cluster, args: &[&str]) -> Option<Value> {
     let mut full = vec!["get"];

@@ -28,6 +28,9 @@ pub struct PodRuntimeConfig {
     /// has wired it and before its containers start, so they never run
     /// without the node's service translation. `None`: nothing to do.
     pub host_interface_hook: Option<HostInterfaceHook>,
+    /// The cluster's Services, for the `<NAME>_SERVICE_HOST` variables
+    /// (kept current by the node-sync stream; empty without one).
+    pub services: super::ServiceEnvironment,
 }
 
 /// See [`PodRuntimeConfig::host_interface_hook`]: attaches whatever the

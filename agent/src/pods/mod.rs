@@ -20,6 +20,7 @@ mod process;
 mod record;
 mod restart;
 mod sandbox;
+mod service_env;
 mod status;
 mod termination;
 
@@ -31,6 +32,7 @@ pub use self::{
     cni::{CniError, NetworkConfig},
     config::{HostInterfaceHook, PodRuntimeConfig, PrepareInterface},
     events::PodEvent,
+    service_env::ServiceEnvironment,
     status::StatusReport,
 };
 use self::{

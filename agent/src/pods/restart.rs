@@ -7,11 +7,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rudder_api::{core::Container, time::now_rfc3339};
+use rudder_api::{core::Container, downward::Addresses, time::now_rfc3339};
 
 use super::{
     PodRun, PodRuntime, cgroup,
-    env::{base_env, expand},
+    env::{base_env, container_env, expand},
     events::ContainerNote,
     probe_schedule::{ProbeState, probe_container},
     process::{self, ProcessState},
@@ -52,6 +52,8 @@ impl PodRuntime {
         let netns = PathBuf::from("/run/netns").join(&record.sandbox);
         let log_dir = self.log_dir(&run.pod);
         let env_base = base_env(&run.pod, record.ip, &self.config.extra_path);
+        let pod_ip = record.ip.map(|ip| ip.to_string());
+        let host_ip = self.config.node_addr.to_string();
         let cgroup = self.config.cgroup_root.as_deref().and_then(|root| {
             cgroup::ensure(root, &record.sandbox, &run.pod)
                 .map_err(|err| tracing::warn!(pod = %run.pod.metadata.name, %err, "pod cgroup; running without limits"))
@@ -104,13 +106,16 @@ impl PodRuntime {
                 }
             }
             if c.pid.is_none() && !c.finished && now >= c.next_start {
-                let mut env = env_base.clone();
-                env.extend(
-                    c.spec
-                        .env
-                        .iter()
-                        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
-                );
+                let links = run.pod.spec.enable_service_links.unwrap_or(true);
+                let services = self
+                    .config
+                    .services
+                    .vars(&run.pod.metadata.namespace, links);
+                let addresses = Addresses {
+                    pod_ip: pod_ip.as_deref(),
+                    host_ip: Some(&host_ip),
+                };
+                let env = container_env(&run.pod, &c.spec, &env_base, services, addresses);
                 let argv: Vec<String> = c
                     .spec
                     .command

@@ -127,6 +127,11 @@ pub async fn serve(config: &ServeConfig) -> Result<()> {
         bridge: config.bridge.clone(),
         dir: config.dir.clone(),
     });
+    let service_env = config
+        .pods
+        .as_ref()
+        .map(|pods| pods.services.clone())
+        .unwrap_or_default();
     let runtime = config.pods.clone().map(|mut pods| {
         pods.node_addr = node_addr;
         pods.host_interface_hook = Some(PodPorts::hook(&pod_ports));
@@ -162,6 +167,7 @@ pub async fn serve(config: &ServeConfig) -> Result<()> {
             let outputs = NodeSyncOutputs {
                 services: service_tx,
                 pods: pod_tx,
+                service_env,
             };
             tokio::spawn(node_sync::follow(
                 addr.clone(),

@@ -19,7 +19,10 @@ use super::{
     from_api::service_state,
     updates::{PodUpdate, ServiceUpdate},
 };
-use crate::dataplane::services::{ServiceChange, ServiceName, ServiceState};
+use crate::{
+    dataplane::services::{ServiceChange, ServiceName, ServiceState},
+    pods::ServiceEnvironment,
+};
 
 /// What one change of the stream means for this node.
 #[derive(Debug)]
@@ -104,6 +107,8 @@ pub struct NodeSyncOutputs {
     /// Pod changes (the pod rounds); `None`: this node runs no pods, pod
     /// changes are dropped.
     pub pods: Option<UnboundedSender<PodUpdate>>,
+    /// The Services as containers' environment variables.
+    pub service_env: ServiceEnvironment,
 }
 
 /// Follows the node-sync stream of `node` at `addr`, sending every update
@@ -179,6 +184,7 @@ async fn stream_once(
                 outputs.pod(PodUpdate::Resync(pods))?;
                 *revision = at_revision;
                 *cache = Cache::default();
+                outputs.service_env.replace(&services);
                 for s in services {
                     cache.services.insert(s.key(), s);
                 }
@@ -195,6 +201,11 @@ async fn stream_once(
                 change,
             } => {
                 *revision = at_revision;
+                match &change {
+                    NodeChange::ServiceUpserted(s) => outputs.service_env.upsert(s),
+                    NodeChange::ServiceDeleted(s) => outputs.service_env.remove(&s.key()),
+                    _ => {}
+                }
                 match cache.absorb(change, node) {
                     Absorbed::Service(change) => {
                         outputs.service(ServiceUpdate::Apply { change, received })?;

@@ -4,7 +4,8 @@
 
 use super::{Resource, default_type_meta, type_meta, validate_metadata};
 use crate::{
-    core::{Container, IntOrString, Pod, PodSpec, Probe},
+    core::{Container, EnvVar, IntOrString, Pod, PodSpec, Probe},
+    downward::PodField,
     kind::Kind,
     meta::ObjectMeta,
     validation::{FieldErrors, MAX_INT32},
@@ -107,6 +108,7 @@ pub(super) fn validate_pod_spec(path: &str, spec: &PodSpec, errors: &mut FieldEr
                 "required: an image, or a command for the embedded runtime",
             );
         }
+        validate_env(&field, &container.env, errors);
         for (j, port) in container.ports.iter().enumerate() {
             errors.port(
                 &format!("{field}.ports[{j}].containerPort"),
@@ -202,6 +204,70 @@ pub(super) fn validate_pod_spec(path: &str, spec: &PodSpec, errors: &mut FieldEr
             node_affinity,
             errors,
         );
+    }
+}
+
+/// Environment variables: a C identifier-like name, and either a value or
+/// one supported source. What rudder cannot fill in is refused by name
+/// rather than started with the variable silently empty.
+fn validate_env(field: &str, env: &[EnvVar], errors: &mut FieldErrors) {
+    for (i, var) in env.iter().enumerate() {
+        let at = format!("{field}.env[{i}]");
+        let valid_name = !var.name.is_empty()
+            && !var.name.starts_with(|c: char| c.is_ascii_digit())
+            && var
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid_name {
+            errors.push(
+                format!("{at}.name"),
+                format!(
+                    "{:?}: a valid environment variable name must consist of letters, digits, '_', '-' or '.', and must not start with a digit",
+                    var.name
+                ),
+            );
+        }
+        let Some(source) = &var.value_from else {
+            continue;
+        };
+        if var.value.as_deref().is_some_and(|v| !v.is_empty()) {
+            errors.push(
+                format!("{at}.valueFrom"),
+                "may not be specified when `value` is not empty",
+            );
+        }
+        let unsupported = [
+            ("resourceFieldRef", source.resource_field_ref.is_some()),
+            ("configMapKeyRef", source.config_map_key_ref.is_some()),
+            ("secretKeyRef", source.secret_key_ref.is_some()),
+        ];
+        for (name, _) in unsupported.iter().filter(|(_, given)| *given) {
+            errors.push(
+                format!("{at}.valueFrom.{name}"),
+                "not supported by rudder (it has no ConfigMaps, Secrets or resource fields); only fieldRef is",
+            );
+        }
+        let sources = usize::from(source.field_ref.is_some())
+            + unsupported.iter().filter(|(_, given)| *given).count();
+        if sources != 1 {
+            errors.push(
+                format!("{at}.valueFrom"),
+                "exactly one of fieldRef, resourceFieldRef, configMapKeyRef or secretKeyRef is required",
+            );
+        }
+        if let Some(field_ref) = &source.field_ref
+            && PodField::parse(&field_ref.field_path).is_none()
+        {
+            errors.push(
+                format!("{at}.valueFrom.fieldRef.fieldPath"),
+                format!(
+                    "{:?} is not supported; supported values: {}",
+                    field_ref.field_path,
+                    crate::downward::SUPPORTED
+                ),
+            );
+        }
     }
 }
 
