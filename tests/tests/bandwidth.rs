@@ -299,9 +299,10 @@ mod throughput {
         let neighbour = cluster.add_pod(0, "neighbour");
         let local_peer = cluster.add_pod(0, "peer");
         let remote_peer = cluster.add_pod(1, "remote");
+        // The pods' TCP settings, as the agent writes them in every pod.
         for pod in [&limited, &neighbour, &local_peer, &remote_peer] {
-            pod.run(&["sysctl", "-qw", "net.ipv4.tcp_ecn=1"])
-                .expect("ECN on");
+            let netns = std::path::PathBuf::from(format!("/run/netns/{}", pod.name()));
+            rudder_agent::bandwidth::ecn::enable_in(&netns).expect("pod sysctls");
         }
         limit(
             &cluster,
@@ -441,6 +442,10 @@ mod agent_sync {
             .run(&["sysctl", "-n", "net.ipv4.tcp_ecn"])
             .expect("sysctl");
         assert_eq!(ecn.trim(), "1", "ECN is on in the pod's namespace");
+        // Kernels before 6.11 have no such sysctl (the agent skips it there).
+        if let Ok(rto_min) = pod.run(&["sysctl", "-n", "net.ipv4.tcp_rto_min_us"]) {
+            assert_eq!(rto_min.trim(), "5000", "the pod's minimum RTO is 5 ms");
+        }
 
         let changed = [network(&pod, &[(egress, "20M")])];
         assert_eq!(

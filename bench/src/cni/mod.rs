@@ -8,7 +8,7 @@
 //!    with an IP ([`pod_startup`]).
 
 mod plugin_latency;
-mod plugin_node;
+pub mod plugin_node;
 mod pod_startup;
 mod report;
 mod traffic;
