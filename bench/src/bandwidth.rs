@@ -675,7 +675,7 @@ fn render(
          passes for an annotation (`math.MaxInt32` bits) and with a tuned burst (10 ms of the \
          rate, at least 128 KiB). TCP is the hosts' default congestion control (`{}`); every \
          pod of every row has the TCP settings rudder's agent writes in pods \
-         (`net.ipv4.tcp_ecn=1`, `net.ipv4.tcp_rto_min_us=5000`).\n",
+         (`net.ipv4.tcp_ecn=1`, `net.ipv4.tcp_rto_min_us=50000`).\n",
         machine::output(&["sysctl", "-n", "net.ipv4.tcp_congestion_control"])
     );
     let _ = writeln!(

@@ -444,7 +444,7 @@ mod agent_sync {
         assert_eq!(ecn.trim(), "1", "ECN is on in the pod's namespace");
         // Kernels before 6.11 have no such sysctl (the agent skips it there).
         if let Ok(rto_min) = pod.run(&["sysctl", "-n", "net.ipv4.tcp_rto_min_us"]) {
-            assert_eq!(rto_min.trim(), "5000", "the pod's minimum RTO is 5 ms");
+            assert_eq!(rto_min.trim(), "50000", "the pod's minimum RTO is 50 ms");
         }
 
         let changed = [network(&pod, &[(egress, "20M")])];

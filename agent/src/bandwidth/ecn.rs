@@ -4,15 +4,17 @@
 //! - `net.ipv4.tcp_ecn=1`: the default 2 answers ECN but never asks for it,
 //!   so pods' own connections would never be ECN-capable and the bucket
 //!   could only drop.
-//! - `net.ipv4.tcp_rto_min_us=5000`: the bucket has no queue, so at the
+//! - `net.ipv4.tcp_rto_min_us=50000`: the bucket has no queue, so at the
 //!   sub-millisecond round trips between pods TCP cannot slow down below
 //!   its minimum window and the bucket must drop now and then. A drop at the
 //!   tail of a window is recovered by the retransmission timer, whose
 //!   default floor of 200 ms is sized for the WAN: the flow then idles
-//!   200 ms while the bucket stores only its burst, and a limited flow got
-//!   about half its limit. With a 5 ms floor (still well above pod round
-//!   trips, so no spurious timeouts) it fills the limit. Kernels before
-//!   6.11 lack the sysctl; there it is skipped and flows keep the 200 ms.
+//!   200 ms while the bucket stores only its burst (100 ms by default), and
+//!   a limited flow got about half its limit. A 50 ms floor fits in the
+//!   burst; it stays above the receivers' 40 ms delayed-ACK floor (a 5 ms
+//!   floor fired spuriously on single BBR flows and cost more than it
+//!   saved). Kernels before 6.11 lack the sysctl; there it is skipped and
+//!   flows keep the 200 ms.
 
 use std::{io, path::Path};
 
@@ -20,7 +22,7 @@ use std::{io, path::Path};
 /// whether a kernel without it is an error.
 pub const POD_SYSCTLS: [(&str, &str, bool); 2] = [
     ("net.ipv4.tcp_ecn", "1", true),
-    ("net.ipv4.tcp_rto_min_us", "5000", false),
+    ("net.ipv4.tcp_rto_min_us", "50000", false),
 ];
 
 /// Writes [`POD_SYSCTLS`] in the network namespace at `netns` (a
