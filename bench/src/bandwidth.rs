@@ -25,21 +25,21 @@ use std::{
 use anyhow::{Context, Result, bail};
 use dataplane_common::bandwidth::{BandwidthCounters, BandwidthDirection};
 use netns::{HostProcess, Netns, TestNetwork};
-use rudder_agent::{bandwidth::limits::shape, dataplane::Dataplane};
+use rudder_agent::bandwidth::limits::shape;
 use rudder_dataplane_maps::{BandwidthMaps, BandwidthShape};
 use serde_json::{Value, json};
 
 use crate::{
-    cni::plugin_node::{Plugin, PluginBinaries, PluginNode},
+    cni::{
+        RemoveOnDrop,
+        plugin_node::{Plugin, PluginBinaries, PluginNode},
+        traffic::{ECHO_PORT, IPERF_PORT, attach_dataplane, start_servers},
+    },
     interrupt,
     machine::{self, Machine},
     report_file,
 };
 
-/// Port of the iperf3 server in the peer pod.
-const IPERF_PORT: u16 = 5201;
-/// Port of the echo server in the peer pod.
-const ECHO_PORT: u16 = 7000;
 /// Counter sampling period (the overshoot window).
 const WINDOW: Duration = Duration::from_millis(100);
 /// The burst Kubernetes passes with an annotation's rate (bits): kubelet,
@@ -258,15 +258,6 @@ pub fn run(options: &Options) -> Result<()> {
     Ok(())
 }
 
-/// Removes a directory when dropped.
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn mbit(bps: u64) -> String {
     if bps >= 1_000_000_000 {
         format!("{}G", bps / 1_000_000_000)
@@ -300,17 +291,8 @@ fn limit_node(
     let peer_veth = host_veth(&node, &peer)?;
     let bpffs = if plugin == Plugin::Rudder {
         let dir = network.bpffs_dir(&label);
-        let ports = [limited_veth.0.clone(), peer_veth.0.clone()];
-        let pin = dir.clone();
-        node.host.enter(move || -> Result<()> {
-            let mut dataplane = Dataplane::load(&pin).context("loading rudder's dataplane")?;
-            for port in &ports {
-                dataplane
-                    .attach_pod_interface(port)
-                    .with_context(|| format!("attaching to {port}"))?;
-            }
-            Ok(())
-        })??;
+        let ports = vec![limited_veth.0.clone(), peer_veth.0.clone()];
+        attach_dataplane(&node.host, dir.clone(), ports)?;
         Some(dir)
     } else {
         None
@@ -322,40 +304,20 @@ fn limit_node(
         rudder_agent::bandwidth::ecn::enable_in(&netns).context("pod sysctls")?;
     }
     let log = state.join(format!("{label}-servers.log"));
-    let mut iperf = peer.command("iperf3");
-    iperf.args(["-s", "-p", &IPERF_PORT.to_string()]);
-    let mut echo = peer.command(&testapp.display().to_string());
-    echo.args(["tcp-echo", "--listen", &format!("0.0.0.0:{ECHO_PORT}")]);
-    let servers = vec![
-        HostProcess::start_logged(iperf, "iperf3 -s".into(), &log)?,
-        HostProcess::start_logged(echo, "tcp-echo".into(), &log)?,
-    ];
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let listening = peer.run(&["ss", "-Hltn"]).unwrap_or_default();
-        if [IPERF_PORT, ECHO_PORT]
-            .iter()
-            .all(|port| listening.contains(&format!(":{port} ")))
-        {
-            return Ok(LimitNode {
-                limiter,
-                node,
-                limited,
-                peer_ip,
-                limited_veth,
-                peer_veth,
-                bridge_result,
-                bpffs,
-                tbf_added: false,
-                _servers: servers,
-            });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!(
-        "the servers in {label}'s peer pod never listened (see {})",
-        log.display()
-    )
+    let servers = start_servers(&peer, "iperf3", &testapp.display().to_string(), &log)
+        .with_context(|| format!("{label}'s peer pod"))?;
+    Ok(LimitNode {
+        limiter,
+        node,
+        limited,
+        peer_ip,
+        limited_veth,
+        peer_veth,
+        bridge_result,
+        bpffs,
+        tbf_added: false,
+        _servers: servers,
+    })
 }
 
 /// The host-side veth (name, ifindex) of `pod`'s eth0.
