@@ -4,6 +4,15 @@
 //! at a rate so low (1 kB/s) that the time the runs take refills nothing
 //! measurable: the outcomes depend on packet sizes, not on timing.
 
+/// A scratch directory, removed on drop (also when a test fails).
+struct ScratchDir(std::path::PathBuf);
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 mod bucket {
     use dataplane_common::{
         bandwidth::BandwidthDirection,
@@ -367,6 +376,8 @@ mod agent_sync {
     use rudder_dataplane_maps::BandwidthMaps;
     use rudder_tests::cluster::{Cluster, Pod};
 
+    use super::ScratchDir;
+
     fn network(pod: &Pod, annotations: &[(&str, &str)]) -> PodNetwork {
         PodNetwork {
             pod: format!("default/{}", pod.name),
@@ -403,15 +414,6 @@ mod agent_sync {
                     .collect()
             })
             .expect("enter node")
-    }
-
-    /// Removed on drop, also when the test fails.
-    struct ScratchDir(PathBuf);
-
-    impl Drop for ScratchDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 
     #[test]
@@ -588,6 +590,135 @@ spec:
                 (BandwidthDirection::ToPod, 5_000_000),
             ],
             "an edited annotation applies live under the new agent",
+        );
+    }
+}
+
+mod cni_capability {
+    //! The CNI `bandwidth` capability end to end: rudder-cni invoked with
+    //! `runtimeConfig.bandwidth` (as a container runtime invokes it) records
+    //! the limits, the agent's sync puts them on the veth rudder-cni made,
+    //! and DEL lifts them.
+
+    use std::{
+        io::Write,
+        process::{Command, Stdio},
+    };
+
+    use dataplane_common::bandwidth::BandwidthDirection;
+    use netns::{Host, Netns, TestNetwork};
+    use rudder_agent::{bandwidth::BandwidthSync, dataplane::Dataplane};
+    use rudder_dataplane_maps::BandwidthMaps;
+    use serde_json::{Value, json};
+
+    use super::ScratchDir;
+
+    /// Runs rudder-cni `command` for `pod` in `node`; returns its stdout.
+    fn cni(node: &Host, command: &str, pod: &Netns, config: &Value) -> String {
+        let binary = rudder_tests::control::bin("rudder-cni");
+        let netns = format!("/run/netns/{}", pod.name());
+        let output = node
+            .enter(|| {
+                let mut child = Command::new(&binary)
+                    .env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("CNI_COMMAND", command)
+                    .env("CNI_CONTAINERID", "ctr-bw")
+                    .env("CNI_NETNS", &netns)
+                    .env("CNI_IFNAME", "eth0")
+                    .env("CNI_PATH", "/usr/lib/cni")
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("spawn rudder-cni");
+                child
+                    .stdin
+                    .take()
+                    .expect("stdin")
+                    .write_all(config.to_string().as_bytes())
+                    .expect("config to rudder-cni");
+                child.wait_with_output().expect("rudder-cni runs")
+            })
+            .expect("enter node");
+        assert!(
+            output.status.success(),
+            "rudder-cni {command}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The node's limits as (ifindex, direction, bits/s) after a sync round
+    /// with no pods of the agent's own.
+    fn synced(
+        node: &Host,
+        sync: &mut BandwidthSync,
+        bpffs: &std::path::Path,
+    ) -> Vec<(u32, BandwidthDirection, u64)> {
+        node.enter(|| {
+            sync.sync(&[]);
+            let mut out: Vec<_> = BandwidthMaps::open(bpffs)
+                .expect("maps")
+                .entries()
+                .expect("entries")
+                .into_iter()
+                .map(|e| (e.ifindex, e.direction, e.limit.rate_bytes_per_sec * 8))
+                .collect();
+            out.sort();
+            out
+        })
+        .expect("enter node")
+    }
+
+    #[test]
+    fn runtime_config_bandwidth_reaches_the_veth_and_del_lifts_it() {
+        rudder_tests::require_root();
+        let mut network = TestNetwork::new("bwcni").expect("test network");
+        let node = network.add_host("node").expect("node host");
+        let pod = network.add_namespace("pod").expect("pod namespace");
+        let bpffs = network.bpffs_dir("node");
+        let pin = bpffs.clone();
+        node.enter(move || Dataplane::load(&pin).map(drop))
+            .expect("enter node")
+            .expect("dataplane loads");
+        let state = ScratchDir(std::env::temp_dir().join(format!("{}-bwcni", network.prefix())));
+        std::fs::create_dir_all(&state.0).expect("scratch dir");
+        let records = state.0.join("bandwidth");
+        let config = json!({
+            "cniVersion": "1.0.0", "name": "pods", "type": "rudder-cni", "bridge": "cni0",
+            "ipam": {"subnet": "10.244.7.0/24", "dataDir": state.0.join("ipam")},
+            "bandwidthDir": records,
+            "runtimeConfig": {"bandwidth": {
+                "ingressRate": 8_000_000, "ingressBurst": 800_000,
+                "egressRate": 4_000_000, "egressBurst": 400_000
+            }},
+        });
+        let result: Value =
+            serde_json::from_str(&cni(&node, "ADD", &pod, &config)).expect("result");
+        let veth = result["interfaces"][1]["name"]
+            .as_str()
+            .expect("host veth in the result")
+            .to_owned();
+        let name = veth.clone();
+        let ifindex = node
+            .enter(move || nix::net::if_::if_nametoindex(name.as_str()))
+            .expect("enter node")
+            .expect("the host veth exists");
+        let mut sync = BandwidthSync::open(&bpffs, records).expect("bandwidth maps");
+        assert_eq!(
+            synced(&node, &mut sync, &bpffs),
+            [
+                (ifindex, BandwidthDirection::FromPod, 4_000_000),
+                (ifindex, BandwidthDirection::ToPod, 8_000_000)
+            ],
+            "the runtimeConfig limits are on {veth}"
+        );
+        cni(&node, "DEL", &pod, &config);
+        assert!(
+            synced(&node, &mut sync, &bpffs).is_empty(),
+            "DEL lifted the limits"
         );
     }
 }
