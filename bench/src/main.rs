@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! rudder-bench dataplane [--out docs/benchmarks/dataplane.md] [--runs 5] [--quick]
+//! rudder-bench bandwidth [--out docs/benchmarks/bandwidth.md] [--quick]
 //! rudder-bench cni [--out docs/benchmarks/cni.md] [--runs 3] [--quick]
 //! rudder-bench scheduler [--nodes 1000,5000] [--pods 10000] [--runs 3] [--markdown docs/benchmarks/scheduler.md]
 //! rudder-bench faults [--out docs/benchmarks/faults.md]
@@ -16,6 +17,7 @@
 //! next one).
 
 mod api_cluster;
+mod bandwidth;
 mod cni;
 mod dataplane;
 mod faults;
@@ -42,6 +44,8 @@ enum Command {
     Dataplane(dataplane::Options),
     /// rudder-cni and the pods it wires vs the reference bridge + host-local plugins.
     Cni(cni::Options),
+    /// Per-pod bandwidth limits vs the reference bandwidth plugin (TBF).
+    Bandwidth(bandwidth::Options),
     /// Scheduler throughput with simulated nodes vs scheduler_perf thresholds.
     Scheduler(scheduler::Options),
     /// What a Service's client sees through scaling, a rolling update, an
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Dataplane(options) => dataplane::run(&options),
         Command::Cni(options) => cni::run(&options),
+        Command::Bandwidth(options) => bandwidth::run(&options),
         Command::Scheduler(_) => unreachable!("run above, without privileges"),
         Command::Faults(options) => faults::run(&options),
         Command::Store(options) => store::run(&options),

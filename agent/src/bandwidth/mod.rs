@@ -18,6 +18,7 @@ use std::{
 use dataplane_common::bandwidth::BandwidthDirection;
 use rudder_api::bandwidth::BandwidthLimits;
 use rudder_dataplane_maps::{BandwidthMaps, MapsError};
+use rudder_netlink::{InfoKind, RouteSocket};
 
 pub use self::limits::VethLimits;
 
@@ -84,6 +85,9 @@ impl BandwidthSync {
             self.cni_conf_dir = None;
         }
         let mut desired: BTreeMap<String, VethLimits> = limits::read_cni_records(&self.cni_records);
+        let mut links = RouteSocket::open()
+            .map_err(|err| tracing::warn!(%err, "netlink socket for the pods' interfaces"))
+            .ok();
         for pod in pods {
             let limits = match BandwidthLimits::from_annotations(&pod.annotations) {
                 Ok(limits) => VethLimits::from_annotations(&limits),
@@ -93,7 +97,11 @@ impl BandwidthSync {
                     VethLimits::default()
                 }
             };
-            for iface in pod.host_interfaces.iter().filter(|i| !is_bridge(i)) {
+            for iface in pod
+                .host_interfaces
+                .iter()
+                .filter(|i| !is_bridge(links.as_mut(), i))
+            {
                 desired.insert(iface.clone(), limits);
             }
             // Once per sandbox: a failure is reported, not retried every
@@ -150,11 +158,14 @@ impl BandwidthSync {
     }
 }
 
-fn is_bridge(iface: &str) -> bool {
-    Path::new("/sys/class/net")
-        .join(iface)
-        .join("bridge")
-        .exists()
+/// Whether `iface` is a bridge (the pods' bridge is among a pod's host
+/// interfaces in CNI results; it carries no pod's limit). Asked over
+/// netlink, not /sys/class/net: sysfs shows the namespace it was mounted
+/// in, which need not be the agent's.
+fn is_bridge(links: Option<&mut RouteSocket>, iface: &str) -> bool {
+    links
+        .and_then(|links| links.link(iface).ok().flatten())
+        .is_some_and(|link| link.kind == Some(InfoKind::Bridge))
 }
 
 fn interface_exists(ifindex: u32) -> bool {

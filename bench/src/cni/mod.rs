@@ -8,10 +8,10 @@
 //!    with an IP ([`pod_startup`]).
 
 mod plugin_latency;
-mod plugin_node;
+pub mod plugin_node;
 mod pod_startup;
 mod report;
-mod traffic;
+pub mod traffic;
 
 use std::{path::PathBuf, time::Instant};
 
@@ -149,7 +149,7 @@ pub fn run(options: &Options) -> Result<()> {
 }
 
 /// Removes a directory when dropped (also on error paths).
-struct RemoveOnDrop(PathBuf);
+pub struct RemoveOnDrop(pub PathBuf);
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {

@@ -94,11 +94,27 @@ impl PluginNode {
     /// # Errors
     /// When the plugin cannot be run or fails.
     pub fn invoke(&self, command: &str, id: &str, sandbox: &Netns) -> Result<(Duration, String)> {
-        let stdin = self.config.to_string();
+        self.invoke_plugin(&self.binary, &self.config, command, id, sandbox)
+    }
+
+    /// Runs `binary` (a plugin chained after this node's, say) with the
+    /// network configuration `config`, as [`Self::invoke`] runs the node's.
+    ///
+    /// # Errors
+    /// When the plugin cannot be run or fails.
+    pub fn invoke_plugin(
+        &self,
+        binary: &Path,
+        config: &Value,
+        command: &str,
+        id: &str,
+        sandbox: &Netns,
+    ) -> Result<(Duration, String)> {
+        let stdin = config.to_string();
         let netns = format!("/run/netns/{}", sandbox.name());
         let (elapsed, output) = self.host.enter(|| -> Result<_> {
             let start = Instant::now();
-            let mut child = Command::new(&self.binary)
+            let mut child = Command::new(binary)
                 .env_clear()
                 .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
                 .env("CNI_COMMAND", command)
@@ -110,7 +126,7 @@ impl PluginNode {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
-                .with_context(|| format!("spawn {}", self.binary.display()))?;
+                .with_context(|| format!("spawn {}", binary.display()))?;
             if let Some(mut input) = child.stdin.take() {
                 input.write_all(stdin.as_bytes())?;
             }
@@ -120,7 +136,7 @@ impl PluginNode {
         ensure!(
             output.status.success(),
             "{} {command} {id} failed: {}{}",
-            self.plugin.label(),
+            binary.display(),
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );

@@ -7,7 +7,11 @@
 //! one connection) with `rudder-testapp tcp-rr`. The three nodes take turns
 //! within every run, in a rotating order.
 
-use std::{net::Ipv4Addr, path::Path, time::Duration};
+use std::{
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context, Result, bail};
 use netns::{HostProcess, Netns, TestNetwork};
@@ -21,9 +25,9 @@ use super::{
 use crate::{interrupt, stats};
 
 /// Port of the iperf3 server in the server pod.
-const IPERF_PORT: u16 = 5201;
+pub const IPERF_PORT: u16 = 5201;
 /// Port of the echo server in the server pod.
-const ECHO_PORT: u16 = 7000;
+pub const ECHO_PORT: u16 = 7000;
 /// Most transactions one TCP_RR run makes (its time limit usually ends it).
 pub const MAX_TRANSACTIONS: u64 = 5_000_000;
 
@@ -184,45 +188,67 @@ fn pod_pair(
         if ports.len() != 2 {
             bail!("expected two pod ports on {label}'s bridge, found {ports:?}");
         }
-        node.host.enter(move || -> Result<()> {
-            let mut dataplane = Dataplane::load(&dir).context("loading rudder's dataplane")?;
-            for port in &ports {
-                dataplane
-                    .attach_pod_interface(port)
-                    .with_context(|| format!("attaching to {port}"))?;
-            }
-            Ok(())
-        })??;
+        attach_dataplane(&node.host, dir, ports)?;
     }
     let log = state.join(format!("{label}-servers.log"));
+    let servers = start_servers(&server, iperf3, app, &log)
+        .with_context(|| format!("{label}'s server pod"))?;
+    Ok(PodPair {
+        wiring,
+        client,
+        server_ip,
+        _servers: servers,
+    })
+}
+
+/// Loads rudder's dataplane pinned under `dir` in `host` and attaches it
+/// to the pod veths `ports`.
+///
+/// # Errors
+/// When the programs cannot be loaded or attached.
+pub fn attach_dataplane(host: &Netns, dir: PathBuf, ports: Vec<String>) -> Result<()> {
+    host.enter(move || -> Result<()> {
+        let mut dataplane = Dataplane::load(&dir).context("loading rudder's dataplane")?;
+        for port in &ports {
+            dataplane
+                .attach_pod_interface(port)
+                .with_context(|| format!("attaching to {port}"))?;
+        }
+        Ok(())
+    })?
+}
+
+/// Starts an iperf3 server on [`IPERF_PORT`] and `app tcp-echo` on
+/// [`ECHO_PORT`] in `server`, logging to `log`, and waits (bounded) until
+/// both listen.
+///
+/// # Errors
+/// When either cannot be started or never listens.
+pub fn start_servers(
+    server: &Netns,
+    iperf3: &str,
+    app: &str,
+    log: &Path,
+) -> Result<Vec<HostProcess>> {
     let mut iperf = server.command(iperf3);
     iperf.args(["-s", "-p", &IPERF_PORT.to_string()]);
     let mut echo = server.command(app);
     echo.args(["tcp-echo", "--listen", &format!("0.0.0.0:{ECHO_PORT}")]);
     let servers = vec![
-        HostProcess::start_logged(iperf, "iperf3 -s".into(), &log)?,
-        HostProcess::start_logged(echo, "tcp-echo".into(), &log)?,
+        HostProcess::start_logged(iperf, "iperf3 -s".into(), log)?,
+        HostProcess::start_logged(echo, "tcp-echo".into(), log)?,
     ];
-    // Both listen before the first run (bounded wait).
     for _ in 0..100 {
         let listening = server.run(&["ss", "-Hltn"]).unwrap_or_default();
         if [IPERF_PORT, ECHO_PORT]
             .iter()
             .all(|port| listening.contains(&format!(":{port} ")))
         {
-            return Ok(PodPair {
-                wiring,
-                client,
-                server_ip,
-                _servers: servers,
-            });
+            return Ok(servers);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    bail!(
-        "the servers in {label}'s server pod never listened (see {})",
-        log.display()
-    )
+    bail!("the servers never listened (see {})", log.display())
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,7 @@
 //! reference in one run; each writes a markdown table with ratios to
 //! `docs/benchmarks/<name>.md`. Benchmarks report; tests assert.
 
+mod bandwidth;
 mod cni;
 mod dataplane;
 mod faults;
@@ -17,6 +18,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
         "eBPF service translation vs a kube-proxy-style iptables ruleset",
     ),
     ("store", "the replicated store vs etcd"),
+    (
+        "bandwidth",
+        "per-pod bandwidth limits vs the reference bandwidth plugin (TBF)",
+    ),
     (
         "cni",
         "rudder-cni vs the reference bridge + host-local plugins",
@@ -36,6 +41,7 @@ pub fn run(name: &str) -> Result<()> {
     match name {
         "dataplane" => dataplane::run(),
         "store" => store::run(),
+        "bandwidth" => bandwidth::run(),
         "cni" => cni::run(),
         "faults" => faults::run(),
         "scheduler" => scheduler::run(),
