@@ -533,6 +533,10 @@ pub struct ContainerStatus {
     /// kept as Kubernetes writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<serde_json::Value>,
+    /// How the previous run ended (`{terminated: {exitCode, reason,
+    /// startedAt, finishedAt}}`), after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_state: Option<serde_json::Value>,
 }
 
 /// A stable virtual address in front of a set of pods.

@@ -39,6 +39,9 @@ pub(super) struct ContainerRecord {
     /// startup probes existed reads `false`, so the probe runs again.
     #[serde(default)]
     pub(super) startup_passed: bool,
+    /// How its previous run ended (absent in older records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) last_termination: Option<super::restart::Termination>,
 }
 
 /// The records a previous agent left in `state_dir`, by pod uid; an
@@ -85,6 +88,7 @@ impl PodRuntime {
                 restart_count: c.restart_count,
                 started_at: c.started_at.clone(),
                 startup_passed: c.startup_passed,
+                last_termination: c.last_termination.clone(),
             })
             .collect();
         let path = self.record_path(&record.uid);
@@ -108,6 +112,7 @@ pub(super) fn adopt(run: &mut PodRun, record: PodRecord) {
         if let Some(saved) = record.containers.iter().find(|s| s.name == c.spec.name) {
             c.restart_count = saved.restart_count;
             c.started_at = saved.started_at.clone();
+            c.last_termination = saved.last_termination.clone();
             c.pid = saved
                 .pid
                 .filter(|pid| process::check(*pid) == ProcessState::Running);

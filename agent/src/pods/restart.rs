@@ -8,6 +8,7 @@ use std::{
 };
 
 use rudder_api::{core::Container, downward::Addresses, time::now_rfc3339};
+use serde::{Deserialize, Serialize};
 
 use super::{
     PodRun, PodRuntime, cgroup,
@@ -18,8 +19,48 @@ use super::{
     record::PodRecord,
 };
 
+/// The waiting reason of a container the embedded runtime cannot start
+/// (Kubernetes' reason for an image it may not pull).
+pub(super) const NEVER_PULL_REASON: &str = "ErrImageNeverPull";
+
+/// Why a container with an image and no command does not start.
+pub(super) fn never_pull_message(container: &Container) -> String {
+    format!(
+        "rudder's embedded runtime pulls no images and runs commands on the node: container {:?} has image {:?} and no command; give it a command",
+        container.name,
+        container.image.as_deref().unwrap_or_default()
+    )
+}
+
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How one run of a container ended, as Kubernetes reports it in
+/// `lastState.terminated`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Termination {
+    pub(super) exit_code: i32,
+    /// `Completed` (exit 0) or `Error`.
+    pub(super) reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) started_at: Option<String>,
+    pub(super) finished_at: String,
+}
+
+impl Termination {
+    fn of(code: Option<i32>, started_at: Option<String>) -> Self {
+        // A process adopted after an agent restart is not our child: its
+        // status is lost, and Kubernetes says 137 (killed) for the same.
+        let exit_code = code.unwrap_or(137);
+        Termination {
+            exit_code,
+            reason: if exit_code == 0 { "Completed" } else { "Error" }.to_owned(),
+            started_at,
+            finished_at: now_rfc3339(),
+        }
+    }
+}
 
 #[derive(Debug)]
 pub(super) struct ContainerRun {
@@ -31,7 +72,11 @@ pub(super) struct ContainerRun {
     pub(super) next_start: Instant,
     pub(super) backoff: Duration,
     pub(super) last_exit: Option<i32>,
+    /// How the previous run ended (the status's `lastState`).
+    pub(super) last_termination: Option<Termination>,
     pub(super) finished: bool,
+    /// The image-but-no-command event was recorded.
+    pub(super) never_pull_noted: bool,
     pub(super) ready: bool,
     /// The startup probe passed for this run of the container (or there is
     /// none): until then liveness and readiness are not probed.
@@ -68,6 +113,7 @@ impl PodRuntime {
                         c.pid = None;
                         c.ready = false;
                         c.last_exit = code;
+                        c.last_termination = Some(Termination::of(code, c.started_at.clone()));
                         changed = true;
                         let ran_long = c
                             .started_instant
@@ -104,6 +150,25 @@ impl PodRuntime {
                         tracing::info!(pod = %run.pod.metadata.name, container = %c.spec.name, ?code, restart, "container exited");
                     }
                 }
+            }
+            if c.pid.is_none() && !c.finished && c.spec.command.is_empty() {
+                // An image and no command: the embedded runtime runs
+                // commands on the node and pulls nothing. Say so once and
+                // wait, as the kubelet does with ErrImageNeverPull.
+                if !c.never_pull_noted {
+                    c.never_pull_noted = true;
+                    changed = true;
+                    self.note(
+                        &run.pod,
+                        Some(&c.spec.name),
+                        ContainerNote {
+                            warning: true,
+                            reason: NEVER_PULL_REASON,
+                            message: never_pull_message(&c.spec),
+                        },
+                    );
+                }
+                continue;
             }
             if c.pid.is_none() && !c.finished && now >= c.next_start {
                 let links = run.pod.spec.enable_service_links.unwrap_or(true);
@@ -197,7 +262,9 @@ pub(super) fn new_container(spec: Container) -> ContainerRun {
         next_start: Instant::now(),
         backoff: FIRST_BACKOFF,
         last_exit: None,
+        last_termination: None,
         finished: false,
+        never_pull_noted: false,
         ready: false,
         startup_passed: false,
         startup: ProbeState::default(),

@@ -9,7 +9,10 @@ use rudder_api::{
 };
 use serde_json::json;
 
-use super::{PodRun, PodRuntimeConfig};
+use super::{
+    PodRun, PodRuntimeConfig,
+    restart::{NEVER_PULL_REASON, never_pull_message},
+};
 
 /// A pod status to write to the API.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,13 +58,20 @@ pub(super) fn pod_status(run: &PodRun, config: &PodRuntimeConfig) -> PodStatus {
         .map(|c| {
             let state = if c.pid.is_some() {
                 json!({"running": {"startedAt": c.started_at}})
+            } else if let (true, Some(ended)) = (c.finished, &c.last_termination) {
+                json!({ "terminated": ended })
             } else if c.finished {
                 let code = c.last_exit.unwrap_or(0);
                 json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}})
             } else if record.is_none() {
                 json!({"waiting": {"reason": "ContainerCreating", "message": run.sandbox_error.as_ref().map(|(e, _)| e.clone())}})
+            } else if c.spec.command.is_empty() {
+                json!({"waiting": {"reason": NEVER_PULL_REASON, "message": never_pull_message(&c.spec)}})
             } else if c.restart_count > 0 || c.last_exit.is_some() {
-                json!({"waiting": {"reason": "CrashLoopBackOff"}})
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!(
+                    "back-off {}s restarting failed container={} pod={}",
+                    c.backoff.as_secs(), c.spec.name, run.pod.metadata.name
+                )}})
             } else {
                 json!({"waiting": {"reason": "ContainerCreating"}})
             };
@@ -73,6 +83,11 @@ pub(super) fn pod_status(run: &PodRun, config: &PodRuntimeConfig) -> PodStatus {
                 // Kubernetes: running and past its startup probe.
                 started: Some(c.pid.is_some() && c.startup_passed),
                 state: Some(state),
+                last_state: c
+                    .last_termination
+                    .as_ref()
+                    .filter(|_| !c.finished)
+                    .map(|t| json!({ "terminated": t })),
             }
         })
         .collect();
