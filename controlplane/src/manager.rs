@@ -8,7 +8,7 @@ use rudder_client::{Client, EventRecorder};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    controllers::{deployment, endpoints, event_ttl, gc, node_lifecycle, replicaset},
+    controllers::{deployment, endpoints, event_ttl, gc, namespace, node_lifecycle, replicaset},
     informers::Informers,
     leader::{self, LeaderConfig},
     scheduler::{Scheduler, SchedulerConfig},
@@ -141,6 +141,7 @@ fn start_all(client: &Client, config: &ControllerConfig) -> Vec<JoinHandle<()>> 
         .start(&mut tasks);
         gc::GarbageCollector::new(client.clone(), informers.clone()).start(&mut tasks);
         event_ttl::EventExpiry::new(client.clone(), config.event_ttl).start(&mut tasks);
+        namespace::NamespaceController::new(client.clone()).start(&mut tasks);
     }
     if config.scheduler {
         let (events, writer) = EventRecorder::start(client.clone(), "rudder-scheduler", &host);

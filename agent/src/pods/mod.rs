@@ -32,6 +32,7 @@ pub use self::{
     config::{HostInterfaceHook, PodRuntimeConfig, PrepareInterface},
     events::PodEvent,
     status::StatusReport,
+    termination::RemovedPod,
 };
 use self::{
     record::{PodRecord, adopt, load_records},
@@ -65,6 +66,8 @@ pub struct PodRuntime {
     /// the runtime by shared reference (sandboxes are made on several
     /// threads at once).
     events: std::sync::Mutex<Vec<PodEvent>>,
+    /// Pods whose termination finished this round.
+    removed: Vec<RemovedPod>,
 }
 
 impl PodRuntime {
@@ -76,6 +79,7 @@ impl PodRuntime {
             pods: BTreeMap::new(),
             reported: BTreeMap::new(),
             events: std::sync::Mutex::default(),
+            removed: Vec::new(),
             adopted,
         }
     }
@@ -130,7 +134,14 @@ impl PodRuntime {
             }
             return;
         }
-        if deleting {
+        if deleting && !self.adopted.contains_key(&uid) {
+            // Deleted and nothing of it runs here (never started, or
+            // finished already): the object can go.
+            self.removed.push(RemovedPod {
+                namespace: pod.metadata.namespace.clone(),
+                name: pod.metadata.name.clone(),
+                uid,
+            });
             return;
         }
         let containers = pod
@@ -150,7 +161,12 @@ impl PodRuntime {
         if let Some(record) = self.adopted.remove(&uid) {
             adopt(&mut run, record);
         }
-        self.pods.insert(uid, run);
+        self.pods.insert(uid.clone(), run);
+        if deleting {
+            // Deleted while no agent ran it: what the previous agent
+            // started stops gracefully.
+            self.terminate(&uid);
+        }
     }
 
     /// A pod was deleted (or left this node): tear it down.
@@ -171,7 +187,17 @@ impl PodRuntime {
             };
             if run.terminating.is_some() {
                 if self.finish_termination(&mut run, now) {
-                    self.reported.remove(&uid);
+                    // The pod's final state, which its last watch event
+                    // shows: containers terminated, not ready.
+                    let status = pod_status(&run, &self.config);
+                    if self.reported.remove(&uid).as_ref() != Some(&status) {
+                        reports.push(StatusReport {
+                            namespace: run.pod.metadata.namespace.clone(),
+                            name: run.pod.metadata.name.clone(),
+                            uid: uid.clone(),
+                            status,
+                        });
+                    }
                     continue;
                 }
                 self.pods.insert(uid, run);

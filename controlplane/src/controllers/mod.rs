@@ -14,6 +14,7 @@ pub mod deployment;
 pub mod endpoints;
 pub mod event_ttl;
 pub mod gc;
+pub mod namespace;
 pub mod node_lifecycle;
 pub mod replicaset;
 
