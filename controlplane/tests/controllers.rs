@@ -443,7 +443,9 @@ async fn rolling_update_never_exceeds_surge_or_unavailable() {
                 WatchEvent::Bookmark { .. } => continue,
             }
             events += 1;
-            most = most.max(pods.len());
+            // As in Kubernetes, a terminating pod no longer counts against
+            // maxSurge: its replacement may start while it drains.
+            most = most.max(pods.values().filter(|p| p.is_active()).count());
             fewest_ready = fewest_ready.min(pods.values().filter(|p| p.is_ready()).count());
         }
         (most, fewest_ready, events)
@@ -1479,5 +1481,48 @@ async fn deleting_a_namespace_deletes_what_is_in_it_then_the_namespace() {
         )
     })
     .await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn pods_of_a_deleted_node_are_removed_after_the_quarantine() {
+    let cluster = Cluster::start(ControllerConfig {
+        orphan_pod_quarantine: Duration::from_secs(1),
+        ..ControllerConfig::default()
+    })
+    .await;
+    let client = cluster.client.clone();
+    add_node(&client, "gone", &[], vec![], false).await;
+    add_node(&client, "kept", &[], vec![], false).await;
+    for (name, node) in [("orphan", "gone"), ("housed", "kept")] {
+        let mut pod = Pod {
+            metadata: meta(name, "default"),
+            ..Pod::default()
+        };
+        // No agent will ever confirm these stopped.
+        pod.metadata.labels = [("kubelet".to_owned(), "lost".to_owned())].into();
+        pod.spec = template(&[], "1").spec;
+        pod.spec.node_name = Some(node.into());
+        client.create(&pod).await.expect("pod");
+    }
+    client
+        .delete::<Pod>("default", "orphan")
+        .await
+        .expect("graceful delete marks it");
+    client
+        .delete::<Node>("", "gone")
+        .await
+        .expect("delete node");
+    eventually("the deleted node's pod is removed", || async {
+        matches!(
+            client.get::<Pod>("default", "orphan").await,
+            Err(ClientError::NotFound(_))
+        )
+    })
+    .await;
+    assert!(
+        client.get::<Pod>("default", "housed").await.is_ok(),
+        "a pod of an existing node stays"
+    );
     cluster.stop().await;
 }

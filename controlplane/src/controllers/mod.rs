@@ -16,6 +16,7 @@ pub mod event_ttl;
 pub mod gc;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod replicaset;
 
 use std::{future::Future, hash::Hash, time::Duration};
