@@ -42,9 +42,26 @@ pub struct ObjectMeta {
     /// RFC 3339 time a graceful deletion was requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_timestamp: Option<String>,
+    /// Seconds the object was given to finish when its deletion was
+    /// requested (a pod's agent SIGKILLs its containers after them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_grace_period_seconds: Option<i64>,
     /// Finalizers that must be removed before the object goes away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
+}
+
+/// What a delete asks for besides the object's name (Kubernetes'
+/// `DeleteOptions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// Seconds a pod gets to stop; `None` takes the pod's
+    /// `terminationGracePeriodSeconds`, 0 removes it at once.
+    pub grace_period_seconds: Option<i64>,
+    /// Precondition: delete only if the object is at this resourceVersion.
+    pub resource_version: String,
+    /// Precondition: delete only this incarnation of the object.
+    pub uid: String,
 }
 
 fn is_zero(value: &i64) -> bool {

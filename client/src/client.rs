@@ -31,7 +31,9 @@
 //! ```
 
 use rudder_api::{
-    Kind, object,
+    Kind,
+    meta::DeleteOptions,
+    object,
     proto::{self, node_sync_client::NodeSyncClient, resources_client::ResourcesClient},
     resource::Resource,
 };
@@ -322,6 +324,31 @@ impl Client {
         name: &str,
         resource_version: &str,
     ) -> Result<Value, ClientError> {
+        let options = DeleteOptions {
+            resource_version: resource_version.to_owned(),
+            ..DeleteOptions::default()
+        };
+        self.delete_with(kind, namespace, name, &options).await
+    }
+
+    /// Deletes an object with `options` (grace period, preconditions).
+    /// Returns its state after the request: gone, or marked with
+    /// `deletionTimestamp` while it finishes (a pod on a node).
+    ///
+    /// # Errors
+    /// As [`Client::delete_json`].
+    pub async fn delete_with(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Value, ClientError> {
+        let DeleteOptions {
+            grace_period_seconds,
+            resource_version,
+            uid,
+        } = options;
         let response = self
             .resources
             .clone()
@@ -329,7 +356,9 @@ impl Client {
                 kind: kind.name().to_owned(),
                 namespace: namespace.to_owned(),
                 name: name.to_owned(),
-                resource_version: resource_version.to_owned(),
+                resource_version: resource_version.clone(),
+                grace_period_seconds: *grace_period_seconds,
+                uid: uid.clone(),
             })
             .await?;
         parse(&response.into_inner().object_json)

@@ -8,7 +8,9 @@ use rudder_client::{Client, EventRecorder};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{
-    controllers::{deployment, endpoints, event_ttl, gc, node_lifecycle, replicaset},
+    controllers::{
+        deployment, endpoints, event_ttl, gc, namespace, node_lifecycle, pod_gc, replicaset,
+    },
     informers::Informers,
     leader::{self, LeaderConfig},
     scheduler::{Scheduler, SchedulerConfig},
@@ -32,6 +34,9 @@ pub struct ControllerConfig {
     pub scheduling: SchedulerConfig,
     /// Events are deleted this long after their last occurrence.
     pub event_ttl: Duration,
+    /// Pods of a node that no longer exists are removed once it has been
+    /// missing this long.
+    pub orphan_pod_quarantine: Duration,
 }
 
 impl Default for ControllerConfig {
@@ -44,6 +49,7 @@ impl Default for ControllerConfig {
             leader: None,
             scheduling: SchedulerConfig::default(),
             event_ttl: Duration::from_secs(3600),
+            orphan_pod_quarantine: pod_gc::QUARANTINE,
         }
     }
 }
@@ -141,6 +147,13 @@ fn start_all(client: &Client, config: &ControllerConfig) -> Vec<JoinHandle<()>> 
         .start(&mut tasks);
         gc::GarbageCollector::new(client.clone(), informers.clone()).start(&mut tasks);
         event_ttl::EventExpiry::new(client.clone(), config.event_ttl).start(&mut tasks);
+        namespace::NamespaceController::new(client.clone()).start(&mut tasks);
+        pod_gc::PodGarbageCollector::new(
+            client.clone(),
+            informers.clone(),
+            config.orphan_pod_quarantine,
+        )
+        .start(&mut tasks);
     }
     if config.scheduler {
         let (events, writer) = EventRecorder::start(client.clone(), "rudder-scheduler", &host);

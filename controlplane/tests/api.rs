@@ -356,8 +356,14 @@ async fn node_sync_sends_snapshot_then_changes_and_resumes() {
         .create_json(Kind::Endpoints, &endpoints)
         .await
         .expect("create");
+    // Grace 0, as the agent removes a pod it has stopped (a graceful
+    // delete would be an upsert marking it).
+    let force = rudder_api::meta::DeleteOptions {
+        grace_period_seconds: Some(0),
+        ..rudder_api::meta::DeleteOptions::default()
+    };
     client
-        .delete_json(Kind::Pod, "default", "mine", "")
+        .delete_with(Kind::Pod, "default", "mine", &force)
         .await
         .expect("delete");
     let mut last = revision;

@@ -14,6 +14,7 @@ use std::{
 };
 
 use rudder_api::{
+    Kind,
     apps::{
         Deployment, DeploymentSpec, DeploymentStrategy, PodTemplateSpec, ReplicaSet, RollingUpdate,
     },
@@ -25,7 +26,7 @@ use rudder_api::{
     },
     events::EventType,
     facts::{Conditions, NodeExt, PodExt},
-    meta::{Condition, LabelSelector, ObjectMeta},
+    meta::{Condition, DeleteOptions, LabelSelector, ObjectMeta},
     names::NODE_LEASE_NAMESPACE,
 };
 use rudder_client::{Client, ClientError, EventRecorder, ListOptions, WatchEvent};
@@ -102,6 +103,28 @@ async fn fake_kubelet(client: Client) {
                 let Some(node) = pod.spec.node_name.clone() else {
                     continue;
                 };
+                if pod.metadata.deletion_timestamp.is_some() {
+                    // A deleted pod is stopped at once, then removed, as
+                    // an agent does after the grace period; a pod
+                    // labelled `kubelet: lost` is on a node that never
+                    // answers, so it stays terminating.
+                    if pod.metadata.labels.get("kubelet").map(String::as_str) != Some("lost") {
+                        let options = DeleteOptions {
+                            grace_period_seconds: Some(0),
+                            uid: pod.metadata.uid.clone(),
+                            ..DeleteOptions::default()
+                        };
+                        let _ = client
+                            .delete_with(
+                                Kind::Pod,
+                                &pod.metadata.namespace,
+                                &pod.metadata.name,
+                                &options,
+                            )
+                            .await;
+                    }
+                    continue;
+                }
                 if pod.metadata.labels.get("ready").map(String::as_str) == Some("no") {
                     continue;
                 }
@@ -421,7 +444,9 @@ async fn rolling_update_never_exceeds_surge_or_unavailable() {
                 WatchEvent::Bookmark { .. } => continue,
             }
             events += 1;
-            most = most.max(pods.len());
+            // As in Kubernetes, a terminating pod no longer counts against
+            // maxSurge: its replacement may start while it drains.
+            most = most.max(pods.values().filter(|p| p.is_active()).count());
             fewest_ready = fewest_ready.min(pods.values().filter(|p| p.is_ready()).count());
         }
         (most, fewest_ready, events)
@@ -1320,5 +1345,185 @@ async fn repeated_events_fold_into_one_and_expire_after_their_ttl() {
         "expired events go"
     );
     assert!(events_about(&client, "Node", "flaky").await.is_empty());
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn a_replicaset_replaces_a_terminating_pod_without_counting_it() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    add_node(&client, "n1", &[], vec![], false).await;
+    // The node never confirms a pod stopped: deleted pods stay terminating.
+    let mut web = deployment("lost", 2, 1, 0);
+    web.spec.template = template(&[("app", "lost"), ("kubelet", "lost")], "1");
+    client.create(&web).await.expect("create");
+    eventually("2 ready pods", || async {
+        rolled_out(&client, "lost", 2).await
+    })
+    .await;
+    let victim = pods_of(&client, "lost").await.remove(0);
+    let marked = client
+        .delete::<Pod>("default", &victim.metadata.name)
+        .await
+        .expect("delete");
+    assert!(
+        marked.metadata.deletion_timestamp.is_some(),
+        "a bound pod is marked, not removed"
+    );
+    eventually("a replacement runs next to the terminating pod", || async {
+        let pods = pods_of(&client, "lost").await;
+        let active = pods
+            .iter()
+            .filter(|p| p.is_active() && p.is_ready())
+            .count();
+        let terminating = pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_some())
+            .count();
+        active == 2 && terminating == 1
+    })
+    .await;
+    eventually(
+        "the set counts 2 replicas, not the terminating pod",
+        || async {
+            let sets = client
+                .list::<ReplicaSet>(&ListOptions::default())
+                .await
+                .expect("list")
+                .items;
+            sets.len() == 1 && sets[0].status.as_ref().map(|s| s.replicas) == Some(2)
+        },
+    )
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_what_is_in_it_then_the_namespace() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    add_node(&client, "n1", &[], vec![], false).await;
+    client
+        .create(&Namespace {
+            metadata: meta("shop", ""),
+            ..Namespace::default()
+        })
+        .await
+        .expect("namespace");
+    let mut web = deployment("web", 2, 1, 0);
+    web.metadata.namespace = "shop".into();
+    client.create(&web).await.expect("deployment");
+    let mut stuck = Pod {
+        metadata: meta("stuck", "shop"),
+        ..Pod::default()
+    };
+    stuck.metadata.labels = [("kubelet".to_owned(), "lost".to_owned())].into();
+    stuck.spec = template(&[], "1").spec;
+    stuck.spec.node_name = Some("n1".into());
+    client.create(&stuck).await.expect("pod");
+    let in_shop = |kind: Kind| {
+        let client = client.clone();
+        async move {
+            client
+                .list_json(
+                    kind,
+                    &ListOptions {
+                        namespace: "shop".into(),
+                        ..ListOptions::default()
+                    },
+                )
+                .await
+                .expect("list")
+                .items
+        }
+    };
+    eventually("the deployment's pods exist", || async {
+        in_shop(Kind::Pod).await.len() == 3
+    })
+    .await;
+    let deleted = client
+        .delete::<Namespace>("", "shop")
+        .await
+        .expect("delete namespace");
+    assert_eq!(
+        deleted.status.and_then(|s| s.phase).as_deref(),
+        Some("Terminating")
+    );
+    // Nothing new may appear in it meanwhile.
+    let mut late = stuck.clone();
+    late.metadata = meta("late", "shop");
+    let refused = client.create(&late).await.expect_err("create refused");
+    assert!(
+        refused.to_string().contains("being terminated"),
+        "{refused}"
+    );
+    eventually("only the pod no node confirms is left", || async {
+        in_shop(Kind::Deployment).await.is_empty()
+            && in_shop(Kind::ReplicaSet).await.is_empty()
+            && in_shop(Kind::Pod).await.len() == 1
+    })
+    .await;
+    assert!(
+        client.get::<Namespace>("", "shop").await.is_ok(),
+        "the namespace waits for its last pod"
+    );
+    let force = DeleteOptions {
+        grace_period_seconds: Some(0),
+        ..DeleteOptions::default()
+    };
+    client
+        .delete_with(Kind::Pod, "shop", "stuck", &force)
+        .await
+        .expect("force delete");
+    eventually("the namespace is gone", || async {
+        matches!(
+            client.get::<Namespace>("", "shop").await,
+            Err(ClientError::NotFound(_))
+        )
+    })
+    .await;
+    cluster.stop().await;
+}
+
+#[tokio::test]
+async fn pods_of_a_deleted_node_are_removed_after_the_quarantine() {
+    let cluster = Cluster::start(ControllerConfig {
+        orphan_pod_quarantine: Duration::from_secs(1),
+        ..ControllerConfig::default()
+    })
+    .await;
+    let client = cluster.client.clone();
+    add_node(&client, "gone", &[], vec![], false).await;
+    add_node(&client, "kept", &[], vec![], false).await;
+    for (name, node) in [("orphan", "gone"), ("housed", "kept")] {
+        let mut pod = Pod {
+            metadata: meta(name, "default"),
+            ..Pod::default()
+        };
+        // No agent will ever confirm these stopped.
+        pod.metadata.labels = [("kubelet".to_owned(), "lost".to_owned())].into();
+        pod.spec = template(&[], "1").spec;
+        pod.spec.node_name = Some(node.into());
+        client.create(&pod).await.expect("pod");
+    }
+    client
+        .delete::<Pod>("default", "orphan")
+        .await
+        .expect("graceful delete marks it");
+    client
+        .delete::<Node>("", "gone")
+        .await
+        .expect("delete node");
+    eventually("the deleted node's pod is removed", || async {
+        matches!(
+            client.get::<Pod>("default", "orphan").await,
+            Err(ClientError::NotFound(_))
+        )
+    })
+    .await;
+    assert!(
+        client.get::<Pod>("default", "housed").await.is_ok(),
+        "a pod of an existing node stays"
+    );
     cluster.stop().await;
 }

@@ -87,6 +87,11 @@ enum Command {
         /// Name to answer with (default: $POD_NAME, else the hostname).
         #[arg(long)]
         name: Option<String>,
+        /// On SIGTERM, keep answering this long before exiting, as a
+        /// server drains while its endpoints stop sending it new
+        /// connections (0: exit at once).
+        #[arg(long, default_value_t = 0)]
+        drain_ms: u64,
     },
     /// TCP echo client: sends the message, prints the echo.
     Tcp {
@@ -181,7 +186,15 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::TcpEcho { listen } => server::tcp_echo(listen),
         Command::UdpEcho { listen } => server::udp_echo(listen),
-        Command::Http { listen, name } => server::http(listen, &server::responder_name(name)),
+        Command::Http {
+            listen,
+            name,
+            drain_ms,
+        } => server::http(
+            listen,
+            &server::responder_name(name),
+            Duration::from_millis(drain_ms),
+        ),
         Command::Tcp { args, message } => client::repeat(&args, || client::tcp(&args, &message)),
         Command::Udp {
             args,

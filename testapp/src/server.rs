@@ -3,6 +3,7 @@
 use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    time::Duration,
 };
 
 use anyhow::{Context, Result};
@@ -41,7 +42,10 @@ pub fn udp_echo(listen: SocketAddr) -> Result<()> {
 }
 
 /// Answers every HTTP request with `pod=<name> client=<peer>`.
-pub fn http(listen: SocketAddr, name: &str) -> Result<()> {
+pub fn http(listen: SocketAddr, name: &str, drain: Duration) -> Result<()> {
+    if !drain.is_zero() {
+        exit_after_drain_on_sigterm(drain)?;
+    }
     let listener = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
     announce(listen);
     for stream in listener.incoming() {
@@ -51,6 +55,25 @@ pub fn http(listen: SocketAddr, name: &str) -> Result<()> {
             let _ = answer_http(stream, &name);
         });
     }
+    Ok(())
+}
+
+/// SIGTERM no longer ends the process at once: a thread waits for it,
+/// lets the server answer for `drain` more, then exits 0.
+fn exit_after_drain_on_sigterm(drain: Duration) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut term = SigSet::empty();
+    term.add(Signal::SIGTERM);
+    // Blocked here, before any other thread exists, so every thread
+    // inherits the mask and only the waiter below takes the signal.
+    term.thread_block().context("blocking SIGTERM")?;
+    std::thread::spawn(move || {
+        if term.wait().is_ok() {
+            eprintln!("SIGTERM: draining for {} ms", drain.as_millis());
+            std::thread::sleep(drain);
+            std::process::exit(0);
+        }
+    });
     Ok(())
 }
 

@@ -13,7 +13,8 @@ use crate::control::{Cluster, ClusterOptions};
 
 /// The app the faults tests and benchmark serve: a Deployment `web` of
 /// three HTTP responders naming their pod (readiness-probed every second,
-/// 2 s grace period), its ClusterIP Service `web`, and a pod `client` on
+/// 2 s grace period, draining 1.5 s after SIGTERM as a well-behaved
+/// server does while its endpoints stop sending it new connections), its ClusterIP Service `web`, and a pod `client` on
 /// node1 the client loops run in.
 const WEB_APP: &str = r#"
 apiVersion: apps/v1
@@ -28,7 +29,7 @@ spec:
       terminationGracePeriodSeconds: 2
       containers:
       - name: web
-        command: ["APP", "http", "--listen", "0.0.0.0:8080", "--name", "$(POD_NAME)"]
+        command: ["APP", "http", "--listen", "0.0.0.0:8080", "--name", "$(POD_NAME)", "--drain-ms", "1500"]
         ports: [{name: http, containerPort: 8080}]
         readinessProbe:
           httpGet: {path: /, port: http}

@@ -2,9 +2,15 @@
 //! Kubernetes: a client loop runs through the Service the whole time, one
 //! new connection every 20 ms and none retried, and every failed request
 //! counts. Over a control plane and three nodes:
-//! - scaling a Deployment 3 -> 6 fails no request (scaling down is not
-//!   here yet: without graceful deletion a removed pod stops before the
-//!   nodes stop sending it new connections, and one or two of them fail);
+//! - scaling a Deployment 3 -> 6 -> 2 fails no request: a pod scaled
+//!   away is deleted gracefully, leaves the Endpoints at once, and drains
+//!   (its server answers 1.5 s after SIGTERM) before its agent removes it;
+//! - a rolling update of the pods' command and env (maxSurge 1,
+//!   maxUnavailable 0 by default: a new pod is Ready before an old one
+//!   goes) fails no request;
+//! - a deleted pod shows Terminating in `get` and `get -w`, gets SIGTERM,
+//!   SIGKILL when it outlives its grace period, and its object goes only
+//!   once its processes and sandbox are gone;
 //! - kill -9 of an agent breaks no established connection, new ones keep
 //!   working, and the restarted agent adopts its pods.
 
@@ -38,7 +44,7 @@ fn client_loop(c: &Cluster) -> ServiceLoop {
 }
 
 #[test]
-fn scaling_a_deployment_up_fails_no_request() {
+fn scaling_a_deployment_up_and_down_fails_no_request() {
     rudder_tests::require_root();
     let c = cluster("fscale");
     wait_for_replicas(&c, 3);
@@ -46,26 +52,167 @@ fn scaling_a_deployment_up_fails_no_request() {
     let scaled = c.rudderctl(&["scale", "deployment/web", "--replicas", "6"]);
     assert!(scaled.status.success(), "scale to 6");
     wait_for_replicas(&c, 6);
-    // New pods join the Service: the loop goes on until one of them answered.
-    let new_pods: BTreeSet<String> =
-        json(&c, &["get", "pods", "-l", "app=web", "-o", "json"])["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
-            .collect();
-    assert_eq!(new_pods.len(), 6);
+    let six = web_pod_names(&c);
+    assert_eq!(six.len(), 6);
+    let scaled = c.rudderctl(&["scale", "deployment/web", "--replicas", "2"]);
+    assert!(scaled.status.success(), "scale to 2");
+    // The four pods scaled away are Terminating, then gone.
+    wait_until("pods scaled away show Terminating", || {
+        let table = String::from_utf8_lossy(&c.rudderctl(&["get", "pods", "-l", "app=web"]).stdout)
+            .into_owned();
+        table.lines().any(|line| line.contains("Terminating"))
+    });
+    wait_for_replicas(&c, 2);
+    wait_until("the terminated pods' objects are removed", || {
+        web_pod_names(&c).len() == 2
+    });
     let summary = client.finish().expect("summary");
     assert!(
-        summary.responders.len() >= 3 && summary.responders.is_subset(&new_pods),
+        summary.responders.len() >= 3 && summary.responders.is_subset(&six),
         "the loop was answered by the Deployment's pods: {}",
         summary.raw
     );
     assert_eq!(
         summary.failed, 0,
-        "no request failed while scaling 3 -> 6: {}",
+        "no request failed while scaling 3 -> 6 -> 2: {}",
         summary.raw
     );
+}
+
+#[test]
+fn a_rolling_update_of_command_and_env_fails_no_request() {
+    rudder_tests::require_root();
+    let c = cluster("froll");
+    wait_for_replicas(&c, 3);
+    let before = web_pod_names(&c);
+    let mut deployment = json(&c, &["get", "deployment", "web", "-o", "json"]);
+    let container = &mut deployment["spec"]["template"]["spec"]["containers"][0];
+    container["env"] = serde_json::json!([{"name": "VERSION", "value": "2"}]);
+    // The new command drains a little longer: a change of the command.
+    if let Some(drain) = container["command"]
+        .as_array_mut()
+        .and_then(|args| args.last_mut())
+    {
+        *drain = serde_json::json!("1600");
+    }
+    if let Some(meta) = deployment["metadata"].as_object_mut() {
+        meta.remove("resourceVersion");
+    }
+    let file = c.scratch.join("rolling-update.json");
+    std::fs::write(&file, deployment.to_string()).expect("manifest");
+    let client = client_loop(&c);
+    let applied = c.rudderctl(&["apply", "-f", &file.display().to_string()]);
+    assert!(applied.status.success(), "apply the new template");
+    wait_until("three new pods and none of the old", || {
+        let now = web_pod_names(&c);
+        now.len() == 3 && now.is_disjoint(&before)
+    });
+    wait_for_replicas(&c, 3);
+    let new_pods = web_pod_names(&c);
+    let summary = client.finish().expect("summary");
+    assert!(
+        summary.responders.iter().any(|p| new_pods.contains(p)),
+        "the new pods answered the loop: {}",
+        summary.raw
+    );
+    assert_eq!(
+        summary.failed, 0,
+        "no request failed during the rolling update: {}",
+        summary.raw
+    );
+}
+
+/// A pod that ignores SIGTERM (only SIGKILL ends it) and one that exits on
+/// it; both with a 2 s grace period.
+const STOPPING_PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    command: ["sh", "-c", "trap '' TERM; sleep 600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: polite}
+spec:
+  nodeName: NODE
+  terminationGracePeriodSeconds: 600
+  containers:
+  - name: main
+    command: ["sleep", "600"]
+"#;
+
+#[test]
+fn a_deleted_pod_terminates_gracefully_and_its_watch_shows_the_end() {
+    rudder_tests::require_root();
+    let c = cluster("fdelete");
+    c.apply(&STOPPING_PODS.replace("NODE", &c.nodes[1].name));
+    for name in ["stubborn", "polite"] {
+        c.wait_pod(name, "Running", |p| p["status"]["phase"] == "Running");
+    }
+    let mut watch = c
+        .client
+        .netns
+        .command(&c.program("rudderctl").display().to_string())
+        .args(["get", "pods", "-w", "--server", &c.server])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("rudderctl get -w");
+    let deleted = c.rudderctl(&["delete", "pod", "stubborn", "polite"]);
+    assert!(deleted.status.success(), "delete");
+    let marked = c.pod("polite").expect("a deleted pod stays while it stops");
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 600);
+    let table = String::from_utf8_lossy(&c.rudderctl(&["get", "pods"]).stdout).into_owned();
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("polite") && l.contains("Terminating")),
+        "get shows Terminating:\n{table}"
+    );
+    // `sleep` exits on SIGTERM, long before its 600 s grace period: the
+    // object goes once its processes and sandbox are gone. The stubborn
+    // one is SIGKILLed when its 2 s are over.
+    wait_until("both deleted pods are removed", || {
+        c.pod("polite").is_none() && c.pod("stubborn").is_none()
+    });
+    let _ = watch.kill();
+    let out = watch.wait_with_output().expect("watch output");
+    let watched = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in ["stubborn", "polite"] {
+        let last = watched
+            .lines()
+            .rfind(|l| l.starts_with(name))
+            .unwrap_or_default();
+        assert!(
+            last.contains("Terminating") && last.contains("0/1"),
+            "the last watch row of {name} shows its end, not Running: {last:?}\n{watched}"
+        );
+    }
+}
+
+fn web_pod_names(c: &Cluster) -> BTreeSet<String> {
+    json(c, &["get", "pods", "-l", "app=web", "-o", "json"])["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Polls `check` every 100 ms until it holds, for at most [`LIMIT`].
+fn wait_until(what: &str, check: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < LIMIT {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("gave up waiting until {what}");
 }
 
 #[test]

@@ -34,6 +34,7 @@ pub use self::{
     events::PodEvent,
     service_env::ServiceEnvironment,
     status::StatusReport,
+    termination::RemovedPod,
 };
 use self::{
     record::{PodRecord, adopt, load_records},
@@ -67,6 +68,8 @@ pub struct PodRuntime {
     /// the runtime by shared reference (sandboxes are made on several
     /// threads at once).
     events: std::sync::Mutex<Vec<PodEvent>>,
+    /// Pods whose termination finished this round.
+    removed: Vec<RemovedPod>,
 }
 
 impl PodRuntime {
@@ -78,6 +81,7 @@ impl PodRuntime {
             pods: BTreeMap::new(),
             reported: BTreeMap::new(),
             events: std::sync::Mutex::default(),
+            removed: Vec::new(),
             adopted,
         }
     }
@@ -132,7 +136,14 @@ impl PodRuntime {
             }
             return;
         }
-        if deleting {
+        if deleting && !self.adopted.contains_key(&uid) {
+            // Deleted and nothing of it runs here (never started, or
+            // finished already): the object can go.
+            self.removed.push(RemovedPod {
+                namespace: pod.metadata.namespace.clone(),
+                name: pod.metadata.name.clone(),
+                uid,
+            });
             return;
         }
         let containers = pod
@@ -152,7 +163,12 @@ impl PodRuntime {
         if let Some(record) = self.adopted.remove(&uid) {
             adopt(&mut run, record);
         }
-        self.pods.insert(uid, run);
+        self.pods.insert(uid.clone(), run);
+        if deleting {
+            // Deleted while no agent ran it: what the previous agent
+            // started stops gracefully.
+            self.terminate(&uid);
+        }
     }
 
     /// A pod was deleted (or left this node): tear it down.
@@ -173,7 +189,17 @@ impl PodRuntime {
             };
             if run.terminating.is_some() {
                 if self.finish_termination(&mut run, now) {
-                    self.reported.remove(&uid);
+                    // The pod's final state, which its last watch event
+                    // shows: containers terminated, not ready.
+                    let status = pod_status(&run, &self.config);
+                    if self.reported.remove(&uid).as_ref() != Some(&status) {
+                        reports.push(StatusReport {
+                            namespace: run.pod.metadata.namespace.clone(),
+                            name: run.pod.metadata.name.clone(),
+                            uid: uid.clone(),
+                            status,
+                        });
+                    }
                     continue;
                 }
                 self.pods.insert(uid, run);

@@ -1,5 +1,7 @@
 //! Ending a pod: SIGTERM to its containers, SIGKILL when the grace
-//! period is over, then its sandbox and record are removed.
+//! period is over, then its sandbox and record are removed and the pod is
+//! handed back as [`RemovedPod`], so the API object, kept while the pod
+//! was terminating, can go.
 
 use std::time::{Duration, Instant};
 
@@ -13,21 +15,40 @@ use super::{
 
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
 
+/// A pod whose processes and sandbox are gone: its API object may be
+/// removed now (grace 0, this incarnation only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemovedPod {
+    #[expect(missing_docs, reason = "the pod's own namespace")]
+    pub namespace: String,
+    #[expect(missing_docs, reason = "the pod's own name")]
+    pub name: String,
+    /// The incarnation that ended.
+    pub uid: String,
+}
+
+/// The grace period `pod` gets: what its deletion asked for, else its
+/// spec's terminationGracePeriodSeconds.
+fn grace_of(pod: &rudder_api::core::Pod) -> Duration {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or(pod.spec.termination_grace_period_seconds)
+        .and_then(|g| u64::try_from(g).ok())
+        .map_or(DEFAULT_GRACE, Duration::from_secs)
+}
+
 impl PodRuntime {
     /// Starts a pod's termination: SIGTERM now, SIGKILL at the deadline.
     pub(super) fn terminate(&mut self, uid: &str) {
         let Some(run) = self.pods.get_mut(uid) else {
             return;
         };
-        if run.terminating.is_some() {
+        let grace = grace_of(&run.pod);
+        if let Some(deadline) = run.terminating.as_mut() {
+            // A second delete may shorten the grace period.
+            *deadline = (*deadline).min(Instant::now() + grace);
             return;
         }
-        let grace = run
-            .pod
-            .spec
-            .termination_grace_period_seconds
-            .and_then(|g| u64::try_from(g).ok())
-            .map_or(DEFAULT_GRACE, Duration::from_secs);
         let mut stopping = Vec::new();
         for c in &run.containers {
             if let Some(pid) = c.pid {
@@ -57,13 +78,18 @@ impl PodRuntime {
         let mut alive = false;
         for c in &mut run.containers {
             if let Some(pid) = c.pid {
-                if process::check(pid) == ProcessState::Running {
+                let state = process::check(pid);
+                if state == ProcessState::Running {
                     if now >= deadline {
                         process::signal(pid, Signal::SIGKILL);
                     }
                     alive = true;
                 } else {
                     c.pid = None;
+                    if let ProcessState::Gone(code) = state {
+                        c.last_exit = code;
+                    }
+                    c.finished = true;
                 }
             }
         }
@@ -73,6 +99,16 @@ impl PodRuntime {
         if let Some(record) = run.record.take() {
             self.teardown_record(&record);
         }
+        self.removed.push(RemovedPod {
+            namespace: run.pod.metadata.namespace.clone(),
+            name: run.pod.metadata.name.clone(),
+            uid: run.pod.metadata.uid.clone(),
+        });
         true
+    }
+
+    /// Pods whose termination finished since the last call.
+    pub fn take_removed(&mut self) -> Vec<RemovedPod> {
+        std::mem::take(&mut self.removed)
     }
 }

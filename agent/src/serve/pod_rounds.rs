@@ -32,12 +32,12 @@ pub(super) async fn run(
         while let Ok(update) = updates.try_recv() {
             apply(&mut runtime, update);
         }
-        let (statuses, events) = tokio::task::block_in_place(|| {
+        let (statuses, events, removed) = tokio::task::block_in_place(|| {
             let statuses = runtime.tick();
             if let Some(bandwidth) = bandwidth.as_mut() {
                 bandwidth.sync(&runtime.pod_networks());
             }
-            (statuses, runtime.take_events())
+            (statuses, runtime.take_events(), runtime.take_removed())
         });
         if let Some(reporter) = &reporter {
             for report in statuses {
@@ -45,6 +45,9 @@ pub(super) async fn run(
             }
             for event in events {
                 let _ = reporter.send(Report::Event(event));
+            }
+            for pod in removed {
+                let _ = reporter.send(Report::Removed(pod));
             }
         }
         // Pods waiting for their sandbox: the next round at once.

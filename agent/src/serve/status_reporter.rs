@@ -1,5 +1,6 @@
 //! Telling the API what the pods do: their statuses and Events, written
-//! by a task of their own.
+//! by a task of their own, and removing the objects of pods that finished
+//! terminating.
 
 use rudder_api::{core::ObjectReference, events::EventType};
 use rudder_client::EventRecorder;
@@ -8,6 +9,8 @@ use rudder_client::EventRecorder;
 pub(super) enum Report {
     Status(crate::pods::StatusReport),
     Event(crate::pods::PodEvent),
+    /// The pod is gone from the node: remove its object.
+    Removed(crate::pods::RemovedPod),
 }
 
 /// Pod status writes the reporter keeps in flight at once.
@@ -27,12 +30,18 @@ pub(super) fn status_reporter(
         while let Some(first) = rx.recv().await {
             let mut latest = std::collections::BTreeMap::new();
             let mut happened = Vec::new();
+            let mut removed = Vec::new();
             for report in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                 match report {
                     Report::Status(status) => {
                         latest.insert(status.uid.clone(), status);
                     }
                     Report::Event(event) => happened.push(event),
+                    Report::Removed(pod) => {
+                        // Its final status goes first, so the object's
+                        // last state is what the pod ended as.
+                        removed.push(pod);
+                    }
                 }
             }
             if client.is_none() {
@@ -62,6 +71,11 @@ pub(super) fn status_reporter(
                 });
             }
             while writes.join_next().await.is_some() {}
+            for pod in removed {
+                if let Err(err) = remove_pod(c, &pod).await {
+                    tracing::warn!(pod = %pod.name, %err, "removing terminated pod");
+                }
+            }
         }
     });
     tx
@@ -85,6 +99,28 @@ fn record_pod_event(recorder: &EventRecorder, event: crate::pods::PodEvent) {
         EventType::Normal
     };
     recorder.record_about(involved, type_, event.reason, event.message);
+}
+
+/// Removes the object of a pod this node finished terminating: grace 0,
+/// and only the incarnation that ended (a pod of the same name created
+/// since is another pod). Gone already is fine.
+async fn remove_pod(
+    client: &rudder_client::Client,
+    pod: &crate::pods::RemovedPod,
+) -> Result<(), rudder_client::ClientError> {
+    use rudder_client::ClientError;
+    let options = rudder_api::meta::DeleteOptions {
+        grace_period_seconds: Some(0),
+        uid: pod.uid.clone(),
+        ..rudder_api::meta::DeleteOptions::default()
+    };
+    match client
+        .delete_with(rudder_api::Kind::Pod, &pod.namespace, &pod.name, &options)
+        .await
+    {
+        Ok(_) | Err(ClientError::NotFound(_) | ClientError::Conflict(_)) => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 async fn write_status(

@@ -6,13 +6,13 @@
 
 use rudder_api::{Kind, object};
 use rudder_kvstore::{
-    Compare, CompareOp, CompareTarget, DeleteRequest, KeyRange, KeyValue, Op, OpResponse,
-    PutRequest, RangeRequest, TxnRequest,
+    Compare, CompareOp, CompareTarget, KeyRange, KeyValue, Op, PutRequest, RangeRequest, TxnRequest,
 };
 use serde_json::{Value, json};
 
 use super::{
     ApiServer, ApiServerError, Filter,
+    deletion::ready_to_remove,
     error::{conflict, in_namespace, not_found},
     hooks::{Claim, hooks_for},
     storage::{
@@ -40,17 +40,25 @@ impl ApiServer {
         meta.insert("generation".into(), json!(1));
         meta.remove("resourceVersion");
         meta.remove("deletionTimestamp");
+        meta.remove("deletionGracePeriodSeconds");
         let (namespace, name) = namespace_and_name(&object);
-        if kind.namespaced()
-            && self
-                .store
-                .get(Kind::Namespace.key("", &namespace))
-                .await?
-                .is_none()
-        {
-            return Err(ApiServerError::NotFound(format!(
-                "namespace {namespace:?} not found: create it first (rudderctl apply -f a Namespace)"
-            )));
+        if kind.namespaced() {
+            let Some(stored) = self.store.get(Kind::Namespace.key("", &namespace)).await? else {
+                return Err(ApiServerError::NotFound(format!(
+                    "namespace {namespace:?} not found: create it first (rudderctl apply -f a Namespace)"
+                )));
+            };
+            // Nothing new may appear in a namespace whose contents are
+            // being deleted (it would outlive it).
+            if object::metadata_of(&decode(&stored)?)
+                .deletion_timestamp
+                .is_some()
+            {
+                return Err(ApiServerError::Conflict(format!(
+                    "{} {name:?}: namespace {namespace:?} is being terminated: nothing new can be created in it",
+                    kind.name().to_lowercase()
+                )));
+            }
         }
         let key = kind.key(&namespace, &name);
         // A Service's ClusterIP/NodePorts are claimed in the same
@@ -219,6 +227,7 @@ impl ApiServer {
                 "creationTimestamp",
                 "generation",
                 "deletionTimestamp",
+                "deletionGracePeriodSeconds",
             ] {
                 match current_meta.get(field) {
                     Some(value) => meta.insert(field.into(), value.clone()),
@@ -251,6 +260,10 @@ impl ApiServer {
             // Like Kubernetes, a no-op update writes nothing.
             return Ok(current);
         }
+        if ready_to_remove(kind, &next) {
+            // The last finalizer of an object being deleted is gone.
+            return self.remove(kind, &namespace, &name, &current_kv).await;
+        }
         let key = kind.key(&namespace, &name);
         let mut compare = vec![Compare {
             key: key.clone().into_bytes(),
@@ -280,78 +293,6 @@ impl ApiServer {
         }
         set_resource_version(&mut next, response.revision);
         Ok(next)
-    }
-
-    /// Deletes an object; `resource_version` (if not empty) must match.
-    /// Returns its last state.
-    ///
-    /// # Errors
-    /// [`ApiServerError::NotFound`], [`ApiServerError::Conflict`].
-    pub async fn delete(
-        &self,
-        kind: Kind,
-        namespace: &str,
-        name: &str,
-        resource_version: &str,
-    ) -> Result<Value, ApiServerError> {
-        let namespace = effective_namespace(kind, namespace);
-        // Without a resourceVersion the caller asked to delete whatever is
-        // there: a write that lands between our read and our transaction
-        // (a controller updating status) is no conflict of theirs, so read
-        // again and retry, as Kubernetes does.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            match self
-                .delete_once(kind, &namespace, name, resource_version)
-                .await
-            {
-                Err(ApiServerError::Conflict(_))
-                    if resource_version.is_empty() && attempts < DELETE_ATTEMPTS => {}
-                result => return result,
-            }
-        }
-    }
-
-    async fn delete_once(
-        &self,
-        kind: Kind,
-        namespace: &str,
-        name: &str,
-        resource_version: &str,
-    ) -> Result<Value, ApiServerError> {
-        let current_kv = self.current(kind, namespace, name).await?;
-        if !resource_version.is_empty() && resource_version != current_kv.mod_revision.to_string() {
-            return Err(conflict(kind, name));
-        }
-        let key = kind.key(namespace, name);
-        let mut success = vec![Op::Delete(DeleteRequest {
-            range: KeyRange::key(key.clone()),
-        })];
-        success.extend(hooks_for(kind).before_delete(&current_kv)?);
-        let response = self
-            .store
-            .txn(TxnRequest {
-                compare: vec![Compare {
-                    key: key.clone().into_bytes(),
-                    target: CompareTarget::ModRevision(current_kv.mod_revision),
-                    op: CompareOp::Equal,
-                }],
-                success,
-                failure: vec![],
-            })
-            .await?;
-        if !response.succeeded {
-            return Err(conflict(kind, name));
-        }
-        let deleted = match response.responses.into_iter().next() {
-            Some(OpResponse::Delete { mut prev_kvs }) => prev_kvs.pop(),
-            _ => None,
-        };
-        match deleted {
-            Some(kv) => decode(&kv),
-            None => Err(not_found(kind, namespace, name)),
-        }
     }
 
     pub(super) async fn current(
@@ -401,6 +342,3 @@ fn prepare_identity(kind: Kind, raw: &mut Value) -> Result<(), ApiServerError> {
     }
     Ok(())
 }
-
-/// Tries of an unconditional delete racing other writers.
-const DELETE_ATTEMPTS: usize = 16;

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{ApiServer, Filter, error::status_of};
+use super::{ApiServer, DeleteOptions, Filter, error::status_of};
 
 fn kind_of(name: &str) -> Result<Kind, Status> {
     Kind::parse(name)
@@ -129,7 +129,11 @@ impl Resources for ApiServer {
             kind,
             &request.namespace,
             &request.name,
-            &request.resource_version,
+            &DeleteOptions {
+                grace_period_seconds: request.grace_period_seconds,
+                resource_version: request.resource_version.clone(),
+                uid: request.uid.clone(),
+            },
         )
         .await
         .map_err(status_of)?;

@@ -29,7 +29,7 @@ use rudder_api::Kind;
 use serde_json::{Value, json};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
-use super::{ApiServer, ApiServerError, Filter, error::code_and_reason};
+use super::{ApiServer, ApiServerError, DeleteOptions, Filter, error::code_and_reason};
 
 /// The HTTP routes.
 pub fn router(api: ApiServer) -> Router {
@@ -180,15 +180,60 @@ async fn serve(
             ))
         }
         (Method::DELETE, Some(name)) => {
-            let deleted = api
-                .delete(kind, &namespace, &name, param("resourceVersion"))
-                .await?;
+            let options = delete_options(&query, &body)?;
+            let deleted = api.delete(kind, &namespace, &name, &options).await?;
             Ok(json_response(StatusCode::OK, &deleted))
         }
         (method, _) => Err(ApiServerError::BadRequest(format!(
             "method {method} is not supported on this path"
         ))),
     }
+}
+
+/// A DELETE's options, as kubectl sends them: `gracePeriodSeconds` and
+/// `resourceVersion` in the query, or a `DeleteOptions` body
+/// (`gracePeriodSeconds`, `preconditions.uid`/`resourceVersion`).
+fn delete_options(
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<DeleteOptions, ApiServerError> {
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).map_err(|err| {
+            ApiServerError::BadRequest(format!("DeleteOptions body is not JSON: {err}"))
+        })?
+    };
+    let grace_period_seconds = match query.get("gracePeriodSeconds") {
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            ApiServerError::BadRequest(format!(
+                "gracePeriodSeconds {text:?} is not a whole number of seconds"
+            ))
+        })?),
+        None => match body.get("gracePeriodSeconds") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(value.as_i64().ok_or_else(|| {
+                ApiServerError::BadRequest(format!(
+                    "DeleteOptions.gracePeriodSeconds {value} is not a whole number of seconds"
+                ))
+            })?),
+        },
+    };
+    let precondition = |field: &str| {
+        body.pointer(&format!("/preconditions/{field}"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let resource_version = match query.get("resourceVersion") {
+        Some(version) => version.clone(),
+        None => precondition("resourceVersion"),
+    };
+    Ok(DeleteOptions {
+        grace_period_seconds,
+        resource_version,
+        uid: precondition("uid"),
+    })
 }
 
 async fn watch(

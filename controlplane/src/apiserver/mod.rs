@@ -14,6 +14,7 @@
 
 pub mod allocation;
 mod crud;
+pub mod deletion;
 pub mod error;
 mod filter;
 pub mod grpc;
@@ -27,6 +28,8 @@ mod watch;
 use rudder_api::Kind;
 use rudder_kvstore::Store;
 use serde_json::json;
+
+pub use rudder_api::meta::DeleteOptions;
 
 pub use self::{
     error::ApiServerError,

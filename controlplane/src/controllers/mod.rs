@@ -14,7 +14,9 @@ pub mod deployment;
 pub mod endpoints;
 pub mod event_ttl;
 pub mod gc;
+pub mod namespace;
 pub mod node_lifecycle;
+pub mod pod_gc;
 pub mod replicaset;
 
 use std::{future::Future, hash::Hash, time::Duration};

@@ -211,6 +211,9 @@ impl NodeLifecycleController {
     /// Marks the node's pods not ready, which takes them out of Endpoints.
     async fn withdraw_pods(&self, node: &str) -> Result<(), ClientError> {
         for pod in self.informers.pods.on_node(node) {
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
             if !pod.is_ready() {
                 continue;
             }
@@ -232,6 +235,9 @@ impl NodeLifecycleController {
 
     async fn evict_pods(&self, node: &str) -> Result<(), ClientError> {
         for pod in self.informers.pods.on_node(node) {
+            if pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
             match self
                 .client
                 .delete::<Pod>(&pod.metadata.namespace, &pod.metadata.name)

@@ -188,8 +188,13 @@ impl ReplicaSetController {
         }
         if !deleted.is_empty() {
             let pods = self.informers.pods.clone();
+            // A deleted pod on a node stays, terminating, until its agent
+            // has stopped it: it no longer counts once it is marked.
             pods.wait_until(CACHE_WAIT, |pods| {
-                deleted.iter().all(|key| pods.get(key).is_none())
+                deleted.iter().all(|key| {
+                    pods.get(key)
+                        .is_none_or(|pod| pod.metadata.deletion_timestamp.is_some())
+                })
             })
             .await;
         }
