@@ -11,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use rudder_api::{Kind, meta::DeleteOptions};
+use rudder_api::{Kind, facts::ObjectRef, meta::DeleteOptions};
 use rudder_client::{Client, ClientError};
 use tokio::task::JoinHandle;
 
@@ -78,7 +78,7 @@ impl PodGarbageCollector {
                 .into_iter()
                 .filter(|pod| {
                     pod.spec.node_name.as_deref().is_some_and(|node| {
-                        !node.is_empty() && self.informers.nodes.get(node).is_none()
+                        !node.is_empty() && self.informers.nodes.get(&ObjectRef::new("", node)).is_none()
                     })
                 })
                 .collect();
