@@ -15,7 +15,7 @@ use crate::credentials::{ClientConfig, ClientIdentity, Credentials};
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
     /// A file could not be read.
-    #[error("{path}: {source}")]
+    #[error("reading {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -24,7 +24,7 @@ pub enum KubeconfigError {
         source: std::io::Error,
     },
     /// Not YAML of the expected shape.
-    #[error("{path}: not a kubeconfig: {source}")]
+    #[error("{path}: not a kubeconfig")]
     Parse {
         /// The file.
         path: PathBuf,

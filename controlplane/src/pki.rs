@@ -30,7 +30,7 @@ pub const LEAF_VALIDITY: Duration = Duration::days(365);
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -39,7 +39,7 @@ pub enum PkiError {
         source: std::io::Error,
     },
     /// A certificate or key could not be made or parsed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Certificate {
         /// What was being done.
         what: String,

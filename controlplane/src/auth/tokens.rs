@@ -10,7 +10,7 @@ use super::UserInfo;
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
     /// The file could not be read.
-    #[error("token file {path}: {source}")]
+    #[error("reading the token file {path}")]
     Read {
         /// The file.
         path: String,
