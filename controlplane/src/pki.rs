@@ -236,8 +236,18 @@ impl ClusterPki {
     /// Signs a client certificate for `profile`.
     ///
     /// # Errors
-    /// When signing fails.
+    /// When signing fails, or `profile` has more than one group: the
+    /// certificate library keeps one value per subject attribute, so a
+    /// second `O` would silently replace the first (refused instead).
     pub fn issue_client(&self, profile: &ClientProfile) -> Result<IssuedCert, PkiError> {
+        if profile.groups.len() > 1 {
+            return Err(PkiError::Invalid(format!(
+                "a certificate for {} can carry one group (O), not {}: {}",
+                profile.user,
+                profile.groups.len(),
+                profile.groups.join(", ")
+            )));
+        }
         let mut params = CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params

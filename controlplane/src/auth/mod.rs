@@ -150,14 +150,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let pki = ClusterPki::load_or_create(dir.path()).expect("ca");
         let cert = pki
-            .issue_client(&ClientProfile::new("jane", &["dev", "system:masters"]))
+            .issue_client(&ClientProfile::new("jane", &["system:masters"]))
             .expect("cert");
         let user = Authenticator::default()
             .authenticate(Some(&[der_of(&cert.cert_pem)]), None)
             .expect("authenticated");
         assert_eq!(user.name, "jane");
         assert!(user.in_group("system:masters"));
-        assert!(user.in_group("dev"));
+        assert!(!user.in_group("dev"));
+        let two = pki.issue_client(&ClientProfile::new("jane", &["dev", "ops"]));
+        assert!(two.is_err(), "a second O would have replaced the first");
         assert!(user.in_group(AUTHENTICATED_GROUP));
     }
 
