@@ -6,7 +6,10 @@
 //! rudder-agent [--netns NS] dataplane detach --node N --iface eth0
 //! ```
 
-use std::{fs::File, path::PathBuf};
+use std::{
+    fs::File,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -38,8 +41,8 @@ enum Command {
 struct ServeArgs {
     #[command(flatten)]
     node: NodeDir,
-    /// The control plane's gRPC address: Services and Endpoints come from
-    /// its node-sync stream.
+    /// The control plane's gRPC address (`https://host:port`): Services,
+    /// Endpoints and this node's pods come from its node-sync stream.
     #[arg(
         long,
         env = "RUDDER_CONTROLPLANE",
@@ -47,6 +50,10 @@ struct ServeArgs {
         required_unless_present = "services"
     )]
     controlplane: Option<String>,
+    /// The kubeconfig with the cluster CA and this node's credentials
+    /// (without it the control plane must be --insecure-plaintext).
+    #[arg(long, env = "RUDDER_KUBECONFIG", conflicts_with = "services")]
+    kubeconfig: Option<PathBuf>,
     /// Or: a file of Services with their endpoints (JSON; see the
     /// serve::services_file docs), for a node without a control plane.
     #[arg(long)]
@@ -209,7 +216,10 @@ fn main() -> Result<()> {
                 cgroup: args.cgroup,
                 service_cidr: args.service_cidr,
                 source: match (args.controlplane, args.services) {
-                    (Some(addr), _) => rudder_agent::serve::StateSource::ControlPlane(addr),
+                    (Some(addr), _) => rudder_agent::serve::StateSource::ControlPlane(api_access(
+                        &addr,
+                        args.kubeconfig.as_deref(),
+                    )?),
                     (None, Some(file)) => rudder_agent::serve::StateSource::File(file),
                     (None, None) => anyhow::bail!("give --controlplane or --services"),
                 },
@@ -256,4 +266,21 @@ fn enter_netns(name: &str) -> Result<()> {
     nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET)
         .with_context(|| format!("entering network namespace {name}"))?;
     Ok(())
+}
+
+/// How the agent reaches the API server: the kubeconfig's credentials
+/// (its server replaced by `--controlplane`), or plaintext without one.
+fn api_access(addr: &str, kubeconfig: Option<&Path>) -> Result<rudder_client::ClientConfig> {
+    let Some(path) = kubeconfig else {
+        return Ok(rudder_client::ClientConfig::insecure(addr));
+    };
+    let mut config = rudder_client::Kubeconfig::load(path)
+        .and_then(|k| k.client_config(path, None))
+        .with_context(|| format!("--kubeconfig {}", path.display()))?;
+    config.server = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("https://{addr}")
+    };
+    Ok(config)
 }

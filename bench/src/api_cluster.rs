@@ -42,7 +42,10 @@ where
     F: FnOnce(Client) -> Fut + Send,
     Fut: Future<Output = Result<T>>,
 {
-    let server = cluster.server.clone();
+    let kubeconfig = cluster.kubeconfig.clone();
+    let config = rudder_client::Kubeconfig::load(&kubeconfig)
+        .and_then(|k| k.client_config(&kubeconfig, None))
+        .context("the cluster's admin kubeconfig")?;
     let nodes = cluster.nodes.len();
     cluster.client.enter(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -50,7 +53,7 @@ where
             .build()
             .context("tokio runtime")?;
         runtime.block_on(async move {
-            let client = connect(&server).await?;
+            let client = connect(&config).await?;
             wait_nodes_ready(&client, nodes).await?;
             work(client).await
         })
@@ -58,10 +61,10 @@ where
 }
 
 /// Connects, retrying for up to 30 s while the server starts.
-async fn connect(server: &str) -> Result<Client> {
+async fn connect(config: &rudder_client::ClientConfig) -> Result<Client> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
-        match Client::connect(server).await {
+        match Client::connect_with(config).await {
             Ok(client) => return Ok(client),
             Err(err) if tokio::time::Instant::now() >= deadline => {
                 return Err(err).context("the API server did not come up in 30 s");

@@ -3,7 +3,7 @@
 
 use std::{path::Path, process::Command};
 
-use rudder_controlplane::server::{self, ServerConfig};
+use rudder_controlplane::server::{self, Security, ServerConfig};
 use serde_json::Value;
 
 fn rudderctl(server: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
@@ -60,6 +60,8 @@ async fn apply_get_scale_delete_round_trip_kubernetes_manifests() {
         http_listen: None,
         compaction_interval: None,
         replication: None,
+        security: Security::InsecurePlaintext,
+        etcd_api: false,
     })
     .await
     .expect("server starts");

@@ -38,9 +38,10 @@ use rudder_api::{
     resource::Resource,
 };
 use serde_json::Value;
-use tonic::transport::Channel;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
+    credentials::{BearerToken, ClientConfig},
     error::{ClientError, DecodeError},
     node_sync::NodeSyncStream,
 };
@@ -91,26 +92,61 @@ const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 /// A connection to the API server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
-    resources: ResourcesClient<Channel>,
-    node_sync: NodeSyncClient<Channel>,
+    resources: ResourcesClient<InterceptedService<Channel, BearerToken>>,
+    node_sync: NodeSyncClient<InterceptedService<Channel, BearerToken>>,
 }
 
 impl Client {
-    /// Connects to `addr` (`http://host:port` or `host:port`).
+    /// Connects to a plaintext server at `addr` (`http://host:port` or
+    /// `host:port`): one started with `--insecure-plaintext`, or an
+    /// in-process server of a test.
     ///
     /// # Errors
     /// [`ClientError::Connect`].
     pub async fn connect(addr: &str) -> Result<Self, ClientError> {
-        let url = if addr.contains("://") {
-            addr.to_owned()
-        } else {
-            format!("http://{addr}")
+        Self::connect_with(&ClientConfig::insecure(addr)).await
+    }
+
+    /// Connects as `config` says: TLS when it has a CA (`https://`), with
+    /// its client certificate and/or bearer token.
+    ///
+    /// # Errors
+    /// [`ClientError::InvalidAddress`], [`ClientError::Connect`],
+    /// [`ClientError::Credentials`].
+    pub async fn connect_with(config: &ClientConfig) -> Result<Self, ClientError> {
+        let addr = config.server.as_str();
+        let tls = config.credentials.tls();
+        let url = match (addr.split_once("://"), &tls) {
+            (Some(("https", _)), None) => {
+                return Err(ClientError::Credentials(format!(
+                    "{addr} is https but no CA to verify it is given (certificate-authority in the kubeconfig)"
+                )));
+            }
+            (Some(("http", _)), Some(_)) => {
+                return Err(ClientError::Credentials(format!(
+                    "{addr} is plaintext http, but credentials are given: use https://"
+                )));
+            }
+            (Some(_), _) => addr.to_owned(),
+            (None, Some(_)) => format!("https://{addr}"),
+            (None, None) => format!("http://{addr}"),
         };
-        let channel = Channel::from_shared(url)
-            .map_err(|source| ClientError::InvalidAddress {
+        let token = BearerToken::new(config.credentials.token.as_deref())
+            .map_err(ClientError::Credentials)?;
+        let mut endpoint =
+            Channel::from_shared(url).map_err(|source| ClientError::InvalidAddress {
                 addr: addr.to_owned(),
                 source,
-            })?
+            })?;
+        if let Some(tls) = tls {
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|source| ClientError::Connect {
+                    addr: addr.to_owned(),
+                    source,
+                })?;
+        }
+        let channel = endpoint
             .connect()
             .await
             .map_err(|source| ClientError::Connect {
@@ -118,9 +154,10 @@ impl Client {
                 source,
             })?;
         Ok(Self {
-            resources: ResourcesClient::new(channel.clone())
+            resources: ResourcesClient::with_interceptor(channel.clone(), token.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
-            node_sync: NodeSyncClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES),
+            node_sync: NodeSyncClient::with_interceptor(channel, token)
+                .max_decoding_message_size(MAX_RESPONSE_BYTES),
         })
     }
 

@@ -26,6 +26,16 @@ pub enum ClientError {
         #[source]
         source: tonic::transport::Error,
     },
+    /// The credentials cannot be used as given (no CA for https, a token
+    /// a header cannot carry, ...).
+    #[error("{0}")]
+    Credentials(String),
+    /// The server does not know who the caller is (no or bad credentials).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// The object does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -76,6 +86,8 @@ impl From<Status> for ClientError {
     fn from(status: Status) -> Self {
         let message = status.message().to_owned();
         match status.code() {
+            Code::Unauthenticated => Self::Unauthenticated(message),
+            Code::PermissionDenied => Self::Forbidden(message),
             Code::NotFound => Self::NotFound(message),
             Code::AlreadyExists => Self::AlreadyExists(message),
             Code::Aborted => Self::Conflict(message),

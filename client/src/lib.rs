@@ -14,14 +14,18 @@
 //! `rudder-api` holds the types this crate moves; it does no I/O itself.
 
 pub mod client;
+pub mod credentials;
 pub mod error;
 pub mod informer;
+pub mod kubeconfig;
 pub mod list_watch;
 pub mod node_sync;
 pub mod recorder;
 pub mod workqueue;
 
 pub use client::{Client, ListOptions, ObjectList, Watch, WatchEvent};
+pub use credentials::{ClientConfig, ClientIdentity, Credentials};
 pub use error::{ClientError, DecodeError};
+pub use kubeconfig::{Kubeconfig, KubeconfigError};
 pub use node_sync::{NodeChange, NodeSyncStream, NodeSyncUpdate};
 pub use recorder::EventRecorder;

@@ -10,9 +10,11 @@
 //! they share).
 
 pub mod apiserver;
+pub mod auth;
 pub mod controllers;
 pub mod informers;
 pub mod leader;
 pub mod manager;
+pub mod pki;
 pub mod scheduler;
 pub mod server;

@@ -7,11 +7,14 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use rudder_client::{ClientIdentity, Kubeconfig};
 use rudder_controlplane::{
     apiserver::allocation::{self, ServiceRanges},
+    auth::{Authenticator, MASTERS_GROUP, StaticTokens},
     leader::LeaderConfig,
     manager::{ControllerConfig, ControllerManager},
-    server::{self, ServerConfig},
+    pki::{self, ClientProfile, ClusterPki, IssuedCert},
+    server::{self, Security, ServerConfig, TlsSettings},
 };
 use rudder_kvstore::raft::Replication;
 
@@ -68,6 +71,45 @@ struct Args {
     /// Range Service NodePorts are allocated from.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    #[command(flatten)]
+    security: SecurityArgs,
+}
+
+/// TLS and authentication.
+#[derive(clap::Args)]
+struct SecurityArgs {
+    /// Where the cluster CA (`ca.crt`, `ca.key`) and the admin kubeconfig
+    /// live; a CA is made there on first start unless one is given.
+    /// Default: `<data-dir>/pki`.
+    #[arg(long, env = "RUDDER_PKI_DIR")]
+    pki_dir: Option<PathBuf>,
+    /// The serving certificate to use instead of one signed by the
+    /// cluster CA at start (with --tls-private-key-file).
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// The serving certificate's key.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Another name or address clients reach this server by, for the
+    /// serving certificate (repeat for each).
+    #[arg(long = "tls-san", value_name = "NAME|IP")]
+    tls_sans: Vec<String>,
+    /// The address written into the admin kubeconfig (default: the
+    /// --listen address, or 127.0.0.1 when that is unspecified).
+    #[arg(long)]
+    advertise_address: Option<std::net::IpAddr>,
+    /// Static bearer tokens (kube-apiserver's --token-auth-file format:
+    /// `token,user,uid,"group1,group2"` per line).
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Serve the raw etcd-compatible store API (KV, Watch, Lease, ...) to
+    /// system:masters. It bypasses validation: off unless needed.
+    #[arg(long)]
+    enable_etcd_api: bool,
+    /// Serve plaintext with no authentication at all: anyone who can reach
+    /// the ports can do anything. For throwaway local experiments only.
+    #[arg(long)]
+    insecure_plaintext: bool,
 }
 
 fn replication(args: &Args) -> Result<Option<Replication>> {
@@ -120,15 +162,29 @@ async fn main() -> Result<()> {
         &args.service_cluster_ip_range,
         &args.service_node_port_range,
     )?;
+    let security = security(&args, http_listen)?;
     let running = server::start(ServerConfig {
         replication,
-        data_dir: args.data_dir,
+        data_dir: args.data_dir.clone(),
         listen: args.listen,
         http_listen,
         compaction_interval: (args.compaction_interval_seconds > 0)
             .then(|| Duration::from_secs(args.compaction_interval_seconds)),
+        security: security.server.clone(),
+        etcd_api: args.security.enable_etcd_api,
     })
     .await?;
+    if let Some(pki) = &security.pki {
+        let path = admin_kubeconfig(&args, pki, running.grpc_addr)?;
+        println!(
+            "rudder-controlplane: admin credentials in {}",
+            path.display()
+        );
+        println!(
+            "rudder-controlplane: nodes join with the CA hash {}",
+            pki.ca_hash()
+        );
+    }
     println!(
         "rudder-controlplane: gRPC on {}, HTTP on {}",
         running.grpc_addr,
@@ -148,7 +204,11 @@ async fn main() -> Result<()> {
     let controllers = if args.no_controllers && args.no_scheduler {
         None
     } else {
-        let client = rudder_client::Client::connect(&running.grpc_addr.to_string()).await?;
+        let client = rudder_client::Client::connect_with(&controller_client_config(
+            &security,
+            running.grpc_addr,
+        )?)
+        .await?;
         let identity = format!(
             "{}-{}-{}",
             std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -177,6 +237,167 @@ async fn main() -> Result<()> {
     }
     running.stop().await;
     Ok(())
+}
+
+/// What [`server::start`] needs and what the rest of `main` uses.
+struct SecuritySetup {
+    server: Security,
+    pki: Option<ClusterPki>,
+}
+
+fn security(args: &Args, http_listen: Option<SocketAddr>) -> Result<SecuritySetup> {
+    let sec = &args.security;
+    if sec.insecure_plaintext {
+        tracing::warn!(
+            "--insecure-plaintext: the API is served WITHOUT TLS and WITHOUT authentication; \
+             anyone who can reach {} can run any command on every node",
+            args.listen
+        );
+        eprintln!(
+            "WARNING: --insecure-plaintext: no TLS, no authentication; never use this on a network others can reach"
+        );
+        return Ok(SecuritySetup {
+            server: Security::InsecurePlaintext,
+            pki: None,
+        });
+    }
+    if args.replication_requested() {
+        anyhow::bail!(
+            "replicated control planes (--peer) still talk Raft in plaintext: start them with --insecure-plaintext"
+        );
+    }
+    let pki_dir = sec
+        .pki_dir
+        .clone()
+        .unwrap_or_else(|| args.data_dir.join("pki"));
+    let pki = ClusterPki::load_or_create(&pki_dir)?;
+    let serving = match (&sec.tls_cert_file, &sec.tls_private_key_file) {
+        (Some(cert), Some(key)) => IssuedCert {
+            cert_pem: std::fs::read_to_string(cert)
+                .with_context(|| format!("--tls-cert-file {}", cert.display()))?,
+            key_pem: std::fs::read_to_string(key)
+                .with_context(|| format!("--tls-private-key-file {}", key.display()))?,
+        },
+        _ => {
+            let (names, ips) = serving_names(args, http_listen);
+            pki.issue_serving(&names, &ips)?
+        }
+    };
+    let tokens = match &sec.token_auth_file {
+        Some(path) => StaticTokens::load(path)?,
+        None => StaticTokens::default(),
+    };
+    Ok(SecuritySetup {
+        server: Security::Tls(TlsSettings {
+            client_ca_pem: pki.ca_pem().to_owned(),
+            serving,
+            authenticator: Authenticator::new(tokens),
+        }),
+        pki: Some(pki),
+    })
+}
+
+impl Args {
+    fn replication_requested(&self) -> bool {
+        !self.peers.is_empty()
+    }
+}
+
+/// The serving certificate's names: the host name, localhost, the listen
+/// and advertise addresses, and every --tls-san.
+fn serving_names(
+    args: &Args,
+    http_listen: Option<SocketAddr>,
+) -> (Vec<String>, Vec<std::net::IpAddr>) {
+    let mut names = vec!["localhost".to_owned()];
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let hostname = hostname.trim();
+    if !hostname.is_empty() {
+        names.push(hostname.to_owned());
+    }
+    let mut ips: Vec<std::net::IpAddr> = vec![
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ];
+    ips.extend(
+        [Some(args.listen), http_listen]
+            .into_iter()
+            .flatten()
+            .map(|addr| addr.ip())
+            .filter(|ip| !ip.is_unspecified()),
+    );
+    ips.extend(args.security.advertise_address);
+    for san in &args.security.tls_sans {
+        match san.parse() {
+            Ok(ip) => ips.push(ip),
+            Err(_) => names.push(san.clone()),
+        }
+    }
+    ips.sort();
+    ips.dedup();
+    names.dedup();
+    (names, ips)
+}
+
+/// Writes `<pki>/admin.kubeconfig` on first start (an existing one is
+/// kept: an operator may have moved it or changed it).
+fn admin_kubeconfig(args: &Args, pki: &ClusterPki, grpc: SocketAddr) -> Result<PathBuf> {
+    let path = pki.dir().join("admin.kubeconfig");
+    if path.exists() {
+        return Ok(path);
+    }
+    let ip = args.security.advertise_address.unwrap_or(match grpc.ip() {
+        ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        ip => ip,
+    });
+    let server = format!("https://{}", SocketAddr::new(ip, grpc.port()));
+    let cert = pki.issue_client(&ClientProfile::new("kubernetes-admin", &[MASTERS_GROUP]))?;
+    let config = Kubeconfig::single(
+        "rudder",
+        &server,
+        pki.ca_pem(),
+        "kubernetes-admin",
+        Kubeconfig::certificate_user(&ClientIdentity {
+            cert_pem: cert.cert_pem,
+            key_pem: cert.key_pem,
+        }),
+    );
+    pki::write_private(&path, &config.to_yaml())?;
+    Ok(path)
+}
+
+/// The in-process controllers and scheduler call the API like any client,
+/// with a certificate of their own that lives only in memory.
+fn controller_client_config(
+    security: &SecuritySetup,
+    grpc: SocketAddr,
+) -> Result<rudder_client::ClientConfig> {
+    let local = SocketAddr::new(
+        match grpc.ip() {
+            ip if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            ip => ip,
+        },
+        grpc.port(),
+    );
+    let Some(pki) = &security.pki else {
+        return Ok(rudder_client::ClientConfig::insecure(&local.to_string()));
+    };
+    let cert = pki.issue_client(&ClientProfile::new(
+        "system:rudder-controlplane",
+        &[MASTERS_GROUP],
+    ))?;
+    Ok(rudder_client::ClientConfig {
+        server: format!("https://{local}"),
+        credentials: rudder_client::Credentials {
+            ca_pem: Some(pki.ca_pem().to_owned()),
+            server_name: Some("localhost".to_owned()),
+            identity: Some(ClientIdentity {
+                cert_pem: cert.cert_pem,
+                key_pem: cert.key_pem,
+            }),
+            token: None,
+        },
+    })
 }
 
 async fn wait_for_signal() {

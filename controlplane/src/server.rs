@@ -12,9 +12,44 @@ use rudder_kvstore::{
     raft::{RaftService, Replication},
 };
 use tokio::net::TcpListener;
-use tonic::transport::server::TcpIncoming;
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Certificate, Identity, ServerTlsConfig, server::TcpIncoming},
+};
 
-use crate::apiserver::{ApiServer, http};
+use crate::{
+    apiserver::{ApiServer, http},
+    auth::{
+        Authenticator,
+        grpc::{Audience, Authenticate},
+        http::{TlsListener, TlsPeer},
+    },
+    pki::IssuedCert,
+};
+
+/// How the listeners are secured.
+#[derive(Debug, Clone)]
+pub enum Security {
+    /// TLS on every listener, every request authenticated.
+    Tls(TlsSettings),
+    /// Plaintext and no authentication: everyone is `system:masters`.
+    /// Only for `--insecure-plaintext` and in-process test servers.
+    InsecurePlaintext,
+}
+
+/// The TLS material of the listeners.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The CA client certificates must chain to (PEM).
+    pub client_ca_pem: String,
+    /// The serving certificate and key.
+    pub serving: IssuedCert,
+    /// Who may call.
+    pub authenticator: Authenticator,
+}
+
+/// How long a gRPC client may take to finish its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How one control-plane process is set up.
 #[derive(Debug, Clone)]
@@ -29,6 +64,12 @@ pub struct ServerConfig {
     pub compaction_interval: Option<Duration>,
     /// Run as one replica of a Raft group; `None` for a single node.
     pub replication: Option<Replication>,
+    /// TLS and authentication, or plaintext.
+    pub security: Security,
+    /// Serve the raw etcd-compatible store API (KV, Watch, Lease,
+    /// Maintenance, Cluster) to `system:masters`: it bypasses validation,
+    /// so it is off unless asked for (`--enable-etcd-api`).
+    pub etcd_api: bool,
 }
 
 /// A running control plane.
@@ -94,17 +135,50 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding the gRPC address {}", config.listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
+    let (users, masters) = match &config.security {
+        Security::Tls(tls) => (
+            Authenticate::new(tls.authenticator.clone(), Audience::Users),
+            Authenticate::new(tls.authenticator.clone(), Audience::Masters),
+        ),
+        Security::InsecurePlaintext => (
+            Authenticate::insecure(Audience::Users),
+            Authenticate::insecure(Audience::Masters),
+        ),
+    };
+    let mut builder = tonic::transport::Server::builder();
+    if let Security::Tls(tls) = &config.security {
+        builder = builder
+            .tls_config(
+                ServerTlsConfig::new()
+                    .identity(Identity::from_pem(
+                        &tls.serving.cert_pem,
+                        &tls.serving.key_pem,
+                    ))
+                    .client_ca_root(Certificate::from_pem(&tls.client_ca_pem))
+                    // Token users connect without a certificate.
+                    .client_auth_optional(true)
+                    .timeout(TLS_HANDSHAKE_TIMEOUT),
+            )
+            .context("the gRPC listener's TLS settings")?;
+    }
     let (kv, watch, lease) = EtcdApi::new(store.clone()).services();
     let (maintenance, cluster) = EtcdApi::new(store.clone()).operator_services();
-    let grpc = tonic::transport::Server::builder()
-        .add_service(ResourcesServer::new(api.clone()))
-        .add_service(NodeSyncServer::new(api.clone()))
-        .add_service(kv)
-        .add_service(watch)
-        .add_service(lease)
-        .add_service(maintenance)
-        .add_service(cluster)
-        .add_optional_service(raft);
+    let etcd = config.etcd_api;
+    let grpc = builder
+        .add_service(InterceptedService::new(
+            ResourcesServer::new(api.clone()),
+            users.clone(),
+        ))
+        .add_service(InterceptedService::new(
+            NodeSyncServer::new(api.clone()),
+            users,
+        ))
+        .add_optional_service(etcd.then(|| InterceptedService::new(kv, masters.clone())))
+        .add_optional_service(etcd.then(|| InterceptedService::new(watch, masters.clone())))
+        .add_optional_service(etcd.then(|| InterceptedService::new(lease, masters.clone())))
+        .add_optional_service(etcd.then(|| InterceptedService::new(maintenance, masters.clone())))
+        .add_optional_service(etcd.then(|| InterceptedService::new(cluster, masters.clone())))
+        .add_optional_service(raft.map(|raft| InterceptedService::new(raft, masters)));
     let mut grpc_stop = stop.clone();
     let mut tasks = vec![tokio::spawn(async move {
         // Without TCP_NODELAY the small HTTP/2 frames of a response wait for
@@ -127,14 +201,36 @@ pub async fn serve(
         http_addr = Some(listener.local_addr()?);
         let router = http::router(api.clone());
         let mut http_stop = stop.clone();
-        tasks.push(tokio::spawn(async move {
-            let result = axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = http_stop.wait_for(|stop| *stop).await;
+        let shutdown = async move {
+            let _ = http_stop.wait_for(|stop| *stop).await;
+        };
+        let served = match &config.security {
+            Security::Tls(tls) => {
+                let listener = TlsListener::new(listener, http_tls(tls)?)?;
+                let router = router.layer(axum::middleware::from_fn_with_state(
+                    tls.authenticator.clone(),
+                    crate::auth::http::authenticate,
+                ));
+                tokio::spawn(async move {
+                    axum::serve(
+                        listener,
+                        router.into_make_service_with_connect_info::<TlsPeer>(),
+                    )
+                    .with_graceful_shutdown(shutdown)
+                    .await
                 })
-                .await;
-            if let Err(err) = result {
-                tracing::error!(error = %err, "HTTP server failed");
+            }
+            Security::InsecurePlaintext => tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+            }),
+        };
+        tasks.push(tokio::spawn(async move {
+            match served.await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => tracing::error!(error = %err, "HTTP server failed"),
+                Err(err) => tracing::error!(error = %err, "HTTP server task failed"),
             }
         }));
     }
@@ -167,4 +263,38 @@ pub async fn serve(
         shutdown,
         tasks,
     })
+}
+
+/// The HTTP listener's rustls settings: the serving certificate, client
+/// certificates verified against the cluster CA when presented (token
+/// users present none).
+fn http_tls(tls: &TlsSettings) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(tls.client_ca_pem.as_bytes()) {
+        roots
+            .add(cert.context("the client CA is not PEM")?)
+            .context("the client CA")?;
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .context("the client certificate verifier")?;
+    let chain = CertificateDer::pem_slice_iter(tls.serving.cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .context("the serving certificate is not PEM")?;
+    let key = PrivateKeyDer::from_pem_slice(tls.serving.key_pem.as_bytes())
+        .context("the serving key is not PEM")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS versions")?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .context("the serving certificate and key")?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(std::sync::Arc::new(config))
 }

@@ -8,7 +8,7 @@ use rudder_api::{
     core::{Pod, Service},
 };
 use rudder_client::{Client, ClientError, ListOptions, NodeChange, NodeSyncUpdate, WatchEvent};
-use rudder_controlplane::server::{self, RunningServer, ServerConfig};
+use rudder_controlplane::server::{self, RunningServer, Security, ServerConfig};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -19,6 +19,8 @@ async fn start(dir: &tempfile::TempDir) -> (RunningServer, Client) {
         http_listen: Some("127.0.0.1:0".parse().expect("addr")),
         compaction_interval: None,
         replication: None,
+        security: Security::InsecurePlaintext,
+        etcd_api: false,
     })
     .await
     .expect("server starts");

@@ -34,7 +34,7 @@ use rudder_controlplane::{
     controllers::event_ttl::EventExpiry,
     leader::LeaderConfig,
     manager::{ControllerConfig, ControllerManager},
-    server::{self, RunningServer, ServerConfig},
+    server::{self, RunningServer, Security, ServerConfig},
 };
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -56,6 +56,8 @@ impl Cluster {
             http_listen: None,
             compaction_interval: None,
             replication: None,
+            security: Security::InsecurePlaintext,
+            etcd_api: false,
         })
         .await
         .expect("server starts");

@@ -5,7 +5,7 @@
 
 use rudder_api::{Kind, meta::DeleteOptions};
 use rudder_client::{Client, ClientError};
-use rudder_controlplane::server::{self, RunningServer, ServerConfig};
+use rudder_controlplane::server::{self, RunningServer, Security, ServerConfig};
 use serde_json::{Value, json};
 
 async fn start(dir: &tempfile::TempDir) -> (RunningServer, Client) {
@@ -15,6 +15,8 @@ async fn start(dir: &tempfile::TempDir) -> (RunningServer, Client) {
         http_listen: Some("127.0.0.1:0".parse().expect("addr")),
         compaction_interval: None,
         replication: None,
+        security: Security::InsecurePlaintext,
+        etcd_api: false,
     })
     .await
     .expect("server starts");

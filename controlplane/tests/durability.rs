@@ -26,6 +26,8 @@ fn start(dir: &std::path::Path, addr: &str) -> Server {
             .arg("--data-dir")
             .arg(dir)
             .args(["--listen", addr, "--http-listen", "off"])
+            // The store is under test: its raw etcd API, on loopback.
+            .args(["--insecure-plaintext", "--enable-etcd-api"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -11,7 +11,7 @@ use rudder_api::{
 use rudder_client::{Client, ClientError};
 use rudder_controlplane::{
     apiserver::allocation::{self, ServiceRanges},
-    server::{self, RunningServer, ServerConfig},
+    server::{self, RunningServer, Security, ServerConfig},
 };
 
 async fn start(dir: &tempfile::TempDir, ranges: &ServiceRanges) -> (RunningServer, Client) {
@@ -21,6 +21,8 @@ async fn start(dir: &tempfile::TempDir, ranges: &ServiceRanges) -> (RunningServe
         http_listen: None,
         compaction_interval: None,
         replication: None,
+        security: Security::InsecurePlaintext,
+        etcd_api: false,
     })
     .await
     .expect("server starts");

@@ -112,8 +112,10 @@ pub struct Cluster {
     pub client: Host,
     /// The control plane's host.
     pub cp: Host,
-    /// The control plane's gRPC address.
+    /// The control plane's gRPC address (`https://...`).
     pub server: String,
+    /// The administrator's kubeconfig the control plane wrote.
+    pub kubeconfig: PathBuf,
     /// Scratch directory of this cluster.
     pub scratch: PathBuf,
     bin_dir: PathBuf,
@@ -167,7 +169,8 @@ impl Cluster {
             Some(file) => HostProcess::start_logged(cp_cmd, "control plane".into(), &file)?,
             None => HostProcess::start(cp_cmd, "control plane".into())?,
         };
-        let server = format!("http://{listen}");
+        let server = format!("https://{listen}");
+        let kubeconfig = crate::admin_kubeconfig(&scratch.join("cp"), Duration::from_secs(30))?;
         // One CNI bin directory, as on a node: rudder-cni beside the
         // reference plugins.
         let cni_bin = scratch.join("cni-bin");
@@ -218,6 +221,8 @@ impl Cluster {
                 &dir.parent().context("bpffs root")?.display().to_string(),
                 "--controlplane",
                 &server,
+                "--kubeconfig",
+                &kubeconfig.display().to_string(),
                 "--pod-cidr",
                 &format!("10.244.{n}.0/24"),
                 "--cni-conf-dir",
@@ -263,6 +268,7 @@ impl Cluster {
             client,
             cp,
             server,
+            kubeconfig,
             scratch,
             bin_dir: options.bin_dir.clone(),
             _cp: cp_process,
@@ -327,6 +333,8 @@ impl Cluster {
         full.extend(args.iter().map(|a| (*a).to_owned()));
         full.push("--server".into());
         full.push(self.server.clone());
+        full.push("--kubeconfig".into());
+        full.push(self.kubeconfig.display().to_string());
         let full: Vec<&str> = full.iter().map(String::as_str).collect();
         self.client.output(&full).expect("rudderctl runs")
     }

@@ -32,6 +32,29 @@ pub fn wait_for<T>(what: &str, check: impl Fn() -> Option<T>) -> T {
     panic!("never: {what}");
 }
 
+/// Waits (polling, at most `within`) for the admin kubeconfig a freshly
+/// started `rudder-controlplane --data-dir DATA` writes to
+/// `DATA/pki/admin.kubeconfig`; its path.
+///
+/// # Errors
+/// When it does not appear in time.
+pub fn admin_kubeconfig(
+    data_dir: &std::path::Path,
+    within: std::time::Duration,
+) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join("pki/admin.kubeconfig");
+    let deadline = std::time::Instant::now() + within;
+    while !path.is_file() {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the control plane wrote no {} within {within:?}",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(path)
+}
+
 /// Path of a workspace binary (`rudder-testapp`, `rudder-agent`, ...), built
 /// next to the test executable by `cargo build --workspace --bins` (which
 /// `cargo xtask test` runs before the tests).

@@ -114,6 +114,11 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
             "off",
         ])
         .expect("control plane");
+    let kubeconfig = rudder_tests::admin_kubeconfig(&data, Duration::from_secs(30))
+        .expect("admin kubeconfig")
+        .display()
+        .to_string();
+    let server = format!("https://{listen}");
 
     let mut servers: Vec<HostProcess> = Vec::new();
     let mut agents = Vec::new();
@@ -153,7 +158,9 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
             "--node",
             &name,
             "--controlplane",
-            &format!("http://{listen}"),
+            &server,
+            "--kubeconfig",
+            &kubeconfig,
             // Announced in the Node object: the other agent routes it here.
             "--pod-cidr",
             &format!("10.244.{n}.0/24"),
@@ -181,7 +188,9 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
                 "-f",
                 &file.display().to_string(),
                 "--server",
-                &format!("http://{listen}"),
+                &server,
+                "--kubeconfig",
+                &kubeconfig,
             ])
             .expect("rudderctl runs");
         if out.status.success() {
@@ -258,7 +267,9 @@ fn agents_register_route_between_nodes_and_serve_a_service_applied_through_the_a
                 "get",
                 "nodes",
                 "--server",
-                &format!("http://{listen}"),
+                &server,
+                "--kubeconfig",
+                &kubeconfig,
             ])
             .expect("rudderctl get nodes");
         if registered(&nodes_table) {

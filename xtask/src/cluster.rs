@@ -9,7 +9,8 @@
 //! - `status` says which processes of the cluster still run and shows the
 //!   nodes as the API sees them;
 //! - `exec HOST -- CMD...` runs a command on a host (`client`, `node1`,
-//!   `cp`, ...) with the project's binaries on its PATH;
+//!   `cp`, ...) with the project's binaries on its PATH and `KUBECONFIG` set
+//!   to the admin credentials the control plane wrote;
 //! - `down` removes every cluster: processes, namespaces, pins, files
 //!   (also what a crashed `up` left).
 //!
@@ -74,6 +75,8 @@ pub struct Cluster {
     pub hosts: Vec<ClusterHost>,
     /// The project's binaries.
     pub bin: PathBuf,
+    /// The administrator's kubeconfig (`None`: a plaintext cluster).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -107,6 +110,9 @@ impl Cluster {
         let mut full: Vec<String> = vec![self.bin.join("rudderctl").display().to_string()];
         full.extend(args.iter().map(|a| (*a).to_owned()));
         full.extend(["--server".to_owned(), self.server.clone()]);
+        if let Some(kubeconfig) = &self.kubeconfig {
+            full.extend(["--kubeconfig".to_owned(), kubeconfig.display().to_string()]);
+        }
         let out = self.command("client", &full)?.output()?;
         if !out.status.success() {
             bail!(
@@ -133,9 +139,12 @@ impl Cluster {
         );
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &host.netns, "env"])
-            .arg(format!("PATH={path}"))
-            .arg(program)
-            .args(rest);
+            .arg(format!("PATH={path}"));
+        // rudderctl (and later kubectl) find the admin credentials.
+        if let Some(kubeconfig) = &self.kubeconfig {
+            cmd.arg(format!("KUBECONFIG={}", kubeconfig.display()));
+        }
+        cmd.arg(program).args(rest);
         Ok(cmd)
     }
 
@@ -143,6 +152,7 @@ impl Cluster {
         json!({
             "server": self.server,
             "bin": self.bin,
+            "kubeconfig": self.kubeconfig,
             "hosts": self.hosts.iter().map(|h| json!({
                 "label": h.label, "netns": h.netns, "addr": h.addr,
             })).collect::<Vec<_>>(),
@@ -171,6 +181,7 @@ impl Cluster {
         Ok(Self {
             server: text(record, "server")?,
             bin: PathBuf::from(text(record, "bin")?),
+            kubeconfig: record["kubeconfig"].as_str().map(PathBuf::from),
             scratch,
             hosts,
         })
@@ -263,7 +274,12 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
         .map(|i| net.add_host(&format!("node{i}")))
         .collect::<Result<_, _>>()?;
     let client = net.add_host("client")?;
-    let server = format!("http://{}:{GRPC_PORT}", cps[0].addr);
+    // Replicas talk Raft in plaintext until that transport speaks TLS, so
+    // a replicated cluster is a plaintext one; a single control plane
+    // serves TLS and writes the admin kubeconfig everything else uses.
+    let replicated = cps.len() > 1;
+    let scheme = if replicated { "http" } else { "https" };
+    let server = format!("{scheme}://{}:{GRPC_PORT}", cps[0].addr);
 
     for (i, cp) in cps.iter().enumerate() {
         let mut args: Vec<String> = vec![
@@ -275,7 +291,8 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
             "--http-listen".into(),
             format!("{}:{HTTP_PORT}", cp.addr),
         ];
-        if cps.len() > 1 {
+        if replicated {
+            args.push("--insecure-plaintext".into());
             args.extend(["--node-id".into(), (i + 1).to_string()]);
             for (j, peer) in cps.iter().enumerate() {
                 args.extend([
@@ -288,6 +305,11 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
         cmd.args(&args[1..]);
         spawn_logged(cmd, &scratch.join(format!("{}.log", cp.label)))?;
     }
+    let kubeconfig = if replicated {
+        None
+    } else {
+        Some(wait_for_kubeconfig(&scratch.join(&cps[0].label))?)
+    };
 
     let cni_bin = scratch.join("cni-bin");
     std::fs::create_dir_all(&cni_bin)?;
@@ -310,6 +332,11 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
         let mut cmd = Command::new(bin.join("rudder-agent"));
         cmd.args(["--netns", node.name(), "serve", "--node", &node.label])
             .args(["--controlplane", &server])
+            .args(
+                kubeconfig
+                    .iter()
+                    .flat_map(|path| ["--kubeconfig".into(), path.display().to_string()]),
+            )
             .args(["--pod-cidr", &format!("10.244.{n}.0/24")])
             .args(["--metrics-listen", "0.0.0.0:10250"])
             .arg("--bpffs-root")
@@ -344,6 +371,7 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
             .map(host)
             .collect(),
         bin,
+        kubeconfig,
     };
     std::fs::write(
         scratch.join("cluster.json"),
@@ -526,4 +554,21 @@ fn spawn_logged(mut cmd: Command, log: &Path) -> Result<()> {
             .with_context(|| format!("starting {:?}", cmd.get_program()))?,
     );
     Ok(())
+}
+
+/// Waits (at most 30 s) for the admin kubeconfig the control plane with
+/// data directory `data` writes on first start.
+fn wait_for_kubeconfig(data: &Path) -> Result<PathBuf> {
+    let path = data.join("pki/admin.kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !path.is_file() {
+        if Instant::now() >= deadline {
+            bail!(
+                "the control plane wrote no {} in 30 s (see its log beside it)",
+                path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(path)
 }

@@ -47,7 +47,7 @@ pub fn run() -> Result<()> {
         c.host("client")?.addr
     );
     println!(
-        "   rudder-controlplane on cp (gRPC {}, HTTP http://{}:7401); rudder-agent serve on node1 and node2 \
+        "   rudder-controlplane on cp (gRPC {}, HTTP https://{}:7401; TLS, admin credentials in $KUBECONFIG); rudder-agent serve on node1 and node2 \
          (pods 10.244.1.0/24, 10.244.2.0/24; CNI: rudder-cni); both nodes Ready",
         c.server, cp.addr
     );

@@ -91,8 +91,8 @@ pub struct ServeConfig {
 /// and, from a control plane, the pods bound to this node.
 #[derive(Clone, Debug)]
 pub enum StateSource {
-    /// The control plane's node-sync stream at this gRPC address.
-    ControlPlane(String),
+    /// The control plane's node-sync stream, reached with these settings.
+    ControlPlane(rudder_client::ClientConfig),
     /// A services file, re-read when it changes.
     File(PathBuf),
 }

@@ -16,7 +16,7 @@ use rudder_api::{
     time::format_rfc3339,
 };
 use rudder_client::{
-    Client, ClientError, ListOptions, WatchEvent,
+    Client, ClientConfig, ClientError, ListOptions, WatchEvent,
     list_watch::{ListWatchEvent, list_watch},
 };
 use rudder_netlink::{Ipv4Subnet, NextHop, RouteSocket};
@@ -46,11 +46,11 @@ pub struct NodeIdentity {
 /// Runs forever: registers the node, renews
 /// its lease at a third of the lease duration, and follows the other nodes'
 /// pod CIDRs into routes. Errors are logged and retried.
-pub async fn run(addr: String, identity: NodeIdentity) {
-    let routes = tokio::spawn(follow_routes(addr.clone(), identity.clone()));
+pub async fn run(api: ClientConfig, identity: NodeIdentity) {
+    let routes = tokio::spawn(follow_routes(api.clone(), identity.clone()));
     let mut registered = false;
     loop {
-        match Client::connect(&addr).await {
+        match Client::connect_with(&api).await {
             Ok(client) => {
                 if !registered {
                     match register(&client, &identity).await {
@@ -206,9 +206,9 @@ async fn renew_lease(client: &Client, identity: &NodeIdentity) -> Result<(), Cli
 /// Keeps one route per other node: its pod CIDR via its InternalIP,
 /// following the Node objects through the client's list+watch loop (which
 /// resumes, re-lists when compacted and retries by itself).
-async fn follow_routes(addr: String, identity: NodeIdentity) {
+async fn follow_routes(api: ClientConfig, identity: NodeIdentity) {
     let client = loop {
-        match Client::connect(&addr).await {
+        match Client::connect_with(&api).await {
             Ok(client) => break client,
             Err(err) => tracing::warn!(%err, "following nodes"),
         }

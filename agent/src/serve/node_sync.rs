@@ -12,7 +12,7 @@ use rudder_api::{
     core::{Endpoints, Service},
     facts::{ObjectExt, ObjectRef},
 };
-use rudder_client::{Client, NodeChange, NodeSyncUpdate};
+use rudder_client::{Client, ClientConfig, NodeChange, NodeSyncUpdate};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
@@ -111,16 +111,20 @@ pub struct NodeSyncOutputs {
     pub service_env: ServiceEnvironment,
 }
 
-/// Follows the node-sync stream of `node` at `addr`, sending every update
+/// Follows the node-sync stream of `node` from the API server `api`, sending every update
 /// to `outputs`, reconnecting (from the last revision) until a receiver is
 /// gone.
-pub async fn follow(addr: String, node: String, outputs: NodeSyncOutputs) {
+pub async fn follow(api: ClientConfig, node: String, outputs: NodeSyncOutputs) {
     let mut revision = 0;
     let mut cache = Cache::default();
     let mut backoff = Duration::from_millis(100);
     loop {
-        match stream_once(&addr, &node, &outputs, &mut revision, &mut cache).await {
-            Ok(()) => tracing::info!(addr, revision, "node-sync stream ended; resuming"),
+        match stream_once(&api, &node, &outputs, &mut revision, &mut cache).await {
+            Ok(()) => tracing::info!(
+                server = %api.server,
+                revision,
+                "node-sync stream ended; resuming"
+            ),
             Err(Stop) => return,
         }
         tokio::time::sleep(backoff).await;
@@ -145,23 +149,23 @@ impl NodeSyncOutputs {
 }
 
 async fn stream_once(
-    addr: &str,
+    api: &ClientConfig,
     node: &str,
     outputs: &NodeSyncOutputs,
     revision: &mut i64,
     cache: &mut Cache,
 ) -> Result<(), Stop> {
-    let client = match Client::connect(addr).await {
+    let client = match Client::connect_with(api).await {
         Ok(client) => client,
         Err(err) => {
-            tracing::warn!(addr, %err, "control plane unreachable");
+            tracing::warn!(server = %api.server, %err, "control plane unreachable");
             return Ok(());
         }
     };
     let mut stream = match client.node_sync(node, *revision).await {
         Ok(stream) => stream,
         Err(err) => {
-            tracing::warn!(addr, %err, "node-sync refused");
+            tracing::warn!(server = %api.server, %err, "node-sync refused");
             return Ok(());
         }
     };

@@ -20,7 +20,7 @@ const STATUS_WRITES_IN_FLIGHT: usize = 16;
 /// the fresh object) and pod events to the API from a task of its own,
 /// so a slow API server never holds up the pods.
 pub(super) fn status_reporter(
-    addr: String,
+    api: rudder_client::ClientConfig,
     node: String,
 ) -> tokio::sync::mpsc::UnboundedSender<Report> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Report>();
@@ -45,7 +45,7 @@ pub(super) fn status_reporter(
                 }
             }
             if client.is_none() {
-                client = rudder_client::Client::connect(&addr).await.ok();
+                client = rudder_client::Client::connect_with(&api).await.ok();
             }
             let Some(c) = client.as_ref() else { continue };
             // Runs as a task of its own, between and during the

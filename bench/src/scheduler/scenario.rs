@@ -17,7 +17,7 @@ use rudder_api::{
 use rudder_client::{Client, ListOptions, WatchEvent};
 use rudder_controlplane::{
     manager::{ControllerConfig, ControllerManager},
-    server::{self, RunningServer, ServerConfig},
+    server::{self, RunningServer, Security, ServerConfig},
 };
 
 /// Pods a simulated node takes (its `pods` allocatable).
@@ -49,6 +49,8 @@ async fn plane() -> Result<Plane> {
         http_listen: None,
         compaction_interval: None,
         replication: None,
+        security: Security::InsecurePlaintext,
+        etcd_api: false,
     })
     .await?;
     let client = Client::connect(&running.grpc_addr.to_string()).await?;

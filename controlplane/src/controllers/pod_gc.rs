@@ -78,7 +78,12 @@ impl PodGarbageCollector {
                 .into_iter()
                 .filter(|pod| {
                     pod.spec.node_name.as_deref().is_some_and(|node| {
-                        !node.is_empty() && self.informers.nodes.get(&ObjectRef::new("", node)).is_none()
+                        !node.is_empty()
+                            && self
+                                .informers
+                                .nodes
+                                .get(&ObjectRef::new("", node))
+                                .is_none()
                     })
                 })
                 .collect();

@@ -1,0 +1,88 @@
+//! Authentication in front of every gRPC service.
+//!
+//! Each service is wrapped in an [`Authenticate`] interceptor with the
+//! [`Audience`] it serves: the resource API and node sync take any
+//! authenticated caller (authorisation decides what each may do); the
+//! raw etcd-compatible store API and the Raft transport only
+//! `system:masters` and the replicas' own group, because they bypass
+//! validation and authorisation altogether.
+
+use tonic::{Request, Status, service::Interceptor};
+
+use super::{AuthError, Authenticator, MASTERS_GROUP, UserInfo};
+
+/// The group of the control-plane replicas' peer certificates.
+pub const REPLICAS_GROUP: &str = "system:rudder-replicas";
+
+/// Who a service is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// Any authenticated user.
+    Users,
+    /// Only `system:masters` and the replicas.
+    Masters,
+}
+
+/// The interceptor: authenticates, checks the audience, and leaves the
+/// caller's [`UserInfo`] in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct Authenticate {
+    authenticator: Option<Authenticator>,
+    audience: Audience,
+}
+
+impl Authenticate {
+    /// Authenticates with `authenticator` for `audience`.
+    pub fn new(authenticator: Authenticator, audience: Audience) -> Self {
+        Self {
+            authenticator: Some(authenticator),
+            audience,
+        }
+    }
+
+    /// Lets everything through as `system:masters`: only for a server
+    /// started with `--insecure-plaintext`, which says so loudly.
+    pub fn insecure(audience: Audience) -> Self {
+        Self {
+            authenticator: None,
+            audience,
+        }
+    }
+}
+
+/// The identity an `--insecure-plaintext` server gives every caller.
+pub fn insecure_user() -> UserInfo {
+    UserInfo {
+        name: "system:insecure".into(),
+        uid: String::new(),
+        groups: vec![MASTERS_GROUP.into()],
+    }
+}
+
+impl Interceptor for Authenticate {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(authenticator) = &self.authenticator else {
+            request.extensions_mut().insert(insecure_user());
+            return Ok(request);
+        };
+        let certs = request.peer_certs();
+        let header = request
+            .metadata()
+            .get("authorization")
+            .map(|value| value.as_bytes());
+        let user = authenticator
+            .authenticate(certs.as_deref().map(Vec::as_slice), header)
+            .map_err(|err: AuthError| Status::unauthenticated(err.to_string()))?;
+        if self.audience == Audience::Masters
+            && !user.in_group(MASTERS_GROUP)
+            && !user.in_group(REPLICAS_GROUP)
+        {
+            return Err(Status::permission_denied(format!(
+                "user {:?} may not use the store's raw API: it is for {MASTERS_GROUP} and the control-plane replicas",
+                user.name
+            )));
+        }
+        request.extensions_mut().insert(user);
+        Ok(request)
+    }
+}
