@@ -47,6 +47,8 @@ pub fn start_rudder(binary: &Path, dir: &Path, port: u16) -> Result<Server> {
         .arg(dir)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--http-listen", "off", "--compaction-interval-seconds", "0"])
+        // The store alone, as etcd is: no controllers writing beside the load.
+        .args(["--no-controllers", "--no-scheduler"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -64,6 +66,7 @@ pub fn start_rudder_replica(binary: &Path, dir: &Path, ports: &[u16], i: usize) 
         .arg(dir)
         .args(["--listen", &format!("127.0.0.1:{}", ports[i])])
         .args(["--http-listen", "off", "--compaction-interval-seconds", "0"])
+        .args(["--no-controllers", "--no-scheduler"])
         .args(["--node-id", &(i + 1).to_string()]);
     for (j, port) in ports.iter().enumerate() {
         command.args(["--peer", &format!("{}=127.0.0.1:{port}", j + 1)]);

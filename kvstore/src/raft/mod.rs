@@ -59,18 +59,61 @@ openraft::declare_raft_types!(
         R = ApplyResult,
 );
 
-/// Milliseconds between a leader's heartbeats (openraft sends them on a
-/// tick of 1.5 times this).
-const HEARTBEAT_MS: u64 = 50;
-/// The range a replica's election timeout is drawn from, once per process.
-/// Failover after a leader dies takes the lease (the maximum) plus the
-/// first candidate's timeout, 450..600 ms (see [`Shared::stand_after`] for
-/// a first candidate whose log is behind). Nothing shorter than 300 ms of
-/// silence from a leader starts an election; its heartbeats come every
-/// 75 ms.
-const ELECTION_MIN_MS: u64 = 150;
-/// See [`ELECTION_MIN_MS`].
-const ELECTION_MAX_MS: u64 = 300;
+/// How often a leader sends heartbeats and how long a follower hears
+/// nothing before it stands (etcd's `--heartbeat-interval` and
+/// `--election-timeout`).
+///
+/// A replica draws its election timeout once per process from
+/// `election_timeout_ms..2 * election_timeout_ms`; openraft's leader lease
+/// is the top of that range. After a leader dies, the first candidate
+/// stands after the lease plus its own timeout: 450..600 ms by default
+/// (see [`Shared::stand_after`] for a first candidate whose log is behind).
+/// Nothing shorter than the lease (300 ms) of silence from a leader starts
+/// an election; heartbeats go out on openraft's tick, every 1.5 heartbeat
+/// intervals (75 ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// Milliseconds between a leader's heartbeats.
+    pub heartbeat_ms: u64,
+    /// The lower end of the election timeout, in milliseconds.
+    pub election_timeout_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 50,
+            election_timeout_ms: 150,
+        }
+    }
+}
+
+impl RaftTiming {
+    /// The top of the election timeout range, also openraft's leader lease.
+    fn election_max_ms(self) -> u64 {
+        self.election_timeout_ms.saturating_mul(2)
+    }
+
+    fn check(self) -> Result<(), StoreError> {
+        let Self {
+            heartbeat_ms,
+            election_timeout_ms,
+        } = self;
+        if heartbeat_ms == 0 || election_timeout_ms < heartbeat_ms.saturating_mul(2) {
+            return Err(StoreError::InvalidRequest(format!(
+                "raft timing: the election timeout ({election_timeout_ms} ms) must be at least \
+                 twice the heartbeat interval ({heartbeat_ms} ms), and the heartbeat above 0"
+            )));
+        }
+        if election_timeout_ms > 60_000 {
+            return Err(StoreError::InvalidRequest(format!(
+                "raft timing: an election timeout of {election_timeout_ms} ms would leave the \
+                 group without a leader for minutes after a crash; use at most 60000"
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// How long a write or read waits for a leader to exist.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
@@ -86,6 +129,8 @@ pub struct Replication {
     /// Take a snapshot after this many log entries (and keep only a few
     /// hundred entries behind it).
     pub snapshot_after_logs: u64,
+    /// Heartbeat and election timeouts.
+    pub timing: RaftTiming,
 }
 
 /// Requests one replica sends another besides Raft's own.
@@ -133,18 +178,15 @@ impl Store {
                 replication.peers.keys().collect::<Vec<_>>()
             )));
         }
+        replication.timing.check()?;
         let state = open_state(&config)?;
         let log = log::LogStore::open(&config.data_dir.join("raft-log.redb"))?;
         let state_machine = state_machine::ReplicaStateMachine::new(state.clone());
         let raft_config = Config {
             cluster_name: "rudder".to_owned(),
-            // A follower stands once it has heard nothing for openraft's
-            // leader lease (the maximum election timeout) plus its own
-            // random election timeout: 450..600 ms after the last
-            // heartbeat; see `ELECTION_*`.
-            heartbeat_interval: HEARTBEAT_MS,
-            election_timeout_min: ELECTION_MIN_MS,
-            election_timeout_max: ELECTION_MAX_MS,
+            heartbeat_interval: replication.timing.heartbeat_ms,
+            election_timeout_min: replication.timing.election_timeout_ms,
+            election_timeout_max: replication.timing.election_max_ms(),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(replication.snapshot_after_logs),
             max_in_snapshot_log_to_keep: 200,
             ..Config::default()
@@ -192,6 +234,7 @@ impl Store {
             tenure: std::sync::Mutex::new(None),
             channels: std::sync::Mutex::new(BTreeMap::new()),
             last_append: std::sync::Mutex::new(Instant::now()),
+            lease: Duration::from_millis(replication.timing.election_max_ms()),
         });
         let service = RaftTransportServer::new(RaftService {
             shared: shared.clone(),
@@ -252,6 +295,8 @@ struct Shared {
     channels: std::sync::Mutex<BTreeMap<u64, Channel>>,
     /// When a leader's AppendEntries (heartbeats included) last arrived.
     last_append: std::sync::Mutex<Instant>,
+    /// openraft's leader lease.
+    lease: Duration,
 }
 
 impl Shared {
@@ -352,7 +397,7 @@ impl Shared {
         let silent = self
             .last_append
             .lock()
-            .is_ok_and(|at| at.elapsed() > Duration::from_millis(ELECTION_MAX_MS));
+            .is_ok_and(|at| at.elapsed() > self.lease);
         let behind = candidate.last_log_id.map(|id| id.index) < our_log;
         let candidate_term = candidate.vote.leader_id().term;
         if leader_is_us || !silent || !behind || candidate_term < our_term {
