@@ -16,7 +16,7 @@ use rudder_controlplane::{
     pki::{self, ClientProfile, ClusterPki, IssuedCert},
     server::{self, Security, ServerConfig, TlsSettings},
 };
-use rudder_kvstore::raft::Replication;
+use rudder_kvstore::raft::{RaftTiming, Replication};
 
 #[derive(Parser)]
 #[command(name = "rudder-controlplane", version, about = "rudder control plane")]
@@ -47,6 +47,14 @@ struct Args {
     /// Log entries between Raft snapshots.
     #[arg(long, default_value_t = 10_000)]
     snapshot_after_logs: u64,
+    /// Milliseconds between a Raft leader's heartbeats (replicated only).
+    #[arg(long, default_value_t = RaftTiming::default().heartbeat_ms)]
+    heartbeat_interval_ms: u64,
+    /// Milliseconds a follower hears nothing from a leader before it may
+    /// stand, at least (each replica draws from this to twice this; at
+    /// least twice the heartbeat interval).
+    #[arg(long, default_value_t = RaftTiming::default().election_timeout_ms)]
+    election_timeout_ms: u64,
     /// Do not run the controllers (Deployments, ReplicaSets, Endpoints,
     /// node lifecycle, garbage collection).
     #[arg(long)]
@@ -139,6 +147,10 @@ fn replication(args: &Args) -> Result<Option<Replication>> {
         node_id,
         peers,
         snapshot_after_logs: args.snapshot_after_logs,
+        timing: RaftTiming {
+            heartbeat_ms: args.heartbeat_interval_ms,
+            election_timeout_ms: args.election_timeout_ms,
+        },
     }))
 }
 

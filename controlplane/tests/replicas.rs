@@ -70,7 +70,7 @@ impl Cluster {
             .args(["--node-id", &(i + 1).to_string()])
             // Small snapshots so the restarted replica catches up through one.
             .args(["--snapshot-after-logs", "200"])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,rudder_kvstore=info")
             .stdout(Stdio::null())
             .stderr(
                 std::fs::File::create(self.dir.path().join(format!("n{}.log", i + 1)))
@@ -95,6 +95,19 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.children.len() {
             self.kill(i);
+        }
+        if std::thread::panicking() {
+            // The data directory goes with the test: show what the replicas
+            // said first.
+            for i in 0..self.children.len() {
+                let log = std::fs::read_to_string(self.dir.path().join(format!("n{}.log", i + 1)))
+                    .unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- replica {i} (last 60 lines) ---");
+                for line in &lines[lines.len().saturating_sub(60)..] {
+                    eprintln!("{line}");
+                }
+            }
         }
     }
 }
@@ -141,8 +154,16 @@ async fn agreed_leader(addrs: &[String], among: &[usize], within: Duration) -> u
 
 type History = Arc<Mutex<Vec<(i64, String)>>>;
 
+/// Why a watcher's stream ended, for the failure message.
+type Ending = Arc<Mutex<Option<String>>>;
+
 /// Records every event of `/h/` seen through replica `addr` from revision 1.
-async fn watch(addr: String, history: History, created: tokio::sync::oneshot::Sender<()>) {
+async fn watch(
+    addr: String,
+    history: History,
+    ending: Ending,
+    created: tokio::sync::oneshot::Sender<()>,
+) {
     let Some(ch) = channel(&addr).await else {
         return;
     };
@@ -165,9 +186,17 @@ async fn watch(addr: String, history: History, created: tokio::sync::oneshot::Se
     };
     let mut stream = response.into_inner();
     let mut created = Some(created);
-    while let Ok(Some(message)) = stream.message().await {
+    let end = loop {
+        let message = match stream.message().await {
+            Ok(Some(message)) => message,
+            Ok(None) => break "the stream ended".to_owned(),
+            Err(status) => break format!("the stream failed: {status}"),
+        };
         if let Some(created) = created.take() {
             let _ = created.send(());
+        }
+        if message.canceled {
+            break format!("canceled: {}", message.cancel_reason);
         }
         for event in message.events {
             let kv = event.kv.unwrap_or_default();
@@ -178,6 +207,9 @@ async fn watch(addr: String, history: History, created: tokio::sync::oneshot::Se
                 ));
             }
         }
+    };
+    if let Ok(mut ending) = ending.lock() {
+        *ending = Some(end);
     }
     // Keep `requests` alive until the stream ends: dropping it cancels.
     drop(requests);
@@ -190,9 +222,15 @@ async fn leader_killed_mid_writes_loses_no_acknowledged_write() {
     let leader = agreed_leader(&addrs, &[0, 1, 2], Duration::from_secs(30)).await;
 
     let histories: Vec<History> = (0..3).map(|_| Arc::new(Mutex::new(Vec::new()))).collect();
+    let endings: Vec<Ending> = (0..3).map(|_| Arc::new(Mutex::new(None))).collect();
     for (i, history) in histories.iter().enumerate() {
         let (created, ready) = tokio::sync::oneshot::channel();
-        tokio::spawn(watch(addrs[i].clone(), history.clone(), created));
+        tokio::spawn(watch(
+            addrs[i].clone(),
+            history.clone(),
+            endings[i].clone(),
+            created,
+        ));
         tokio::time::timeout(Duration::from_secs(10), ready)
             .await
             .expect("watch created in 10 s")
@@ -287,6 +325,14 @@ async fn leader_killed_mid_writes_loses_no_acknowledged_write() {
     for (key, version) in &stored {
         assert_eq!(*version, 1, "{key} was applied {version} times");
     }
+    // The last write under /h/. The store's revision may be later: the
+    // control plane writes too (the controllers' leader lease).
+    let last_written = range
+        .kvs
+        .iter()
+        .map(|kv| kv.mod_revision)
+        .max()
+        .unwrap_or(0);
 
     // Every watcher saw the same ordered history; the dead leader's watcher
     // saw a prefix of it.
@@ -297,12 +343,17 @@ async fn leader_killed_mid_writes_loses_no_acknowledged_write() {
                 .lock()
                 .map(|h| h.last().map_or(0, |e| e.0))
                 .unwrap_or(0);
-            if last >= final_revision {
+            if last >= last_written {
                 break;
             }
             assert!(
                 Instant::now() < deadline,
-                "watcher on replica {i} stuck at revision {last}"
+                "watcher on replica {i} stuck at revision {last} (last write {last_written}): {}",
+                endings[i]
+                    .lock()
+                    .ok()
+                    .and_then(|e| e.clone())
+                    .unwrap_or_else(|| "its stream is still open".to_owned())
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

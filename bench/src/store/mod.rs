@@ -113,6 +113,7 @@ pub fn run(options: &Options) -> Result<()> {
     } else {
         runs.max(1)
     };
+    let load_before = crate::machine::load_average();
     let result = (|| -> Result<()> {
         for run in 1..=replicated_runs {
             let mut pair = Vec::new();
@@ -126,7 +127,7 @@ pub fn run(options: &Options) -> Result<()> {
                 let sample = runtime.block_on(replicated::measure(&mut cluster))?;
                 drop(cluster);
                 println!(
-                    "bench store: run {run} {label} x3: {:.0} puts/s (1 client), {:.0} puts/s (64), p99 {:.2}/{:.2} ms, reads/s {:.0} linearizable / {:.0} serializable, watch p99 {:.2} ms, failover {:.0} ms, RSS {:.1} MiB",
+                    "bench store: run {run} {label} x3: {:.0} puts/s (1 client), {:.0} puts/s (64), p99 {:.2}/{:.2} ms, reads/s {:.0} linearizable / {:.0} serializable, watch p99 {:.2} ms, failovers {:.0?} ms, elections idle/busy {}/{}, RSS {:.1} MiB",
                     sample.puts_1,
                     sample.puts_64,
                     sample.p99_1_ms,
@@ -134,7 +135,9 @@ pub fn run(options: &Options) -> Result<()> {
                     sample.linearizable_reads,
                     sample.serializable_reads,
                     sample.watch_p99_ms,
-                    sample.failover_ms,
+                    sample.failovers_ms,
+                    sample.idle_elections,
+                    sample.busy_elections,
                     sample.rss_mib
                 );
                 pair.push(sample);
@@ -182,12 +185,14 @@ pub fn run(options: &Options) -> Result<()> {
     let etcd_samples: Vec<Sample> = samples.iter().flat_map(|p| p.1.clone()).collect();
     let replicated_rudder: Vec<_> = replicated_samples.iter().map(|p| p.0.clone()).collect();
     let replicated_etcd: Vec<_> = replicated_samples.iter().map(|p| p.1.clone()).collect();
+    let load = (load_before, crate::machine::load_average());
     let report = report(
         &rudder,
         &etcd_samples,
         &etcd_version(&etcd),
         options.commit.as_deref(),
-    ) + &replicated_report(&replicated_rudder, &replicated_etcd);
+        load,
+    ) + &replicated_report(&replicated_rudder, &replicated_etcd, &etcd_version(&etcd));
     // Everything in the report is written by this run: no notes are kept
     // from earlier ones (the design notes live in docs/architecture.md).
     let out = &options.out;
@@ -228,11 +233,12 @@ fn table<S>(rows: &[Row<S>], rudder: &[S], etcd: &[S]) -> String {
 fn replicated_report(
     rudder: &[replicated::ReplicatedSample],
     etcd: &[replicated::ReplicatedSample],
+    etcd_version: &str,
 ) -> String {
     if rudder.is_empty() {
         return String::new();
     }
-    let rows: [Row<replicated::ReplicatedSample>; 11] = [
+    let rows: [Row<replicated::ReplicatedSample>; 10] = [
         ("puts/s, 1 client", |s| s.puts_1, true),
         ("puts/s, 64 clients", |s| s.puts_64, true),
         ("put latency p50, 1 client (ms)", |s| s.p50_1_ms, false),
@@ -250,27 +256,78 @@ fn replicated_report(
             true,
         ),
         ("watch delivery p99 (ms)", |s| s.watch_p99_ms, false),
-        (
-            "failover: leader kill -> first acknowledged put (ms)",
-            |s| s.failover_ms,
-            false,
-        ),
         ("peak RSS, largest member (MiB)", |s| s.rss_mib, false),
     ];
-    let failovers: Vec<f64> = rudder.iter().map(|s| s.failover_ms).collect();
-    let worst = failovers.iter().copied().fold(0.0_f64, f64::max);
+    let kills = |samples: &[replicated::ReplicatedSample]| -> Vec<f64> {
+        samples
+            .iter()
+            .flat_map(|s| s.failovers_ms.iter().copied())
+            .collect()
+    };
+    let (rudder_kills, etcd_kills) = (kills(rudder), kills(etcd));
+    let elections = |samples: &[replicated::ReplicatedSample]| -> (u64, u64) {
+        samples.iter().fold((0, 0), |(idle, busy), s| {
+            (idle + s.idle_elections, busy + s.busy_elections)
+        })
+    };
+    let ((rudder_idle, rudder_busy), (etcd_idle, etcd_busy)) = (elections(rudder), elections(etcd));
+    let pooled_row = |name: &str, q: f64| {
+        let r = crate::stats::percentile(&rudder_kills, q);
+        let e = crate::stats::percentile(&etcd_kills, q);
+        let ratio = if e > 0.0 { r / e } else { 0.0 };
+        let better = if ratio <= 1.0 { "rudder" } else { "etcd" };
+        format!("| {name} | {r:.0} | {e:.0} | {ratio:.2} | {better} |\n")
+    };
+    let list = |values: &[f64]| {
+        values
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let verdict = |p99: f64| {
+        if p99 < 1000.0 { "under" } else { "NOT under" }
+    };
+    let rudder_p99 = crate::stats::percentile(&rudder_kills, 0.99);
     format!(
         "\n## Three replicas vs a 3-member etcd cluster\n\n\
-         Medians of {} run(s): three members on 127.0.0.1, each with its own \
+         Medians of {runs} run(s) ({etcd_version}): three members on 127.0.0.1, each with its own \
          data directory on the same disk; clients spread over all three \
-         endpoints. Failover is measured once per run under 8 writers on the \
-         survivors (rudder's worst of the runs: {worst:.0} ms).\n\n{}",
-        rudder.len(),
-        table(&rows, rudder, etcd)
+         endpoints (a follower forwards writes to the leader in both stores).\n\n{table}\n\
+         ### Failover and elections\n\n\
+         Each run kills the leader with SIGKILL {kills} times under 8 writers on the \
+         survivors (the killed member restarts and the members agree on a leader \
+         before the next kill); the time is from the kill to the first \
+         acknowledged put sent after it. With {n} kills in all, p99 is the \
+         worst of them.\n\n\
+         | failover: leader kill -> first acknowledged put (ms) | rudder | etcd | rudder / etcd | better |\n\
+         |---|---:|---:|---:|---|\n{p50}{p99}\n\
+         Every kill (ms): rudder {rudder_list}; etcd {etcd_list}. rudder's p99 is \
+         {verdict} the 1 s goal.\n\n\
+         Elections nobody asked for, counted as Raft terms begun (the highest \
+         term any member reports) over all runs: while the cluster sat idle for \
+         {idle} s, rudder {rudder_idle}, etcd {etcd_idle}; during the put, read \
+         and watch phases, rudder {rudder_busy}, etcd {etcd_busy}.\n",
+        runs = rudder.len(),
+        table = table(&rows, rudder, etcd),
+        kills = replicated::KILLS,
+        n = rudder_kills.len(),
+        p50 = pooled_row("p50", 0.5),
+        p99 = pooled_row("p99", 0.99),
+        rudder_list = list(&rudder_kills),
+        etcd_list = list(&etcd_kills),
+        verdict = verdict(rudder_p99),
+        idle = replicated::IDLE.as_secs(),
     )
 }
 
-fn report(rudder: &[Sample], etcd: &[Sample], etcd_version: &str, commit: Option<&str>) -> String {
+fn report(
+    rudder: &[Sample],
+    etcd: &[Sample],
+    etcd_version: &str,
+    commit: Option<&str>,
+    load: (f64, f64),
+) -> String {
     let rows: [Row<Sample>; 8] = [
         ("puts/s, 1 client", |s| s.puts_1, true),
         ("puts/s, 64 clients", |s| s.puts_64, true),
@@ -283,12 +340,20 @@ fn report(rudder: &[Sample], etcd: &[Sample], etcd_version: &str, commit: Option
     ];
     let mut out = String::new();
     out.push_str("# Store benchmark: rudder vs etcd\n\n");
+    let machine = crate::machine::Machine::describe();
     out.push_str(&format!(
-        "Run {}{}.\n",
-        crate::machine::output(&["date", "-u", "+%Y-%m-%d %H:%M UTC"]).trim(),
+        "Run {}{}, {etcd_version} as the reference, on {} CPU(s) ({}). \
+         Load average (1 min) at the start and the end of the run: {:.2} / {:.2}; \
+         the machine is shared with other builds, so absolute numbers drift: \
+         compare the ratios.\n",
+        machine.date,
         commit
             .map(|c| format!(", commit `{c}`"))
-            .unwrap_or_default()
+            .unwrap_or_default(),
+        machine.cores,
+        machine.cpu,
+        load.0,
+        load.1,
     ));
     if rudder.is_empty() {
         // `--mode replicated`: only the other section.

@@ -8,7 +8,7 @@
 //! sent after it is measured.
 
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -31,6 +31,10 @@ use crate::stats::percentile;
 pub const MEMBERS: usize = 3;
 /// Concurrent readers in the read phases.
 const READERS: usize = 16;
+/// Leader kills per run (the killed member restarts after each).
+pub const KILLS: usize = 4;
+/// How long the cluster sits idle while elections are counted.
+pub const IDLE: Duration = Duration::from_secs(3);
 /// How long failover may take before the run gives up on it.
 const FAILOVER_LIMIT: Duration = Duration::from_secs(15);
 
@@ -46,7 +50,12 @@ pub struct ReplicatedSample {
     pub linearizable_reads: f64,
     pub serializable_reads: f64,
     pub watch_p99_ms: f64,
-    pub failover_ms: f64,
+    /// Per leader kill: ms to the first acknowledged put sent after it.
+    pub failovers_ms: Vec<f64>,
+    /// Raft terms that began while the cluster sat idle for [`IDLE`].
+    pub idle_elections: u64,
+    /// Raft terms that began during the put, read and watch phases.
+    pub busy_elections: u64,
     /// The largest peak RSS of the members.
     pub rss_mib: f64,
 }
@@ -60,7 +69,11 @@ pub enum Flavour {
 
 /// A running cluster: members by index, killed when dropped.
 pub struct Cluster {
+    flavour: Flavour,
+    binary: PathBuf,
+    dir: PathBuf,
     ports: Vec<u16>,
+    peer_ports: Vec<u16>,
     members: Vec<Option<Server>>,
 }
 
@@ -73,47 +86,101 @@ impl Cluster {
         let peer_ports = (0..MEMBERS)
             .map(|_| free_port())
             .collect::<Result<Vec<_>>>()?;
-        let mut members = Vec::new();
+        let mut cluster = Self {
+            flavour,
+            binary: binary.to_owned(),
+            dir: dir.to_owned(),
+            ports,
+            peer_ports,
+            members: (0..MEMBERS).map(|_| None).collect(),
+        };
         for i in 0..MEMBERS {
-            let data = dir.join(format!("member-{}", i + 1));
-            std::fs::create_dir_all(&data)?;
-            members.push(Some(match flavour {
-                Flavour::Rudder => start_rudder_replica(binary, &data, &ports, i)?,
-                Flavour::Etcd => start_etcd_member(binary, &data, &ports, &peer_ports, i)?,
-            }));
+            cluster.spawn(i)?;
         }
-        Ok(Self { ports, members })
+        Ok(cluster)
+    }
+
+    /// Starts member `i` (again: its data directory is kept).
+    fn spawn(&mut self, i: usize) -> Result<()> {
+        let data = self.dir.join(format!("member-{}", i + 1));
+        std::fs::create_dir_all(&data)?;
+        self.members[i] = Some(match self.flavour {
+            Flavour::Rudder => start_rudder_replica(&self.binary, &data, &self.ports, i)?,
+            Flavour::Etcd => {
+                start_etcd_member(&self.binary, &data, &self.ports, &self.peer_ports, i)?
+            }
+        });
+        Ok(())
     }
 }
 
-/// The index of the member that leads, as the members report it through
-/// Maintenance.Status (the same call for both stores).
-async fn leader(ports: &[u16]) -> Result<usize> {
+/// What a member says of itself through Maintenance.Status (the same call
+/// for both stores): its id, the leader's and the Raft term.
+async fn member_status(port: u16) -> Option<(u64, u64, u64)> {
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .ok()?
+        .connect_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .ok()?;
+    let status = tokio::time::timeout(
+        Duration::from_secs(1),
+        MaintenanceClient::new(channel).status(StatusRequest {}),
+    )
+    .await
+    .ok()?
+    .ok()?
+    .into_inner();
+    Some((
+        status.header.map_or(0, |h| h.member_id),
+        status.leader,
+        status.raft_term,
+    ))
+}
+
+/// The index of the member that leads, once every running member answers
+/// and names the same leader.
+async fn leader(cluster: &Cluster) -> Result<usize> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        for (i, port) in ports.iter().enumerate() {
-            let Ok(channel) = Channel::from_shared(format!("http://127.0.0.1:{port}"))?
-                .connect()
-                .await
-            else {
+        let mut leaders = Vec::new();
+        let mut leader_index = None;
+        for (i, port) in cluster.ports.iter().enumerate() {
+            if cluster.members[i].is_none() {
                 continue;
-            };
-            if let Ok(status) = MaintenanceClient::new(channel)
-                .status(StatusRequest {})
-                .await
+            }
+            let status = member_status(*port).await;
+            leaders.push(status.map(|(_, leader, _)| leader));
+            if let Some((me, leader, _)) = status
+                && leader != 0
+                && leader == me
             {
-                let status = status.into_inner();
-                let me = status.header.map_or(0, |h| h.member_id);
-                if status.leader != 0 && status.leader == me {
-                    return Ok(i);
-                }
+                leader_index = Some(i);
             }
         }
+        let agreed = leaders.windows(2).all(|w| w[0] == w[1]);
+        if let Some(i) = leader_index
+            && agreed
+        {
+            return Ok(i);
+        }
         if Instant::now() > deadline {
-            anyhow::bail!("no member reported itself leader in 20 s");
+            anyhow::bail!("the members did not agree on a leader in 20 s: {leaders:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The highest Raft term any member reports: it grows by one or more with
+/// every election, won or not.
+async fn highest_term(ports: &[u16]) -> u64 {
+    let mut highest = 0;
+    for port in ports {
+        if let Some((_, _, term)) = member_status(*port).await {
+            highest = highest.max(term);
+        }
+    }
+    highest
 }
 
 /// Measures `cluster`.
@@ -122,17 +189,29 @@ pub async fn measure(cluster: &mut Cluster) -> Result<ReplicatedSample> {
     for i in 0..8 {
         channels.push(connect(cluster.ports[i % MEMBERS]).await?);
     }
+    leader(cluster).await?;
+    let before_idle = highest_term(&cluster.ports).await;
+    tokio::time::sleep(IDLE).await;
+    let after_idle = highest_term(&cluster.ports).await;
     put_phase(&channels[..1], 1, Duration::from_millis(500), "warm").await?;
     let (puts_1, lat_1) = put_phase(&channels[..1], 1, PHASE, "one").await?;
     let (puts_64, lat_64) = put_phase(&channels, 64, PHASE, "many").await?;
     let linearizable_reads = read_phase(&channels, false).await?;
     let serializable_reads = read_phase(&channels, true).await?;
     let watch_p99_ms = watch_delivery(&channels[0]).await?;
+    let after_busy = highest_term(&cluster.ports).await;
     let mut rss_mib: f64 = 0.0;
     for server in cluster.members.iter().flatten() {
         rss_mib = rss_mib.max(peak_rss_mib(server.pid())?);
     }
-    let failover_ms = failover(cluster).await?;
+    let mut failovers_ms = Vec::new();
+    for kill in 0..KILLS {
+        if kill > 0 {
+            // Everyone back and agreeing before the next kill.
+            leader(cluster).await?;
+        }
+        failovers_ms.push(failover(cluster).await?);
+    }
     Ok(ReplicatedSample {
         puts_1,
         puts_64,
@@ -143,7 +222,9 @@ pub async fn measure(cluster: &mut Cluster) -> Result<ReplicatedSample> {
         linearizable_reads,
         serializable_reads,
         watch_p99_ms,
-        failover_ms,
+        failovers_ms,
+        idle_elections: after_idle.saturating_sub(before_idle),
+        busy_elections: after_busy.saturating_sub(after_idle),
         rss_mib,
     })
 }
@@ -186,7 +267,7 @@ async fn read_phase(channels: &[Channel], serializable: bool) -> Result<f64> {
 /// Kills the leader under load; ms from the kill to the first put sent
 /// after it that was acknowledged (by a surviving member).
 async fn failover(cluster: &mut Cluster) -> Result<f64> {
-    let leader = leader(&cluster.ports).await?;
+    let leader = leader(cluster).await?;
     let survivors: Vec<u16> = (0..MEMBERS)
         .filter(|&i| i != leader)
         .map(|i| cluster.ports[i])
@@ -242,5 +323,7 @@ async fn failover(cluster: &mut Cluster) -> Result<f64> {
         let _ = writer.await;
     }
     let first = first.context("no put was acknowledged within 15 s of killing the leader")?;
+    // It rejoins with its data directory, as after a crash.
+    cluster.spawn(leader)?;
     Ok(first.duration_since(killed_at).as_secs_f64() * 1000.0)
 }

@@ -49,6 +49,8 @@ pub fn start_rudder(binary: &Path, dir: &Path, port: u16) -> Result<Server> {
         .args(["--http-listen", "off", "--compaction-interval-seconds", "0"])
         // The benchmark drives the raw etcd API (as it does etcd's), on loopback.
         .args(["--insecure-plaintext", "--enable-etcd-api"])
+        // The store alone, as etcd is: no controllers writing beside the load.
+        .args(["--no-controllers", "--no-scheduler"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -68,6 +70,7 @@ pub fn start_rudder_replica(binary: &Path, dir: &Path, ports: &[u16], i: usize) 
         .args(["--http-listen", "off", "--compaction-interval-seconds", "0"])
         // The benchmark drives the raw etcd API (as it does etcd's), on loopback.
         .args(["--insecure-plaintext", "--enable-etcd-api"])
+        .args(["--no-controllers", "--no-scheduler"])
         .args(["--node-id", &(i + 1).to_string()]);
     for (j, port) in ports.iter().enumerate() {
         command.args(["--peer", &format!("{}=127.0.0.1:{port}", j + 1)]);

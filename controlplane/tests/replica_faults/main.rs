@@ -402,7 +402,18 @@ async fn client(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_and_revisions_stay_linearizable_across_leader_kills() {
-    let mut cluster = Cluster::start(&[]);
+    // Followers stand 1.5-2 s after the leader's last heartbeat: a killed
+    // leader restarted at once (a debug build, on a loaded machine) is back
+    // before that and resumes leading in its old term, the case the
+    // restarted leader's read index must get right. With the default
+    // timeouts (450-600 ms) the others usually elect first and the case
+    // is not reached.
+    let mut cluster = Cluster::start(&[
+        "--election-timeout-ms",
+        "500",
+        "--heartbeat-interval-ms",
+        "100",
+    ]);
     let addrs = cluster.addrs.clone();
     agreed_leader(&addrs, &cluster.running(), Duration::from_secs(30)).await;
 

@@ -34,7 +34,7 @@ use futures::future::BoxFuture;
 use openraft::{
     BasicNode, Config, Raft, SnapshotPolicy, error::ClientWriteError, error::RaftError,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, transport::Channel};
 
 use crate::{
     consensus::{Consensus, ReplicaStatus},
@@ -59,6 +59,62 @@ openraft::declare_raft_types!(
         R = ApplyResult,
 );
 
+/// How often a leader sends heartbeats and how long a follower hears
+/// nothing before it stands (etcd's `--heartbeat-interval` and
+/// `--election-timeout`).
+///
+/// A replica draws its election timeout once per process from
+/// `election_timeout_ms..2 * election_timeout_ms`; openraft's leader lease
+/// is the top of that range. After a leader dies, the first candidate
+/// stands after the lease plus its own timeout: 450..600 ms by default
+/// (see [`Shared::stand_after`] for a first candidate whose log is behind).
+/// Nothing shorter than the lease (300 ms) of silence from a leader starts
+/// an election; heartbeats go out on openraft's tick, every 1.5 heartbeat
+/// intervals (75 ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    /// Milliseconds between a leader's heartbeats.
+    pub heartbeat_ms: u64,
+    /// The lower end of the election timeout, in milliseconds.
+    pub election_timeout_ms: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 50,
+            election_timeout_ms: 150,
+        }
+    }
+}
+
+impl RaftTiming {
+    /// The top of the election timeout range, also openraft's leader lease.
+    fn election_max_ms(self) -> u64 {
+        self.election_timeout_ms.saturating_mul(2)
+    }
+
+    fn check(self) -> Result<(), StoreError> {
+        let Self {
+            heartbeat_ms,
+            election_timeout_ms,
+        } = self;
+        if heartbeat_ms == 0 || election_timeout_ms < heartbeat_ms.saturating_mul(2) {
+            return Err(StoreError::InvalidRequest(format!(
+                "raft timing: the election timeout ({election_timeout_ms} ms) must be at least \
+                 twice the heartbeat interval ({heartbeat_ms} ms), and the heartbeat above 0"
+            )));
+        }
+        if election_timeout_ms > 60_000 {
+            return Err(StoreError::InvalidRequest(format!(
+                "raft timing: an election timeout of {election_timeout_ms} ms would leave the \
+                 group without a leader for minutes after a crash; use at most 60000"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// How long a write or read waits for a leader to exist.
 const LEADER_WAIT: Duration = Duration::from_secs(10);
 
@@ -73,6 +129,8 @@ pub struct Replication {
     /// Take a snapshot after this many log entries (and keep only a few
     /// hundred entries behind it).
     pub snapshot_after_logs: u64,
+    /// Heartbeat and election timeouts.
+    pub timing: RaftTiming,
 }
 
 /// Requests one replica sends another besides Raft's own.
@@ -120,22 +178,15 @@ impl Store {
                 replication.peers.keys().collect::<Vec<_>>()
             )));
         }
+        replication.timing.check()?;
         let state = open_state(&config)?;
         let log = log::LogStore::open(&config.data_dir.join("raft-log.redb"))?;
         let state_machine = state_machine::ReplicaStateMachine::new(state.clone());
         let raft_config = Config {
             cluster_name: "rudder".to_owned(),
-            // A follower waits out the leader's lease (openraft: the
-            // maximum election timeout) and then its own random election
-            // timeout before it stands: 800 + 400..800 ms after the last
-            // heartbeat. Shorter (50 ms heartbeats, 250..400 ms) failed over
-            // faster but made a survivor's watcher in the leader-kill test
-            // (controlplane/tests/replicas.rs) end early now and then on
-            // this loaded 2-core machine, so it stays here until that is
-            // understood.
-            heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            heartbeat_interval: replication.timing.heartbeat_ms,
+            election_timeout_min: replication.timing.election_timeout_ms,
+            election_timeout_max: replication.timing.election_max_ms(),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(replication.snapshot_after_logs),
             max_in_snapshot_log_to_keep: 200,
             ..Config::default()
@@ -181,6 +232,9 @@ impl Store {
             peers: replication.peers,
             state: state.clone(),
             tenure: std::sync::Mutex::new(None),
+            channels: std::sync::Mutex::new(BTreeMap::new()),
+            last_append: std::sync::Mutex::new(Instant::now()),
+            lease: Duration::from_millis(replication.timing.election_max_ms()),
         });
         let service = RaftTransportServer::new(RaftService {
             shared: shared.clone(),
@@ -237,6 +291,12 @@ struct Shared {
     /// log index when it first did: the floor of its read indexes in that
     /// term.
     tenure: std::sync::Mutex<Option<(u64, u64)>>,
+    /// One channel per peer for forwarded requests.
+    channels: std::sync::Mutex<BTreeMap<u64, Channel>>,
+    /// When a leader's AppendEntries (heartbeats included) last arrived.
+    last_append: std::sync::Mutex<Instant>,
+    /// openraft's leader lease.
+    lease: Duration,
 }
 
 impl Shared {
@@ -310,6 +370,55 @@ impl Shared {
         }
     }
 
+    /// Called after refusing `candidate` its vote: if it was refused for
+    /// a log shorter than ours, and we too have heard nothing from a leader
+    /// for a whole leader lease, stand now, in a term above the candidate's.
+    ///
+    /// openraft would have us wait: the candidate, refused, adds twice the
+    /// maximum election timeout before it stands again, and our own first
+    /// campaign would reuse the term the candidate already voted for itself
+    /// in and fail, so the group had no leader for a further election
+    /// timeout or two (the "extra 1.6 s" of issue 12). Nothing here starts
+    /// an election that our own timer would not start within one election
+    /// timeout anyway: the leader is silent to both of us.
+    async fn stand_after(&self, candidate: &openraft::raft::VoteRequest<u64>, granted: bool) {
+        if granted {
+            return;
+        }
+        let (our_term, our_log, leader_is_us) = {
+            let metrics = self.raft.metrics();
+            let metrics = metrics.borrow();
+            (
+                metrics.current_term,
+                metrics.last_log_index,
+                metrics.current_leader == Some(self.node_id),
+            )
+        };
+        let silent = self
+            .last_append
+            .lock()
+            .is_ok_and(|at| at.elapsed() > self.lease);
+        let behind = candidate.last_log_id.map(|id| id.index) < our_log;
+        let candidate_term = candidate.vote.leader_id().term;
+        if leader_is_us || !silent || !behind || candidate_term < our_term {
+            return;
+        }
+        // Each campaign takes the next term; at most a few are needed.
+        let campaigns = (candidate_term + 1 - our_term).min(3);
+        tracing::info!(
+            candidate = candidate.vote.leader_id().node_id,
+            candidate_term,
+            our_term,
+            "a candidate with a shorter log stood while the leader is silent: standing now"
+        );
+        for _ in 0..campaigns {
+            if let Err(err) = self.raft.trigger().elect().await {
+                tracing::warn!(error = %err, "could not stand for election");
+                return;
+            }
+        }
+    }
+
     /// Answers a lease request as the leader; a replica that does not lead
     /// refuses (its deadlines are stale).
     fn lease_locally(&self, request: &Forwarded) -> Result<Option<i64>, StoreError> {
@@ -362,26 +471,46 @@ impl Shared {
         })?;
         let payload =
             serde_json::to_vec(request).map_err(|err| StoreError::Storage(err.to_string()))?;
-        let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-            .map_err(|err| StoreError::Unavailable(err.to_string()))?
-            .connect_timeout(Duration::from_secs(1))
-            .connect()
-            .await
-            .map_err(|err| StoreError::NotLeader {
-                // Not connected, so nothing was sent: safe to retry.
-                leader_addr: Some(format!("{addr} (unreachable: {err})")),
-            })?;
+        let channel = self.peer_channel(leader, &addr)?;
         let reply = RaftTransportClient::new(channel)
             .forward(RaftPayload { payload })
             .await
             .map_err(|status| {
-                StoreError::Unavailable(format!(
-                    "forwarding to the leader at {addr} failed; the write may or may not have been committed: {}",
-                    status.message()
-                ))
+                if never_sent(&status) {
+                    // No connection, so nothing was sent: safe to retry
+                    // (the peer is down, or leadership moved with it).
+                    StoreError::NotLeader {
+                        leader_addr: Some(format!("{addr} (unreachable: {})", status.message())),
+                    }
+                } else {
+                    StoreError::Unavailable(format!(
+                        "forwarding to the leader at {addr} failed; the write may or may not have been committed: {}",
+                        status.message()
+                    ))
+                }
             })?;
         serde_json::from_slice(&reply.into_inner().payload)
             .map_err(|err| StoreError::Storage(format!("leader's reply: {err}")))
+    }
+
+    /// The channel to peer `id`, made once and shared by every forwarded
+    /// request (HTTP/2 multiplexes them; a new connection per write cost a
+    /// TCP and HTTP/2 handshake on every follower write). It reconnects by
+    /// itself after the peer restarts.
+    fn peer_channel(&self, id: u64, addr: &str) -> Result<Channel, StoreError> {
+        let mut channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(channel) = channels.get(&id) {
+            return Ok(channel.clone());
+        }
+        let channel = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|err| StoreError::Unavailable(format!("peer address {addr}: {err}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        channels.insert(id, channel.clone());
+        Ok(channel)
     }
 
     async fn wait_for_leader(&self, deadline: Instant) -> Result<u64, StoreError> {
@@ -397,6 +526,19 @@ impl Shared {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Whether a failed call never left this process: the channel could not
+/// connect, so the peer cannot have seen the request.
+fn never_sent(status: &Status) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(err) = source {
+        if err.downcast_ref::<tonic::ConnectError>().is_some() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// [`Consensus`] through openraft.
@@ -553,13 +695,24 @@ impl RaftTransport for RaftService {
         &self,
         request: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
+        if let Ok(mut at) = self.shared.last_append.lock() {
+            *at = Instant::now();
+        }
         let result = self.shared.raft.append_entries(decode(request)?).await;
         encode(&result)
     }
 
     async fn vote(&self, request: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let result = self.shared.raft.vote(decode(request)?).await;
-        encode(&result)
+        let candidate: openraft::raft::VoteRequest<u64> = decode(request)?;
+        let result = self.shared.raft.vote(candidate.clone()).await;
+        let reply = encode(&result);
+        if let Ok(response) = &result {
+            let shared = self.shared.clone();
+            let granted = response.vote_granted;
+            // After answering: the candidate need not wait for our campaign.
+            tokio::spawn(async move { shared.stand_after(&candidate, granted).await });
+        }
+        reply
     }
 
     async fn install_snapshot(
@@ -599,5 +752,28 @@ impl RaftTransport for RaftService {
             term: metrics.current_term,
             revision: self.shared.state.hub().published(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_to_a_closed_port_was_never_sent() {
+        // Bind, learn the port, close it: nothing listens there now.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("url")
+            .connect_lazy();
+        let status = RaftTransportClient::new(channel)
+            .status(StatusRequest {})
+            .await
+            .expect_err("nothing listens");
+        assert!(never_sent(&status), "{status:?}");
+        assert!(!never_sent(&Status::unavailable("connection reset")));
     }
 }
