@@ -1,4 +1,5 @@
-//! `rudderctl logs POD [-c CONTAINER] [-f]`: a container's output, read
+//! `rudderctl logs POD [-c CONTAINER] [-f] [-p] [--tail N] [--limit-bytes N]`:
+//! a container's output, read
 //! from the agent of the pod's node (its endpoint is announced on the Node
 //! object, as the kubelet's is).
 
@@ -26,6 +27,51 @@ pub struct LogsArgs {
     /// Namespace (default "default").
     #[arg(short, long, default_value = "default")]
     namespace: String,
+    /// The run before the container's last restart.
+    #[arg(short, long)]
+    previous: bool,
+    /// Only the last N lines (-1: all).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    tail: i64,
+    /// At most this many bytes.
+    #[arg(long)]
+    limit_bytes: Option<u64>,
+    /// Only lines newer than this (refused: the embedded runtime keeps no time per line).
+    #[arg(long)]
+    since: Option<String>,
+    /// Prefix lines with their time (refused, for the same reason).
+    #[arg(long)]
+    timestamps: bool,
+}
+
+impl LogsArgs {
+    /// The agent's query string for these flags ("" or `?a=b&...`).
+    fn query(&self) -> String {
+        let mut pairs = Vec::new();
+        if self.follow {
+            pairs.push("follow=true".to_owned());
+        }
+        if self.previous {
+            pairs.push("previous=true".to_owned());
+        }
+        if self.tail >= 0 {
+            pairs.push(format!("tailLines={}", self.tail));
+        }
+        if let Some(limit) = self.limit_bytes {
+            pairs.push(format!("limitBytes={limit}"));
+        }
+        if self.since.is_some() {
+            pairs.push("sinceSeconds=0".to_owned());
+        }
+        if self.timestamps {
+            pairs.push("timestamps=true".to_owned());
+        }
+        if pairs.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", pairs.join("&"))
+        }
+    }
 }
 
 /// Runs `rudderctl logs`.
@@ -92,7 +138,7 @@ pub fn run(args: LogsArgs, server: &ServerArgs) -> Result<()> {
         "/logs/{}/{}/{container}{}",
         args.namespace,
         args.pod,
-        if args.follow { "?follow=true" } else { "" }
+        args.query()
     );
     let mut stream =
         std::net::TcpStream::connect(address).with_context(|| format!("agent at {address}"))?;

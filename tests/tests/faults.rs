@@ -159,6 +159,8 @@ fn a_deleted_pod_terminates_gracefully_and_its_watch_shows_the_end() {
         .netns
         .command(&c.program("rudderctl").display().to_string())
         .args(["get", "pods", "-w", "--server", &c.server])
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("rudderctl get -w");

@@ -189,6 +189,16 @@ impl PodRuntime {
                     .map(|a| expand(a, &env))
                     .collect();
                 let log = log_dir.join(format!("{}.log", c.spec.name));
+                if c.started_at.is_some() {
+                    // A restart: the run before it stays readable as
+                    // `logs --previous` (one, as the kubelet keeps).
+                    let previous = log_dir.join(format!("{}.previous.log", c.spec.name));
+                    if let Err(err) = std::fs::rename(&log, &previous)
+                        && err.kind() != std::io::ErrorKind::NotFound
+                    {
+                        tracing::warn!(pod = %run.pod.metadata.name, container = %c.spec.name, %err, "keeping the previous run's log");
+                    }
+                }
                 let launch = process::Launch {
                     argv: &argv,
                     env: &env,

@@ -19,6 +19,7 @@
 mod conntrack_gc;
 pub mod from_api;
 mod http;
+mod logs;
 pub mod node;
 pub mod node_sync;
 mod pod_ports;
