@@ -14,6 +14,7 @@
 
 pub mod allocation;
 mod crud;
+pub mod discovery;
 pub mod error;
 mod filter;
 pub mod grpc;
@@ -22,6 +23,7 @@ pub mod http;
 mod node_fields;
 pub mod nodesync;
 mod storage;
+pub mod table;
 mod watch;
 
 use rudder_api::Kind;
