@@ -339,6 +339,26 @@ async fn kubectl_creates_gets_and_deletes() {
     assert!(!success);
     assert!(stderr.contains(r#"pods "missing" not found"#), "{stderr}");
 
+    // apply without OpenAPI needs --validate=false; a second apply of the
+    // same manifest changes nothing.
+    let namespace = cluster.path("namespace.yaml");
+    std::fs::write(
+        &namespace,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: demo}\n",
+    )
+    .expect("namespace manifest");
+    let namespace = namespace.to_str().expect("utf-8 path");
+    let apply = ["apply", "-f", namespace, "--validate=false"];
+    assert_eq!(cluster.ok(&apply).await, "namespace/demo created\n");
+    assert_eq!(cluster.ok(&apply).await, "namespace/demo unchanged\n");
+    assert!(
+        line_starting(
+            &cluster.ok(&["get", "ns", "demo"]).await,
+            &["demo", "Active"]
+        )
+        .is_some()
+    );
+
     let deleted = cluster.ok(&["delete", "pod", "web", "--wait=false"]).await;
     assert_eq!(deleted, "pod \"web\" deleted\n");
     let (success, stdout, stderr) = cluster.run(&["get", "pods"]).await;
