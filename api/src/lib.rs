@@ -13,6 +13,7 @@
 
 pub mod apps;
 pub mod bandwidth;
+pub mod columns;
 pub mod coordination;
 pub mod core;
 pub mod downward;

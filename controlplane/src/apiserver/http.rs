@@ -21,7 +21,7 @@ use axum::{
     Router,
     body::{Body, Bytes},
     extract::{Query, State},
-    http::{Method, StatusCode, Uri, header},
+    http::{HeaderMap, Method, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -29,7 +29,9 @@ use rudder_api::Kind;
 use serde_json::{Value, json};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
-use super::{ApiServer, ApiServerError, DeleteOptions, Filter, error::code_and_reason};
+use super::{
+    ApiServer, ApiServerError, DeleteOptions, Filter, discovery, error::code_and_reason, table,
+};
 
 /// The HTTP routes.
 pub fn router(api: ApiServer) -> Router {
@@ -97,9 +99,19 @@ async fn handle(
     State(api): State<ApiServer>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    if method == Method::GET
+        && let Some(document) = discovery::document(uri.path())
+    {
+        return json_response(StatusCode::OK, &document);
+    }
+    let as_table = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(table::wanted);
     let Some(target) = resolve(uri.path()) else {
         return status_response(
             StatusCode::NOT_FOUND,
@@ -110,7 +122,7 @@ async fn handle(
             ),
         );
     };
-    match serve(api, method, target, query, body).await {
+    match serve(api, method, target, query, body, as_table).await {
         Ok(response) => response,
         Err(err) => error_response(&err),
     }
@@ -122,6 +134,7 @@ async fn serve(
     target: Target,
     query: HashMap<String, String>,
     body: Bytes,
+    as_table: bool,
 ) -> Result<Response, ApiServerError> {
     let param = |name: &str| query.get(name).map_or("", String::as_str);
     let Target {
@@ -137,6 +150,11 @@ async fn serve(
                 return watch(api, kind, filter, param("resourceVersion")).await;
             }
             let (items, revision) = api.list(kind, &filter).await?;
+            if as_table {
+                let include = table::Include::parse(param("includeObject"))?;
+                let answer = table::table(kind, &items, Some(revision.to_string()), include);
+                return Ok(json_response(StatusCode::OK, &answer));
+            }
             Ok(json_response(
                 StatusCode::OK,
                 &json!({
@@ -157,10 +175,15 @@ async fn serve(
                 &api.create(kind, object).await?,
             ))
         }
-        (Method::GET, Some(name)) => Ok(json_response(
-            StatusCode::OK,
-            &api.get(kind, &namespace, &name).await?,
-        )),
+        (Method::GET, Some(name)) => {
+            let object = api.get(kind, &namespace, &name).await?;
+            if as_table && !status {
+                let include = table::Include::parse(param("includeObject"))?;
+                let answer = table::table(kind, std::slice::from_ref(&object), None, include);
+                return Ok(json_response(StatusCode::OK, &answer));
+            }
+            Ok(json_response(StatusCode::OK, &object))
+        }
         (Method::PUT, Some(name)) => {
             let mut object = parse_body(kind, &body)?;
             let body_name = rudder_api::object::name_of(&object);

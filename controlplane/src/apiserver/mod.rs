@@ -15,6 +15,7 @@
 pub mod allocation;
 mod crud;
 pub mod deletion;
+pub mod discovery;
 pub mod error;
 mod filter;
 pub mod grpc;
@@ -23,6 +24,7 @@ pub mod http;
 mod node_fields;
 pub mod nodesync;
 mod storage;
+pub mod table;
 mod watch;
 
 use rudder_api::Kind;
