@@ -1,6 +1,6 @@
 //! What a user reads in a pod's status, through the real control plane and
 //! agent: a crash-looping container's `lastState` (exit code, reason,
-//! times) next to its CrashLoopBackOff, and a container with an image but
+//! times) next to its CrashLoopBackOff and its previous run's log, and a container with an image but
 //! no command, which the embedded runtime cannot pull, waiting with a
 //! reason that says so instead of looping.
 
@@ -51,6 +51,23 @@ spec:
         .unwrap_or_default()
         .to_owned();
     assert!(message.contains("back-off"), "{message}");
+
+    // The run before the restart stays readable, and --tail cuts it.
+    let previous = c.rudderctl(&["logs", "crasher", "--previous"]);
+    let text = String::from_utf8_lossy(&previous.stdout).into_owned();
+    assert!(previous.status.success(), "logs --previous: {previous:?}");
+    assert_eq!(
+        text, "crashing\n",
+        "one run's output, not all runs together"
+    );
+    let tail = c.rudderctl(&["logs", "crasher", "--previous", "--tail", "0"]);
+    assert!(tail.status.success() && tail.stdout.is_empty(), "{tail:?}");
+    let since = c.rudderctl(&["logs", "crasher", "--since", "5m"]);
+    let said = String::from_utf8_lossy(&since.stderr).into_owned();
+    assert!(
+        !since.status.success() && said.contains("no time per line"),
+        "{said}"
+    );
 }
 
 #[test]
