@@ -8,6 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+use rudder_api::time::now_rfc3339;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -41,7 +42,7 @@ pub(super) struct ContainerRecord {
     pub(super) startup_passed: bool,
     /// How its previous run ended (absent in older records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) last_termination: Option<super::restart::Termination>,
+    pub(super) last_termination: Option<Termination>,
 }
 
 /// The records a previous agent left in `state_dir`, by pod uid; an
@@ -121,4 +122,31 @@ pub(super) fn adopt(run: &mut PodRun, record: PodRecord) {
     }
     tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "adopted after restart");
     run.record = Some(record);
+}
+
+/// How one run of a container ended, as Kubernetes reports it in
+/// `lastState.terminated`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Termination {
+    pub(super) exit_code: i32,
+    /// `Completed` (exit 0) or `Error`.
+    pub(super) reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) started_at: Option<String>,
+    pub(super) finished_at: String,
+}
+
+impl Termination {
+    pub(super) fn of(code: Option<i32>, started_at: Option<String>) -> Self {
+        // A process adopted after an agent restart is not our child: its
+        // status is lost, and Kubernetes says 137 (killed) for the same.
+        let exit_code = code.unwrap_or(137);
+        Termination {
+            exit_code,
+            reason: if exit_code == 0 { "Completed" } else { "Error" }.to_owned(),
+            started_at,
+            finished_at: now_rfc3339(),
+        }
+    }
 }

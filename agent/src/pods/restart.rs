@@ -8,7 +8,6 @@ use std::{
 };
 
 use rudder_api::{core::Container, downward::Addresses, time::now_rfc3339};
-use serde::{Deserialize, Serialize};
 
 use super::{
     PodRun, PodRuntime, cgroup,
@@ -16,7 +15,7 @@ use super::{
     events::ContainerNote,
     probe_schedule::{ProbeState, probe_container},
     process::{self, ProcessState},
-    record::PodRecord,
+    record::{PodRecord, Termination},
 };
 
 /// The waiting reason of a container the embedded runtime cannot start
@@ -34,33 +33,6 @@ pub(super) fn never_pull_message(container: &Container) -> String {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-
-/// How one run of a container ended, as Kubernetes reports it in
-/// `lastState.terminated`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct Termination {
-    pub(super) exit_code: i32,
-    /// `Completed` (exit 0) or `Error`.
-    pub(super) reason: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) started_at: Option<String>,
-    pub(super) finished_at: String,
-}
-
-impl Termination {
-    fn of(code: Option<i32>, started_at: Option<String>) -> Self {
-        // A process adopted after an agent restart is not our child: its
-        // status is lost, and Kubernetes says 137 (killed) for the same.
-        let exit_code = code.unwrap_or(137);
-        Termination {
-            exit_code,
-            reason: if exit_code == 0 { "Completed" } else { "Error" }.to_owned(),
-            started_at,
-            finished_at: now_rfc3339(),
-        }
-    }
-}
 
 #[derive(Debug)]
 pub(super) struct ContainerRun {

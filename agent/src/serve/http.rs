@@ -17,6 +17,7 @@ use axum::{
     routing::get,
 };
 
+use super::logs::text;
 use crate::dataplane::services::ServiceDataplane;
 
 /// What the handlers read.
@@ -75,10 +76,6 @@ async fn not_found() -> Response {
         StatusCode::NOT_FOUND,
         "not found: try /metrics or /logs/<namespace>/<pod>/<container>\n".to_owned(),
     )
-}
-
-pub(super) fn text(status: StatusCode, body: String) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
 }
 
 #[cfg(test)]

@@ -20,7 +20,10 @@ use axum::{
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use super::http::text;
+/// A plain-text response (what the agent's endpoint answers besides data).
+pub(super) fn text(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
 
 /// What a log request asks for.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -14,7 +14,8 @@ use super::{
     ApiServer, ApiServerError, Filter,
     deletion::ready_to_remove,
     error::{conflict, in_namespace, not_found},
-    hooks::{Claim, hooks_for},
+    hooks::Claim,
+    kind_hooks::hooks_for,
     storage::{
         decode, effective_namespace, encode, ensure_metadata, list_prefix, namespace_and_name,
         set_resource_version,

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::{
     ApiServer, ApiServerError,
     error::{conflict, not_found},
-    hooks::hooks_for,
+    kind_hooks::hooks_for,
     storage::{decode, encode, ensure_metadata, set_resource_version},
 };
 

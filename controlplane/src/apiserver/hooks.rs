@@ -9,7 +9,7 @@ use rudder_api::{ApiError, FieldError, Kind};
 use rudder_kvstore::{Compare, KeyValue, Op, Store, StoreError};
 use serde_json::Value;
 
-use super::{ApiServerError, allocation::ServiceAllocation, node_fields::NodeOwnedFields};
+use super::ApiServerError;
 
 /// What a write must add to its transaction.
 #[derive(Debug, Default)]
@@ -98,20 +98,5 @@ pub trait WriteHooks: Send + Sync {
     fn before_delete(&self, current: &KeyValue) -> Result<Vec<Op>, ApiServerError> {
         let _ = current;
         Ok(Vec::new())
-    }
-}
-
-/// The hooks of kinds that keep nothing but their object.
-#[derive(Debug)]
-struct ObjectOnly;
-
-impl WriteHooks for ObjectOnly {}
-
-/// The write hooks of `kind`.
-pub fn hooks_for(kind: Kind) -> &'static dyn WriteHooks {
-    match kind {
-        Kind::Service => &ServiceAllocation,
-        Kind::Node => &NodeOwnedFields,
-        _ => &ObjectOnly,
     }
 }

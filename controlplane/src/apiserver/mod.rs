@@ -21,6 +21,7 @@ mod filter;
 pub mod grpc;
 pub mod hooks;
 pub mod http;
+mod kind_hooks;
 mod node_fields;
 pub mod nodesync;
 mod storage;
