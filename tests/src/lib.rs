@@ -56,14 +56,17 @@ pub fn admin_kubeconfig(
 }
 
 /// Path of a workspace binary (`rudder-testapp`, `rudder-agent`, ...), built
-/// next to the test executable by `cargo build --workspace --bins` (which
+/// next to the test (or benchmark) executable by `cargo build --workspace --bins` (which
 /// `cargo xtask test` runs before the tests).
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; a binary
+    // (rudder-bench) runs from target/<profile>/ itself.
+    let dir = exe.parent();
+    let path = dir
+        .filter(|dir| dir.ends_with("deps"))
+        .and_then(std::path::Path::parent)
+        .or(dir)
         .map(|profile| profile.join(name))
         .unwrap_or_default();
     assert!(
