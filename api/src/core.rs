@@ -109,6 +109,11 @@ pub struct Taint {
     pub value: Option<String>,
     /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
     pub effect: String,
+    /// When a `NoExecute` taint was added (RFC 3339), as the node lifecycle
+    /// controller writes it; informational: eviction counts from when the
+    /// controller saw the taint, not from another machine's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_added: Option<String>,
 }
 
 /// `Node.status`.

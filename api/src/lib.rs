@@ -28,6 +28,7 @@ pub mod object;
 pub mod quantity;
 pub mod resource;
 pub mod selector;
+pub mod taints;
 pub mod time;
 pub mod validation;
 

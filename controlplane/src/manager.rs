@@ -10,6 +10,7 @@ use tokio::{sync::watch, task::JoinHandle};
 use crate::{
     controllers::{
         deployment, endpoints, event_ttl, gc, namespace, node_lifecycle, pod_gc, replicaset,
+        taint_eviction,
     },
     informers::Informers,
     leader::{self, LeaderConfig},
@@ -25,8 +26,10 @@ pub struct ControllerConfig {
     pub scheduler: bool,
     /// A node whose lease is not renewed for this long becomes NotReady.
     pub node_grace_period: Duration,
-    /// Pods of a node NotReady for this long are deleted (and recreated
-    /// elsewhere by their controllers).
+    /// Pods that state no toleration of the node lifecycle's NoExecute
+    /// taints (`unreachable`, `not-ready`) are evicted this long after the
+    /// taint appears (and recreated elsewhere by their controllers); what
+    /// DefaultTolerationSeconds gives pods in Kubernetes.
     pub pod_eviction_timeout: Duration,
     /// Leader election; `None` runs unconditionally (one replica, tests).
     pub leader: Option<LeaderConfig>,
@@ -140,8 +143,14 @@ fn start_all(client: &Client, config: &ControllerConfig) -> Vec<JoinHandle<()>> 
         node_lifecycle::NodeLifecycleController::new(
             client.clone(),
             informers.clone(),
-            events,
+            events.clone(),
             config.node_grace_period,
+        )
+        .start(&mut tasks);
+        taint_eviction::TaintEvictionController::new(
+            client.clone(),
+            informers.clone(),
+            events,
             config.pod_eviction_timeout,
         )
         .start(&mut tasks);

@@ -862,6 +862,7 @@ async fn taints_and_node_selectors_are_respected() {
         key: "dedicated".into(),
         value: Some("db".into()),
         effect: "NoSchedule".into(),
+        ..Taint::default()
     };
     add_node(
         &client,
@@ -1137,6 +1138,7 @@ async fn prefer_no_schedule_taints_are_avoided_while_other_nodes_fit() {
         key: "spot".into(),
         value: None,
         effect: "PreferNoSchedule".into(),
+        ..Taint::default()
     };
     // The untainted node first: a scheduler that has not seen the tainted
     // one yet still places the plain pods right.
@@ -1188,6 +1190,101 @@ async fn prefer_no_schedule_taints_are_avoided_while_other_nodes_fit() {
         || async { bound_to(&client, "tolerant").await.as_deref() == Some("spot") },
     )
     .await;
+    cluster.stop().await;
+}
+
+/// Taint-based eviction: a NoExecute taint evicts the pods that do not
+/// tolerate it at once, those that tolerate it for `tolerationSeconds` once
+/// that has passed, and leaves those that tolerate it without a limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_execute_taints_evict_pods_as_their_tolerations_say() {
+    let cluster = Cluster::start(ControllerConfig {
+        // No lease is renewed here: keep the lifecycle controller from
+        // calling the node unreachable during the test.
+        node_grace_period: Duration::from_secs(600),
+        ..ControllerConfig::default()
+    })
+    .await;
+    let client = cluster.client.clone();
+    add_node(&client, "gpu", &[], vec![], false).await;
+    let pod = |name: &str, toleration_seconds: Option<Option<i64>>| {
+        let mut pod = Pod {
+            metadata: meta(name, "default"),
+            spec: template(&[], "1").spec,
+            ..Pod::default()
+        };
+        pod.metadata.labels = [("app".to_owned(), "tainted".to_owned())].into();
+        pod.spec.node_name = Some("gpu".into());
+        if let Some(seconds) = toleration_seconds {
+            pod.spec.tolerations = vec![Toleration {
+                key: Some("dedicated".into()),
+                operator: Some("Exists".into()),
+                effect: Some("NoExecute".into()),
+                toleration_seconds: seconds,
+                ..Toleration::default()
+            }];
+        }
+        pod
+    };
+    for (name, seconds) in [
+        ("intolerant", None),
+        ("brief", Some(Some(2))),
+        ("patient", Some(None)),
+    ] {
+        client.create(&pod(name, seconds)).await.expect("pod");
+    }
+    eventually("the pods run", || async {
+        let pods = pods_of(&client, "tainted").await;
+        pods.len() == 3 && pods.iter().all(PodExt::is_ready)
+    })
+    .await;
+    let names = || async {
+        pods_of(&client, "tainted")
+            .await
+            .into_iter()
+            .map(|p| p.metadata.name)
+            .collect::<BTreeSet<_>>()
+    };
+    // A NoSchedule taint evicts nobody.
+    let mut node = client.get::<Node>("", "gpu").await.expect("node");
+    node.spec.taints.push(Taint {
+        key: "dedicated".into(),
+        effect: "NoSchedule".into(),
+        ..Taint::default()
+    });
+    node = client.update(&node).await.expect("NoSchedule taint");
+    node.spec.taints.push(Taint {
+        key: "dedicated".into(),
+        effect: "NoExecute".into(),
+        ..Taint::default()
+    });
+    client.update(&node).await.expect("NoExecute taint");
+    eventually(
+        "the pod that tolerates nothing is evicted, with an event",
+        || async {
+            !names().await.contains("intolerant")
+                && has_event(
+                    &events_about(&client, "Pod", "intolerant").await,
+                    "Normal",
+                    "TaintManagerEviction",
+                    "dedicated",
+                )
+        },
+    )
+    .await;
+    eventually(
+        "the pod that tolerates the taint for 2 s is evicted after them",
+        || async { !names().await.contains("brief") },
+    )
+    .await;
+    let patient = client
+        .get::<Pod>("default", "patient")
+        .await
+        .expect("the pod that tolerates the taint without a limit stays");
+    assert!(
+        patient.metadata.deletion_timestamp.is_none(),
+        "the patient pod is not being deleted"
+    );
     cluster.stop().await;
 }
 

@@ -280,10 +280,12 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// Polls (bounded, about 30 s) until every node is registered and Ready.
+    /// Polls (bounded: 90 s by the clock) until every node is registered
+    /// and Ready.
     fn wait_nodes_ready(&self) -> Result<()> {
         let mut ready = 0;
-        for _ in 0..300 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while std::time::Instant::now() < deadline {
             let out = self.rudderctl(&["get", "nodes", "-o", "json"]);
             let list: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
             ready = list["items"].as_array().map_or(0, |nodes| {
@@ -368,13 +370,16 @@ impl Cluster {
             .flatten()
     }
 
-    /// Polls (bounded) until `check` holds for the pod; returns it.
+    /// Polls (bounded by a deadline, not a count: each poll is a rudderctl
+    /// run, which takes long on a loaded machine) until `check` holds for
+    /// the pod; returns it.
     ///
     /// # Panics
-    /// When it does not within about 15 s.
+    /// When it does not within a minute and a half.
     pub fn wait_pod(&self, name: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
         let mut last = None;
-        for _ in 0..150 {
+        while std::time::Instant::now() < deadline {
             if let Some(pod) = self.pod(name) {
                 if check(&pod) {
                     return pod;

@@ -17,19 +17,21 @@ pub fn require_root() {
     );
 }
 
-/// Polls every 100 ms, for about a minute, until `check` gives a value;
-/// returns it.
+/// Polls every 100 ms, for up to 90 s by the clock (a check may itself take
+/// a while on a loaded machine, so the bound is a deadline, not a count),
+/// until `check` gives a value; returns it.
 ///
 /// # Panics
 /// When it never does, naming `what`.
 pub fn wait_for<T>(what: &str, check: impl Fn() -> Option<T>) -> T {
-    for _ in 0..600 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    loop {
         if let Some(value) = check() {
             return value;
         }
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    panic!("never: {what}");
 }
 
 /// Waits (polling, at most `within`) for the admin kubeconfig a freshly

@@ -194,3 +194,62 @@ fn applying_a_node_manifest_with_only_labels_keeps_its_pod_cidr() {
     let node = get_json(&c, &["node", &name]).expect("node");
     assert_eq!(node["spec"]["podCIDR"], cidr.as_str());
 }
+
+#[test]
+fn a_no_execute_taint_evicts_the_pods_that_do_not_tolerate_it() {
+    rudder_tests::require_root();
+    let c = Cluster::build(&ClusterOptions::for_tests("noexec")).expect("test cluster");
+    let name = c.nodes[1].name.clone();
+    for (pod, toleration) in [
+        ("intolerant", ""),
+        (
+            "patient",
+            "  tolerations:\n  - key: dedicated\n    operator: Exists\n    effect: NoExecute\n",
+        ),
+    ] {
+        c.apply(&format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {pod}
+spec:
+  nodeSelector:
+    kubernetes.io/hostname: {name}
+  terminationGracePeriodSeconds: 2
+{toleration}  containers:
+  - name: main
+    image: rudder/testapp
+    command: ["sleep", "600"]
+"#
+        ));
+    }
+    for pod in ["intolerant", "patient"] {
+        wait_for(&format!("{pod} runs on node2"), || {
+            let pod = c.pod(pod)?;
+            (pod["status"]["phase"] == "Running").then_some(())
+        });
+    }
+
+    // What a user writes to taint a node when there is no `taint` verb.
+    c.apply(&format!(
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  taints:\n  - key: dedicated\n    value: gpu\n    effect: NoExecute\n"
+    ));
+    wait_for(
+        "the pod that does not tolerate the taint is evicted and gone",
+        || c.pod("intolerant").is_none().then_some(()),
+    );
+    let patient = c.pod("patient").expect("the tolerating pod stays");
+    assert_eq!(patient["status"]["phase"], "Running", "{patient:#}");
+    assert!(
+        patient["metadata"]["deletionTimestamp"].is_null(),
+        "the tolerating pod is not being deleted: {patient:#}"
+    );
+    let events = get_json(&c, &["events"]).expect("events");
+    let evicted = events["items"].as_array().is_some_and(|items| {
+        items.iter().any(|e| {
+            e["involvedObject"]["name"] == "intolerant" && e["reason"] == "TaintManagerEviction"
+        })
+    });
+    assert!(evicted, "an event says why the pod went: {events:#}");
+}

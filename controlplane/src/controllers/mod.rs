@@ -18,6 +18,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_gc;
 pub mod replicaset;
+pub mod taint_eviction;
 
 use std::{future::Future, hash::Hash, time::Duration};
 

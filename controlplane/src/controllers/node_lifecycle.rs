@@ -1,10 +1,11 @@
 //! The node lifecycle controller: nodes heartbeat by renewing a Lease named
 //! after them in `kube-node-lease`. A node whose lease goes unrenewed for
 //! the grace period becomes NotReady (condition `Ready=Unknown`, taint
-//! `node.kubernetes.io/unreachable:NoExecute`), its pods are marked not
-//! ready at once (so the Endpoints controller withdraws them), and after
-//! the eviction timeout its pods are deleted so that their controllers
-//! recreate them on other nodes.
+//! `node.kubernetes.io/unreachable:NoExecute`); a node whose agent reports
+//! NotReady gets `node.kubernetes.io/not-ready:NoExecute`. Either way its
+//! pods are marked not ready at once (so the Endpoints controller withdraws
+//! them); deleting them is taint-based eviction's job
+//! (`taint_eviction.rs`), which honours the pods' NoExecute tolerations.
 //!
 //! Staleness is judged by this process's clock since it *saw* the lease
 //! change, not by comparing the agent's timestamps with local time: clocks
@@ -17,6 +18,8 @@ use rudder_api::{
     events::EventType,
     facts::{Conditions, NodeExt, ObjectRef, PodExt},
     names::{NODE_LEASE_NAMESPACE, NOT_READY_TAINT, UNREACHABLE_TAINT},
+    taints::NO_EXECUTE,
+    time::now_rfc3339,
 };
 use rudder_client::{Client, ClientError, EventRecorder};
 use tokio::{task::JoinHandle, time::Instant};
@@ -39,31 +42,27 @@ pub struct NodeLifecycleController {
     informers: Informers,
     events: EventRecorder,
     grace: Duration,
-    eviction_timeout: Duration,
 }
 
 #[derive(Debug)]
 struct Seen {
     heartbeat: Option<String>,
     changed_at: Instant,
-    not_ready_since: Option<Instant>,
 }
 
 impl NodeLifecycleController {
-    /// A controller with the given grace period and eviction timeout.
+    /// A controller with the given grace period.
     pub fn new(
         client: Client,
         informers: Informers,
         events: EventRecorder,
         grace: Duration,
-        eviction_timeout: Duration,
     ) -> Self {
         Self {
             client,
             informers,
             events,
             grace,
-            eviction_timeout,
         }
     }
 
@@ -95,7 +94,6 @@ impl NodeLifecycleController {
             let entry = seen.entry(name.clone()).or_insert_with(|| Seen {
                 heartbeat: heartbeat.clone(),
                 changed_at: Instant::now(),
-                not_ready_since: None,
             });
             if entry.heartbeat != heartbeat {
                 entry.heartbeat = heartbeat;
@@ -115,14 +113,12 @@ impl NodeLifecycleController {
             } else if !silent && (marked_by_us || (is_ready && tainted)) {
                 self.mark_ready(&node, marked_by_us).await?;
             }
+            let reports_not_ready = ready.is_some_and(|c| c.status == "False");
+            if !silent && reports_not_ready {
+                self.add_taint(&node, NOT_READY_TAINT).await?;
+            }
             if silent || !is_ready {
-                let since = *entry.not_ready_since.get_or_insert_with(Instant::now);
                 self.withdraw_pods(&name).await?;
-                if since.elapsed() >= self.eviction_timeout {
-                    self.evict_pods(&name).await?;
-                }
-            } else {
-                entry.not_ready_since = None;
             }
         }
         Ok(())
@@ -151,20 +147,23 @@ impl NodeLifecycleController {
                 node.metadata.name, self.grace
             ),
         );
-        let mut tainted = updated;
-        if !tainted
-            .spec
-            .taints
-            .iter()
-            .any(|t| t.key == UNREACHABLE_TAINT)
-        {
-            tainted.spec.taints.push(Taint {
-                key: UNREACHABLE_TAINT.to_owned(),
-                value: None,
-                effect: "NoExecute".to_owned(),
-            });
-            self.client.update(&tainted).await?;
+        self.add_taint(&updated, UNREACHABLE_TAINT).await
+    }
+
+    /// Puts the lifecycle taint `key` (NoExecute) on the node unless it is
+    /// there; taint-based eviction takes it from there.
+    async fn add_taint(&self, node: &Node, key: &str) -> Result<(), ClientError> {
+        if node.spec.taints.iter().any(|t| t.key == key) {
+            return Ok(());
         }
+        let mut tainted = node.clone();
+        tainted.spec.taints.push(Taint {
+            key: key.to_owned(),
+            value: None,
+            effect: NO_EXECUTE.to_owned(),
+            time_added: Some(now_rfc3339()),
+        });
+        self.client.update(&tainted).await?;
         Ok(())
     }
 
@@ -227,35 +226,6 @@ impl NodeLifecycleController {
             );
             match self.client.update_status(&next).await {
                 Ok(_) | Err(ClientError::NotFound(_) | ClientError::Conflict(_)) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
-    }
-
-    async fn evict_pods(&self, node: &str) -> Result<(), ClientError> {
-        for pod in self.informers.pods.on_node(node) {
-            if pod.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            match self
-                .client
-                .delete::<Pod>(&pod.metadata.namespace, &pod.metadata.name)
-                .await
-            {
-                Ok(_) => {
-                    tracing::warn!(%node, pod = %pod.metadata.name, "evicted pod from a NotReady node");
-                    self.events.record(
-                        &*pod,
-                        EventType::Warning,
-                        "NodeNotReadyEviction",
-                        format!(
-                            "Deleted: node {node} has been NotReady for longer than {:?}",
-                            self.eviction_timeout
-                        ),
-                    );
-                }
-                Err(ClientError::NotFound(_)) => {}
                 Err(err) => return Err(err),
             }
         }

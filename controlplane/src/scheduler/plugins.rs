@@ -2,7 +2,10 @@
 //! pods ([`super::node_info`]): each filter says why a node cannot take a
 //! pod, each score says how well it fits (0-100).
 
-use rudder_api::core::{NodeAffinity, Pod, Taint, Toleration};
+use rudder_api::{
+    core::{NodeAffinity, Pod},
+    taints::tolerates,
+};
 
 use super::node_info::scoring_requests;
 pub use super::node_info::{NodeInfo, PodNeeds, Resources};
@@ -212,24 +215,6 @@ pub fn fewer_is_better(value: f64, most: f64) -> f64 {
     }
 }
 
-/// Whether a toleration matches a taint.
-pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
-        && effect != taint.effect
-    {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or_default();
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => key.is_empty() || key == taint.key,
-        _ => {
-            key == taint.key
-                && toleration.value.as_deref().unwrap_or_default()
-                    == taint.value.as_deref().unwrap_or_default()
-        }
-    }
-}
-
 #[expect(
     clippy::cast_precision_loss,
     reason = "scores are coarse fractions; a lost low bit does not matter"
@@ -288,7 +273,7 @@ pub fn resource_score(needs: &PodNeeds, info: &NodeInfo) -> f64 {
 mod tests {
     use std::sync::Arc;
 
-    use rudder_api::core::Node;
+    use rudder_api::core::{Node, Taint, Toleration};
 
     use super::*;
 
@@ -392,16 +377,19 @@ mod tests {
                 key: "spot".into(),
                 value: None,
                 effect: "PreferNoSchedule".into(),
+                ..Taint::default()
             },
             Taint {
                 key: "old-kernel".into(),
                 value: None,
                 effect: "PreferNoSchedule".into(),
+                ..Taint::default()
             },
             Taint {
                 key: "dedicated".into(),
                 value: None,
                 effect: "NoSchedule".into(),
+                ..Taint::default()
             },
         ];
         let info = NodeInfo::new(Arc::new(node));
@@ -417,35 +405,5 @@ mod tests {
         assert!((fewer_is_better(1.0, 2.0) - 50.0).abs() < f64::EPSILON);
         assert!(fewer_is_better(2.0, 2.0).abs() < f64::EPSILON);
         assert!((fewer_is_better(0.0, 0.0) - 100.0).abs() < f64::EPSILON);
-    }
-
-    #[test]
-    fn tolerations_match_key_value_and_effect() {
-        let taint = Taint {
-            key: "dedicated".into(),
-            value: Some("db".into()),
-            effect: "NoSchedule".into(),
-        };
-        let equal = Toleration {
-            key: Some("dedicated".into()),
-            value: Some("db".into()),
-            ..Toleration::default()
-        };
-        assert!(tolerates(&equal, &taint));
-        let other_value = Toleration {
-            value: Some("web".into()),
-            ..equal.clone()
-        };
-        assert!(!tolerates(&other_value, &taint));
-        let exists_all = Toleration {
-            operator: Some("Exists".into()),
-            ..Toleration::default()
-        };
-        assert!(tolerates(&exists_all, &taint));
-        let wrong_effect = Toleration {
-            effect: Some("NoExecute".into()),
-            ..equal
-        };
-        assert!(!tolerates(&wrong_effect, &taint));
     }
 }
