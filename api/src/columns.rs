@@ -30,6 +30,7 @@ pub fn headers(kind: Kind, wide: bool, namespaces: bool) -> Vec<&'static str> {
             "AGE",
         ],
         Kind::Endpoints => &["NAME", "ENDPOINTS", "AGE"],
+        Kind::EndpointSlice => &["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"],
         Kind::Node => &["NAME", "STATUS", "ROLES", "AGE", "VERSION"],
         Kind::Namespace => &["NAME", "STATUS", "AGE"],
         Kind::Lease => &["NAME", "HOLDER", "AGE"],
@@ -318,6 +319,44 @@ pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<Stri
                 or_none(&endpoints.join(","))
             };
             cells.extend([name, shown, age]);
+        }
+        Kind::EndpointSlice => {
+            let ports: Vec<String> = object
+                .get("ports")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(|p| p.get("port")?.as_i64())
+                        .map(|p| p.to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let addresses: Vec<String> = object
+                .get("endpoints")
+                .and_then(Value::as_array)
+                .map(|es| {
+                    es.iter()
+                        .filter_map(|e| e.pointer("/addresses/0")?.as_str())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let shown = if addresses.len() > 3 {
+                format!(
+                    "{} + {} more...",
+                    addresses[..3].join(","),
+                    addresses.len() - 3
+                )
+            } else {
+                or_none(&addresses.join(","))
+            };
+            cells.extend([
+                name,
+                text(object, "/addressType").to_owned(),
+                or_none(&ports.join(",")),
+                shown,
+                age,
+            ]);
         }
         Kind::Node => {
             let ready = object

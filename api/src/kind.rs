@@ -21,13 +21,15 @@ pub enum Kind {
     Service,
     /// `v1` Endpoints.
     Endpoints,
+    /// `discovery.k8s.io/v1` EndpointSlice.
+    EndpointSlice,
     /// `v1` Event.
     Event,
 }
 
 impl Kind {
     /// Every kind, in the order `rudderctl get all` lists them.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Lease,
@@ -36,6 +38,7 @@ impl Kind {
         Kind::ReplicaSet,
         Kind::Service,
         Kind::Endpoints,
+        Kind::EndpointSlice,
         Kind::Event,
     ];
 
@@ -50,6 +53,7 @@ impl Kind {
             Kind::ReplicaSet => "ReplicaSet",
             Kind::Service => "Service",
             Kind::Endpoints => "Endpoints",
+            Kind::EndpointSlice => "EndpointSlice",
             Kind::Event => "Event",
         }
     }
@@ -65,6 +69,7 @@ impl Kind {
             Kind::ReplicaSet => "replicasets",
             Kind::Service => "services",
             Kind::Endpoints => "endpoints",
+            Kind::EndpointSlice => "endpointslices",
             Kind::Event => "events",
         }
     }
@@ -80,6 +85,7 @@ impl Kind {
             Kind::ReplicaSet => &["rs"],
             Kind::Service => &["svc"],
             Kind::Endpoints => &["ep"],
+            Kind::EndpointSlice => &[],
             Kind::Event => &["ev"],
         }
     }
@@ -89,6 +95,7 @@ impl Kind {
         match self {
             Kind::Deployment | Kind::ReplicaSet => "apps",
             Kind::Lease => "coordination.k8s.io",
+            Kind::EndpointSlice => "discovery.k8s.io",
             _ => "",
         }
     }
@@ -98,6 +105,7 @@ impl Kind {
         match self.group() {
             "apps" => "apps/v1",
             "coordination.k8s.io" => "coordination.k8s.io/v1",
+            "discovery.k8s.io" => "discovery.k8s.io/v1",
             _ => "v1",
         }
     }
@@ -109,7 +117,10 @@ impl Kind {
 
     /// Whether the kind has a `status` that only the status update changes.
     pub fn has_status(self) -> bool {
-        !matches!(self, Kind::Endpoints | Kind::Lease | Kind::Event)
+        !matches!(
+            self,
+            Kind::Endpoints | Kind::EndpointSlice | Kind::Lease | Kind::Event
+        )
     }
 
     /// Parses a kind name, plural, singular or short name, in any case.
@@ -163,6 +174,7 @@ mod tests {
         assert_eq!(Kind::parse("deployment"), Some(Kind::Deployment));
         assert_eq!(Kind::parse("rs"), Some(Kind::ReplicaSet));
         assert_eq!(Kind::parse("endpoints"), Some(Kind::Endpoints));
+        assert_eq!(Kind::parse("endpointslices"), Some(Kind::EndpointSlice));
         assert_eq!(Kind::parse("cronjobs"), None);
     }
 
@@ -175,5 +187,13 @@ mod tests {
         assert_eq!(Kind::Node.key("", "n1"), "/registry/nodes/n1");
         assert_eq!(Kind::of_key(b"/registry/services/a/b"), Some(Kind::Service));
         assert_eq!(Kind::of_key(b"/other/x"), None);
+        assert_eq!(
+            Kind::of_key(Kind::EndpointSlice.key("a", "b").as_bytes()),
+            Some(Kind::EndpointSlice)
+        );
+        assert_eq!(
+            Kind::of_key(Kind::Endpoints.key("a", "b").as_bytes()),
+            Some(Kind::Endpoints)
+        );
     }
 }

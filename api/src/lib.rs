@@ -16,6 +16,7 @@ pub mod bandwidth;
 pub mod columns;
 pub mod coordination;
 pub mod core;
+pub mod discovery;
 pub mod downward;
 pub mod error;
 pub mod events;

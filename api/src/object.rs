@@ -14,6 +14,7 @@ use crate::{
     apps::{Deployment, ReplicaSet},
     coordination::Lease,
     core::{Endpoints, Event, Namespace, Node, Pod, Service},
+    discovery::EndpointSlice,
     error::ApiError,
     kind::Kind,
     meta::ObjectMeta,
@@ -98,6 +99,7 @@ pub fn normalize(kind: Kind, raw: Value) -> Result<Value, ApiError> {
         Kind::ReplicaSet => normalize_as::<ReplicaSet>(raw),
         Kind::Service => normalize_as::<Service>(raw),
         Kind::Endpoints => normalize_as::<Endpoints>(raw),
+        Kind::EndpointSlice => normalize_as::<EndpointSlice>(raw),
         Kind::Event => normalize_as::<Event>(raw),
     }
 }

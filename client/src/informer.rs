@@ -18,6 +18,7 @@ use rudder_api::{
     apps::{Deployment, ReplicaSet},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
+    discovery::EndpointSlice,
     facts::{ObjectExt, ObjectRef},
     selector::Selector,
 };
@@ -48,6 +49,7 @@ impl NodeBound for ReplicaSet {}
 impl NodeBound for Service {}
 impl NodeBound for Endpoints {}
 impl NodeBound for Lease {}
+impl NodeBound for EndpointSlice {}
 
 /// A change the informer applied to its cache.
 #[derive(Debug, Clone)]

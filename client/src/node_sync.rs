@@ -5,6 +5,7 @@
 use rudder_api::{
     Kind,
     core::{Endpoints, Pod, Service},
+    discovery::EndpointSlice,
     object,
     proto::{self, node_sync_message::Message},
     resource::Resource,
@@ -30,6 +31,8 @@ pub enum NodeSyncUpdate {
         services: Vec<Service>,
         /// Every endpoints object.
         endpoints: Vec<Endpoints>,
+        /// Every EndpointSlice.
+        endpoint_slices: Vec<EndpointSlice>,
     },
     /// One change, in store order.
     Change {
@@ -60,6 +63,10 @@ pub enum NodeChange {
     EndpointsUpserted(Endpoints),
     /// Endpoints were deleted; their last state.
     EndpointsDeleted(Endpoints),
+    /// An EndpointSlice was created or changed.
+    EndpointSliceUpserted(EndpointSlice),
+    /// An EndpointSlice was deleted; its last state.
+    EndpointSliceDeleted(EndpointSlice),
 }
 
 /// The node-sync stream; see [`Client::node_sync`].
@@ -88,6 +95,7 @@ fn decode_node_sync(message: proto::NodeSyncMessage) -> Result<NodeSyncUpdate, C
             pods: decode_all(&snapshot.pods_json)?,
             services: decode_all(&snapshot.services_json)?,
             endpoints: decode_all(&snapshot.endpoints_json)?,
+            endpoint_slices: decode_all(&snapshot.endpoint_slices_json)?,
         }),
         Some(Message::Change(change)) => {
             let kind = Kind::parse(&change.kind).ok_or_else(|| {
@@ -101,6 +109,12 @@ fn decode_node_sync(message: proto::NodeSyncMessage) -> Result<NodeSyncUpdate, C
                 (Kind::Service, true) => NodeChange::ServiceDeleted(object::decode(json)?),
                 (Kind::Endpoints, false) => NodeChange::EndpointsUpserted(object::decode(json)?),
                 (Kind::Endpoints, true) => NodeChange::EndpointsDeleted(object::decode(json)?),
+                (Kind::EndpointSlice, false) => {
+                    NodeChange::EndpointSliceUpserted(object::decode(json)?)
+                }
+                (Kind::EndpointSlice, true) => {
+                    NodeChange::EndpointSliceDeleted(object::decode(json)?)
+                }
                 (other, _) => {
                     return Err(ClientError::Decode(DecodeError::UnexpectedKind(other)));
                 }

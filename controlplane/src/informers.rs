@@ -5,6 +5,7 @@ use rudder_api::{
     apps::{Deployment, ReplicaSet},
     coordination::Lease,
     core::{Endpoints, Node, Pod, Service},
+    discovery::EndpointSlice,
     names::NODE_LEASE_NAMESPACE,
 };
 use rudder_client::{Client, ListOptions, informer::Informer};
@@ -25,6 +26,8 @@ pub struct Informers {
     pub services: Informer<Service>,
     /// Every Endpoints object.
     pub endpoints: Informer<Endpoints>,
+    /// Every EndpointSlice.
+    pub endpoint_slices: Informer<EndpointSlice>,
     /// Node heartbeat leases.
     pub node_leases: Informer<Lease>,
 }
@@ -40,6 +43,7 @@ impl Informers {
             deployments: Informer::new(ListOptions::default()),
             services: Informer::new(ListOptions::default()),
             endpoints: Informer::new(ListOptions::default()),
+            endpoint_slices: Informer::new(ListOptions::default()),
             node_leases: Informer::new(ListOptions {
                 namespace: NODE_LEASE_NAMESPACE.to_owned(),
                 ..ListOptions::default()
@@ -55,6 +59,9 @@ impl Informers {
         tasks.push(tokio::spawn(self.deployments.clone().run(client.clone())));
         tasks.push(tokio::spawn(self.services.clone().run(client.clone())));
         tasks.push(tokio::spawn(self.endpoints.clone().run(client.clone())));
+        tasks.push(tokio::spawn(
+            self.endpoint_slices.clone().run(client.clone()),
+        ));
         tasks.push(tokio::spawn(self.node_leases.clone().run(client.clone())));
     }
 
@@ -66,6 +73,7 @@ impl Informers {
         self.deployments.synced().await;
         self.services.synced().await;
         self.endpoints.synced().await;
+        self.endpoint_slices.synced().await;
         self.node_leases.synced().await;
     }
 }

@@ -337,11 +337,13 @@ async fn node_sync_sends_snapshot_then_changes_and_resumes() {
             pods,
             services,
             endpoints,
+            endpoint_slices,
         } => {
             let names: Vec<_> = pods.iter().map(|p| p.metadata.name.clone()).collect();
             assert_eq!(names, vec!["mine".to_owned()]);
             assert_eq!(services.len(), 1);
             assert!(endpoints.is_empty());
+            assert!(endpoint_slices.is_empty());
             revision
         }
         other => panic!("expected a snapshot first, got {other:?}"),

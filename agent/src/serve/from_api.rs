@@ -1,9 +1,13 @@
-//! Service and Endpoints objects (as the control plane sends them) to the
-//! dataplane's [`ServiceState`], as seen from one node.
+//! Service and EndpointSlice (or v1 Endpoints) objects, as the control
+//! plane sends them, to the dataplane's [`ServiceState`], as seen from one
+//! node.
 
 use std::net::Ipv4Addr;
 
-use rudder_api::core::{Endpoints, Service};
+use rudder_api::{
+    core::{Endpoints, Service},
+    discovery::EndpointSlice,
+};
 
 use crate::dataplane::services::{
     Endpoint, EndpointPort, LOAD_BALANCING_ANNOTATION, LoadBalancing, Protocol, ServiceName,
@@ -13,12 +17,23 @@ use crate::dataplane::services::{
 /// Default sessionAffinity ClientIP timeout, as Kubernetes has it.
 const DEFAULT_AFFINITY_TIMEOUT_S: u32 = 10_800;
 
-/// The dataplane's view of `service` with its `endpoints` (if any yet) on
-/// node `node`. `None` for what the dataplane does not serve (headless,
-/// ExternalName, no usable ClusterIP); problems are logged, never fatal.
+/// Where a Service's backends come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Backends<'a> {
+    /// Its EndpointSlices (what the control plane's controller writes):
+    /// each endpoint says whether it is ready and whether it terminates.
+    Slices(&'a [&'a EndpointSlice]),
+    /// Only v1 Endpoints (written by hand, or by an older control plane):
+    /// ready addresses only, none known to be terminating.
+    Endpoints(Option<&'a Endpoints>),
+}
+
+/// The dataplane's view of `service` with its `backends` on node `node`.
+/// `None` for what the dataplane does not serve (headless, ExternalName,
+/// no usable ClusterIP); problems are logged, never fatal.
 pub fn service_state(
     service: &Service,
-    endpoints: Option<&Endpoints>,
+    backends: Backends<'_>,
     node: &str,
 ) -> Option<ServiceState> {
     let meta = &service.metadata;
@@ -68,6 +83,66 @@ pub fn service_state(
             LoadBalancing::Random
         }),
     };
+    let state_endpoints = match backends {
+        Backends::Slices(slices) => from_slices(slices, node),
+        Backends::Endpoints(endpoints) => from_endpoints(endpoints, node),
+    };
+    Some(ServiceState {
+        name,
+        cluster_ip: Some(cluster_ip),
+        ports,
+        affinity_timeout_s,
+        external_traffic_local: spec.external_traffic_policy.as_deref() == Some("Local"),
+        load_balancing,
+        endpoints: state_endpoints,
+    })
+}
+
+/// Endpoints of the slices: ready ones take new flows, terminating ones
+/// only keep the flows they have (ready or not: a pod being deleted drains).
+/// Endpoints neither ready nor terminating are left out.
+fn from_slices(slices: &[&EndpointSlice], node: &str) -> Vec<Endpoint> {
+    let mut endpoints = Vec::new();
+    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
+        let ports: Vec<EndpointPort> = slice
+            .ports
+            .iter()
+            .filter_map(|p| {
+                Some(EndpointPort {
+                    name: p.name.clone().unwrap_or_default(),
+                    protocol: protocol(p.protocol.as_deref())?,
+                    port: u16::try_from(p.port?).ok()?,
+                })
+            })
+            .collect();
+        for endpoint in &slice.endpoints {
+            let Some(addr) = endpoint
+                .addresses
+                .first()
+                .and_then(|a| a.parse::<Ipv4Addr>().ok())
+            else {
+                continue;
+            };
+            let conditions = &endpoint.conditions;
+            let terminating = conditions.is_terminating();
+            let ready = conditions.is_ready() && !terminating;
+            if !ready && !terminating {
+                continue;
+            }
+            endpoints.push(Endpoint {
+                addr,
+                ports: ports.clone(),
+                ready,
+                terminating,
+                local: endpoint.node_name.as_deref() == Some(node),
+            });
+        }
+    }
+    endpoints
+}
+
+/// Ready addresses of v1 Endpoints.
+fn from_endpoints(endpoints: Option<&Endpoints>, node: &str) -> Vec<Endpoint> {
     let mut state_endpoints = Vec::new();
     for subset in endpoints.map(|e| e.subsets.as_slice()).unwrap_or_default() {
         let ports: Vec<EndpointPort> = subset
@@ -94,15 +169,7 @@ pub fn service_state(
             });
         }
     }
-    Some(ServiceState {
-        name,
-        cluster_ip: Some(cluster_ip),
-        ports,
-        affinity_timeout_s,
-        external_traffic_local: spec.external_traffic_policy.as_deref() == Some("Local"),
-        load_balancing,
-        endpoints: state_endpoints,
-    })
+    state_endpoints
 }
 
 /// TCP when unset; SCTP (and anything else) is not served.
@@ -138,7 +205,8 @@ mod tests {
                              "notReadyAddresses": [{"ip": "10.244.1.9", "nodeName": "n1"}],
                              "ports": [{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]}]}"#,
         );
-        let state = service_state(&service, Some(&endpoints), "n1").expect("served");
+        let state =
+            service_state(&service, Backends::Endpoints(Some(&endpoints)), "n1").expect("served");
         assert_eq!(state.name.to_string(), "shop/web");
         assert_eq!(state.cluster_ip, Some(Ipv4Addr::new(10, 96, 0, 10)));
         assert_eq!(state.ports.len(), 2);
@@ -161,9 +229,53 @@ mod tests {
         let headless: Service = decode(
             r#"{"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}}"#,
         );
-        assert_eq!(service_state(&headless, None, "n1"), None);
+        assert_eq!(
+            service_state(&headless, Backends::Endpoints(None), "n1"),
+            None
+        );
         let external: Service =
             decode(r#"{"metadata": {"name": "x"}, "spec": {"type": "ExternalName", "ports": []}}"#);
-        assert_eq!(service_state(&external, None, "n1"), None);
+        assert_eq!(
+            service_state(&external, Backends::Endpoints(None), "n1"),
+            None
+        );
+    }
+
+    #[test]
+    fn slices_give_ready_endpoints_new_flows_and_terminating_ones_only_theirs() {
+        let service: Service = decode(
+            r#"{"metadata": {"name": "web", "namespace": "shop"},
+                "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}"#,
+        );
+        let slice: EndpointSlice = decode(
+            r#"{"metadata": {"name": "web-0", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": [
+                  {"addresses": ["10.244.1.2"], "nodeName": "n1", "conditions": {"ready": true, "serving": true, "terminating": false}},
+                  {"addresses": ["10.244.1.3"], "nodeName": "n1", "conditions": {"ready": false, "serving": true, "terminating": true}},
+                  {"addresses": ["10.244.2.4"], "nodeName": "n2", "conditions": {"ready": false, "serving": false, "terminating": true}},
+                  {"addresses": ["10.244.2.5"], "nodeName": "n2", "conditions": {"ready": false, "serving": false, "terminating": false}},
+                  {"addresses": ["10.244.2.6"], "nodeName": "n2", "conditions": {}}
+                ]}"#,
+        );
+        let state = service_state(&service, Backends::Slices(&[&slice]), "n1").expect("served");
+        let seen: Vec<(String, bool, bool, bool)> = state
+            .endpoints
+            .iter()
+            .map(|e| (e.addr.to_string(), e.ready, e.terminating, e.local))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("10.244.1.2".to_owned(), true, false, true),
+                ("10.244.1.3".to_owned(), false, true, true),
+                ("10.244.2.4".to_owned(), false, true, false),
+                // Unset conditions mean ready (as Kubernetes reads them).
+                ("10.244.2.6".to_owned(), true, false, false),
+            ],
+            "the not-ready, not-terminating endpoint is left out"
+        );
+        assert_eq!(state.endpoints[0].ports[0].port, 8080);
     }
 }

@@ -1,7 +1,9 @@
-//! Following the control plane's node-sync stream: Services and Endpoints
-//! of the whole cluster, as a snapshot then changes, resumed by revision
-//! after a disconnect. Each change becomes the dataplane change of the one
-//! Service it touches.
+//! Following the control plane's node-sync stream: Services, Endpoint
+//! Slices and Endpoints of the whole cluster, as a snapshot then changes,
+//! resumed by revision after a disconnect. Each change becomes the
+//! dataplane change of the one Service it touches. A Service with slices is
+//! served from them (they know terminating endpoints); one without, from
+//! its v1 Endpoints.
 
 use std::{
     collections::BTreeMap,
@@ -10,13 +12,14 @@ use std::{
 
 use rudder_api::{
     core::{Endpoints, Service},
+    discovery::EndpointSlice,
     facts::{ObjectExt, ObjectRef},
 };
 use rudder_client::{Client, ClientConfig, NodeChange, NodeSyncUpdate};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{
-    from_api::service_state,
+    from_api::{Backends, service_state},
     updates::{PodUpdate, ServiceUpdate},
 };
 use crate::{
@@ -31,28 +34,49 @@ enum Absorbed {
     Service(ServiceChange),
     /// A pod bound to this node changed (boxed: a pod is large).
     Pod(Box<PodUpdate>),
+    /// Nothing the node serves (a slice of no Service).
+    Nothing,
 }
 
-/// The cluster's Services and Endpoints as last heard.
+/// The cluster's Services, Endpoints and EndpointSlices as last heard.
 #[derive(Default)]
 struct Cache {
     services: BTreeMap<ObjectRef, Service>,
     endpoints: BTreeMap<ObjectRef, Endpoints>,
+    /// Slices by the Service they belong to, then by slice name.
+    slices: BTreeMap<ObjectRef, BTreeMap<String, EndpointSlice>>,
 }
 
 impl Cache {
     fn all(&self, node: &str) -> Vec<ServiceState> {
         self.services
             .iter()
-            .filter_map(|(k, s)| service_state(s, self.endpoints.get(k), node))
+            .filter_map(|(k, s)| self.state_of(k, s, node))
             .collect()
+    }
+
+    fn state_of(&self, k: &ObjectRef, service: &Service, node: &str) -> Option<ServiceState> {
+        match self.slices.get(k).filter(|s| !s.is_empty()) {
+            Some(slices) => {
+                let slices: Vec<&EndpointSlice> = slices.values().collect();
+                service_state(service, Backends::Slices(&slices), node)
+            }
+            None => service_state(service, Backends::Endpoints(self.endpoints.get(k)), node),
+        }
+    }
+
+    /// The Service a slice belongs to (its `kubernetes.io/service-name`).
+    fn service_of(slice: &EndpointSlice) -> Option<ObjectRef> {
+        slice
+            .service_name()
+            .map(|s| ObjectRef::new(slice.metadata.namespace.as_str(), s))
     }
 
     /// The dataplane change for the Service `k` as the cache now has it.
     fn change_of(&self, k: &ObjectRef, node: &str) -> ServiceChange {
         self.services
             .get(k)
-            .and_then(|s| service_state(s, self.endpoints.get(k), node))
+            .and_then(|s| self.state_of(k, s, node))
             .map_or_else(
                 || ServiceChange::Delete(ServiceName::new(&k.namespace, &k.name)),
                 ServiceChange::Upsert,
@@ -64,7 +88,7 @@ impl Cache {
     fn apply(&mut self, change: NodeChange, node: &str) -> Option<ServiceChange> {
         match self.absorb(change, node) {
             Absorbed::Service(change) => Some(change),
-            Absorbed::Pod(_) => None,
+            Absorbed::Pod(_) | Absorbed::Nothing => None,
         }
     }
 
@@ -89,6 +113,28 @@ impl Cache {
             NodeChange::EndpointsDeleted(e) => {
                 let k = e.key();
                 self.endpoints.remove(&k);
+                k
+            }
+            NodeChange::EndpointSliceUpserted(slice) => {
+                let Some(k) = Self::service_of(&slice) else {
+                    return Absorbed::Nothing;
+                };
+                self.slices
+                    .entry(k.clone())
+                    .or_default()
+                    .insert(slice.metadata.name.clone(), slice);
+                k
+            }
+            NodeChange::EndpointSliceDeleted(slice) => {
+                let Some(k) = Self::service_of(&slice) else {
+                    return Absorbed::Nothing;
+                };
+                if let Some(slices) = self.slices.get_mut(&k) {
+                    slices.remove(&slice.metadata.name);
+                    if slices.is_empty() {
+                        self.slices.remove(&k);
+                    }
+                }
                 k
             }
             NodeChange::PodUpserted(pod) => {
@@ -183,6 +229,7 @@ async fn stream_once(
                 revision: at_revision,
                 services,
                 endpoints,
+                endpoint_slices,
                 pods,
             } => {
                 outputs.pod(PodUpdate::Resync(pods))?;
@@ -194,6 +241,15 @@ async fn stream_once(
                 }
                 for e in endpoints {
                     cache.endpoints.insert(e.key(), e);
+                }
+                for slice in endpoint_slices {
+                    if let Some(k) = Cache::service_of(&slice) {
+                        cache
+                            .slices
+                            .entry(k)
+                            .or_default()
+                            .insert(slice.metadata.name.clone(), slice);
+                    }
                 }
                 outputs.service(ServiceUpdate::Resync {
                     services: cache.all(node),
@@ -215,6 +271,7 @@ async fn stream_once(
                         outputs.service(ServiceUpdate::Apply { change, received })?;
                     }
                     Absorbed::Pod(update) => outputs.pod(*update)?,
+                    Absorbed::Nothing => {}
                 }
             }
             NodeSyncUpdate::Bookmark {
@@ -281,6 +338,72 @@ mod tests {
         assert_eq!(
             late,
             Some(ServiceChange::Delete(ServiceName::new("default", "web")))
+        );
+    }
+
+    fn slice(service: &str, ready: &[&str], terminating: &[&str]) -> EndpointSlice {
+        let endpoint = |ip: &str, ready: bool| {
+            format!(
+                r#"{{"addresses": ["{ip}"], "conditions": {{"ready": {ready}, "serving": true, "terminating": {}}}}}"#,
+                !ready
+            )
+        };
+        let endpoints: Vec<String> = ready
+            .iter()
+            .map(|ip| endpoint(ip, true))
+            .chain(terminating.iter().map(|ip| endpoint(ip, false)))
+            .collect();
+        serde_json::from_str(&format!(
+            r#"{{"metadata": {{"name": "{service}-0", "namespace": "default",
+                               "labels": {{"kubernetes.io/service-name": "{service}"}}}},
+                "addressType": "IPv4", "ports": [{{"port": 8080}}], "endpoints": [{}]}}"#,
+            endpoints.join(",")
+        ))
+        .expect("json")
+    }
+
+    #[test]
+    fn slices_take_over_from_endpoints_and_keep_terminating_backends() {
+        let mut cache = Cache::default();
+        cache.apply(NodeChange::ServiceUpserted(service("web")), "n1");
+        cache.apply(
+            NodeChange::EndpointsUpserted(endpoints("web", &["10.244.1.2", "10.244.1.3"])),
+            "n1",
+        );
+        let Some(ServiceChange::Upsert(s)) = cache.apply(
+            NodeChange::EndpointSliceUpserted(slice("web", &["10.244.1.2"], &["10.244.1.3"])),
+            "n1",
+        ) else {
+            panic!("a slice upserts its service");
+        };
+        let seen: Vec<(String, bool)> = s
+            .endpoints
+            .iter()
+            .map(|e| (e.addr.to_string(), e.terminating))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("10.244.1.2".to_owned(), false),
+                ("10.244.1.3".to_owned(), true)
+            ],
+            "the slice, not the Endpoints, says what terminates"
+        );
+        // The slice gone: the Endpoints serve again.
+        let Some(ServiceChange::Upsert(s)) = cache.apply(
+            NodeChange::EndpointSliceDeleted(slice("web", &[], &[])),
+            "n1",
+        ) else {
+            panic!("a deleted slice upserts its service");
+        };
+        assert_eq!(s.endpoints.len(), 2);
+        assert!(s.endpoints.iter().all(|e| !e.terminating));
+        // A slice of no Service touches nothing.
+        let mut orphan = slice("web", &["10.244.9.9"], &[]);
+        orphan.metadata.labels.clear();
+        assert_eq!(
+            cache.apply(NodeChange::EndpointSliceUpserted(orphan), "n1"),
+            None
         );
     }
 }

@@ -5,6 +5,7 @@ use super::{Resource, default_type_meta, type_meta, validate_metadata};
 use crate::{
     coordination::Lease,
     core::{Endpoints, Event, Namespace, NamespaceStatus, Node},
+    discovery::EndpointSlice,
     kind::Kind,
     meta::ObjectMeta,
     validation::FieldErrors,
@@ -166,6 +167,53 @@ impl Resource for Endpoints {
                     port.protocol.as_deref(),
                 );
             }
+        }
+    }
+}
+
+impl Resource for EndpointSlice {
+    const KIND: Kind = Kind::EndpointSlice;
+    type_meta!(EndpointSlice, Kind::EndpointSlice);
+
+    fn apply_defaults(&mut self) {
+        default_type_meta(Self::KIND, &mut self.api_version, &mut self.kind);
+        for port in &mut self.ports {
+            port.protocol.get_or_insert_with(|| "TCP".to_owned());
+        }
+    }
+
+    fn validate(&self, errors: &mut FieldErrors) {
+        validate_metadata(Self::KIND, &self.metadata, errors);
+        if !matches!(self.address_type.as_str(), "IPv4" | "IPv6" | "FQDN") {
+            errors.push(
+                "addressType",
+                format!(
+                    "{:?}: must be IPv4, IPv6 or FQDN (only IPv4 is served)",
+                    self.address_type
+                ),
+            );
+        }
+        if self.endpoints.len() > 1000 {
+            errors.push("endpoints", "at most 1000 endpoints per slice".to_owned());
+        }
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            if endpoint.addresses.len() != 1 {
+                errors.push(
+                    format!("endpoints[{i}].addresses"),
+                    "exactly one address per endpoint".to_owned(),
+                );
+            }
+            if self.address_type == "IPv4" {
+                for (j, address) in endpoint.addresses.iter().enumerate() {
+                    errors.ip(&format!("endpoints[{i}].addresses[{j}]"), address);
+                }
+            }
+        }
+        for (i, port) in self.ports.iter().enumerate() {
+            if let Some(number) = port.port {
+                errors.port(&format!("ports[{i}].port"), number);
+            }
+            errors.protocol(&format!("ports[{i}].protocol"), port.protocol.as_deref());
         }
     }
 }

@@ -153,6 +153,7 @@ async fn snapshot(api: &ApiServer, node: &str) -> Result<NodeSnapshot, Status> {
             Some(Kind::Pod) => &mut snapshot.pods_json,
             Some(Kind::Service) => &mut snapshot.services_json,
             Some(Kind::Endpoints) => &mut snapshot.endpoints_json,
+            Some(Kind::EndpointSlice) => &mut snapshot.endpoint_slices_json,
             _ => continue,
         };
         let object = decode(kv).map_err(status_of)?;
@@ -167,7 +168,10 @@ async fn snapshot(api: &ApiServer, node: &str) -> Result<NodeSnapshot, Status> {
 /// What one store event means to this node, if anything.
 fn change_for(node: &str, event: rudder_kvstore::Event, revision: i64) -> Option<NodeChange> {
     let kind = Kind::of_key(&event.kv.key)?;
-    if !matches!(kind, Kind::Pod | Kind::Service | Kind::Endpoints) {
+    if !matches!(
+        kind,
+        Kind::Pod | Kind::Service | Kind::Endpoints | Kind::EndpointSlice
+    ) {
         return None;
     }
     let prev = event.prev_kv.as_ref().and_then(|kv| decode(kv).ok());

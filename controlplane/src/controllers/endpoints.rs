@@ -1,4 +1,5 @@
-//! The Endpoints controller: for every Service with a selector, one
+//! The Endpoints controller: for every Service with a selector, its
+//! EndpointSlices (`endpoint_slices.rs`, terminating pods included) and one
 //! Endpoints object (same name) listing the selected pods' addresses —
 //! ready pods in `addresses`, the others in `notReadyAddresses`, pods being
 //! deleted nowhere — with each address's node (the dataplane uses it to
@@ -24,7 +25,7 @@ use rudder_api::{
 use rudder_client::{Client, ClientError, EventRecorder, workqueue::WorkQueue};
 use tokio::task::JoinHandle;
 
-use super::{Requeue, spawn_workers};
+use super::{Requeue, endpoint_slices, spawn_workers};
 
 use crate::informers::Informers;
 
@@ -58,6 +59,13 @@ impl EndpointsController {
         self.informers
             .endpoints
             .on_change(move |change| queue.add(change.object().key()));
+        let queue = self.queue.clone();
+        self.informers.endpoint_slices.on_change(move |change| {
+            let slice = change.object();
+            if let Some(service) = slice.service_name() {
+                queue.add(ObjectRef::new(slice.metadata.namespace.as_str(), service));
+            }
+        });
         let queue = self.queue.clone();
         let services = self.informers.services.clone();
         self.informers.pods.on_change(move |change| {
@@ -110,7 +118,9 @@ impl EndpointsController {
         let (namespace, name) = (key.namespace.as_str(), key.name.as_str());
         let existing = self.informers.endpoints.get(key);
         let Some(service) = self.informers.services.get(key) else {
-            // The Service is gone: so are its Endpoints (if we made them).
+            // The Service is gone: so are its Endpoints and slices (if we
+            // made them).
+            endpoint_slices::write(&self.client, &self.informers, key, Vec::new()).await?;
             if existing.is_some_and(|e| e.metadata.labels.contains_key(MANAGED_LABEL)) {
                 match self.client.delete::<Endpoints>(namespace, name).await {
                     Ok(_) | Err(ClientError::NotFound(_)) => {}
@@ -139,6 +149,8 @@ impl EndpointsController {
             &selector,
             hint.map(|(k, v)| (k.as_str(), v.as_str())),
         );
+        let slices = endpoint_slices::slices_for(&service, pods.iter().map(|p| &**p));
+        endpoint_slices::write(&self.client, &self.informers, key, slices).await?;
         let subsets = subsets_for(&service, pods.iter().map(|p| &**p));
         let mut labels = service.metadata.labels.clone();
         labels.insert(MANAGED_LABEL.to_owned(), "endpoints-controller".to_owned());
@@ -177,7 +189,7 @@ impl EndpointsController {
 }
 
 /// A service port resolved for one pod: name, number, protocol.
-type ResolvedPort = (Option<String>, i64, Option<String>);
+pub(super) type ResolvedPort = (Option<String>, i64, Option<String>);
 
 /// Label on Endpoints this controller maintains.
 pub const MANAGED_LABEL: &str = "endpoints.rudder.dev/managed-by";
@@ -207,15 +219,7 @@ pub fn subsets_for<'a>(
         else {
             continue;
         };
-        let ports: Vec<_> = service
-            .spec
-            .ports
-            .iter()
-            .filter_map(|port| {
-                resolve_target_port(port, pod)
-                    .map(|number| (port.name.clone(), number, port.protocol.clone()))
-            })
-            .collect();
+        let ports = resolved_ports(service, pod);
         if ports.is_empty() {
             continue;
         }
@@ -256,6 +260,20 @@ pub fn subsets_for<'a>(
         subset.not_ready_addresses.sort_by(|a, b| a.ip.cmp(&b.ip));
     }
     subsets
+}
+
+/// The Service's ports as `pod` serves them (ports it cannot resolve left
+/// out).
+pub(super) fn resolved_ports(service: &Service, pod: &Pod) -> Vec<ResolvedPort> {
+    service
+        .spec
+        .ports
+        .iter()
+        .filter_map(|port| {
+            resolve_target_port(port, pod)
+                .map(|number| (port.name.clone(), number, port.protocol.clone()))
+        })
+        .collect()
 }
 
 /// The pod port a service port reaches: a number as given, a name looked

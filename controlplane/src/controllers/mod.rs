@@ -11,6 +11,7 @@
 //! while this replica holds the leader lease.
 
 pub mod deployment;
+pub mod endpoint_slices;
 pub mod endpoints;
 pub mod event_ttl;
 pub mod gc;
