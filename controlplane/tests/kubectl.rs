@@ -1,10 +1,12 @@
 //! The real kubectl (found on PATH; `cargo xtask setup` installs it)
 //! against a control plane on 127.0.0.1: discovery, version, create,
-//! get in its table, wide, name, json, yaml and jsonpath forms, delete.
+//! get in its table, wide, name, json, yaml and jsonpath forms, delete;
+//! and the admin kubeconfig `rudder-controlplane` writes serving kubectl
+//! and gRPC on the one port it names.
 
 use std::{
     io::Read,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -28,7 +30,8 @@ fn kubectl_path() -> PathBuf {
         .expect("kubectl is not on PATH: run `cargo xtask setup`, which installs it")
 }
 
-/// A control plane and a kubeconfig pointing kubectl at its HTTP port.
+/// A control plane and a kubeconfig pointing kubectl at its API port (the
+/// one rudderctl's gRPC uses too).
 struct Cluster {
     _running: RunningServer,
     dir: tempfile::TempDir,
@@ -48,7 +51,7 @@ impl Cluster {
         let running = server::start(ServerConfig {
             data_dir: dir.path().join("data"),
             listen: "127.0.0.1:0".parse().expect("addr"),
-            http_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            http_listen: None,
             compaction_interval: None,
             replication: None,
             security: Security::Tls(TlsSettings {
@@ -60,7 +63,7 @@ impl Cluster {
         })
         .await
         .expect("server starts");
-        let server = format!("https://{}", running.http_addr.expect("http listens"));
+        let server = format!("https://{}", running.grpc_addr);
         let admin = pki
             .issue_client(&ClientProfile::new("kubernetes-admin", &[MASTERS_GROUP]))
             .expect("admin certificate");
@@ -91,35 +94,53 @@ impl Cluster {
     /// Runs kubectl with `args` against the cluster (through the
     /// kubeconfig), bounded by [`COMMAND_TIMEOUT`]: (success, stdout, stderr).
     async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let mut command = Command::new(&self.kubectl);
-        command
-            .arg(format!(
-                "--kubeconfig={}",
-                self.path("kubeconfig").display()
-            ))
-            .arg(format!("--cache-dir={}", self.path("cache").display()))
-            .args(args)
-            .env("HOME", self.dir.path())
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let described = format!("kubectl {}", args.join(" "));
-        tokio::task::spawn_blocking(move || run_bounded(command, &described))
-            .await
-            .expect("kubectl task")
+        kubectl(
+            &self.kubectl,
+            self.dir.path(),
+            &self.path("kubeconfig"),
+            args,
+        )
+        .await
     }
 
     /// Runs kubectl and returns its stdout, failing the test on failure.
     async fn ok(&self, args: &[&str]) -> String {
-        let (success, stdout, stderr) = self.run(args).await;
-        assert!(
-            success,
-            "kubectl {} failed:\n{stderr}\n{stdout}",
-            args.join(" ")
-        );
-        stdout
+        succeeded(args, self.run(args).await)
     }
+}
+
+/// Runs kubectl with `args` and `kubeconfig`, its home and cache in
+/// `home`, bounded by [`COMMAND_TIMEOUT`]: (success, stdout, stderr).
+async fn kubectl(
+    kubectl: &Path,
+    home: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = Command::new(kubectl);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--cache-dir={}", home.join("cache").display()))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let described = format!("kubectl {}", args.join(" "));
+    tokio::task::spawn_blocking(move || run_bounded(command, &described))
+        .await
+        .expect("kubectl task")
+}
+
+/// The stdout of a kubectl run that must have succeeded.
+fn succeeded(args: &[&str], (success, stdout, stderr): (bool, String, String)) -> String {
+    assert!(
+        success,
+        "kubectl {} failed:\n{stderr}\n{stdout}",
+        args.join(" ")
+    );
+    stdout
 }
 
 fn run_bounded(mut command: Command, described: &str) -> (bool, String, String) {
@@ -393,4 +414,104 @@ async fn kubectl_creates_gets_and_deletes() {
         stdout.is_empty() && stderr.contains("No resources found in default namespace."),
         "{stdout}{stderr}"
     );
+}
+
+/// `rudder-controlplane` as a user starts it (TLS, its own CA), killed
+/// when dropped, also when an assertion fails.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_kubeconfig_serves_kubectl_and_grpc_on_one_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let _server = Process(
+        Command::new(env!("CARGO_BIN_EXE_rudder-controlplane"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            // Only the one port: the REST API must be on it.
+            .args(["--http-listen", "off", "--no-controllers", "--no-scheduler"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rudder-controlplane starts"),
+    );
+    let kubeconfig = dir.path().join("data/pki/admin.kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        let connected = match Kubeconfig::load(&kubeconfig) {
+            Ok(config) => {
+                let config = config
+                    .client_config(&kubeconfig, None)
+                    .expect("the admin kubeconfig is complete");
+                rudder_client::Client::connect_with(&config).await.ok()
+            }
+            Err(_) => None,
+        };
+        if let Some(client) = connected {
+            break client;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no admin kubeconfig or no gRPC on port {port} within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let text = std::fs::read_to_string(&kubeconfig).expect("admin kubeconfig");
+    assert!(
+        text.contains(&format!("server: https://127.0.0.1:{port}")),
+        "{text}"
+    );
+
+    // kubectl writes through REST, gRPC reads it back ...
+    let manifest = dir.path().join("ns.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shared}\n",
+    )
+    .expect("manifest");
+    let kubectl_path = kubectl_path();
+    let apply = [
+        "apply",
+        "-f",
+        manifest.to_str().expect("utf-8"),
+        "--validate=false",
+    ];
+    let applied = succeeded(
+        &apply,
+        kubectl(&kubectl_path, dir.path(), &kubeconfig, &apply).await,
+    );
+    assert_eq!(applied, "namespace/shared created\n");
+    let namespace: rudder_api::core::Namespace = client.get("", "shared").await.expect("gRPC get");
+    assert_eq!(namespace.metadata.name, "shared");
+
+    // ... and what gRPC writes, kubectl lists.
+    let mut created = rudder_api::core::Namespace::default();
+    created.metadata.name = "from-grpc".into();
+    client.create(&created).await.expect("gRPC create");
+    let get = ["get", "namespaces", "-o", "name"];
+    let names = succeeded(
+        &get,
+        kubectl(&kubectl_path, dir.path(), &kubeconfig, &get).await,
+    );
+    let names: Vec<&str> = names.lines().collect();
+    for expected in [
+        "namespace/shared",
+        "namespace/from-grpc",
+        "namespace/default",
+    ] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
 }
