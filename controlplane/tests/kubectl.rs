@@ -515,3 +515,196 @@ async fn admin_kubeconfig_serves_kubectl_and_grpc_on_one_port() {
         assert!(names.contains(&expected), "{expected} in {names:?}");
     }
 }
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  labels: {app: api}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+";
+
+const NODE: &str = "\
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_patches_in_all_three_types() {
+    let cluster = Cluster::start().await;
+    let manifest = cluster.path("deployment.yaml");
+    std::fs::write(&manifest, DEPLOYMENT).expect("manifest");
+    let file = manifest.to_str().expect("utf-8 path");
+    let apply = ["apply", "-f", file, "--validate=false"];
+    assert_eq!(cluster.ok(&apply).await, "deployment.apps/api created\n");
+    let read = async |path: &str| {
+        cluster
+            .ok(&[
+                "get",
+                "deploy",
+                "api",
+                "-o",
+                &format!("jsonpath={{{path}}}"),
+            ])
+            .await
+    };
+
+    // label and annotate send JSON merge patches.
+    assert_eq!(
+        cluster
+            .ok(&["label", "deploy", "api", "tier=backend"])
+            .await,
+        "deployment.apps/api labeled\n"
+    );
+    assert_eq!(read(".metadata.labels.tier").await, "backend");
+    assert_eq!(read(".metadata.labels.app").await, "api");
+    cluster
+        .ok(&["annotate", "deploy", "api", "note=hello"])
+        .await;
+    assert_eq!(read(".metadata.annotations.note").await, "hello");
+    cluster.ok(&["label", "deploy", "api", "tier-"]).await;
+    assert_eq!(read(".metadata.labels.tier").await, "");
+
+    // set image: a strategic merge patch of one container by its name.
+    assert_eq!(
+        cluster
+            .ok(&["set", "image", "deploy/api", "api=nginx:1.28"])
+            .await,
+        "deployment.apps/api image updated\n"
+    );
+    assert_eq!(
+        read(".spec.template.spec.containers[0].image").await,
+        "nginx:1.28"
+    );
+    assert_eq!(
+        read(".spec.template.spec.containers[0].ports[0].containerPort").await,
+        "80"
+    );
+
+    // patch in its three types.
+    cluster
+        .ok(&[
+            "patch",
+            "deploy",
+            "api",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ])
+        .await;
+    assert_eq!(read(".spec.replicas").await, "3");
+    cluster
+        .ok(&[
+            "patch",
+            "deploy",
+            "api",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+        ])
+        .await;
+    assert_eq!(read(".spec.replicas").await, "4");
+    cluster
+        .ok(&[
+            "patch",
+            "deploy",
+            "api",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}"#,
+        ])
+        .await;
+    assert_eq!(
+        read(".spec.template.spec.containers[*].name").await,
+        "api sidecar"
+    );
+    let (success, _, stderr) = cluster
+        .run(&[
+            "patch",
+            "deploy",
+            "api",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/missing"}]"#,
+        ])
+        .await;
+    assert!(!success);
+    assert!(
+        stderr.contains(r#""/spec/missing" does not exist"#),
+        "{stderr}"
+    );
+
+    // rollout pause, resume and restart are patches too.
+    cluster.ok(&["rollout", "pause", "deploy/api"]).await;
+    assert_eq!(read(".spec.paused").await, "true");
+    cluster.ok(&["rollout", "resume", "deploy/api"]).await;
+    assert_eq!(read(".spec.paused").await, "");
+    assert_eq!(
+        cluster.ok(&["rollout", "restart", "deploy/api"]).await,
+        "deployment.apps/api restarted\n"
+    );
+    assert!(
+        !read(r".spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt")
+            .await
+            .is_empty()
+    );
+
+    // Client-side apply of a changed manifest: a three-way strategic merge
+    // patch that keeps what others added (the sidecar).
+    std::fs::write(&manifest, DEPLOYMENT.replace("nginx:1.27", "nginx:1.29")).expect("manifest");
+    assert_eq!(cluster.ok(&apply).await, "deployment.apps/api configured\n");
+    assert_eq!(
+        read(".spec.template.spec.containers[*].image").await,
+        "nginx:1.29 busybox:1.36"
+    );
+    // Applied again, kubectl sends only the container order it knows
+    // ($setElementOrder), which keeps the sidecar where it was.
+    cluster.ok(&apply).await;
+    assert_eq!(
+        read(".spec.template.spec.containers[*].name").await,
+        "api sidecar"
+    );
+
+    // cordon, taint, uncordon: strategic merge patches of a node.
+    let node = cluster.path("node.yaml");
+    std::fs::write(&node, NODE).expect("node manifest");
+    cluster
+        .ok(&[
+            "create",
+            "-f",
+            node.to_str().expect("utf-8"),
+            "--validate=false",
+        ])
+        .await;
+    assert_eq!(cluster.ok(&["cordon", "n1"]).await, "node/n1 cordoned\n");
+    let node_field = async |path: &str| {
+        cluster
+            .ok(&["get", "node", "n1", "-o", &format!("jsonpath={{{path}}}")])
+            .await
+    };
+    assert_eq!(node_field(".spec.unschedulable").await, "true");
+    cluster
+        .ok(&["taint", "nodes", "n1", "dedicated=infra:NoSchedule"])
+        .await;
+    assert_eq!(node_field(".spec.taints[0].key").await, "dedicated");
+    assert_eq!(
+        cluster.ok(&["uncordon", "n1"]).await,
+        "node/n1 uncordoned\n"
+    );
+    assert_eq!(node_field(".spec.unschedulable").await, "");
+    assert_eq!(node_field(".spec.taints[0].effect").await, "NoSchedule");
+}

@@ -5,6 +5,7 @@
 //! POST   /api/v1/namespaces/{ns}/pods
 //! GET    /api/v1/namespaces/{ns}/pods/{name}
 //! PUT    /api/v1/namespaces/{ns}/pods/{name}          (and .../status)
+//! PATCH  /api/v1/namespaces/{ns}/pods/{name}          (merge, JSON, strategic merge)
 //! DELETE /api/v1/namespaces/{ns}/pods/{name}
 //! GET    /api/v1/pods                                 (every namespace)
 //! GET    /api/v1/nodes/{name}, /api/v1/namespaces/{name}
@@ -30,7 +31,10 @@ use serde_json::{Value, json};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
 use super::{
-    ApiServer, ApiServerError, DeleteOptions, Filter, discovery, error::code_and_reason, table,
+    ApiServer, ApiServerError, DeleteOptions, Filter, discovery,
+    error::code_and_reason,
+    patch::{self, PatchType},
+    table,
 };
 
 /// The HTTP routes.
@@ -122,20 +126,48 @@ async fn handle(
             ),
         );
     };
-    match serve(api, method, target, query, body, as_table).await {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let request = Request {
+        method,
+        target,
+        query,
+        content_type,
+        body,
+        as_table,
+    };
+    match serve(api, request).await {
         Ok(response) => response,
         Err(err) => error_response(&err),
     }
 }
 
-async fn serve(
-    api: ApiServer,
+/// One REST request, resolved.
+struct Request<'a> {
     method: Method,
     target: Target,
     query: HashMap<String, String>,
+    content_type: &'a str,
     body: Bytes,
     as_table: bool,
-) -> Result<Response, ApiServerError> {
+}
+
+/// How often a PATCH is retried when the object changed between reading
+/// and writing it (a patch without a resourceVersion applies to whatever
+/// is current, as kube-apiserver's do).
+const PATCH_ATTEMPTS: usize = 5;
+
+async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServerError> {
+    let Request {
+        method,
+        target,
+        query,
+        content_type,
+        body,
+        as_table,
+    } = request;
     let param = |name: &str| query.get(name).map_or("", String::as_str);
     let Target {
         kind,
@@ -202,6 +234,20 @@ async fn serve(
                 &api.update(kind, object, status).await?,
             ))
         }
+        (Method::PATCH, Some(name)) => {
+            let patch_type = PatchType::from_content_type(content_type)?;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                let current = api.get(kind, &namespace, &name).await?;
+                let patched = patch::apply(&current, patch_type, &body)?;
+                match api.update(kind, patched, status).await {
+                    Err(ApiServerError::Conflict(_))
+                        if attempt < PATCH_ATTEMPTS && !patch_names_version(&body) => {}
+                    result => return Ok(json_response(StatusCode::OK, &result?)),
+                }
+            }
+        }
         (Method::DELETE, Some(name)) => {
             let options = delete_options(&query, &body)?;
             let deleted = api.delete(kind, &namespace, &name, &options).await?;
@@ -211,6 +257,19 @@ async fn serve(
             "method {method} is not supported on this path"
         ))),
     }
+}
+
+/// Whether a patch carries `metadata.resourceVersion`: then it is a
+/// precondition, and a conflict is the client's to resolve.
+fn patch_names_version(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|patch| {
+        patch.pointer("/metadata/resourceVersion").is_some()
+            || patch.as_array().is_some_and(|operations| {
+                operations.iter().any(|op| {
+                    op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+                })
+            })
+    })
 }
 
 /// A DELETE's options, as kubectl sends them: `gracePeriodSeconds` and

@@ -24,6 +24,7 @@ pub mod http;
 mod kind_hooks;
 mod node_fields;
 pub mod nodesync;
+pub mod patch;
 mod storage;
 pub mod table;
 mod watch;
