@@ -648,6 +648,51 @@ async fn kubectl_patches_in_all_three_types() {
         "{stderr}"
     );
 
+    // scale goes through the scale subresource (a merge patch of a Scale).
+    assert_eq!(
+        cluster
+            .ok(&["scale", "deploy", "api", "--replicas=5"])
+            .await,
+        "deployment.apps/api scaled\n"
+    );
+    assert_eq!(read(".spec.replicas").await, "5");
+    let scale = cluster
+        .ok(&[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/api/scale",
+        ])
+        .await;
+    let scale: serde_json::Value = serde_json::from_str(&scale).expect("Scale json");
+    assert_eq!(
+        (
+            &scale["kind"],
+            &scale["spec"]["replicas"],
+            &scale["status"]["selector"]
+        ),
+        (
+            &serde_json::json!("Scale"),
+            &serde_json::json!(5),
+            &serde_json::json!("app=api")
+        )
+    );
+    let (success, _, stderr) = cluster
+        .run(&[
+            "patch",
+            "deploy",
+            "api",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":-1}}"#,
+        ])
+        .await;
+    assert!(
+        !success && stderr.contains("Scale.spec.replicas must be a whole number from 0 up"),
+        "{stderr}"
+    );
+    assert_eq!(read(".spec.replicas").await, "5");
+
     // rollout pause, resume and restart are patches too.
     cluster.ok(&["rollout", "pause", "deploy/api"]).await;
     assert_eq!(read(".spec.paused").await, "true");

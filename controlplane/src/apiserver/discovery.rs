@@ -127,6 +127,17 @@ pub fn resource_list(group: &str) -> Option<Value> {
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if super::scale::has_scale(kind) {
+            resources.push(json!({
+                "name": format!("{}/scale", kind.plural()),
+                "singularName": "",
+                "namespaced": kind.namespaced(),
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
     }
     let group_version = if group.is_empty() {
         "v1".to_owned()

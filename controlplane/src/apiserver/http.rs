@@ -5,6 +5,7 @@
 //! POST   /api/v1/namespaces/{ns}/pods
 //! GET    /api/v1/namespaces/{ns}/pods/{name}
 //! PUT    /api/v1/namespaces/{ns}/pods/{name}          (and .../status)
+//! GET|PUT|PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale
 //! PATCH  /api/v1/namespaces/{ns}/pods/{name}          (merge, JSON, strategic merge)
 //! DELETE /api/v1/namespaces/{ns}/pods/{name}
 //! GET    /api/v1/pods                                 (every namespace)
@@ -34,7 +35,7 @@ use super::{
     ApiServer, ApiServerError, DeleteOptions, Filter, discovery,
     error::code_and_reason,
     patch::{self, PatchType},
-    table,
+    scale, table,
 };
 
 /// The HTTP routes.
@@ -52,7 +53,28 @@ struct Target {
     kind: Kind,
     namespace: String,
     name: Option<String>,
-    status: bool,
+    subresource: Subresource,
+}
+
+/// The part of an object a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subresource {
+    /// The object itself.
+    None,
+    /// `/status`.
+    Status,
+    /// `/scale` (Deployments, ReplicaSets).
+    Scale,
+}
+
+impl Subresource {
+    fn parse(kind: Kind, name: &str) -> Option<Self> {
+        match name {
+            "status" if kind.has_status() => Some(Self::Status),
+            "scale" if scale::has_scale(kind) => Some(Self::Scale),
+            _ => None,
+        }
+    }
 }
 
 fn resolve(path: &str) -> Option<Target> {
@@ -68,11 +90,11 @@ fn resolve(path: &str) -> Option<Target> {
             .into_iter()
             .find(|k| k.plural() == plural && k.group() == group)
     };
-    let target = |kind: Kind, namespace: &str, name: Option<&str>, status: bool| Target {
+    let target = |kind: Kind, namespace: &str, name: Option<&str>, subresource| Target {
         kind,
         namespace: namespace.to_owned(),
         name: name.map(str::to_owned),
-        status,
+        subresource,
     };
     match rest {
         ["namespaces", ns, plural, tail @ ..]
@@ -80,18 +102,22 @@ fn resolve(path: &str) -> Option<Target> {
         {
             let kind = kind_in_group(plural)?;
             match tail {
-                [] => Some(target(kind, ns, None, false)),
-                [name] => Some(target(kind, ns, Some(name), false)),
-                [name, "status"] => Some(target(kind, ns, Some(name), true)),
+                [] => Some(target(kind, ns, None, Subresource::None)),
+                [name] => Some(target(kind, ns, Some(name), Subresource::None)),
+                [name, sub] => Some(target(kind, ns, Some(name), Subresource::parse(kind, sub)?)),
                 _ => None,
             }
         }
         [plural, tail @ ..] => {
             let kind = kind_in_group(plural)?;
             match tail {
-                [] => Some(target(kind, "", None, false)),
-                [name] if !kind.namespaced() => Some(target(kind, "", Some(name), false)),
-                [name, "status"] if !kind.namespaced() => Some(target(kind, "", Some(name), true)),
+                [] => Some(target(kind, "", None, Subresource::None)),
+                [name] if !kind.namespaced() => {
+                    Some(target(kind, "", Some(name), Subresource::None))
+                }
+                [name, sub] if !kind.namespaced() => {
+                    Some(target(kind, "", Some(name), Subresource::parse(kind, sub)?))
+                }
                 _ => None,
             }
         }
@@ -173,8 +199,14 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         kind,
         namespace,
         name,
-        status,
+        subresource,
     } = target;
+    if subresource == Subresource::Scale
+        && let Some(name) = &name
+    {
+        return serve_scale(api, method, kind, &namespace, name, content_type, &body).await;
+    }
+    let status = subresource == Subresource::Status;
     match (method, name) {
         (Method::GET, None) => {
             let filter = Filter::parse(&namespace, param("labelSelector"), param("fieldSelector"))?;
@@ -236,17 +268,13 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         }
         (Method::PATCH, Some(name)) => {
             let patch_type = PatchType::from_content_type(content_type)?;
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
+            let patched = patch_retrying(&body, || async {
                 let current = api.get(kind, &namespace, &name).await?;
                 let patched = patch::apply(&current, patch_type, &body)?;
-                match api.update(kind, patched, status).await {
-                    Err(ApiServerError::Conflict(_))
-                        if attempt < PATCH_ATTEMPTS && !patch_names_version(&body) => {}
-                    result => return Ok(json_response(StatusCode::OK, &result?)),
-                }
-            }
+                api.update(kind, patched, status).await
+            })
+            .await?;
+            Ok(json_response(StatusCode::OK, &patched))
         }
         (Method::DELETE, Some(name)) => {
             let options = delete_options(&query, &body)?;
@@ -257,6 +285,67 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             "method {method} is not supported on this path"
         ))),
     }
+}
+
+/// Runs `attempt` (read, patch, write) again while it conflicts with
+/// another writer, unless the patch named the version it applies to.
+async fn patch_retrying<F, Fut>(body: &[u8], attempt: F) -> Result<Value, ApiServerError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, ApiServerError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(ApiServerError::Conflict(_))
+                if tries < PATCH_ATTEMPTS && !patch_names_version(body) =>
+            {
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// `GET`, `PUT` and `PATCH` of `/scale`: the object seen and changed
+/// through its autoscaling/v1 `Scale`.
+async fn serve_scale(
+    api: ApiServer,
+    method: Method,
+    kind: Kind,
+    namespace: &str,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Response, ApiServerError> {
+    let scaled = match method {
+        Method::GET => api.get(kind, namespace, name).await?,
+        Method::PUT => {
+            let wanted: Value = serde_json::from_slice(body).map_err(|err| {
+                ApiServerError::BadRequest(format!("the Scale body is not JSON: {err}"))
+            })?;
+            let current = api.get(kind, namespace, name).await?;
+            api.update(kind, scale::with_scale(kind, current, &wanted)?, false)
+                .await?
+        }
+        Method::PATCH => {
+            let patch_type = PatchType::from_content_type(content_type)?;
+            patch_retrying(body, || async {
+                let current = api.get(kind, namespace, name).await?;
+                let wanted = patch::apply(&scale::scale_of(&current), patch_type, body)?;
+                api.update(kind, scale::with_scale(kind, current, &wanted)?, false)
+                    .await
+            })
+            .await?
+        }
+        method => {
+            return Err(ApiServerError::BadRequest(format!(
+                "method {method} is not supported on {}/scale",
+                kind.plural()
+            )));
+        }
+    };
+    Ok(json_response(StatusCode::OK, &scale::scale_of(&scaled)))
 }
 
 /// Whether a patch carries `metadata.resourceVersion`: then it is a
@@ -390,8 +479,13 @@ mod tests {
     fn kubernetes_paths_resolve() {
         let t = resolve("/api/v1/namespaces/default/pods/web").expect("pod");
         assert_eq!(
-            (t.kind, t.namespace.as_str(), t.name.as_deref(), t.status),
-            (Kind::Pod, "default", Some("web"), false)
+            (
+                t.kind,
+                t.namespace.as_str(),
+                t.name.as_deref(),
+                t.subresource
+            ),
+            (Kind::Pod, "default", Some("web"), Subresource::None)
         );
         let t = resolve("/apis/apps/v1/namespaces/prod/deployments").expect("list");
         assert_eq!((t.kind, t.name), (Kind::Deployment, None));
@@ -401,7 +495,10 @@ mod tests {
             (Kind::Namespace, Some("kube-system"))
         );
         let t = resolve("/api/v1/nodes/n1/status").expect("node status");
-        assert!(t.status);
+        assert_eq!(t.subresource, Subresource::Status);
+        let t = resolve("/apis/apps/v1/namespaces/x/deployments/web/scale").expect("scale");
+        assert_eq!(t.subresource, Subresource::Scale);
+        assert!(resolve("/api/v1/namespaces/x/pods/web/scale").is_none());
         let t = resolve("/api/v1/services").expect("all services");
         assert_eq!((t.kind, t.namespace.as_str()), (Kind::Service, ""));
         assert!(

@@ -25,6 +25,7 @@ mod kind_hooks;
 mod node_fields;
 pub mod nodesync;
 pub mod patch;
+pub mod scale;
 mod storage;
 pub mod table;
 mod watch;
