@@ -753,3 +753,79 @@ async fn kubectl_patches_in_all_three_types() {
     assert_eq!(node_field(".spec.unschedulable").await, "");
     assert_eq!(node_field(".spec.taints[0].effect").await, "NoSchedule");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_dry_runs_and_diff_persist_nothing() {
+    let cluster = Cluster::start().await;
+    let manifest = cluster.path("deployment.yaml");
+    std::fs::write(&manifest, DEPLOYMENT).expect("manifest");
+    let file = manifest.to_str().expect("utf-8 path");
+    let read_image = async || {
+        cluster
+            .run(&[
+                "get",
+                "deploy",
+                "api",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}",
+            ])
+            .await
+    };
+
+    let dry = ["apply", "-f", file, "--validate=false", "--dry-run=server"];
+    assert_eq!(
+        cluster.ok(&dry).await,
+        "deployment.apps/api created (server dry run)\n"
+    );
+    let (found, _, stderr) = read_image().await;
+    assert!(!found && stderr.contains("not found"), "{stderr}");
+
+    let apply = ["apply", "-f", file, "--validate=false"];
+    cluster.ok(&apply).await;
+    let version = cluster
+        .ok(&[
+            "get",
+            "deploy",
+            "api",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .await;
+    std::fs::write(&manifest, DEPLOYMENT.replace("nginx:1.27", "nginx:1.29")).expect("manifest");
+    assert_eq!(
+        cluster.ok(&dry).await,
+        "deployment.apps/api configured (server dry run)\n"
+    );
+    // kubectl diff: a server-side dry run of the patch, exit status 1 when
+    // something would change.
+    let (same, diff, stderr) = cluster.run(&["diff", "-f", file]).await;
+    assert!(!same && stderr.is_empty(), "{stderr}");
+    assert!(
+        diff.contains("-      - image: nginx:1.27") && diff.contains("+      - image: nginx:1.29"),
+        "{diff}"
+    );
+    cluster
+        .ok(&["scale", "deploy", "api", "--replicas=7", "--dry-run=server"])
+        .await;
+    assert_eq!(
+        cluster
+            .ok(&["delete", "deploy", "api", "--dry-run=server"])
+            .await,
+        "deployment.apps \"api\" deleted (server dry run)\n"
+    );
+    let (found, image, _) = read_image().await;
+    assert!(found);
+    assert_eq!(image, "nginx:1.27");
+    assert_eq!(
+        cluster
+            .ok(&[
+                "get",
+                "deploy",
+                "api",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}/{.spec.replicas}"
+            ])
+            .await,
+        format!("{version}/2")
+    );
+}

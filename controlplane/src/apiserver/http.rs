@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
 use super::{
-    ApiServer, ApiServerError, DeleteOptions, Filter, discovery,
+    ApiServer, ApiServerError, DeleteOptions, Filter, Write, discovery,
     error::code_and_reason,
     patch::{self, PatchType},
     scale, table,
@@ -204,9 +204,20 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
     if subresource == Subresource::Scale
         && let Some(name) = &name
     {
-        return serve_scale(api, method, kind, &namespace, name, content_type, &body).await;
+        let write = write_of(param("dryRun"))?;
+        let request = ScaleRequest {
+            method,
+            kind,
+            namespace: &namespace,
+            name,
+            content_type,
+            body: &body,
+            write,
+        };
+        return serve_scale(api, request).await;
     }
     let status = subresource == Subresource::Status;
+    let write = write_of(param("dryRun"))?;
     match (method, name) {
         (Method::GET, None) => {
             let filter = Filter::parse(&namespace, param("labelSelector"), param("fieldSelector"))?;
@@ -236,7 +247,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             }
             Ok(json_response(
                 StatusCode::CREATED,
-                &api.create(kind, object).await?,
+                &api.create_with(kind, object, write).await?,
             ))
         }
         (Method::GET, Some(name)) => {
@@ -263,7 +274,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             }
             Ok(json_response(
                 StatusCode::OK,
-                &api.update(kind, object, status).await?,
+                &api.update_with(kind, object, status, write).await?,
             ))
         }
         (Method::PATCH, Some(name)) => {
@@ -271,14 +282,23 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             let patched = patch_retrying(&body, || async {
                 let current = api.get(kind, &namespace, &name).await?;
                 let patched = patch::apply(&current, patch_type, &body)?;
-                api.update(kind, patched, status).await
+                api.update_with(kind, patched, status, write).await
             })
             .await?;
             Ok(json_response(StatusCode::OK, &patched))
         }
         (Method::DELETE, Some(name)) => {
             let options = delete_options(&query, &body)?;
-            let deleted = api.delete(kind, &namespace, &name, &options).await?;
+            // A dry run asked for in the query or in the body.
+            let write = match delete_body_write(&body)? {
+                Write::DryRun => Write::DryRun,
+                Write::Persist => write,
+            };
+            let deleted = match write {
+                Write::Persist => api.delete(kind, &namespace, &name, &options).await?,
+                // What would be deleted; nothing is.
+                Write::DryRun => api.get(kind, &namespace, &name).await?,
+            };
             Ok(json_response(StatusCode::OK, &deleted))
         }
         (method, _) => Err(ApiServerError::BadRequest(format!(
@@ -311,13 +331,17 @@ where
 /// through its autoscaling/v1 `Scale`.
 async fn serve_scale(
     api: ApiServer,
-    method: Method,
-    kind: Kind,
-    namespace: &str,
-    name: &str,
-    content_type: &str,
-    body: &[u8],
+    request: ScaleRequest<'_>,
 ) -> Result<Response, ApiServerError> {
+    let ScaleRequest {
+        method,
+        kind,
+        namespace,
+        name,
+        content_type,
+        body,
+        write,
+    } = request;
     let scaled = match method {
         Method::GET => api.get(kind, namespace, name).await?,
         Method::PUT => {
@@ -325,16 +349,26 @@ async fn serve_scale(
                 ApiServerError::BadRequest(format!("the Scale body is not JSON: {err}"))
             })?;
             let current = api.get(kind, namespace, name).await?;
-            api.update(kind, scale::with_scale(kind, current, &wanted)?, false)
-                .await?
+            api.update_with(
+                kind,
+                scale::with_scale(kind, current, &wanted)?,
+                false,
+                write,
+            )
+            .await?
         }
         Method::PATCH => {
             let patch_type = PatchType::from_content_type(content_type)?;
             patch_retrying(body, || async {
                 let current = api.get(kind, namespace, name).await?;
                 let wanted = patch::apply(&scale::scale_of(&current), patch_type, body)?;
-                api.update(kind, scale::with_scale(kind, current, &wanted)?, false)
-                    .await
+                api.update_with(
+                    kind,
+                    scale::with_scale(kind, current, &wanted)?,
+                    false,
+                    write,
+                )
+                .await
             })
             .await?
         }
@@ -346,6 +380,47 @@ async fn serve_scale(
         }
     };
     Ok(json_response(StatusCode::OK, &scale::scale_of(&scaled)))
+}
+
+/// A request for `/scale`.
+struct ScaleRequest<'a> {
+    method: Method,
+    kind: Kind,
+    namespace: &'a str,
+    name: &'a str,
+    content_type: &'a str,
+    body: &'a [u8],
+    write: Write,
+}
+
+/// The `dryRun` of a DeleteOptions body (kubectl puts it there, not in
+/// the query): `["All"]` or nothing.
+fn delete_body_write(body: &[u8]) -> Result<Write, ApiServerError> {
+    let Ok(options) = serde_json::from_slice::<Value>(body) else {
+        // Not JSON: delete_options has said so already.
+        return Ok(Write::Persist);
+    };
+    match options.get("dryRun") {
+        None | Some(Value::Null) => Ok(Write::Persist),
+        Some(Value::Array(directives)) if directives.is_empty() => Ok(Write::Persist),
+        Some(Value::Array(directives)) if directives.iter().all(|d| d == "All") => {
+            Ok(Write::DryRun)
+        }
+        Some(other) => Err(ApiServerError::BadRequest(format!(
+            "DeleteOptions.dryRun {other} is not supported: the only dry run is [\"All\"]"
+        ))),
+    }
+}
+
+/// The `dryRun` query parameter: absent, or `All` as Kubernetes takes it.
+fn write_of(dry_run: &str) -> Result<Write, ApiServerError> {
+    match dry_run {
+        "" => Ok(Write::Persist),
+        "All" => Ok(Write::DryRun),
+        other => Err(ApiServerError::BadRequest(format!(
+            "dryRun {other:?} is not supported: the only dry run is dryRun=All"
+        ))),
+    }
 }
 
 /// Whether a patch carries `metadata.resourceVersion`: then it is a

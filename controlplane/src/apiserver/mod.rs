@@ -37,6 +37,7 @@ use serde_json::json;
 pub use rudder_api::meta::DeleteOptions;
 
 pub use self::{
+    crud::Write,
     error::ApiServerError,
     filter::Filter,
     watch::{EventType, ResourceEvent},
