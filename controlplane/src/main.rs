@@ -28,10 +28,12 @@ struct Args {
         default_value = "/var/lib/rudder/controlplane"
     )]
     data_dir: PathBuf,
-    /// gRPC address: resources, node sync and the etcd-compatible store API.
+    /// The API address: gRPC (resources, node sync, the etcd-compatible
+    /// store API) and the Kubernetes REST API kubectl uses, on one port.
     #[arg(long, env = "RUDDER_LISTEN", default_value = "127.0.0.1:7400")]
     listen: SocketAddr,
-    /// HTTP/JSON address with Kubernetes paths ("off" to disable).
+    /// A second address serving the same as --listen (it was the REST API's
+    /// own port before the two shared one; "off" to disable).
     #[arg(long, env = "RUDDER_HTTP_LISTEN", default_value = "127.0.0.1:7401")]
     http_listen: String,
     /// Seconds between compactions of the store's history (0: never).

@@ -1,5 +1,6 @@
-//! Running a control-plane process: open the store, serve gRPC and HTTP,
-//! stop cleanly on SIGTERM / Ctrl-C.
+//! Running a control-plane process: open the store, serve gRPC and the
+//! REST API on one port ([`crate::api_port`]), stop cleanly on SIGTERM /
+//! Ctrl-C.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -12,17 +13,15 @@ use rudder_kvstore::{
     raft::{RaftService, Replication},
 };
 use tokio::net::TcpListener;
-use tonic::{
-    service::interceptor::InterceptedService,
-    transport::{Certificate, Identity, ServerTlsConfig, server::TcpIncoming},
-};
+use tonic::service::{RoutesBuilder, interceptor::InterceptedService};
 
 use crate::{
+    api_port::{Accept, ApiPort},
     apiserver::{ApiServer, http},
     auth::{
         Authenticator,
         grpc::{Audience, Authenticate},
-        http::{TlsListener, TlsPeer},
+        http::TlsListener,
     },
     pki::IssuedCert,
 };
@@ -48,17 +47,16 @@ pub struct TlsSettings {
     pub authenticator: Authenticator,
 }
 
-/// How long a gRPC client may take to finish its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// How one control-plane process is set up.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Where the store keeps its data.
     pub data_dir: PathBuf,
-    /// gRPC address (resources, node sync, etcd-compatible store API).
+    /// The API address: gRPC (resources, node sync, etcd-compatible store
+    /// API) and the Kubernetes REST API on one port.
     pub listen: SocketAddr,
-    /// HTTP/JSON address; `None` disables it.
+    /// A second address serving the same (the REST API's port before the
+    /// two shared one); `None` disables it.
     pub http_listen: Option<SocketAddr>,
     /// Compaction interval of the store's history.
     pub compaction_interval: Option<Duration>,
@@ -145,94 +143,59 @@ pub async fn serve(
             Authenticate::insecure(Audience::Masters),
         ),
     };
-    let mut builder = tonic::transport::Server::builder();
-    if let Security::Tls(tls) = &config.security {
-        builder = builder
-            .tls_config(
-                ServerTlsConfig::new()
-                    .identity(Identity::from_pem(
-                        &tls.serving.cert_pem,
-                        &tls.serving.key_pem,
-                    ))
-                    .client_ca_root(Certificate::from_pem(&tls.client_ca_pem))
-                    // Token users connect without a certificate.
-                    .client_auth_optional(true)
-                    .timeout(TLS_HANDSHAKE_TIMEOUT),
-            )
-            .context("the gRPC listener's TLS settings")?;
-    }
     let (kv, watch, lease) = EtcdApi::new(store.clone()).services();
     let (maintenance, cluster) = EtcdApi::new(store.clone()).operator_services();
-    let etcd = config.etcd_api;
-    let grpc = builder
-        .add_service(InterceptedService::new(
-            ResourcesServer::new(api.clone()),
-            users.clone(),
-        ))
-        .add_service(InterceptedService::new(
-            NodeSyncServer::new(api.clone()),
-            users,
-        ))
-        .add_optional_service(etcd.then(|| InterceptedService::new(kv, masters.clone())))
-        .add_optional_service(etcd.then(|| InterceptedService::new(watch, masters.clone())))
-        .add_optional_service(etcd.then(|| InterceptedService::new(lease, masters.clone())))
-        .add_optional_service(etcd.then(|| InterceptedService::new(maintenance, masters.clone())))
-        .add_optional_service(etcd.then(|| InterceptedService::new(cluster, masters.clone())))
-        .add_optional_service(raft.map(|raft| InterceptedService::new(raft, masters)));
-    let mut grpc_stop = stop.clone();
-    let mut tasks = vec![tokio::spawn(async move {
-        // Without TCP_NODELAY the small HTTP/2 frames of a response wait for
-        // the client's delayed ACK: milliseconds on every call.
-        let incoming = TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-        let result = grpc
-            .serve_with_incoming_shutdown(incoming, async move {
-                let _ = grpc_stop.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(err) = result {
-            tracing::error!(error = %err, "gRPC server failed");
+    let mut grpc = RoutesBuilder::default();
+    grpc.add_service(InterceptedService::new(
+        ResourcesServer::new(api.clone()),
+        users.clone(),
+    ))
+    .add_service(InterceptedService::new(
+        NodeSyncServer::new(api.clone()),
+        users,
+    ));
+    if config.etcd_api {
+        grpc.add_service(InterceptedService::new(kv, masters.clone()))
+            .add_service(InterceptedService::new(watch, masters.clone()))
+            .add_service(InterceptedService::new(lease, masters.clone()))
+            .add_service(InterceptedService::new(maintenance, masters.clone()))
+            .add_service(InterceptedService::new(cluster, masters.clone()));
+    }
+    if let Some(raft) = raft {
+        grpc.add_service(InterceptedService::new(raft, masters));
+    }
+    let mut rest = http::router(api.clone());
+    let tls = match &config.security {
+        Security::Tls(tls) => {
+            rest = rest.layer(axum::middleware::from_fn_with_state(
+                tls.authenticator.clone(),
+                crate::auth::http::authenticate,
+            ));
+            Some(api_tls(tls)?)
         }
-    })];
+        Security::InsecurePlaintext => None,
+    };
+    let port = ApiPort {
+        grpc: grpc.routes(),
+        rest,
+    };
+    let accept = |listener: TcpListener| -> Result<Accept> {
+        Ok(match &tls {
+            Some(tls) => Accept::Tls(TlsListener::new(listener, tls.clone())?),
+            None => Accept::Plain(listener),
+        })
+    };
+    let mut tasks = vec![tokio::spawn(
+        port.clone().serve(accept(grpc_listener)?, stop.clone()),
+    )];
+    // The old second port for the REST API serves the same as the first.
     let mut http_addr = None;
     if let Some(addr) = config.http_listen {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("binding the HTTP address {addr}"))?;
         http_addr = Some(listener.local_addr()?);
-        let router = http::router(api.clone());
-        let mut http_stop = stop.clone();
-        let shutdown = async move {
-            let _ = http_stop.wait_for(|stop| *stop).await;
-        };
-        let served = match &config.security {
-            Security::Tls(tls) => {
-                let listener = TlsListener::new(listener, http_tls(tls)?)?;
-                let router = router.layer(axum::middleware::from_fn_with_state(
-                    tls.authenticator.clone(),
-                    crate::auth::http::authenticate,
-                ));
-                tokio::spawn(async move {
-                    axum::serve(
-                        listener,
-                        router.into_make_service_with_connect_info::<TlsPeer>(),
-                    )
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                })
-            }
-            Security::InsecurePlaintext => tokio::spawn(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown)
-                    .await
-            }),
-        };
-        tasks.push(tokio::spawn(async move {
-            match served.await {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => tracing::error!(error = %err, "HTTP server failed"),
-                Err(err) => tracing::error!(error = %err, "HTTP server task failed"),
-            }
-        }));
+        tasks.push(tokio::spawn(port.serve(accept(listener)?, stop.clone())));
     }
     // Replicated, the namespaces can only be written once a leader exists,
     // which needs this replica's transport up: create them in the background.
@@ -265,10 +228,11 @@ pub async fn serve(
     })
 }
 
-/// The HTTP listener's rustls settings: the serving certificate, client
+/// The API port's rustls settings: the serving certificate, client
 /// certificates verified against the cluster CA when presented (token
-/// users present none).
-fn http_tls(tls: &TlsSettings) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+/// users present none), HTTP/2 (gRPC, and REST clients that offer it) or
+/// HTTP/1.1.
+fn api_tls(tls: &TlsSettings) -> Result<std::sync::Arc<rustls::ServerConfig>> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -295,6 +259,6 @@ fn http_tls(tls: &TlsSettings) -> Result<std::sync::Arc<rustls::ServerConfig>> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)
         .context("the serving certificate and key")?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(std::sync::Arc::new(config))
 }

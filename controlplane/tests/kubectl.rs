@@ -1,10 +1,12 @@
 //! The real kubectl (found on PATH; `cargo xtask setup` installs it)
 //! against a control plane on 127.0.0.1: discovery, version, create,
-//! get in its table, wide, name, json, yaml and jsonpath forms, delete.
+//! get in its table, wide, name, json, yaml and jsonpath forms, delete;
+//! and the admin kubeconfig `rudder-controlplane` writes serving kubectl
+//! and gRPC on the one port it names.
 
 use std::{
     io::Read,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -28,7 +30,8 @@ fn kubectl_path() -> PathBuf {
         .expect("kubectl is not on PATH: run `cargo xtask setup`, which installs it")
 }
 
-/// A control plane and a kubeconfig pointing kubectl at its HTTP port.
+/// A control plane and a kubeconfig pointing kubectl at its API port (the
+/// one rudderctl's gRPC uses too).
 struct Cluster {
     _running: RunningServer,
     dir: tempfile::TempDir,
@@ -48,7 +51,7 @@ impl Cluster {
         let running = server::start(ServerConfig {
             data_dir: dir.path().join("data"),
             listen: "127.0.0.1:0".parse().expect("addr"),
-            http_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            http_listen: None,
             compaction_interval: None,
             replication: None,
             security: Security::Tls(TlsSettings {
@@ -60,7 +63,7 @@ impl Cluster {
         })
         .await
         .expect("server starts");
-        let server = format!("https://{}", running.http_addr.expect("http listens"));
+        let server = format!("https://{}", running.grpc_addr);
         let admin = pki
             .issue_client(&ClientProfile::new("kubernetes-admin", &[MASTERS_GROUP]))
             .expect("admin certificate");
@@ -91,35 +94,53 @@ impl Cluster {
     /// Runs kubectl with `args` against the cluster (through the
     /// kubeconfig), bounded by [`COMMAND_TIMEOUT`]: (success, stdout, stderr).
     async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let mut command = Command::new(&self.kubectl);
-        command
-            .arg(format!(
-                "--kubeconfig={}",
-                self.path("kubeconfig").display()
-            ))
-            .arg(format!("--cache-dir={}", self.path("cache").display()))
-            .args(args)
-            .env("HOME", self.dir.path())
-            .env_remove("KUBECONFIG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let described = format!("kubectl {}", args.join(" "));
-        tokio::task::spawn_blocking(move || run_bounded(command, &described))
-            .await
-            .expect("kubectl task")
+        kubectl(
+            &self.kubectl,
+            self.dir.path(),
+            &self.path("kubeconfig"),
+            args,
+        )
+        .await
     }
 
     /// Runs kubectl and returns its stdout, failing the test on failure.
     async fn ok(&self, args: &[&str]) -> String {
-        let (success, stdout, stderr) = self.run(args).await;
-        assert!(
-            success,
-            "kubectl {} failed:\n{stderr}\n{stdout}",
-            args.join(" ")
-        );
-        stdout
+        succeeded(args, self.run(args).await)
     }
+}
+
+/// Runs kubectl with `args` and `kubeconfig`, its home and cache in
+/// `home`, bounded by [`COMMAND_TIMEOUT`]: (success, stdout, stderr).
+async fn kubectl(
+    kubectl: &Path,
+    home: &Path,
+    kubeconfig: &Path,
+    args: &[&str],
+) -> (bool, String, String) {
+    let mut command = Command::new(kubectl);
+    command
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--cache-dir={}", home.join("cache").display()))
+        .args(args)
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let described = format!("kubectl {}", args.join(" "));
+    tokio::task::spawn_blocking(move || run_bounded(command, &described))
+        .await
+        .expect("kubectl task")
+}
+
+/// The stdout of a kubectl run that must have succeeded.
+fn succeeded(args: &[&str], (success, stdout, stderr): (bool, String, String)) -> String {
+    assert!(
+        success,
+        "kubectl {} failed:\n{stderr}\n{stdout}",
+        args.join(" ")
+    );
+    stdout
 }
 
 fn run_bounded(mut command: Command, described: &str) -> (bool, String, String) {
@@ -392,5 +413,419 @@ async fn kubectl_creates_gets_and_deletes() {
     assert!(
         stdout.is_empty() && stderr.contains("No resources found in default namespace."),
         "{stdout}{stderr}"
+    );
+}
+
+/// `rudder-controlplane` as a user starts it (TLS, its own CA), killed
+/// when dropped, also when an assertion fails.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_kubeconfig_serves_kubectl_and_grpc_on_one_port() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let _server = Process(
+        Command::new(env!("CARGO_BIN_EXE_rudder-controlplane"))
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            // Only the one port: the REST API must be on it.
+            .args(["--http-listen", "off", "--no-controllers", "--no-scheduler"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("rudder-controlplane starts"),
+    );
+    let kubeconfig = dir.path().join("data/pki/admin.kubeconfig");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = loop {
+        let connected = match Kubeconfig::load(&kubeconfig) {
+            Ok(config) => {
+                let config = config
+                    .client_config(&kubeconfig, None)
+                    .expect("the admin kubeconfig is complete");
+                rudder_client::Client::connect_with(&config).await.ok()
+            }
+            Err(_) => None,
+        };
+        if let Some(client) = connected {
+            break client;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no admin kubeconfig or no gRPC on port {port} within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let text = std::fs::read_to_string(&kubeconfig).expect("admin kubeconfig");
+    assert!(
+        text.contains(&format!("server: https://127.0.0.1:{port}")),
+        "{text}"
+    );
+
+    // kubectl writes through REST, gRPC reads it back ...
+    let manifest = dir.path().join("ns.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: shared}\n",
+    )
+    .expect("manifest");
+    let kubectl_path = kubectl_path();
+    let apply = [
+        "apply",
+        "-f",
+        manifest.to_str().expect("utf-8"),
+        "--validate=false",
+    ];
+    let applied = succeeded(
+        &apply,
+        kubectl(&kubectl_path, dir.path(), &kubeconfig, &apply).await,
+    );
+    assert_eq!(applied, "namespace/shared created\n");
+    let namespace: rudder_api::core::Namespace = client.get("", "shared").await.expect("gRPC get");
+    assert_eq!(namespace.metadata.name, "shared");
+
+    // ... and what gRPC writes, kubectl lists.
+    let mut created = rudder_api::core::Namespace::default();
+    created.metadata.name = "from-grpc".into();
+    client.create(&created).await.expect("gRPC create");
+    let get = ["get", "namespaces", "-o", "name"];
+    let names = succeeded(
+        &get,
+        kubectl(&kubectl_path, dir.path(), &kubeconfig, &get).await,
+    );
+    let names: Vec<&str> = names.lines().collect();
+    for expected in [
+        "namespace/shared",
+        "namespace/from-grpc",
+        "namespace/default",
+    ] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+}
+
+const DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  labels: {app: api}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: api}
+  template:
+    metadata:
+      labels: {app: api}
+    spec:
+      containers:
+      - name: api
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+";
+
+const NODE: &str = "\
+apiVersion: v1
+kind: Node
+metadata:
+  name: n1
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_patches_in_all_three_types() {
+    let cluster = Cluster::start().await;
+    let manifest = cluster.path("deployment.yaml");
+    std::fs::write(&manifest, DEPLOYMENT).expect("manifest");
+    let file = manifest.to_str().expect("utf-8 path");
+    let apply = ["apply", "-f", file, "--validate=false"];
+    assert_eq!(cluster.ok(&apply).await, "deployment.apps/api created\n");
+    let read = async |path: &str| {
+        cluster
+            .ok(&[
+                "get",
+                "deploy",
+                "api",
+                "-o",
+                &format!("jsonpath={{{path}}}"),
+            ])
+            .await
+    };
+
+    // label and annotate send JSON merge patches.
+    assert_eq!(
+        cluster
+            .ok(&["label", "deploy", "api", "tier=backend"])
+            .await,
+        "deployment.apps/api labeled\n"
+    );
+    assert_eq!(read(".metadata.labels.tier").await, "backend");
+    assert_eq!(read(".metadata.labels.app").await, "api");
+    cluster
+        .ok(&["annotate", "deploy", "api", "note=hello"])
+        .await;
+    assert_eq!(read(".metadata.annotations.note").await, "hello");
+    cluster.ok(&["label", "deploy", "api", "tier-"]).await;
+    assert_eq!(read(".metadata.labels.tier").await, "");
+
+    // set image: a strategic merge patch of one container by its name.
+    assert_eq!(
+        cluster
+            .ok(&["set", "image", "deploy/api", "api=nginx:1.28"])
+            .await,
+        "deployment.apps/api image updated\n"
+    );
+    assert_eq!(
+        read(".spec.template.spec.containers[0].image").await,
+        "nginx:1.28"
+    );
+    assert_eq!(
+        read(".spec.template.spec.containers[0].ports[0].containerPort").await,
+        "80"
+    );
+
+    // patch in its three types.
+    cluster
+        .ok(&[
+            "patch",
+            "deploy",
+            "api",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ])
+        .await;
+    assert_eq!(read(".spec.replicas").await, "3");
+    cluster
+        .ok(&[
+            "patch",
+            "deploy",
+            "api",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+        ])
+        .await;
+    assert_eq!(read(".spec.replicas").await, "4");
+    cluster
+        .ok(&[
+            "patch",
+            "deploy",
+            "api",
+            "-p",
+            r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}"#,
+        ])
+        .await;
+    assert_eq!(
+        read(".spec.template.spec.containers[*].name").await,
+        "api sidecar"
+    );
+    let (success, _, stderr) = cluster
+        .run(&[
+            "patch",
+            "deploy",
+            "api",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/spec/missing"}]"#,
+        ])
+        .await;
+    assert!(!success);
+    assert!(
+        stderr.contains(r#""/spec/missing" does not exist"#),
+        "{stderr}"
+    );
+
+    // scale goes through the scale subresource (a merge patch of a Scale).
+    assert_eq!(
+        cluster
+            .ok(&["scale", "deploy", "api", "--replicas=5"])
+            .await,
+        "deployment.apps/api scaled\n"
+    );
+    assert_eq!(read(".spec.replicas").await, "5");
+    let scale = cluster
+        .ok(&[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/default/deployments/api/scale",
+        ])
+        .await;
+    let scale: serde_json::Value = serde_json::from_str(&scale).expect("Scale json");
+    assert_eq!(
+        (
+            &scale["kind"],
+            &scale["spec"]["replicas"],
+            &scale["status"]["selector"]
+        ),
+        (
+            &serde_json::json!("Scale"),
+            &serde_json::json!(5),
+            &serde_json::json!("app=api")
+        )
+    );
+    let (success, _, stderr) = cluster
+        .run(&[
+            "patch",
+            "deploy",
+            "api",
+            "--subresource=scale",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"replicas":-1}}"#,
+        ])
+        .await;
+    assert!(
+        !success && stderr.contains("Scale.spec.replicas must be a whole number from 0 up"),
+        "{stderr}"
+    );
+    assert_eq!(read(".spec.replicas").await, "5");
+
+    // rollout pause, resume and restart are patches too.
+    cluster.ok(&["rollout", "pause", "deploy/api"]).await;
+    assert_eq!(read(".spec.paused").await, "true");
+    cluster.ok(&["rollout", "resume", "deploy/api"]).await;
+    assert_eq!(read(".spec.paused").await, "");
+    assert_eq!(
+        cluster.ok(&["rollout", "restart", "deploy/api"]).await,
+        "deployment.apps/api restarted\n"
+    );
+    assert!(
+        !read(r".spec.template.metadata.annotations.kubectl\.kubernetes\.io/restartedAt")
+            .await
+            .is_empty()
+    );
+
+    // Client-side apply of a changed manifest: a three-way strategic merge
+    // patch that keeps what others added (the sidecar).
+    std::fs::write(&manifest, DEPLOYMENT.replace("nginx:1.27", "nginx:1.29")).expect("manifest");
+    assert_eq!(cluster.ok(&apply).await, "deployment.apps/api configured\n");
+    assert_eq!(
+        read(".spec.template.spec.containers[*].image").await,
+        "nginx:1.29 busybox:1.36"
+    );
+    // Applied again, kubectl sends only the container order it knows
+    // ($setElementOrder), which keeps the sidecar where it was.
+    cluster.ok(&apply).await;
+    assert_eq!(
+        read(".spec.template.spec.containers[*].name").await,
+        "api sidecar"
+    );
+
+    // cordon, taint, uncordon: strategic merge patches of a node.
+    let node = cluster.path("node.yaml");
+    std::fs::write(&node, NODE).expect("node manifest");
+    cluster
+        .ok(&[
+            "create",
+            "-f",
+            node.to_str().expect("utf-8"),
+            "--validate=false",
+        ])
+        .await;
+    assert_eq!(cluster.ok(&["cordon", "n1"]).await, "node/n1 cordoned\n");
+    let node_field = async |path: &str| {
+        cluster
+            .ok(&["get", "node", "n1", "-o", &format!("jsonpath={{{path}}}")])
+            .await
+    };
+    assert_eq!(node_field(".spec.unschedulable").await, "true");
+    cluster
+        .ok(&["taint", "nodes", "n1", "dedicated=infra:NoSchedule"])
+        .await;
+    assert_eq!(node_field(".spec.taints[0].key").await, "dedicated");
+    assert_eq!(
+        cluster.ok(&["uncordon", "n1"]).await,
+        "node/n1 uncordoned\n"
+    );
+    assert_eq!(node_field(".spec.unschedulable").await, "");
+    assert_eq!(node_field(".spec.taints[0].effect").await, "NoSchedule");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_dry_runs_and_diff_persist_nothing() {
+    let cluster = Cluster::start().await;
+    let manifest = cluster.path("deployment.yaml");
+    std::fs::write(&manifest, DEPLOYMENT).expect("manifest");
+    let file = manifest.to_str().expect("utf-8 path");
+    let read_image = async || {
+        cluster
+            .run(&[
+                "get",
+                "deploy",
+                "api",
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}",
+            ])
+            .await
+    };
+
+    let dry = ["apply", "-f", file, "--validate=false", "--dry-run=server"];
+    assert_eq!(
+        cluster.ok(&dry).await,
+        "deployment.apps/api created (server dry run)\n"
+    );
+    let (found, _, stderr) = read_image().await;
+    assert!(!found && stderr.contains("not found"), "{stderr}");
+
+    let apply = ["apply", "-f", file, "--validate=false"];
+    cluster.ok(&apply).await;
+    let version = cluster
+        .ok(&[
+            "get",
+            "deploy",
+            "api",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}",
+        ])
+        .await;
+    std::fs::write(&manifest, DEPLOYMENT.replace("nginx:1.27", "nginx:1.29")).expect("manifest");
+    assert_eq!(
+        cluster.ok(&dry).await,
+        "deployment.apps/api configured (server dry run)\n"
+    );
+    // kubectl diff: a server-side dry run of the patch, exit status 1 when
+    // something would change.
+    let (same, diff, stderr) = cluster.run(&["diff", "-f", file]).await;
+    assert!(!same && stderr.is_empty(), "{stderr}");
+    assert!(
+        diff.contains("-      - image: nginx:1.27") && diff.contains("+      - image: nginx:1.29"),
+        "{diff}"
+    );
+    cluster
+        .ok(&["scale", "deploy", "api", "--replicas=7", "--dry-run=server"])
+        .await;
+    assert_eq!(
+        cluster
+            .ok(&["delete", "deploy", "api", "--dry-run=server"])
+            .await,
+        "deployment.apps \"api\" deleted (server dry run)\n"
+    );
+    let (found, image, _) = read_image().await;
+    assert!(found);
+    assert_eq!(image, "nginx:1.27");
+    assert_eq!(
+        cluster
+            .ok(&[
+                "get",
+                "deploy",
+                "api",
+                "-o",
+                "jsonpath={.metadata.resourceVersion}/{.spec.replicas}"
+            ])
+            .await,
+        format!("{version}/2")
     );
 }

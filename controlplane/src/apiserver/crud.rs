@@ -22,6 +22,17 @@ use super::{
     },
 };
 
+/// Whether a write is made or only checked (`?dryRun=All`): a dry run
+/// goes through defaulting, validation and the kind's hooks and answers
+/// with what would be stored, but never reaches the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// Store it.
+    Persist,
+    /// Check it and answer, store nothing.
+    DryRun,
+}
+
 impl ApiServer {
     /// Creates an object: defaults, validates, assigns uid and timestamps,
     /// and writes it only if no object of that name exists.
@@ -29,7 +40,20 @@ impl ApiServer {
     /// # Errors
     /// [`ApiServerError::AlreadyExists`], [`ApiServerError::Invalid`],
     /// [`ApiServerError::NotFound`] for a missing namespace.
-    pub async fn create(&self, kind: Kind, mut raw: Value) -> Result<Value, ApiServerError> {
+    pub async fn create(&self, kind: Kind, raw: Value) -> Result<Value, ApiServerError> {
+        self.create_with(kind, raw, Write::Persist).await
+    }
+
+    /// [`ApiServer::create`], or only its checks with [`Write::DryRun`].
+    ///
+    /// # Errors
+    /// As [`ApiServer::create`].
+    pub async fn create_with(
+        &self,
+        kind: Kind,
+        mut raw: Value,
+        write: Write,
+    ) -> Result<Value, ApiServerError> {
         prepare_identity(kind, &mut raw)?;
         let mut object = object::normalize(kind, raw)?;
         let meta = ensure_metadata(&mut object);
@@ -62,6 +86,15 @@ impl ApiServer {
             }
         }
         let key = kind.key(&namespace, &name);
+        if write == Write::DryRun {
+            if self.store.get(key.as_str()).await?.is_some() {
+                return Err(already_exists(kind, &namespace, &name));
+            }
+            hooks_for(kind)
+                .before_create(&self.store, &mut object)
+                .await?;
+            return Ok(object);
+        }
         // A Service's ClusterIP/NodePorts are claimed in the same
         // transaction; a lost race on a picked value just picks again.
         let mut attempts = 0;
@@ -106,11 +139,7 @@ impl ApiServer {
             }
         };
         if !response.succeeded {
-            return Err(ApiServerError::AlreadyExists(format!(
-                "{} {name:?} already exists{}",
-                kind.plural(),
-                in_namespace(kind, &namespace)
-            )));
+            return Err(already_exists(kind, &namespace, &name));
         }
         set_resource_version(&mut object, response.revision);
         Ok(object)
@@ -178,8 +207,23 @@ impl ApiServer {
     pub async fn update(
         &self,
         kind: Kind,
+        raw: Value,
+        status_only: bool,
+    ) -> Result<Value, ApiServerError> {
+        self.update_with(kind, raw, status_only, Write::Persist)
+            .await
+    }
+
+    /// [`ApiServer::update`], or only its checks with [`Write::DryRun`].
+    ///
+    /// # Errors
+    /// As [`ApiServer::update`].
+    pub async fn update_with(
+        &self,
+        kind: Kind,
         mut raw: Value,
         status_only: bool,
+        write: Write,
     ) -> Result<Value, ApiServerError> {
         prepare_identity(kind, &mut raw)?;
         let (namespace, name) = namespace_and_name(&raw);
@@ -261,6 +305,10 @@ impl ApiServer {
             // Like Kubernetes, a no-op update writes nothing.
             return Ok(current);
         }
+        if write == Write::DryRun {
+            set_resource_version(&mut next, current_kv.mod_revision);
+            return Ok(next);
+        }
         if ready_to_remove(kind, &next) {
             // The last finalizer of an object being deleted is gone.
             return self.remove(kind, &namespace, &name, &current_kv).await;
@@ -307,6 +355,14 @@ impl ApiServer {
             .await?
             .ok_or_else(|| not_found(kind, namespace, name))
     }
+}
+
+fn already_exists(kind: Kind, namespace: &str, name: &str) -> ApiServerError {
+    ApiServerError::AlreadyExists(format!(
+        "{} {name:?} already exists{}",
+        kind.plural(),
+        in_namespace(kind, namespace)
+    ))
 }
 
 /// Fills in the namespace and a generated name before validation.

@@ -14,7 +14,9 @@ use serde_json::{Value, json};
 const KUBERNETES_MINOR: &str = "32";
 
 /// The verbs every kind's collection and objects serve over HTTP.
-const VERBS: [&str; 6] = ["create", "delete", "get", "list", "update", "watch"];
+const VERBS: [&str; 7] = [
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 /// `version.Info`: the Kubernetes version rudder's API follows, with
 /// rudder's own version as build metadata.
@@ -122,7 +124,18 @@ pub fn resource_list(group: &str) -> Option<Value> {
                 "singularName": "",
                 "namespaced": kind.namespaced(),
                 "kind": kind.name(),
-                "verbs": ["get", "update"],
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if super::scale::has_scale(kind) {
+            resources.push(json!({
+                "name": format!("{}/scale", kind.plural()),
+                "singularName": "",
+                "namespaced": kind.namespaced(),
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
             }));
         }
     }

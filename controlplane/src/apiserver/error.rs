@@ -25,6 +25,9 @@ pub enum ApiServerError {
     /// 400: a request that makes no sense.
     #[error("{0}")]
     BadRequest(String),
+    /// 415: a body in a format this server does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     /// 410: the resourceVersion has been compacted.
     #[error("{0}")]
     Gone(String),
@@ -40,9 +43,9 @@ pub fn status_of(err: ApiServerError) -> Status {
         ApiServerError::NotFound(_) => Status::not_found(message),
         ApiServerError::AlreadyExists(_) => Status::already_exists(message),
         ApiServerError::Conflict(_) => Status::aborted(message),
-        ApiServerError::Invalid(_) | ApiServerError::BadRequest(_) => {
-            Status::invalid_argument(message)
-        }
+        ApiServerError::Invalid(_)
+        | ApiServerError::BadRequest(_)
+        | ApiServerError::UnsupportedMediaType(_) => Status::invalid_argument(message),
         ApiServerError::Gone(_) => Status::out_of_range(message),
         ApiServerError::Store(StoreError::NotLeader { .. } | StoreError::Unavailable(_)) => {
             Status::unavailable(message)
@@ -59,6 +62,9 @@ pub(crate) fn code_and_reason(err: &ApiServerError) -> (StatusCode, &'static str
         ApiServerError::Conflict(_) => (StatusCode::CONFLICT, "Conflict"),
         ApiServerError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "Invalid"),
         ApiServerError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+        ApiServerError::UnsupportedMediaType(_) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+        }
         ApiServerError::Gone(_) => (StatusCode::GONE, "Expired"),
         ApiServerError::Store(StoreError::NotLeader { .. } | StoreError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")

@@ -5,6 +5,8 @@
 //! POST   /api/v1/namespaces/{ns}/pods
 //! GET    /api/v1/namespaces/{ns}/pods/{name}
 //! PUT    /api/v1/namespaces/{ns}/pods/{name}          (and .../status)
+//! GET|PUT|PATCH /apis/apps/v1/namespaces/{ns}/deployments/{name}/scale
+//! PATCH  /api/v1/namespaces/{ns}/pods/{name}          (merge, JSON, strategic merge)
 //! DELETE /api/v1/namespaces/{ns}/pods/{name}
 //! GET    /api/v1/pods                                 (every namespace)
 //! GET    /api/v1/nodes/{name}, /api/v1/namespaces/{name}
@@ -30,7 +32,10 @@ use serde_json::{Value, json};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
 use super::{
-    ApiServer, ApiServerError, DeleteOptions, Filter, discovery, error::code_and_reason, table,
+    ApiServer, ApiServerError, DeleteOptions, Filter, Write, discovery,
+    error::code_and_reason,
+    patch::{self, PatchType},
+    scale, table,
 };
 
 /// The HTTP routes.
@@ -48,7 +53,28 @@ struct Target {
     kind: Kind,
     namespace: String,
     name: Option<String>,
-    status: bool,
+    subresource: Subresource,
+}
+
+/// The part of an object a path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Subresource {
+    /// The object itself.
+    None,
+    /// `/status`.
+    Status,
+    /// `/scale` (Deployments, ReplicaSets).
+    Scale,
+}
+
+impl Subresource {
+    fn parse(kind: Kind, name: &str) -> Option<Self> {
+        match name {
+            "status" if kind.has_status() => Some(Self::Status),
+            "scale" if scale::has_scale(kind) => Some(Self::Scale),
+            _ => None,
+        }
+    }
 }
 
 fn resolve(path: &str) -> Option<Target> {
@@ -64,11 +90,11 @@ fn resolve(path: &str) -> Option<Target> {
             .into_iter()
             .find(|k| k.plural() == plural && k.group() == group)
     };
-    let target = |kind: Kind, namespace: &str, name: Option<&str>, status: bool| Target {
+    let target = |kind: Kind, namespace: &str, name: Option<&str>, subresource| Target {
         kind,
         namespace: namespace.to_owned(),
         name: name.map(str::to_owned),
-        status,
+        subresource,
     };
     match rest {
         ["namespaces", ns, plural, tail @ ..]
@@ -76,18 +102,22 @@ fn resolve(path: &str) -> Option<Target> {
         {
             let kind = kind_in_group(plural)?;
             match tail {
-                [] => Some(target(kind, ns, None, false)),
-                [name] => Some(target(kind, ns, Some(name), false)),
-                [name, "status"] => Some(target(kind, ns, Some(name), true)),
+                [] => Some(target(kind, ns, None, Subresource::None)),
+                [name] => Some(target(kind, ns, Some(name), Subresource::None)),
+                [name, sub] => Some(target(kind, ns, Some(name), Subresource::parse(kind, sub)?)),
                 _ => None,
             }
         }
         [plural, tail @ ..] => {
             let kind = kind_in_group(plural)?;
             match tail {
-                [] => Some(target(kind, "", None, false)),
-                [name] if !kind.namespaced() => Some(target(kind, "", Some(name), false)),
-                [name, "status"] if !kind.namespaced() => Some(target(kind, "", Some(name), true)),
+                [] => Some(target(kind, "", None, Subresource::None)),
+                [name] if !kind.namespaced() => {
+                    Some(target(kind, "", Some(name), Subresource::None))
+                }
+                [name, sub] if !kind.namespaced() => {
+                    Some(target(kind, "", Some(name), Subresource::parse(kind, sub)?))
+                }
                 _ => None,
             }
         }
@@ -122,27 +152,72 @@ async fn handle(
             ),
         );
     };
-    match serve(api, method, target, query, body, as_table).await {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
+    let request = Request {
+        method,
+        target,
+        query,
+        content_type,
+        body,
+        as_table,
+    };
+    match serve(api, request).await {
         Ok(response) => response,
         Err(err) => error_response(&err),
     }
 }
 
-async fn serve(
-    api: ApiServer,
+/// One REST request, resolved.
+struct Request<'a> {
     method: Method,
     target: Target,
     query: HashMap<String, String>,
+    content_type: &'a str,
     body: Bytes,
     as_table: bool,
-) -> Result<Response, ApiServerError> {
+}
+
+/// How often a PATCH is retried when the object changed between reading
+/// and writing it (a patch without a resourceVersion applies to whatever
+/// is current, as kube-apiserver's do).
+const PATCH_ATTEMPTS: usize = 5;
+
+async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServerError> {
+    let Request {
+        method,
+        target,
+        query,
+        content_type,
+        body,
+        as_table,
+    } = request;
     let param = |name: &str| query.get(name).map_or("", String::as_str);
     let Target {
         kind,
         namespace,
         name,
-        status,
+        subresource,
     } = target;
+    if subresource == Subresource::Scale
+        && let Some(name) = &name
+    {
+        let write = write_of(param("dryRun"))?;
+        let request = ScaleRequest {
+            method,
+            kind,
+            namespace: &namespace,
+            name,
+            content_type,
+            body: &body,
+            write,
+        };
+        return serve_scale(api, request).await;
+    }
+    let status = subresource == Subresource::Status;
+    let write = write_of(param("dryRun"))?;
     match (method, name) {
         (Method::GET, None) => {
             let filter = Filter::parse(&namespace, param("labelSelector"), param("fieldSelector"))?;
@@ -172,7 +247,7 @@ async fn serve(
             }
             Ok(json_response(
                 StatusCode::CREATED,
-                &api.create(kind, object).await?,
+                &api.create_with(kind, object, write).await?,
             ))
         }
         (Method::GET, Some(name)) => {
@@ -199,18 +274,166 @@ async fn serve(
             }
             Ok(json_response(
                 StatusCode::OK,
-                &api.update(kind, object, status).await?,
+                &api.update_with(kind, object, status, write).await?,
             ))
+        }
+        (Method::PATCH, Some(name)) => {
+            let patch_type = PatchType::from_content_type(content_type)?;
+            let patched = patch_retrying(&body, || async {
+                let current = api.get(kind, &namespace, &name).await?;
+                let patched = patch::apply(&current, patch_type, &body)?;
+                api.update_with(kind, patched, status, write).await
+            })
+            .await?;
+            Ok(json_response(StatusCode::OK, &patched))
         }
         (Method::DELETE, Some(name)) => {
             let options = delete_options(&query, &body)?;
-            let deleted = api.delete(kind, &namespace, &name, &options).await?;
+            // A dry run asked for in the query or in the body.
+            let write = match delete_body_write(&body)? {
+                Write::DryRun => Write::DryRun,
+                Write::Persist => write,
+            };
+            let deleted = match write {
+                Write::Persist => api.delete(kind, &namespace, &name, &options).await?,
+                // What would be deleted; nothing is.
+                Write::DryRun => api.get(kind, &namespace, &name).await?,
+            };
             Ok(json_response(StatusCode::OK, &deleted))
         }
         (method, _) => Err(ApiServerError::BadRequest(format!(
             "method {method} is not supported on this path"
         ))),
     }
+}
+
+/// Runs `attempt` (read, patch, write) again while it conflicts with
+/// another writer, unless the patch named the version it applies to.
+async fn patch_retrying<F, Fut>(body: &[u8], attempt: F) -> Result<Value, ApiServerError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Value, ApiServerError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(ApiServerError::Conflict(_))
+                if tries < PATCH_ATTEMPTS && !patch_names_version(body) =>
+            {
+                tries += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// `GET`, `PUT` and `PATCH` of `/scale`: the object seen and changed
+/// through its autoscaling/v1 `Scale`.
+async fn serve_scale(
+    api: ApiServer,
+    request: ScaleRequest<'_>,
+) -> Result<Response, ApiServerError> {
+    let ScaleRequest {
+        method,
+        kind,
+        namespace,
+        name,
+        content_type,
+        body,
+        write,
+    } = request;
+    let scaled = match method {
+        Method::GET => api.get(kind, namespace, name).await?,
+        Method::PUT => {
+            let wanted: Value = serde_json::from_slice(body).map_err(|err| {
+                ApiServerError::BadRequest(format!("the Scale body is not JSON: {err}"))
+            })?;
+            let current = api.get(kind, namespace, name).await?;
+            api.update_with(
+                kind,
+                scale::with_scale(kind, current, &wanted)?,
+                false,
+                write,
+            )
+            .await?
+        }
+        Method::PATCH => {
+            let patch_type = PatchType::from_content_type(content_type)?;
+            patch_retrying(body, || async {
+                let current = api.get(kind, namespace, name).await?;
+                let wanted = patch::apply(&scale::scale_of(&current), patch_type, body)?;
+                api.update_with(
+                    kind,
+                    scale::with_scale(kind, current, &wanted)?,
+                    false,
+                    write,
+                )
+                .await
+            })
+            .await?
+        }
+        method => {
+            return Err(ApiServerError::BadRequest(format!(
+                "method {method} is not supported on {}/scale",
+                kind.plural()
+            )));
+        }
+    };
+    Ok(json_response(StatusCode::OK, &scale::scale_of(&scaled)))
+}
+
+/// A request for `/scale`.
+struct ScaleRequest<'a> {
+    method: Method,
+    kind: Kind,
+    namespace: &'a str,
+    name: &'a str,
+    content_type: &'a str,
+    body: &'a [u8],
+    write: Write,
+}
+
+/// The `dryRun` of a DeleteOptions body (kubectl puts it there, not in
+/// the query): `["All"]` or nothing.
+fn delete_body_write(body: &[u8]) -> Result<Write, ApiServerError> {
+    let Ok(options) = serde_json::from_slice::<Value>(body) else {
+        // Not JSON: delete_options has said so already.
+        return Ok(Write::Persist);
+    };
+    match options.get("dryRun") {
+        None | Some(Value::Null) => Ok(Write::Persist),
+        Some(Value::Array(directives)) if directives.is_empty() => Ok(Write::Persist),
+        Some(Value::Array(directives)) if directives.iter().all(|d| d == "All") => {
+            Ok(Write::DryRun)
+        }
+        Some(other) => Err(ApiServerError::BadRequest(format!(
+            "DeleteOptions.dryRun {other} is not supported: the only dry run is [\"All\"]"
+        ))),
+    }
+}
+
+/// The `dryRun` query parameter: absent, or `All` as Kubernetes takes it.
+fn write_of(dry_run: &str) -> Result<Write, ApiServerError> {
+    match dry_run {
+        "" => Ok(Write::Persist),
+        "All" => Ok(Write::DryRun),
+        other => Err(ApiServerError::BadRequest(format!(
+            "dryRun {other:?} is not supported: the only dry run is dryRun=All"
+        ))),
+    }
+}
+
+/// Whether a patch carries `metadata.resourceVersion`: then it is a
+/// precondition, and a conflict is the client's to resolve.
+fn patch_names_version(body: &[u8]) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|patch| {
+        patch.pointer("/metadata/resourceVersion").is_some()
+            || patch.as_array().is_some_and(|operations| {
+                operations.iter().any(|op| {
+                    op.get("path").and_then(Value::as_str) == Some("/metadata/resourceVersion")
+                })
+            })
+    })
 }
 
 /// A DELETE's options, as kubectl sends them: `gracePeriodSeconds` and
@@ -331,8 +554,13 @@ mod tests {
     fn kubernetes_paths_resolve() {
         let t = resolve("/api/v1/namespaces/default/pods/web").expect("pod");
         assert_eq!(
-            (t.kind, t.namespace.as_str(), t.name.as_deref(), t.status),
-            (Kind::Pod, "default", Some("web"), false)
+            (
+                t.kind,
+                t.namespace.as_str(),
+                t.name.as_deref(),
+                t.subresource
+            ),
+            (Kind::Pod, "default", Some("web"), Subresource::None)
         );
         let t = resolve("/apis/apps/v1/namespaces/prod/deployments").expect("list");
         assert_eq!((t.kind, t.name), (Kind::Deployment, None));
@@ -342,7 +570,10 @@ mod tests {
             (Kind::Namespace, Some("kube-system"))
         );
         let t = resolve("/api/v1/nodes/n1/status").expect("node status");
-        assert!(t.status);
+        assert_eq!(t.subresource, Subresource::Status);
+        let t = resolve("/apis/apps/v1/namespaces/x/deployments/web/scale").expect("scale");
+        assert_eq!(t.subresource, Subresource::Scale);
+        assert!(resolve("/api/v1/namespaces/x/pods/web/scale").is_none());
         let t = resolve("/api/v1/services").expect("all services");
         assert_eq!((t.kind, t.namespace.as_str()), (Kind::Service, ""));
         assert!(

@@ -24,6 +24,8 @@ pub mod http;
 mod kind_hooks;
 mod node_fields;
 pub mod nodesync;
+pub mod patch;
+pub mod scale;
 mod storage;
 pub mod table;
 mod watch;
@@ -35,6 +37,7 @@ use serde_json::json;
 pub use rudder_api::meta::DeleteOptions;
 
 pub use self::{
+    crud::Write,
     error::ApiServerError,
     filter::Filter,
     watch::{EventType, ResourceEvent},

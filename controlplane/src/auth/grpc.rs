@@ -65,7 +65,14 @@ impl Interceptor for Authenticate {
             request.extensions_mut().insert(insecure_user());
             return Ok(request);
         };
-        let certs = request.peer_certs();
+        // Served by tonic's own transport the chain is in its connect
+        // info; on the shared API port, in the connection's TlsPeer.
+        let certs = request.peer_certs().or_else(|| {
+            request
+                .extensions()
+                .get::<super::http::TlsPeer>()
+                .and_then(|peer| peer.certs.clone())
+        });
         let header = request
             .metadata()
             .get("authorization")
