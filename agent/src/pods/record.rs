@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{
     PodRun, PodRuntime,
+    paths::{self, PodNames},
     process::{self, ProcessState},
 };
 
@@ -45,34 +46,83 @@ pub(super) struct ContainerRecord {
     pub(super) last_termination: Option<Termination>,
 }
 
+/// Records larger than this are not a record this agent wrote.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
+
 /// The records a previous agent left in `state_dir`, by pod uid; an
-/// unreadable record is logged and skipped.
+/// unreadable record, or one whose names could lead out of the state
+/// directory, is logged and skipped.
 pub(super) fn load_records(state_dir: &Path) -> BTreeMap<String, PodRecord> {
     let mut adopted = BTreeMap::new();
-    if let Ok(entries) = std::fs::read_dir(state_dir.join("pods")) {
-        for entry in entries.flatten() {
-            let Ok(text) = std::fs::read_to_string(entry.path()) else {
-                continue;
-            };
-            match serde_json::from_str::<PodRecord>(&text) {
-                Ok(record) => {
-                    adopted.insert(record.uid.clone(), record);
-                }
-                Err(err) => {
-                    tracing::warn!(file = %entry.path().display(), %err, "unreadable pod record")
-                }
+    let Ok(entries) = std::fs::read_dir(paths::record_dir(state_dir)) else {
+        return adopted;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            // A `.tmp` left by a crash mid-write: the record before it
+            // was renamed over is the one that counts.
+            continue;
+        }
+        match read_record(&path) {
+            Ok(record) => {
+                adopted.insert(record.uid.clone(), record);
             }
+            Err(err) => tracing::warn!(file = %path.display(), %err, "skipping pod record"),
         }
     }
     adopted
 }
 
+/// Why a record file is not adopted.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("not a regular file of at most {MAX_RECORD_BYTES} bytes")]
+    NotARecordFile,
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Unsafe(#[from] paths::UnsafeName),
+    #[error("the file of pod uid {0:?} is not named <uid>.json")]
+    Misnamed(String),
+}
+
+/// One record, re-checked: every name in it is one the runtime could have
+/// written (a state file is input too).
+fn read_record(path: &Path) -> Result<PodRecord, RecordError> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
+        return Err(RecordError::NotARecordFile);
+    }
+    let record: PodRecord = serde_json::from_slice(&std::fs::read(path)?)?;
+    record.names()?;
+    if path.file_stem().and_then(|s| s.to_str()) != Some(record.uid.as_str()) {
+        return Err(RecordError::Misnamed(record.uid));
+    }
+    Ok(record)
+}
+
+impl PodRecord {
+    /// The pod's names, checked again (the record may have been read from
+    /// disk), with its sandbox's.
+    ///
+    /// # Errors
+    /// When one of them is not safe in a path.
+    pub(super) fn names(&self) -> Result<PodNames, paths::UnsafeName> {
+        let names = PodNames::check(&self.namespace, &self.name, &self.uid)?;
+        names.check_sandbox(&self.sandbox)?;
+        for c in &self.containers {
+            paths::container_log(Path::new(""), &c.name, false)?;
+        }
+        Ok(names)
+    }
+}
+
 impl PodRuntime {
-    pub(super) fn record_path(&self, uid: &str) -> PathBuf {
-        self.config
-            .state_dir
-            .join("pods")
-            .join(format!("{uid}.json"))
+    pub(super) fn record_path(&self, names: &PodNames) -> PathBuf {
+        names.record_path(&self.config.state_dir)
     }
 
     /// Persists the record with the containers' current pids.
@@ -92,7 +142,7 @@ impl PodRuntime {
                 last_termination: c.last_termination.clone(),
             })
             .collect();
-        let path = self.record_path(&record.uid);
+        let path = self.record_path(&run.names);
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -148,5 +198,78 @@ impl Termination {
             started_at,
             finished_at: now_rfc3339(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UID: &str = "0f8e9a4c-1b2d-4e5f-8a9b-0c1d2e3f4a5b";
+
+    fn record(namespace: &str, name: &str, uid: &str, sandbox: &str) -> PodRecord {
+        PodRecord {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+            sandbox: sandbox.into(),
+            ip: None,
+            cni_result: Value::Null,
+            started: now_rfc3339(),
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn hostile_records_in_the_state_dir_are_not_adopted() {
+        let state = std::env::temp_dir().join(format!("rudder-records-{}", std::process::id()));
+        let pods = paths::record_dir(&state);
+        std::fs::create_dir_all(&pods).unwrap();
+        let write = |file: &str, record: &PodRecord| {
+            std::fs::write(pods.join(file), serde_json::to_vec(record).unwrap()).unwrap();
+        };
+        write(
+            &format!("{UID}.json"),
+            &record("default", "web", UID, "rudder-0f8e9a4c1b2d"),
+        );
+        let other = "11111111-2222-4333-8444-555555555555";
+        // A uid that walks out of the state dir, a sandbox that names
+        // another directory, a name with a slash, a file named for
+        // another uid.
+        write(
+            "a.json",
+            &record("default", "web", "../../../../tmp/x", "rudder-x"),
+        );
+        let third = "66666666-7777-4888-9999-aaaaaaaaaaaa";
+        write(
+            &format!("{third}.json"),
+            &record(
+                "default",
+                "web",
+                third,
+                "../../../sys/fs/cgroup-666666667777",
+            ),
+        );
+        write(
+            "b.json",
+            &record("default", "a/../../b", other, "rudder-111111112222"),
+        );
+        write(
+            "c.json",
+            &record("default", "web", other, "rudder-111111112222"),
+        );
+        let mut escaping = record("default", "web", other, "rudder-111111112222");
+        escaping.containers.push(ContainerRecord {
+            name: "../../../etc/cron.d/x".into(),
+            pid: None,
+            restart_count: 0,
+            started_at: None,
+            startup_passed: false,
+            last_termination: None,
+        });
+        write(&format!("{other}.json"), &escaping);
+        let adopted = load_records(&state);
+        std::fs::remove_dir_all(&state).unwrap();
+        assert_eq!(adopted.keys().collect::<Vec<_>>(), [UID]);
     }
 }

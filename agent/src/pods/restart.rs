@@ -13,6 +13,7 @@ use super::{
     PodRun, PodRuntime, cgroup,
     env::{base_env, container_env, expand},
     events::ContainerNote,
+    paths,
     probe_schedule::{ProbeState, probe_container},
     process::{self, ProcessState},
     record::{PodRecord, Termination},
@@ -67,7 +68,7 @@ impl PodRuntime {
             .clone()
             .unwrap_or_else(|| "Always".into());
         let netns = PathBuf::from("/run/netns").join(&record.sandbox);
-        let log_dir = self.log_dir(&run.pod);
+        let log_dir = self.log_dir(run);
         let env_base = base_env(&run.pod, record.ip, &self.config.extra_path);
         let pod_ip = record.ip.map(|ip| ip.to_string());
         let host_ip = self.config.node_addr.to_string();
@@ -160,11 +161,24 @@ impl PodRuntime {
                     .chain(&c.spec.args)
                     .map(|a| expand(a, &env))
                     .collect();
-                let log = log_dir.join(format!("{}.log", c.spec.name));
+                let (log, previous) = match (
+                    paths::container_log(&log_dir, &c.spec.name, false),
+                    paths::container_log(&log_dir, &c.spec.name, true),
+                ) {
+                    (Ok(log), Ok(previous)) => (log, previous),
+                    (Err(err), _) | (_, Err(err)) => {
+                        // The API refuses such names; never a path from one.
+                        if !c.finished {
+                            tracing::warn!(pod = %run.pod.metadata.name, %err, "not starting the container");
+                            c.finished = true;
+                            changed = true;
+                        }
+                        continue;
+                    }
+                };
                 if c.started_at.is_some() {
                     // A restart: the run before it stays readable as
                     // `logs --previous` (one, as the kubelet keeps).
-                    let previous = log_dir.join(format!("{}.previous.log", c.spec.name));
                     if let Err(err) = std::fs::rename(&log, &previous)
                         && err.kind() != std::io::ErrorKind::NotFound
                     {
