@@ -154,7 +154,7 @@ mod tests {
                 "{namespace:?} {name:?} {uid:?} accepted"
             );
         }
-        let names = PodNames::check("default", "web.v1", UID).unwrap();
+        let names = PodNames::check("default", "web.v1", UID).expect("test setup");
         let state = Path::new("/var/lib/rudder/agent");
         assert_eq!(
             names.record_path(state),
@@ -169,7 +169,7 @@ mod tests {
 
     #[test]
     fn only_sandbox_names_of_the_uid_are_read_back() {
-        let names = PodNames::check("default", "web", UID).unwrap();
+        let names = PodNames::check("default", "web", UID).expect("test setup");
         assert_eq!(names.check_sandbox("rudder-0f8e9a4c1b2d"), Ok(()));
         assert_eq!(names.check_sandbox("other_prefix-0f8e9a4c1b2d"), Ok(()));
         for hostile in [
@@ -189,7 +189,7 @@ mod tests {
     fn container_logs_stay_in_the_pod_log_directory() {
         let dir = Path::new("/state/logs/default_web_x");
         assert_eq!(
-            container_log(dir, "app", true).unwrap(),
+            container_log(dir, "app", true).expect("test setup"),
             dir.join("app.previous.log")
         );
         for hostile in ["../../../etc/shadow", "a/b", "..", ""] {

@@ -224,9 +224,13 @@ mod tests {
     fn hostile_records_in_the_state_dir_are_not_adopted() {
         let state = std::env::temp_dir().join(format!("rudder-records-{}", std::process::id()));
         let pods = paths::record_dir(&state);
-        std::fs::create_dir_all(&pods).unwrap();
+        std::fs::create_dir_all(&pods).expect("test setup");
         let write = |file: &str, record: &PodRecord| {
-            std::fs::write(pods.join(file), serde_json::to_vec(record).unwrap()).unwrap();
+            std::fs::write(
+                pods.join(file),
+                serde_json::to_vec(record).expect("test setup"),
+            )
+            .expect("test setup");
         };
         write(
             &format!("{UID}.json"),
@@ -269,7 +273,7 @@ mod tests {
         });
         write(&format!("{other}.json"), &escaping);
         let adopted = load_records(&state);
-        std::fs::remove_dir_all(&state).unwrap();
+        std::fs::remove_dir_all(&state).expect("test setup");
         assert_eq!(adopted.keys().collect::<Vec<_>>(), [UID]);
     }
 }
