@@ -12,6 +12,7 @@ mod bandwidth;
 mod cgroup;
 pub(crate) mod cni;
 mod config;
+mod deadline;
 mod env;
 mod events;
 mod paths;

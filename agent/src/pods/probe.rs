@@ -15,13 +15,7 @@ use rudder_netlink::NetworkNamespace;
 /// Runs `probe` once against the pod at `ip`; why it failed, if it did
 /// (the text of the `Unhealthy` event).
 pub fn run(probe: &Probe, container: &Container, ip: Ipv4Addr, netns: &Path) -> Result<(), String> {
-    let timeout = Duration::from_secs(
-        probe
-            .timeout_seconds
-            .and_then(|t| u64::try_from(t).ok())
-            .unwrap_or(1)
-            .max(1),
-    );
+    let timeout = super::deadline::seconds(probe.timeout_seconds, 1, 1);
     if let Some(http) = &probe.http_get {
         let Some(port) = resolve_port(&http.port, container) else {
             return Err(format!("the container has no port {:?}", http.port));

@@ -2,15 +2,11 @@
 //! probe gates the others, failures kill the container, readiness follows
 //! the thresholds. Running one probe is [`super::probe`]'s job.
 
-use std::{
-    net::Ipv4Addr,
-    path::Path,
-    time::{Duration, Instant},
-};
+use std::{net::Ipv4Addr, path::Path, time::Instant};
 
 use nix::sys::signal::Signal;
 
-use super::{events::ContainerNote, probe, process, restart::ContainerRun};
+use super::{deadline, events::ContainerNote, probe, process, restart::ContainerRun};
 
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct ProbeState {
@@ -117,23 +113,43 @@ fn due(
     started: Instant,
     now: Instant,
 ) -> bool {
-    let initial = Duration::from_secs(
-        probe
-            .initial_delay_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(0),
-    );
-    let period = Duration::from_secs(
-        probe
-            .period_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .unwrap_or(10)
-            .max(1),
-    );
-    let next = state.next.unwrap_or(started + initial);
+    let initial = deadline::seconds(probe.initial_delay_seconds, 0, 0);
+    let period = deadline::seconds(probe.period_seconds, 10, 1);
+    let next = state
+        .next
+        .unwrap_or_else(|| deadline::after(started, initial));
     if now < next {
         return false;
     }
-    state.next = Some(now + period);
+    state.next = Some(deadline::after(now, period));
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use rudder_api::core::Probe;
+
+    use super::*;
+
+    #[test]
+    fn probe_timings_near_i64_max_schedule_without_panicking() {
+        let probe = Probe {
+            initial_delay_seconds: Some(i64::MAX),
+            period_seconds: Some(i64::MAX),
+            timeout_seconds: Some(i64::MAX),
+            ..Probe::default()
+        };
+        let now = Instant::now();
+        let mut state = ProbeState::default();
+        assert!(
+            !due(&mut state, &probe, now, now),
+            "a 68-year delay is not due"
+        );
+        let mut ran = ProbeState {
+            next: Some(now),
+            ..ProbeState::default()
+        };
+        assert!(due(&mut ran, &probe, now, now));
+        assert!(ran.next.is_some_and(|next| next > now));
+    }
 }

@@ -10,7 +10,7 @@ use std::{
 use rudder_api::{core::Container, downward::Addresses, time::now_rfc3339};
 
 use super::{
-    PodRun, PodRuntime, cgroup,
+    PodRun, PodRuntime, cgroup, deadline,
     env::{base_env, container_env, expand},
     events::ContainerNote,
     paths,
@@ -115,7 +115,7 @@ impl PodRuntime {
                                     },
                                 );
                             }
-                            c.next_start = now + c.backoff;
+                            c.next_start = deadline::after(now, c.backoff);
                             c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
                         } else {
                             c.finished = true;
@@ -229,7 +229,7 @@ impl PodRuntime {
                             },
                         );
                         c.last_exit = Some(127);
-                        c.next_start = now + c.backoff;
+                        c.next_start = deadline::after(now, c.backoff);
                         c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
                     }
                 }
