@@ -14,7 +14,7 @@ use super::{
     env::{base_env, container_env, expand},
     events::ContainerNote,
     paths,
-    probe_schedule::{ProbeState, probe_container},
+    probe_schedule::{ProbeState, ProbeTarget, probe_container},
     process::{self, ProcessState},
     record::{PodRecord, Termination},
 };
@@ -236,7 +236,8 @@ impl PodRuntime {
             }
             if let (Some(pid), Some(ip)) = (c.pid, record.ip) {
                 let mut notes = Vec::new();
-                changed |= probe_container(c, pid, ip, &netns, now, &mut notes);
+                let target = ProbeTarget { ip, netns: &netns };
+                changed |= probe_container(c, pid, &target, now, &mut notes);
                 for note in notes {
                     self.note(&run.pod, Some(&c.spec.name), note);
                 }
