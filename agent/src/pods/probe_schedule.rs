@@ -103,7 +103,7 @@ pub(super) fn probe_container(
                     if c.startup.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
                         tracing::info!(container = %c.spec.name, failures = c.startup.failures, "startup probe failed; killing the container");
                         notes.push(killing("startup", &c.spec.name));
-                        process::signal(pid, Signal::SIGKILL);
+                        process::signal(pid, c.pid_start, Signal::SIGKILL);
                         c.startup.failures = 0;
                     }
                     return false;
@@ -125,7 +125,7 @@ pub(super) fn probe_container(
                 if c.liveness.failures >= probe.failure_threshold.unwrap_or(3).max(1) {
                     tracing::info!(container = %c.spec.name, "liveness probe failed; restarting");
                     notes.push(killing("liveness", &c.spec.name));
-                    process::signal(pid, Signal::SIGKILL);
+                    process::signal(pid, c.pid_start, Signal::SIGKILL);
                     c.liveness.failures = 0;
                 }
             }

@@ -35,6 +35,10 @@ pub(super) struct PodRecord {
 pub(super) struct ContainerRecord {
     pub(super) name: String,
     pub(super) pid: Option<u32>,
+    /// The process's start time, in clock ticks since boot (absent in
+    /// older records: then only its network namespace identifies it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) pid_start: Option<u64>,
     pub(super) restart_count: i64,
     pub(super) started_at: Option<String>,
     /// The startup probe passed (or there is none); a record written before
@@ -136,6 +140,7 @@ impl PodRuntime {
             .map(|c| ContainerRecord {
                 name: c.spec.name.clone(),
                 pid: c.pid,
+                pid_start: c.pid_start,
                 restart_count: c.restart_count,
                 started_at: c.started_at.clone(),
                 startup_passed: c.startup_passed,
@@ -166,12 +171,32 @@ pub(super) fn adopt(run: &mut PodRun, record: PodRecord) {
             c.last_termination = saved.last_termination.clone();
             c.pid = saved
                 .pid
-                .filter(|pid| process::check(*pid) == ProcessState::Running);
+                .filter(|pid| is_the_recorded_process(saved, *pid, &record));
+            c.pid_start = c.pid.and(saved.pid_start);
             c.startup_passed = saved.startup_passed || c.spec.startup_probe.is_none();
         }
     }
     tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "adopted after restart");
     run.record = Some(record);
+}
+
+/// Whether `pid`, recorded for a container of `record`, still names that
+/// container's process: it runs, started when the record says (if it says),
+/// and lives in the pod's network namespace. A pid from a stale record
+/// (after a reboot, or reused since) names an unrelated process, which is
+/// never adopted, so never signalled.
+pub(super) fn is_the_recorded_process(
+    saved: &ContainerRecord,
+    pid: u32,
+    record: &PodRecord,
+) -> bool {
+    let netns = Path::new("/run/netns").join(&record.sandbox);
+    let same = process::check(pid, saved.pid_start) == ProcessState::Running
+        && process::in_netns(pid, &netns);
+    if !same {
+        tracing::info!(pod = %record.name, container = %saved.name, pid, "the recorded process is gone (its pid is not the container's)");
+    }
+    same
 }
 
 /// How one run of a container ended, as Kubernetes reports it in
@@ -220,6 +245,54 @@ mod tests {
         }
     }
 
+    /// A process that is not ours (its parent exits at once), as a pid in
+    /// a stale record names after a reboot.
+    fn unrelated_process() -> u32 {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 >/dev/null 2>&1 & echo $!"])
+            .output()
+            .expect("sh runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    #[test]
+    fn a_record_naming_an_unrelated_live_process_never_gets_it_killed() {
+        let pid = unrelated_process();
+        let start = process::start_time(pid).expect("its start time");
+        let mut pod = record("default", "web", UID, "rudder-0f8e9a4c1b2d");
+        let recorded = |pid_start| ContainerRecord {
+            name: "main".into(),
+            pid: Some(pid),
+            pid_start,
+            restart_count: 0,
+            started_at: None,
+            startup_passed: true,
+            last_termination: None,
+        };
+        pod.containers = vec![recorded(Some(start + 1)), recorded(None)];
+        // Another start time, or (an old record without one) not in the
+        // pod's network namespace: not the container's process.
+        for saved in &pod.containers {
+            assert!(!is_the_recorded_process(saved, pid, &pod));
+        }
+        assert_eq!(
+            process::check(pid, Some(start + 1)),
+            ProcessState::Gone(None)
+        );
+        process::signal(pid, Some(start + 1), nix::sys::signal::Signal::SIGKILL);
+        assert_eq!(process::check(pid, Some(start)), ProcessState::Running);
+        // The right identity is signalled.
+        process::signal(pid, Some(start), nix::sys::signal::Signal::SIGKILL);
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            process::check(pid, Some(start)) != ProcessState::Running
+        });
+        assert!(gone, "the process itself is killed");
+    }
+
     #[test]
     fn hostile_records_in_the_state_dir_are_not_adopted() {
         let state = std::env::temp_dir().join(format!("rudder-records-{}", std::process::id()));
@@ -266,6 +339,7 @@ mod tests {
         escaping.containers.push(ContainerRecord {
             name: "../../../etc/cron.d/x".into(),
             pid: None,
+            pid_start: None,
             restart_count: 0,
             started_at: None,
             startup_passed: false,

@@ -39,6 +39,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub(super) struct ContainerRun {
     pub(super) spec: Container,
     pub(super) pid: Option<u32>,
+    /// The process's start time ([`process::start_time`]): with the pid,
+    /// what tells it from an unrelated process that reused the pid.
+    pub(super) pid_start: Option<u64>,
     pub(super) restart_count: i64,
     pub(super) started_at: Option<String>,
     pub(super) started_instant: Option<Instant>,
@@ -80,7 +83,7 @@ impl PodRuntime {
         let mut changed = false;
         for c in &mut run.containers {
             if let Some(pid) = c.pid {
-                match process::check(pid) {
+                match process::check(pid, c.pid_start) {
                     ProcessState::Running => {}
                     ProcessState::Gone(code) => {
                         c.pid = None;
@@ -199,6 +202,7 @@ impl PodRuntime {
                             c.restart_count += 1;
                         }
                         c.pid = Some(pid);
+                        c.pid_start = process::start_time(pid);
                         c.started_at = Some(now_rfc3339());
                         c.started_instant = Some(now);
                         c.startup_passed = c.spec.startup_probe.is_none();
@@ -253,6 +257,7 @@ pub(super) fn new_container(spec: Container) -> ContainerRun {
     ContainerRun {
         spec,
         pid: None,
+        pid_start: None,
         restart_count: 0,
         started_at: None,
         started_instant: None,

@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use super::{
     NetworkConfig, PodRun, PodRuntime, bandwidth, cgroup, cni,
     events::ContainerNote,
-    process::{self, ProcessState},
-    record::PodRecord,
+    process,
+    record::{PodRecord, is_the_recorded_process},
 };
 
 /// Sandboxes made in one round at most, so the pods that are done get
@@ -177,9 +177,11 @@ impl PodRuntime {
                 return;
             }
         };
-        for pid in record.containers.iter().filter_map(|c| c.pid) {
-            if process::check(pid) == ProcessState::Running {
-                process::signal(pid, Signal::SIGKILL);
+        for c in &record.containers {
+            if let Some(pid) = c.pid
+                && is_the_recorded_process(c, pid, record)
+            {
+                process::signal(pid, c.pid_start, Signal::SIGKILL);
             }
         }
         if let Ok(network) = NetworkConfig::load(&self.config.cni_conf_dir) {

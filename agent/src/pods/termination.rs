@@ -51,7 +51,7 @@ impl PodRuntime {
         let mut stopping = Vec::new();
         for c in &run.containers {
             if let Some(pid) = c.pid {
-                process::signal(pid, Signal::SIGTERM);
+                process::signal(pid, c.pid_start, Signal::SIGTERM);
                 stopping.push(c.spec.name.clone());
             }
         }
@@ -77,10 +77,10 @@ impl PodRuntime {
         let mut alive = false;
         for c in &mut run.containers {
             if let Some(pid) = c.pid {
-                let state = process::check(pid);
+                let state = process::check(pid, c.pid_start);
                 if state == ProcessState::Running {
                     if now >= deadline {
-                        process::signal(pid, Signal::SIGKILL);
+                        process::signal(pid, c.pid_start, Signal::SIGKILL);
                     }
                     alive = true;
                 } else {
