@@ -51,6 +51,13 @@ pub struct TlsSettings {
 /// How long a gRPC client may take to finish its TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest request a client may send, over gRPC or HTTP: what
+/// kube-apiserver accepts (3 MiB; an object's annotations alone may hold
+/// 256 KiB). A larger one is refused with a clear error (gRPC
+/// `OutOfRange`, HTTP 413) before it is buffered, and the server stays up.
+/// Answers (lists) may be larger: clients raise their own decoding limit.
+pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+
 /// How one control-plane process is set up.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -166,11 +173,11 @@ pub async fn serve(
     let etcd = config.etcd_api;
     let grpc = builder
         .add_service(InterceptedService::new(
-            ResourcesServer::new(api.clone()),
+            ResourcesServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
             users.clone(),
         ))
         .add_service(InterceptedService::new(
-            NodeSyncServer::new(api.clone()),
+            NodeSyncServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
             users,
         ))
         .add_optional_service(etcd.then(|| InterceptedService::new(kv, masters.clone())))
@@ -199,7 +206,8 @@ pub async fn serve(
             .await
             .with_context(|| format!("binding the HTTP address {addr}"))?;
         http_addr = Some(listener.local_addr()?);
-        let router = http::router(api.clone());
+        let router = http::router(api.clone())
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES));
         let mut http_stop = stop.clone();
         let shutdown = async move {
             let _ = http_stop.wait_for(|stop| *stop).await;
