@@ -256,6 +256,19 @@ pub fn is_uid(uid: &str) -> bool {
             .all(|(group, len)| group.len() == len && group.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Whether `value` is a DNS-1123 label (namespace names, container names):
+/// at most 63 characters of `[a-z0-9-]`, starting and ending alphanumeric,
+/// so never `.`, `..` or anything with a `/`.
+pub fn is_dns_label(value: &str) -> bool {
+    check_dns_label(value).is_ok()
+}
+
+/// Whether `value` is a DNS-1123 subdomain (most object names): dot-separated
+/// DNS labels, so never an empty, `.` or `..` part, nor a `/`.
+pub fn is_dns_subdomain(value: &str) -> bool {
+    check_dns_subdomain(value).is_ok()
+}
+
 /// Whether `value` is a Kubernetes quantity.
 pub fn is_quantity(value: &str) -> bool {
     crate::quantity::parse(value).is_ok()

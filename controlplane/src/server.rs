@@ -47,6 +47,13 @@ pub struct TlsSettings {
     pub authenticator: Authenticator,
 }
 
+/// The largest request a client may send, over gRPC or HTTP: what
+/// kube-apiserver accepts (3 MiB; an object's annotations alone may hold
+/// 256 KiB). A larger one is refused with a clear error (gRPC
+/// `OutOfRange`, HTTP 413) before it is buffered, and the server stays up.
+/// Answers (lists) may be larger: clients raise their own decoding limit.
+pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
+
 /// How one control-plane process is set up.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -147,11 +154,11 @@ pub async fn serve(
     let (maintenance, cluster) = EtcdApi::new(store.clone()).operator_services();
     let mut grpc = RoutesBuilder::default();
     grpc.add_service(InterceptedService::new(
-        ResourcesServer::new(api.clone()),
+        ResourcesServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         users.clone(),
     ))
     .add_service(InterceptedService::new(
-        NodeSyncServer::new(api.clone()),
+        NodeSyncServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         users,
     ));
     if config.etcd_api {
@@ -164,7 +171,8 @@ pub async fn serve(
     if let Some(raft) = raft {
         grpc.add_service(InterceptedService::new(raft, masters));
     }
-    let mut rest = http::router(api.clone());
+    let mut rest =
+        http::router(api.clone()).layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES));
     let tls = match &config.security {
         Security::Tls(tls) => {
             rest = rest.layer(axum::middleware::from_fn_with_state(

@@ -491,3 +491,50 @@ async fn http_json_serves_kubernetes_paths_and_status_errors() {
     drop(client);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_request_gets_a_clear_error_and_the_server_stays_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (running, client) = start(&dir).await;
+    let mut huge = pod("huge", None);
+    huge["metadata"]["annotations"] =
+        json!({"example.com/filler": "x".repeat(server::MAX_REQUEST_BYTES + 1)});
+    // gRPC: refused by size, nothing stored.
+    let err = client
+        .create_json(Kind::Pod, &huge)
+        .await
+        .expect_err("an oversized message is refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("message length too large") || text.contains("OutOfRange"),
+        "{text}"
+    );
+    // HTTP: 413 before the body is read whole.
+    let addr = running.http_addr.expect("http");
+    let body = serde_json::to_string(&huge).expect("json");
+    let refused = http(
+        addr,
+        &format!(
+            "POST /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(refused.starts_with("HTTP/1.1 413"), "{refused}");
+    // Still serving, and nothing of the refused requests was stored.
+    client
+        .create_json(Kind::Pod, &pod("small", None))
+        .await
+        .expect("a normal request after the refused ones");
+    let pods = client
+        .list::<Pod>(&ListOptions::default())
+        .await
+        .expect("list");
+    let names: Vec<&str> = pods
+        .items
+        .iter()
+        .map(|p| p.metadata.name.as_str())
+        .collect();
+    assert_eq!(names, ["small"]);
+    running.stop().await;
+}

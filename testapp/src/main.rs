@@ -5,6 +5,7 @@
 //! rudder-testapp tcp-echo  --listen 0.0.0.0:7000
 //! rudder-testapp udp-echo  --listen 0.0.0.0:7001
 //! rudder-testapp http      --listen 0.0.0.0:8080 [--name web-1]
+//! rudder-testapp silent    --listen 0.0.0.0:8080
 //! rudder-testapp tcp       --to 10.96.0.10:7000 [--message hi] [--count N]
 //! rudder-testapp udp       --to 10.96.0.10:7001 [--message hi] [--count N]
 //! rudder-testapp http-get  --to 10.96.0.10:80 [--count N]
@@ -69,6 +70,13 @@ impl ClientArgs {
 enum Command {
     /// TCP echo server.
     TcpEcho {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// A server that never answers: connections are accepted by the
+    /// kernel (the backlog) and then left hanging, as a wedged server does.
+    Silent {
         /// Address to listen on.
         #[arg(long)]
         listen: SocketAddr,
@@ -186,6 +194,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::TcpEcho { listen } => server::tcp_echo(listen),
         Command::UdpEcho { listen } => server::udp_echo(listen),
+        Command::Silent { listen } => server::silent(listen),
         Command::Http {
             listen,
             name,

@@ -28,6 +28,16 @@ pub fn tcp_echo(listen: SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// Listens and never accepts: a client's handshake completes in the
+/// backlog, and whatever it sends is never answered.
+pub fn silent(listen: SocketAddr) -> Result<()> {
+    let _listener = TcpListener::bind(listen).with_context(|| format!("binding {listen}"))?;
+    announce(listen);
+    loop {
+        std::thread::park();
+    }
+}
+
 /// Echoes every datagram back to its sender.
 pub fn udp_echo(listen: SocketAddr) -> Result<()> {
     let socket = UdpSocket::bind(listen).with_context(|| format!("binding {listen}"))?;

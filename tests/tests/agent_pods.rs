@@ -384,3 +384,65 @@ spec:
             )
     });
 }
+
+#[test]
+fn a_pod_whose_server_never_answers_its_probes_holds_up_no_other_pod() {
+    rudder_tests::require_root();
+    let c = Cluster::new("hang");
+    let app = bin("rudder-testapp");
+    let node = &c.nodes[0].name;
+    // Its server accepts connections (the kernel's backlog) and never
+    // answers; its exec probe never ends. Both probes may take ten minutes.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: wedged}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    command: ["{app}", "silent", "--listen", "0.0.0.0:8080"]
+    readinessProbe: {{httpGet: {{path: /, port: 8080}}, timeoutSeconds: 600, periodSeconds: 1}}
+    livenessProbe: {{exec: {{command: ["sleep", "600"]}}, timeoutSeconds: 600, periodSeconds: 1}}
+"#
+    ));
+    c.wait_pod("wedged", "ran", |p| p["status"]["phase"] == "Running");
+
+    // Another pod on the same node starts, reports its status and stops
+    // while those probes hang.
+    c.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: neighbour}}
+spec:
+  nodeName: {node}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    command: ["sleep", "600"]
+    readinessProbe: {{exec: {{command: ["true"]}}, periodSeconds: 1}}
+"#
+    ));
+    c.wait_pod("neighbour", "became Ready", ready);
+    assert!(
+        c.rudderctl(&["delete", "pod", "neighbour"])
+            .status
+            .success()
+    );
+    wait_for("the neighbour is gone", || c.pod("neighbour").is_none());
+
+    let wedged = c.pod("wedged").expect("wedged");
+    assert!(
+        !ready(&wedged),
+        "a probe that never answers is no pass: {wedged:#}"
+    );
+    assert_eq!(
+        wedged["status"]["containerStatuses"][0]["restartCount"], 0,
+        "a probe still running is no failure either"
+    );
+    assert!(c.rudderctl(&["delete", "pod", "wedged"]).status.success());
+    wait_for("the wedged pod is gone", || c.pod("wedged").is_none());
+}

@@ -12,8 +12,10 @@ mod bandwidth;
 mod cgroup;
 pub(crate) mod cni;
 mod config;
+mod deadline;
 mod env;
 mod events;
+mod paths;
 mod probe;
 mod probe_schedule;
 mod process;
@@ -37,6 +39,7 @@ pub use self::{
     termination::RemovedPod,
 };
 use self::{
+    paths::PodNames,
     record::{PodRecord, adopt, load_records},
     restart::{ContainerRun, new_container},
     status::{pod_status, stored_status_differs},
@@ -47,6 +50,8 @@ use self::{
 #[derive(Debug)]
 struct PodRun {
     pod: Pod,
+    /// The pod's namespace, name and uid, checked for use in paths.
+    names: PodNames,
     record: Option<PodRecord>,
     containers: Vec<ContainerRun>,
     /// Set when the pod is going: SIGKILL at this deadline.
@@ -118,6 +123,16 @@ impl PodRuntime {
         }
         let uid = pod.metadata.uid.clone();
         let deleting = pod.metadata.deletion_timestamp.is_some();
+        let meta = &pod.metadata;
+        let names = match PodNames::check(&meta.namespace, &meta.name, &meta.uid) {
+            Ok(names) => names,
+            Err(err) => {
+                // The API refuses such pods; one that got through anyway
+                // (an old store, a bug) is not run rather than given paths.
+                tracing::warn!(pod = %format!("{}/{}", meta.namespace, meta.name), %err, "refusing to run the pod");
+                return;
+            }
+        };
         if let Some(run) = self.pods.get_mut(&uid) {
             // Someone else rewrote what this agent reports (the node
             // lifecycle controller marks pods of an unreachable node not
@@ -154,6 +169,7 @@ impl PodRuntime {
             .collect();
         let mut run = PodRun {
             pod,
+            names,
             record: None,
             containers,
             terminating: None,
@@ -254,11 +270,7 @@ impl PodRuntime {
             .collect()
     }
 
-    pub(super) fn log_dir(&self, pod: &Pod) -> PathBuf {
-        let meta = &pod.metadata;
-        self.config
-            .state_dir
-            .join("logs")
-            .join(format!("{}_{}_{}", meta.namespace, meta.name, meta.uid))
+    fn log_dir(&self, run: &PodRun) -> PathBuf {
+        run.names.log_dir(&self.config.state_dir)
     }
 }

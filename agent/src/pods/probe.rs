@@ -6,7 +6,7 @@ use std::{
     io::{Read, Write},
     net::{Ipv4Addr, SocketAddr, TcpStream},
     path::Path,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use rudder_api::core::{Container, IntOrString, Probe};
@@ -15,13 +15,7 @@ use rudder_netlink::NetworkNamespace;
 /// Runs `probe` once against the pod at `ip`; why it failed, if it did
 /// (the text of the `Unhealthy` event).
 pub fn run(probe: &Probe, container: &Container, ip: Ipv4Addr, netns: &Path) -> Result<(), String> {
-    let timeout = Duration::from_secs(
-        probe
-            .timeout_seconds
-            .and_then(|t| u64::try_from(t).ok())
-            .unwrap_or(1)
-            .max(1),
-    );
+    let timeout = super::deadline::seconds(probe.timeout_seconds, 1, 1);
     if let Some(http) = &probe.http_get {
         let Some(port) = resolve_port(&http.port, container) else {
             return Err(format!("the container has no port {:?}", http.port));
@@ -64,16 +58,31 @@ fn resolve_port(port: &IntOrString, container: &Container) -> Option<u16> {
 /// GET `path`; passes on a status from 200 to 399.
 fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<(), String> {
     let url = format!("http://{addr}{path}");
+    // The whole exchange is bounded, not each read: a server dripping a
+    // byte at a time cannot stretch the probe past its timeout.
+    let give_up = super::deadline::after(Instant::now(), timeout);
+    let left = || {
+        let left = give_up.saturating_duration_since(Instant::now());
+        (!left.is_zero()).then_some(left)
+    };
+    let timed_out = || format!("Get {url:?}: timed out after {timeout:?}");
     let mut stream = TcpStream::connect_timeout(&addr, timeout)
         .map_err(|err| format!("Get {url:?}: dial tcp {addr}: {err}"))?;
-    let _ = stream.set_read_timeout(Some(timeout));
     let _ = stream.set_write_timeout(Some(timeout));
     write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: rudder-probe\r\nConnection: close\r\n\r\n")
         .map_err(|err| format!("Get {url:?}: {err}"))?;
     let mut head = [0u8; 12];
-    stream
-        .read_exact(&mut head)
-        .map_err(|err| format!("Get {url:?}: reading the response: {err}"))?;
+    let mut got = 0;
+    while got < head.len() {
+        let wait = left().ok_or_else(timed_out)?;
+        let _ = stream.set_read_timeout(Some(wait));
+        match stream.read(&mut head[got..]) {
+            Ok(0) => return Err(format!("Get {url:?}: the server closed the connection")),
+            Ok(n) => got += n,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(format!("Get {url:?}: reading the response: {err}")),
+        }
+    }
     let status: u16 = std::str::from_utf8(&head[9..12])
         .ok()
         .and_then(|s| s.parse().ok())

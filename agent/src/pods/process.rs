@@ -4,7 +4,10 @@
 
 use std::{
     fs::{File, OpenOptions},
-    os::{fd::AsRawFd, unix::process::CommandExt},
+    os::{
+        fd::{AsRawFd, FromRawFd},
+        unix::process::CommandExt,
+    },
     path::Path,
     process::{Command, Stdio},
 };
@@ -91,9 +94,40 @@ pub fn start(launch: &Launch<'_>) -> std::io::Result<u32> {
     Ok(pid)
 }
 
+/// When `pid` started, in clock ticks since boot (`/proc/<pid>/stat`'s
+/// 22nd field): with the pid, it names one process, where a pid alone may
+/// have been reused by an unrelated one since it was recorded.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields
+    // are counted after its last ')', where field 3 is the first.
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(22 - 3)?.parse().ok()
+}
+
+/// Whether `pid` runs in the network namespace at `netns` (a pod's
+/// processes all do; an unrelated process that got a recorded pid does not).
+pub fn in_netns(pid: u32, netns: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(theirs), Ok(pods)) = (
+        std::fs::metadata(format!("/proc/{pid}/ns/net")),
+        std::fs::metadata(netns),
+    ) else {
+        return false;
+    };
+    (theirs.dev(), theirs.ino()) == (pods.dev(), pods.ino())
+}
+
+/// Whether the process recorded as `pid` started at `start` is the one
+/// that has that pid now (`start` unknown: only that something has it).
+fn is_same(pid: u32, start: Option<u64>) -> bool {
+    start.is_none_or(|start| start_time(pid) == Some(start))
+}
+
 /// Whether `pid` still runs; reaps it (returning its exit code) if it was
-/// our child and has exited.
-pub fn check(pid: u32) -> ProcessState {
+/// our child and has exited. `start` is its [`start_time`] when it was
+/// started: a pid that now names another process counts as gone.
+pub fn check(pid: u32, start: Option<u64>) -> ProcessState {
     let Ok(raw) = i32::try_from(pid) else {
         return ProcessState::Gone(None);
     };
@@ -110,7 +144,7 @@ pub fn check(pid: u32) -> ProcessState {
         _ => {}
     }
     match kill(Pid::from_raw(raw), None) {
-        Ok(()) if !is_zombie(pid) => ProcessState::Running,
+        Ok(()) if !is_zombie(pid) && is_same(pid, start) => ProcessState::Running,
         _ => ProcessState::Gone(None),
     }
 }
@@ -133,10 +167,47 @@ pub enum ProcessState {
     Gone(Option<i32>),
 }
 
-/// Sends `signal` to the process's whole session (it is a session leader).
-pub fn signal(pid: u32, signal: Signal) {
-    if let Ok(raw) = i32::try_from(pid) {
-        let _ = kill(Pid::from_raw(-raw), signal);
-        let _ = kill(Pid::from_raw(raw), signal);
+/// Sends `signal` to the process's whole session (it is a session
+/// leader), if `pid` still names the process that started at `start`.
+/// The process is pinned with a pidfd before its start time is compared,
+/// so it cannot be swapped for another between the check and the signal;
+/// while the leader lives its pid, and so its group's, cannot be reused.
+pub fn signal(pid: u32, start: Option<u64>, signal: Signal) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return;
+    };
+    // SAFETY: pidfd_open takes a pid and flags and returns a new file
+    // descriptor (or -1); nothing else is touched.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+    let pidfd = i32::try_from(fd)
+        .ok()
+        .filter(|fd| *fd >= 0)
+        // SAFETY: a descriptor pidfd_open just returned, owned by nothing else.
+        .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    if !is_same(pid, start) {
+        tracing::warn!(pid, "not signalling: the pid now names another process");
+        return;
+    }
+    match &pidfd {
+        Some(pidfd) => {
+            // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+            let sent = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    pidfd.as_raw_fd(),
+                    signal as i32,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if sent == 0 {
+                let _ = kill(Pid::from_raw(-raw), signal);
+            }
+        }
+        // No pidfds (a kernel before 5.3): the start time check alone.
+        None => {
+            let _ = kill(Pid::from_raw(-raw), signal);
+            let _ = kill(Pid::from_raw(raw), signal);
+        }
     }
 }

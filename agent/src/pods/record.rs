@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::{
     PodRun, PodRuntime,
+    paths::{self, PodNames},
     process::{self, ProcessState},
 };
 
@@ -34,6 +35,10 @@ pub(super) struct PodRecord {
 pub(super) struct ContainerRecord {
     pub(super) name: String,
     pub(super) pid: Option<u32>,
+    /// The process's start time, in clock ticks since boot (absent in
+    /// older records: then only its network namespace identifies it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) pid_start: Option<u64>,
     pub(super) restart_count: i64,
     pub(super) started_at: Option<String>,
     /// The startup probe passed (or there is none); a record written before
@@ -45,34 +50,83 @@ pub(super) struct ContainerRecord {
     pub(super) last_termination: Option<Termination>,
 }
 
+/// Records larger than this are not a record this agent wrote.
+const MAX_RECORD_BYTES: u64 = 1 << 20;
+
 /// The records a previous agent left in `state_dir`, by pod uid; an
-/// unreadable record is logged and skipped.
+/// unreadable record, or one whose names could lead out of the state
+/// directory, is logged and skipped.
 pub(super) fn load_records(state_dir: &Path) -> BTreeMap<String, PodRecord> {
     let mut adopted = BTreeMap::new();
-    if let Ok(entries) = std::fs::read_dir(state_dir.join("pods")) {
-        for entry in entries.flatten() {
-            let Ok(text) = std::fs::read_to_string(entry.path()) else {
-                continue;
-            };
-            match serde_json::from_str::<PodRecord>(&text) {
-                Ok(record) => {
-                    adopted.insert(record.uid.clone(), record);
-                }
-                Err(err) => {
-                    tracing::warn!(file = %entry.path().display(), %err, "unreadable pod record")
-                }
+    let Ok(entries) = std::fs::read_dir(paths::record_dir(state_dir)) else {
+        return adopted;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "json") {
+            // A `.tmp` left by a crash mid-write: the record before it
+            // was renamed over is the one that counts.
+            continue;
+        }
+        match read_record(&path) {
+            Ok(record) => {
+                adopted.insert(record.uid.clone(), record);
             }
+            Err(err) => tracing::warn!(file = %path.display(), %err, "skipping pod record"),
         }
     }
     adopted
 }
 
+/// Why a record file is not adopted.
+#[derive(Debug, thiserror::Error)]
+enum RecordError {
+    #[error("not a regular file of at most {MAX_RECORD_BYTES} bytes")]
+    NotARecordFile,
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Unsafe(#[from] paths::UnsafeName),
+    #[error("the file of pod uid {0:?} is not named <uid>.json")]
+    Misnamed(String),
+}
+
+/// One record, re-checked: every name in it is one the runtime could have
+/// written (a state file is input too).
+fn read_record(path: &Path) -> Result<PodRecord, RecordError> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
+        return Err(RecordError::NotARecordFile);
+    }
+    let record: PodRecord = serde_json::from_slice(&std::fs::read(path)?)?;
+    record.names()?;
+    if path.file_stem().and_then(|s| s.to_str()) != Some(record.uid.as_str()) {
+        return Err(RecordError::Misnamed(record.uid));
+    }
+    Ok(record)
+}
+
+impl PodRecord {
+    /// The pod's names, checked again (the record may have been read from
+    /// disk), with its sandbox's.
+    ///
+    /// # Errors
+    /// When one of them is not safe in a path.
+    pub(super) fn names(&self) -> Result<PodNames, paths::UnsafeName> {
+        let names = PodNames::check(&self.namespace, &self.name, &self.uid)?;
+        names.check_sandbox(&self.sandbox)?;
+        for c in &self.containers {
+            paths::container_log(Path::new(""), &c.name, false)?;
+        }
+        Ok(names)
+    }
+}
+
 impl PodRuntime {
-    pub(super) fn record_path(&self, uid: &str) -> PathBuf {
-        self.config
-            .state_dir
-            .join("pods")
-            .join(format!("{uid}.json"))
+    pub(super) fn record_path(&self, names: &PodNames) -> PathBuf {
+        names.record_path(&self.config.state_dir)
     }
 
     /// Persists the record with the containers' current pids.
@@ -86,13 +140,14 @@ impl PodRuntime {
             .map(|c| ContainerRecord {
                 name: c.spec.name.clone(),
                 pid: c.pid,
+                pid_start: c.pid_start,
                 restart_count: c.restart_count,
                 started_at: c.started_at.clone(),
                 startup_passed: c.startup_passed,
                 last_termination: c.last_termination.clone(),
             })
             .collect();
-        let path = self.record_path(&record.uid);
+        let path = self.record_path(&run.names);
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
@@ -116,12 +171,32 @@ pub(super) fn adopt(run: &mut PodRun, record: PodRecord) {
             c.last_termination = saved.last_termination.clone();
             c.pid = saved
                 .pid
-                .filter(|pid| process::check(*pid) == ProcessState::Running);
+                .filter(|pid| is_the_recorded_process(saved, *pid, &record));
+            c.pid_start = c.pid.and(saved.pid_start);
             c.startup_passed = saved.startup_passed || c.spec.startup_probe.is_none();
         }
     }
     tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "adopted after restart");
     run.record = Some(record);
+}
+
+/// Whether `pid`, recorded for a container of `record`, still names that
+/// container's process: it runs, started when the record says (if it says),
+/// and lives in the pod's network namespace. A pid from a stale record
+/// (after a reboot, or reused since) names an unrelated process, which is
+/// never adopted, so never signalled.
+pub(super) fn is_the_recorded_process(
+    saved: &ContainerRecord,
+    pid: u32,
+    record: &PodRecord,
+) -> bool {
+    let netns = Path::new("/run/netns").join(&record.sandbox);
+    let same = process::check(pid, saved.pid_start) == ProcessState::Running
+        && process::in_netns(pid, &netns);
+    if !same {
+        tracing::info!(pod = %record.name, container = %saved.name, pid, "the recorded process is gone (its pid is not the container's)");
+    }
+    same
 }
 
 /// How one run of a container ended, as Kubernetes reports it in
@@ -148,5 +223,131 @@ impl Termination {
             started_at,
             finished_at: now_rfc3339(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const UID: &str = "0f8e9a4c-1b2d-4e5f-8a9b-0c1d2e3f4a5b";
+
+    fn record(namespace: &str, name: &str, uid: &str, sandbox: &str) -> PodRecord {
+        PodRecord {
+            namespace: namespace.into(),
+            name: name.into(),
+            uid: uid.into(),
+            sandbox: sandbox.into(),
+            ip: None,
+            cni_result: Value::Null,
+            started: now_rfc3339(),
+            containers: Vec::new(),
+        }
+    }
+
+    /// A process that is not ours (its parent exits at once), as a pid in
+    /// a stale record names after a reboot.
+    fn unrelated_process() -> u32 {
+        let out = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 >/dev/null 2>&1 & echo $!"])
+            .output()
+            .expect("sh runs");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("a pid")
+    }
+
+    #[test]
+    fn a_record_naming_an_unrelated_live_process_never_gets_it_killed() {
+        let pid = unrelated_process();
+        let start = process::start_time(pid).expect("its start time");
+        let mut pod = record("default", "web", UID, "rudder-0f8e9a4c1b2d");
+        let recorded = |pid_start| ContainerRecord {
+            name: "main".into(),
+            pid: Some(pid),
+            pid_start,
+            restart_count: 0,
+            started_at: None,
+            startup_passed: true,
+            last_termination: None,
+        };
+        pod.containers = vec![recorded(Some(start + 1)), recorded(None)];
+        // Another start time, or (an old record without one) not in the
+        // pod's network namespace: not the container's process.
+        for saved in &pod.containers {
+            assert!(!is_the_recorded_process(saved, pid, &pod));
+        }
+        assert_eq!(
+            process::check(pid, Some(start + 1)),
+            ProcessState::Gone(None)
+        );
+        process::signal(pid, Some(start + 1), nix::sys::signal::Signal::SIGKILL);
+        assert_eq!(process::check(pid, Some(start)), ProcessState::Running);
+        // The right identity is signalled.
+        process::signal(pid, Some(start), nix::sys::signal::Signal::SIGKILL);
+        let gone = (0..100).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            process::check(pid, Some(start)) != ProcessState::Running
+        });
+        assert!(gone, "the process itself is killed");
+    }
+
+    #[test]
+    fn hostile_records_in_the_state_dir_are_not_adopted() {
+        let state = std::env::temp_dir().join(format!("rudder-records-{}", std::process::id()));
+        let pods = paths::record_dir(&state);
+        std::fs::create_dir_all(&pods).expect("test setup");
+        let write = |file: &str, record: &PodRecord| {
+            std::fs::write(
+                pods.join(file),
+                serde_json::to_vec(record).expect("test setup"),
+            )
+            .expect("test setup");
+        };
+        write(
+            &format!("{UID}.json"),
+            &record("default", "web", UID, "rudder-0f8e9a4c1b2d"),
+        );
+        let other = "11111111-2222-4333-8444-555555555555";
+        // A uid that walks out of the state dir, a sandbox that names
+        // another directory, a name with a slash, a file named for
+        // another uid.
+        write(
+            "a.json",
+            &record("default", "web", "../../../../tmp/x", "rudder-x"),
+        );
+        let third = "66666666-7777-4888-9999-aaaaaaaaaaaa";
+        write(
+            &format!("{third}.json"),
+            &record(
+                "default",
+                "web",
+                third,
+                "../../../sys/fs/cgroup-666666667777",
+            ),
+        );
+        write(
+            "b.json",
+            &record("default", "a/../../b", other, "rudder-111111112222"),
+        );
+        write(
+            "c.json",
+            &record("default", "web", other, "rudder-111111112222"),
+        );
+        let mut escaping = record("default", "web", other, "rudder-111111112222");
+        escaping.containers.push(ContainerRecord {
+            name: "../../../etc/cron.d/x".into(),
+            pid: None,
+            pid_start: None,
+            restart_count: 0,
+            started_at: None,
+            startup_passed: false,
+            last_termination: None,
+        });
+        write(&format!("{other}.json"), &escaping);
+        let adopted = load_records(&state);
+        std::fs::remove_dir_all(&state).expect("test setup");
+        assert_eq!(adopted.keys().collect::<Vec<_>>(), [UID]);
     }
 }

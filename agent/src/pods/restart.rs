@@ -10,10 +10,11 @@ use std::{
 use rudder_api::{core::Container, downward::Addresses, time::now_rfc3339};
 
 use super::{
-    PodRun, PodRuntime, cgroup,
+    PodRun, PodRuntime, cgroup, deadline,
     env::{base_env, container_env, expand},
     events::ContainerNote,
-    probe_schedule::{ProbeState, probe_container},
+    paths,
+    probe_schedule::{ProbeState, ProbeTarget, probe_container},
     process::{self, ProcessState},
     record::{PodRecord, Termination},
 };
@@ -38,6 +39,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 pub(super) struct ContainerRun {
     pub(super) spec: Container,
     pub(super) pid: Option<u32>,
+    /// The process's start time ([`process::start_time`]): with the pid,
+    /// what tells it from an unrelated process that reused the pid.
+    pub(super) pid_start: Option<u64>,
     pub(super) restart_count: i64,
     pub(super) started_at: Option<String>,
     pub(super) started_instant: Option<Instant>,
@@ -67,7 +71,7 @@ impl PodRuntime {
             .clone()
             .unwrap_or_else(|| "Always".into());
         let netns = PathBuf::from("/run/netns").join(&record.sandbox);
-        let log_dir = self.log_dir(&run.pod);
+        let log_dir = self.log_dir(run);
         let env_base = base_env(&run.pod, record.ip, &self.config.extra_path);
         let pod_ip = record.ip.map(|ip| ip.to_string());
         let host_ip = self.config.node_addr.to_string();
@@ -79,7 +83,7 @@ impl PodRuntime {
         let mut changed = false;
         for c in &mut run.containers {
             if let Some(pid) = c.pid {
-                match process::check(pid) {
+                match process::check(pid, c.pid_start) {
                     ProcessState::Running => {}
                     ProcessState::Gone(code) => {
                         c.pid = None;
@@ -114,7 +118,7 @@ impl PodRuntime {
                                     },
                                 );
                             }
-                            c.next_start = now + c.backoff;
+                            c.next_start = deadline::after(now, c.backoff);
                             c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
                         } else {
                             c.finished = true;
@@ -160,11 +164,24 @@ impl PodRuntime {
                     .chain(&c.spec.args)
                     .map(|a| expand(a, &env))
                     .collect();
-                let log = log_dir.join(format!("{}.log", c.spec.name));
+                let (log, previous) = match (
+                    paths::container_log(&log_dir, &c.spec.name, false),
+                    paths::container_log(&log_dir, &c.spec.name, true),
+                ) {
+                    (Ok(log), Ok(previous)) => (log, previous),
+                    (Err(err), _) | (_, Err(err)) => {
+                        // The API refuses such names; never a path from one.
+                        if !c.finished {
+                            tracing::warn!(pod = %run.pod.metadata.name, %err, "not starting the container");
+                            c.finished = true;
+                            changed = true;
+                        }
+                        continue;
+                    }
+                };
                 if c.started_at.is_some() {
                     // A restart: the run before it stays readable as
                     // `logs --previous` (one, as the kubelet keeps).
-                    let previous = log_dir.join(format!("{}.previous.log", c.spec.name));
                     if let Err(err) = std::fs::rename(&log, &previous)
                         && err.kind() != std::io::ErrorKind::NotFound
                     {
@@ -185,6 +202,7 @@ impl PodRuntime {
                             c.restart_count += 1;
                         }
                         c.pid = Some(pid);
+                        c.pid_start = process::start_time(pid);
                         c.started_at = Some(now_rfc3339());
                         c.started_instant = Some(now);
                         c.startup_passed = c.spec.startup_probe.is_none();
@@ -215,14 +233,15 @@ impl PodRuntime {
                             },
                         );
                         c.last_exit = Some(127);
-                        c.next_start = now + c.backoff;
+                        c.next_start = deadline::after(now, c.backoff);
                         c.backoff = (c.backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }
             if let (Some(pid), Some(ip)) = (c.pid, record.ip) {
                 let mut notes = Vec::new();
-                changed |= probe_container(c, pid, ip, &netns, now, &mut notes);
+                let target = ProbeTarget { ip, netns: &netns };
+                changed |= probe_container(c, pid, &target, now, &mut notes);
                 for note in notes {
                     self.note(&run.pod, Some(&c.spec.name), note);
                 }
@@ -238,6 +257,7 @@ pub(super) fn new_container(spec: Container) -> ContainerRun {
     ContainerRun {
         spec,
         pid: None,
+        pid_start: None,
         restart_count: 0,
         started_at: None,
         started_instant: None,

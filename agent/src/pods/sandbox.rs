@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use super::{
     NetworkConfig, PodRun, PodRuntime, bandwidth, cgroup, cni,
     events::ContainerNote,
-    process::{self, ProcessState},
-    record::PodRecord,
+    process,
+    record::{PodRecord, is_the_recorded_process},
 };
 
 /// Sandboxes made in one round at most, so the pods that are done get
@@ -89,15 +89,6 @@ impl PodRuntime {
         }
     }
 
-    pub(super) fn sandbox_name(&self, uid: &str) -> String {
-        let short: String = uid
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(12)
-            .collect();
-        format!("{}-{short}", self.config.sandbox_prefix)
-    }
-
     /// Creates the sandbox and wires it with CNI; on failure undoes it and
     /// retries later.
     fn ensure_sandbox(&self, run: &mut PodRun, now: Instant) {
@@ -107,7 +98,7 @@ impl PodRuntime {
             return;
         }
         let meta = &run.pod.metadata;
-        let sandbox = self.sandbox_name(&meta.uid);
+        let sandbox = run.names.sandbox(&self.config.sandbox_prefix);
         let result = (|| -> Result<PodRecord, SandboxError> {
             let network = NetworkConfig::load(&self.config.cni_conf_dir)?;
             match NetworkNamespace::create_named(&sandbox) {
@@ -153,7 +144,7 @@ impl PodRuntime {
                     }
                 }
                 tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), ip = ?record.ip, sandbox = %record.sandbox, "sandbox ready");
-                std::fs::create_dir_all(self.log_dir(&run.pod)).ok();
+                std::fs::create_dir_all(self.log_dir(run)).ok();
                 run.record = Some(record);
                 run.sandbox_error = None;
                 self.save(run);
@@ -177,9 +168,20 @@ impl PodRuntime {
     /// Kills what a record says runs, CNI DEL, removes the sandbox and the
     /// record.
     pub(super) fn teardown_record(&self, record: &PodRecord) {
-        for pid in record.containers.iter().filter_map(|c| c.pid) {
-            if process::check(pid) == ProcessState::Running {
-                process::signal(pid, Signal::SIGKILL);
+        let names = match record.names() {
+            Ok(names) => names,
+            Err(err) => {
+                // Records are checked when read and made from checked
+                // names; one that fails here is left alone, not followed.
+                tracing::warn!(pod = %record.name, %err, "not tearing down a pod record with unsafe names");
+                return;
+            }
+        };
+        for c in &record.containers {
+            if let Some(pid) = c.pid
+                && is_the_recorded_process(c, pid, record)
+            {
+                process::signal(pid, c.pid_start, Signal::SIGKILL);
             }
         }
         if let Ok(network) = NetworkConfig::load(&self.config.cni_conf_dir) {
@@ -201,7 +203,7 @@ impl PodRuntime {
         if let Some(root) = &self.config.cgroup_root {
             cgroup::remove(root, &record.sandbox);
         }
-        let _ = std::fs::remove_file(self.record_path(&record.uid));
+        let _ = std::fs::remove_file(self.record_path(&names));
         tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "pod removed");
     }
 }

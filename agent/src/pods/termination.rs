@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 
 use super::{
-    PodRun, PodRuntime,
+    PodRun, PodRuntime, deadline,
     events::ContainerNote,
     process::{self, ProcessState},
 };
@@ -33,8 +33,7 @@ fn grace_of(pod: &rudder_api::core::Pod) -> Duration {
     pod.metadata
         .deletion_grace_period_seconds
         .or(pod.spec.termination_grace_period_seconds)
-        .and_then(|g| u64::try_from(g).ok())
-        .map_or(DEFAULT_GRACE, Duration::from_secs)
+        .map_or(DEFAULT_GRACE, |g| deadline::seconds(Some(g), 0, 0))
 }
 
 impl PodRuntime {
@@ -44,19 +43,19 @@ impl PodRuntime {
             return;
         };
         let grace = grace_of(&run.pod);
-        if let Some(deadline) = run.terminating.as_mut() {
+        if let Some(kill_at) = run.terminating.as_mut() {
             // A second delete may shorten the grace period.
-            *deadline = (*deadline).min(Instant::now() + grace);
+            *kill_at = (*kill_at).min(deadline::after(Instant::now(), grace));
             return;
         }
         let mut stopping = Vec::new();
         for c in &run.containers {
             if let Some(pid) = c.pid {
-                process::signal(pid, Signal::SIGTERM);
+                process::signal(pid, c.pid_start, Signal::SIGTERM);
                 stopping.push(c.spec.name.clone());
             }
         }
-        run.terminating = Some(Instant::now() + grace);
+        run.terminating = Some(deadline::after(Instant::now(), grace));
         tracing::info!(pod = %run.pod.metadata.name, ?grace, "terminating");
         let pod = run.pod.clone();
         for container in stopping {
@@ -78,10 +77,10 @@ impl PodRuntime {
         let mut alive = false;
         for c in &mut run.containers {
             if let Some(pid) = c.pid {
-                let state = process::check(pid);
+                let state = process::check(pid, c.pid_start);
                 if state == ProcessState::Running {
                     if now >= deadline {
-                        process::signal(pid, Signal::SIGKILL);
+                        process::signal(pid, c.pid_start, Signal::SIGKILL);
                     }
                     alive = true;
                 } else {
@@ -110,5 +109,22 @@ impl PodRuntime {
     /// Pods whose termination finished since the last call.
     pub fn take_removed(&mut self) -> Vec<RemovedPod> {
         std::mem::take(&mut self.removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rudder_api::core::Pod;
+
+    use super::*;
+
+    #[test]
+    fn grace_periods_near_i64_max_are_clamped() {
+        let mut pod = Pod::default();
+        pod.spec.termination_grace_period_seconds = Some(i64::MAX);
+        assert_eq!(grace_of(&pod), deadline::LONGEST);
+        pod.metadata.deletion_grace_period_seconds = Some(-1);
+        assert_eq!(grace_of(&pod), Duration::ZERO);
+        let _ = deadline::after(Instant::now(), grace_of(&pod));
     }
 }

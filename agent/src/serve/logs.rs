@@ -78,6 +78,9 @@ pub(super) async fn container_log(
     let Some(logs) = &logs else {
         return text(StatusCode::NOT_FOUND, "this node runs no pods\n".to_owned());
     };
+    if let Err(message) = check_log_names(&namespace, &pod, &container) {
+        return text(StatusCode::BAD_REQUEST, format!("{message}\n"));
+    }
     let query = match LogQuery::parse(query.as_deref().unwrap_or_default()) {
         Ok(query) => query,
         Err(message) => return text(StatusCode::BAD_REQUEST, format!("{message}\n")),
@@ -107,6 +110,29 @@ pub(super) async fn container_log(
             format!("reading the log of container {container:?} of pod {namespace}/{pod}: {err}\n"),
         ),
     }
+}
+
+/// The request's names become file names: only what the API allows in
+/// them passes (no `..`, no `/`, no `_` to match another pod's directory).
+fn check_log_names(namespace: &str, pod: &str, container: &str) -> Result<(), String> {
+    use rudder_api::validation::{is_dns_label, is_dns_subdomain};
+    for (what, value, ok) in [
+        ("namespace", namespace, is_dns_label(namespace)),
+        ("pod name", pod, is_dns_subdomain(pod)),
+        ("container name", container, is_dns_label(container)),
+    ] {
+        if !ok {
+            return Err(format!(
+                "{what} {value:?} is not valid: it must be a DNS-1123 {}",
+                if what == "pod name" {
+                    "subdomain"
+                } else {
+                    "label"
+                }
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `<logs>/<namespace>_<pod>_<uid>/` of the newest uid that has a log of
@@ -266,6 +292,20 @@ mod tests {
         let (parts, body) = response.into_parts();
         let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("body");
         (Response::from_parts(parts, Body::empty()), bytes.to_vec())
+    }
+
+    #[test]
+    fn log_requests_naming_paths_outside_the_log_directory_are_refused() {
+        assert_eq!(check_log_names("default", "web-1.a", "app"), Ok(()));
+        for (namespace, pod, container) in [
+            ("..", "web", "app"),
+            ("default", "..", "app"),
+            ("default", "web", "../../../etc/shadow"),
+            ("default", "web/../x", "app"),
+            ("a_b", "web", "app"),
+        ] {
+            assert!(check_log_names(namespace, pod, container).is_err());
+        }
     }
 
     #[tokio::test]
