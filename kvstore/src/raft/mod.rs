@@ -759,6 +759,45 @@ impl RaftTransport for RaftService {
 mod tests {
     use super::*;
 
+    /// Fresh log and state machine stores in a temporary directory.
+    struct Stores;
+
+    impl
+        openraft::testing::StoreBuilder<
+            TypeConfig,
+            log::LogStore,
+            state_machine::ReplicaStateMachine,
+            tempfile::TempDir,
+        > for Stores
+    {
+        async fn build(
+            &self,
+        ) -> Result<
+            (
+                tempfile::TempDir,
+                log::LogStore,
+                state_machine::ReplicaStateMachine,
+            ),
+            openraft::StorageError<u64>,
+        > {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let storage = |err: StoreError| {
+                openraft::StorageError::from(openraft::StorageIOError::write_logs(&err))
+            };
+            let state = open_state(&StoreConfig::new(dir.path())).map_err(storage)?;
+            let log = log::LogStore::open(&dir.path().join("raft-log.redb")).map_err(storage)?;
+            Ok((dir, log, state_machine::ReplicaStateMachine::new(state)))
+        }
+    }
+
+    /// openraft's own suite for storage implementations: the log (written
+    /// by the writer thread, read back before and after it flushed), vote,
+    /// purge, truncation, applying and snapshots.
+    #[test]
+    fn log_and_state_machine_pass_openraft_storage_suite() {
+        openraft::testing::Suite::test_all(Stores).expect("storage suite");
+    }
+
     #[tokio::test]
     async fn a_call_to_a_closed_port_was_never_sent() {
         // Bind, learn the port, close it: nothing listens there now.
