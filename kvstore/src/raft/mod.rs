@@ -578,7 +578,7 @@ impl Shared {
 
 /// Whether a failed call never left this process: the channel could not
 /// connect, so the peer cannot have seen the request.
-fn never_sent(status: &Status) -> bool {
+pub(crate) fn never_sent(status: &Status) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(status);
     while let Some(err) = source {
         if err.downcast_ref::<tonic::ConnectError>().is_some() {

@@ -97,7 +97,17 @@ impl PeerClient {
             Rpc::Snapshot => client.install_snapshot(request).await,
         }
         .map_err(|status| {
-            RPCError::Unreachable(Unreachable::new(&TransportError(status.to_string())))
+            let err = TransportError(status.to_string());
+            // openraft stops sending to an unreachable peer for 500 ms,
+            // heartbeats included: right for a peer that is down, but a
+            // reply that is merely late (a busy disk or CPU) is no reason
+            // to go silent for longer than the election timeout, which
+            // made followers stand against a healthy leader under load.
+            if super::never_sent(&status) {
+                RPCError::Unreachable(Unreachable::new(&err))
+            } else {
+                RPCError::Network(NetworkError::new(&err))
+            }
         })?;
         let result: Result<Resp, RaftError<u64, E>> =
             serde_json::from_slice(&response.into_inner().payload)
