@@ -18,7 +18,10 @@
 
 use std::{
     io::Cursor,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use openraft::{BasicNode, Entry};
@@ -53,18 +56,14 @@ fn sm_read(err: impl std::error::Error + 'static) -> StorageError<u64> {
 /// last snapshot, which are fsynced before it is built).
 const DURABLE_EVERY: u64 = 2000;
 
-/// A snapshot kept in memory until the next one replaces it.
-#[derive(Debug, Clone)]
-struct StoredSnapshot {
-    meta: SnapshotMeta<u64, BasicNode>,
-    data: Vec<u8>,
-}
-
 /// The state machine of one replica, as openraft drives it.
 #[derive(Debug, Clone)]
 pub(crate) struct ReplicaStateMachine {
     state: Arc<StateMachine>,
-    current: Arc<Mutex<Option<StoredSnapshot>>>,
+    /// Whether a snapshot was built or installed yet. Its bytes are not
+    /// kept: a replica that needs one gets a fresh one of the current state
+    /// (a whole copy of the key space, as JSON, resident only while sent).
+    has_snapshot: Arc<AtomicBool>,
     /// Entries applied since the state was last fsynced.
     since_durable: u64,
 }
@@ -79,7 +78,7 @@ impl ReplicaStateMachine {
     pub fn new(state: Arc<StateMachine>) -> Self {
         Self {
             state,
-            current: Arc::new(Mutex::new(None)),
+            has_snapshot: Arc::new(AtomicBool::new(false)),
             since_durable: 0,
         }
     }
@@ -200,21 +199,17 @@ impl OpenraftStateMachine<TypeConfig> for ReplicaStateMachine {
             revision = body.state.revision,
             "installed a snapshot from the leader"
         );
-        if let Ok(mut current) = self.current.lock() {
-            *current = Some(StoredSnapshot {
-                meta: meta.clone(),
-                data,
-            });
-        }
+        self.has_snapshot.store(true, Ordering::SeqCst);
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-        let current = self.current.lock().ok().and_then(|c| c.clone());
-        Ok(current.map(|stored| Snapshot {
-            meta: stored.meta,
-            snapshot: Box::new(Cursor::new(stored.data)),
-        }))
+        if !self.has_snapshot.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        // The state now is at or past the last snapshot: a newer snapshot
+        // serves as well, and is fsynced like the one built.
+        Ok(Some(self.build_snapshot().await?))
     }
 }
 
@@ -248,12 +243,7 @@ impl RaftSnapshotBuilder<TypeConfig> for ReplicaStateMachine {
             last_membership,
             snapshot_id,
         };
-        if let Ok(mut current) = self.current.lock() {
-            *current = Some(StoredSnapshot {
-                meta: meta.clone(),
-                data: data.clone(),
-            });
-        }
+        self.has_snapshot.store(true, Ordering::SeqCst);
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
