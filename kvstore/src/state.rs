@@ -85,13 +85,14 @@ impl StateMachine {
         (results, pending)
     }
 
-    /// Applies `commands` and writes them into redb in one fsynced
-    /// transaction, with `extra` writing further tables in the same one
-    /// (Raft's applied log id); then publishes their events and updates
-    /// lease deadlines.
-    pub fn apply_durably(
+    /// Applies `commands` and writes them into redb in one transaction
+    /// (fsynced if `durable`), with `extra` writing further tables in the
+    /// same one (Raft's applied log id); then publishes their events and
+    /// updates lease deadlines.
+    pub fn apply(
         &self,
         commands: &[Command],
+        durable: bool,
         extra: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>,
     ) -> Result<Vec<Result<CommandResult, StoreError>>, StoreError> {
         let Staged {
@@ -99,7 +100,7 @@ impl StateMachine {
             results,
             events,
         } = self.mvcc.stage(commands)?;
-        self.mvcc.write_durably(&delta, extra)?;
+        self.mvcc.write_delta(&delta, durable, extra)?;
         self.announce(commands, &results, &events);
         Ok(results)
     }

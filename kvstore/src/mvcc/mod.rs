@@ -4,8 +4,9 @@
 //! A batch of commands is first *staged*: applied against a [`View`] into a
 //! [`Delta`], which yields every command's result without changing
 //! anything. The caller then makes the batch durable and publishes the
-//! delta, either by writing it into redb in one fsynced transaction
-//! ([`Mvcc::write_durably`], Raft) or, once the write-ahead log holds the
+//! delta, either by writing it into redb in one transaction
+//! ([`Mvcc::write_delta`], Raft: fsynced only now and then, the Raft log
+//! being what makes a write durable) or, once the write-ahead log holds the
 //! batch, by adding it to the pending layer that every view sees
 //! ([`Mvcc::add_pending`], single replica) and writing that into redb later
 //! ([`Mvcc::freeze_pending`], [`Mvcc::write_frozen`]).

@@ -23,14 +23,23 @@ pub(super) struct Pending {
 }
 
 impl Mvcc {
-    /// Writes `delta` into redb in one fsynced transaction, with `extra`
-    /// writing further tables (Raft's applied log id) in the same one.
-    pub fn write_durably(
+    /// Writes `delta` into redb in one transaction, with `extra` writing
+    /// further tables (Raft's applied log id) in the same one. `durable`:
+    /// fsynced, with everything written before; otherwise only handed to
+    /// the operating system, and a crash returns redb to its last fsynced
+    /// state (Raft replays the rest from its log).
+    pub fn write_delta(
         &self,
         delta: &Delta,
+        durable: bool,
         extra: impl FnOnce(&WriteTransaction) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        self.write(delta, Durability::Immediate, extra)
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.write(delta, durability, extra)
     }
 
     fn write(

@@ -1,20 +1,33 @@
 //! The Raft log on redb (`raft-log.redb`): entries by index, the vote, the
-//! commit index and the purge point. Every append is one fsynced transaction; openraft hands
-//! over whatever accumulated while the previous one flushed, so concurrent
-//! writes share an fsync here as in the single-replica store.
+//! commit index and the purge point.
+//!
+//! One writer thread owns every write. `append` hands its entries over and
+//! returns at once (they are readable from memory until redb has them);
+//! the writer takes everything queued since its last commit into one
+//! fsynced transaction and only then reports the entries flushed. So
+//! concurrent proposals share one fsync (group commit), on the leader and
+//! on followers alike, and no fsync ever runs on a runtime thread: the Raft
+//! core keeps sending heartbeats while the disk is busy.
 
 #![expect(
     clippy::result_large_err,
     reason = "openraft's storage traits return its StorageError; the helpers return the same"
 )]
 
-use std::{fmt::Debug, ops::RangeBounds, path::Path, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    fmt::Debug,
+    ops::RangeBounds,
+    path::Path,
+    sync::{Arc, Mutex, PoisonError, mpsc},
+};
 
 use openraft::{
     Entry, LogId, LogState, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote,
     storage::{LogFlushed, RaftLogStorage},
 };
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use tokio::sync::oneshot;
 
 use super::TypeConfig;
 
@@ -23,12 +36,30 @@ const LOG: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("log");
 /// `vote`, `committed`, `last_purged`: JSON values.
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 
+/// The most entries one transaction of the writer takes.
+const MAX_BATCH_ENTRIES: usize = 4096;
+
 type Result<T> = std::result::Result<T, StorageError<u64>>;
 
 /// The durable Raft log of one replica.
 #[derive(Debug, Clone)]
 pub(crate) struct LogStore {
     db: Arc<Database>,
+    /// Appended but not yet committed by the writer, by index.
+    unflushed: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+    writer: mpsc::Sender<Op>,
+}
+
+/// What the writer thread is asked to do, in order.
+enum Op {
+    Append(Vec<Entry<TypeConfig>>, LogFlushed<TypeConfig>),
+    /// Written with the next batch; not fsynced on its own.
+    Committed(Option<LogId<u64>>),
+    Vote(Vote<u64>, oneshot::Sender<std::io::Result<()>>),
+    /// Delete entries from this index on.
+    Truncate(u64, oneshot::Sender<std::io::Result<()>>),
+    /// Delete entries up to this one, and remember it.
+    Purge(LogId<u64>, oneshot::Sender<std::io::Result<()>>),
 }
 
 fn read_err(err: impl std::error::Error + 'static) -> StorageError<u64> {
@@ -39,8 +70,13 @@ fn write_err(err: impl std::error::Error + 'static) -> StorageError<u64> {
     StorageIOError::write_logs(&err).into()
 }
 
+fn io_err(err: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(err.to_string())
+}
+
 impl LogStore {
-    /// Opens (or creates) the log in `path`.
+    /// Opens (or creates) the log in `path` and starts its writer thread,
+    /// which ends once every handle is dropped.
     pub fn open(path: &Path) -> std::result::Result<Self, crate::StoreError> {
         let db = Database::create(path)?;
         let txn = db.begin_write()?;
@@ -49,7 +85,22 @@ impl LogStore {
             txn.open_table(META)?;
         }
         txn.commit()?;
-        Ok(Self { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let unflushed = Arc::new(Mutex::new(BTreeMap::new()));
+        let (writer, ops) = mpsc::channel();
+        let worker = Writer {
+            db: db.clone(),
+            unflushed: Arc::clone(&unflushed),
+        };
+        std::thread::Builder::new()
+            .name("raft-log".to_owned())
+            .spawn(move || worker.run(&ops))
+            .map_err(|err| crate::StoreError::Storage(format!("starting the log writer: {err}")))?;
+        Ok(Self {
+            db,
+            unflushed,
+            writer,
+        })
     }
 
     fn meta<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
@@ -63,20 +114,27 @@ impl LogStore {
         }
     }
 
-    fn set_meta<T: serde::Serialize>(
+    fn unflushed(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry<TypeConfig>>> {
+        self.unflushed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn send(&self, op: Op) -> std::io::Result<()> {
+        self.writer
+            .send(op)
+            .map_err(|_| io_err("the raft log writer has stopped"))
+    }
+
+    /// Sends `op` (made with a reply sender) and waits for the writer.
+    async fn ask(
         &self,
-        name: &str,
-        value: &T,
-        durability: Durability,
-    ) -> Result<()> {
-        let bytes = serde_json::to_vec(value).map_err(write_err)?;
-        let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(durability);
-        {
-            let mut meta = txn.open_table(META).map_err(write_err)?;
-            meta.insert(name, bytes.as_slice()).map_err(write_err)?;
-        }
-        txn.commit().map_err(write_err)
+        op: impl FnOnce(oneshot::Sender<std::io::Result<()>>) -> Op,
+    ) -> std::io::Result<()> {
+        let (reply, done) = oneshot::channel();
+        self.send(op(reply))?;
+        done.await
+            .map_err(|_| io_err("the raft log writer has stopped"))?
     }
 }
 
@@ -85,13 +143,25 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>> {
+        // Memory first: an entry the writer commits meanwhile is then in
+        // redb when it is read below, one it has not is in the copy.
+        let fresh: Vec<Entry<TypeConfig>> = self
+            .unflushed()
+            .range(range.clone())
+            .map(|(_, entry)| entry.clone())
+            .collect();
+        let first_fresh = fresh.first().map_or(u64::MAX, |entry| entry.log_id.index);
         let txn = self.db.begin_read().map_err(read_err)?;
         let log = txn.open_table(LOG).map_err(read_err)?;
         let mut entries = Vec::new();
         for item in log.range(range).map_err(read_err)? {
-            let (_, bytes) = item.map_err(read_err)?;
+            let (index, bytes) = item.map_err(read_err)?;
+            if index.value() >= first_fresh {
+                break;
+            }
             entries.push(serde_json::from_slice(bytes.value()).map_err(read_err)?);
         }
+        entries.extend(fresh);
         Ok(entries)
     }
 }
@@ -101,6 +171,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
         let last_purged: Option<LogId<u64>> = self.meta("last_purged")?;
+        if let Some((_, entry)) = self.unflushed().last_key_value() {
+            return Ok(LogState {
+                last_purged_log_id: last_purged,
+                last_log_id: Some(entry.log_id),
+            });
+        }
         let txn = self.db.begin_read().map_err(read_err)?;
         let log = txn.open_table(LOG).map_err(read_err)?;
         let last = match log.last().map_err(read_err)? {
@@ -122,11 +198,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<()> {
-        self.set_meta("vote", vote, Durability::Immediate)
-            .map_err(|err| {
-                let cause = std::io::Error::other(err);
-                StorageIOError::write_vote(&cause).into()
-            })
+        self.ask(|reply| Op::Vote(*vote, reply))
+            .await
+            .map_err(|err| StorageIOError::write_vote(&err).into())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>> {
@@ -140,11 +214,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// had already acknowledged).
     ///
     /// Not fsynced on its own, which would add an fsync to every write:
-    /// the next append (fsynced) carries it to disk, and a crash before
-    /// that loses only how far the index had moved since, which the
-    /// leader's read index covers (see `raft::Shared::read_index_locally`).
+    /// the writer puts it into its next transaction, and the next append
+    /// carries it to disk. A crash before that loses only how far the index
+    /// had moved since, which the leader's read index covers (see
+    /// `raft::Shared::read_index_locally`).
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<()> {
-        self.set_meta("committed", &committed, Durability::None)
+        self.send(Op::Committed(committed)).map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>> {
@@ -156,46 +231,192 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(Durability::Immediate);
+        let entries: Vec<Entry<TypeConfig>> = entries.into_iter().collect();
         {
-            let mut log = txn.open_table(LOG).map_err(write_err)?;
-            for entry in entries {
-                let bytes = serde_json::to_vec(&entry).map_err(write_err)?;
-                log.insert(entry.log_id.index, bytes.as_slice())
-                    .map_err(write_err)?;
+            let mut unflushed = self.unflushed();
+            for entry in &entries {
+                unflushed.insert(entry.log_id.index, entry.clone());
             }
         }
-        let result = txn.commit();
-        callback.log_io_completed(
-            result
-                .as_ref()
-                .map(|_| ())
-                .map_err(|err| std::io::Error::other(err.to_string())),
-        );
-        result.map_err(write_err)
+        self.send(Op::Append(entries, callback)).map_err(write_err)
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<()> {
-        let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(Durability::Immediate);
-        {
-            let mut log = txn.open_table(LOG).map_err(write_err)?;
-            log.retain_in(log_id.index.., |_, _| false)
-                .map_err(write_err)?;
-        }
-        txn.commit().map_err(write_err)
+        self.unflushed().split_off(&log_id.index);
+        self.ask(|reply| Op::Truncate(log_id.index, reply))
+            .await
+            .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<()> {
-        self.set_meta("last_purged", &log_id, Durability::Immediate)?;
-        let mut txn = self.db.begin_write().map_err(write_err)?;
-        txn.set_durability(Durability::Immediate);
         {
-            let mut log = txn.open_table(LOG).map_err(write_err)?;
-            log.retain_in(..=log_id.index, |_, _| false)
-                .map_err(write_err)?;
+            let mut unflushed = self.unflushed();
+            let kept = unflushed.split_off(&(log_id.index.saturating_add(1)));
+            *unflushed = kept;
         }
-        txn.commit().map_err(write_err)
+        self.ask(|reply| Op::Purge(log_id, reply))
+            .await
+            .map_err(write_err)
+    }
+}
+
+/// The writer thread's side.
+struct Writer {
+    db: Arc<Database>,
+    unflushed: Arc<Mutex<BTreeMap<u64, Entry<TypeConfig>>>>,
+}
+
+/// Appends (and commit indexes) the writer commits together.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Entry<TypeConfig>>,
+    callbacks: Vec<LogFlushed<TypeConfig>>,
+    committed: Option<Option<LogId<u64>>>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.committed.is_none()
+    }
+}
+
+impl Writer {
+    fn run(&self, ops: &mpsc::Receiver<Op>) {
+        let mut held = None;
+        loop {
+            let Some(first) = held.take().or_else(|| ops.recv().ok()) else {
+                return;
+            };
+            let mut batch = Batch::default();
+            let mut next = Some(first);
+            // Everything queued up to the next op that is not an append
+            // (or the batch is full) goes into one transaction.
+            while let Some(op) = next.take() {
+                match op {
+                    Op::Append(entries, callback) => {
+                        batch.entries.extend(entries);
+                        batch.callbacks.push(callback);
+                    }
+                    Op::Committed(committed) => batch.committed = Some(committed),
+                    other if batch.is_empty() => {
+                        self.run_alone(other);
+                        break;
+                    }
+                    other => {
+                        held = Some(other);
+                        break;
+                    }
+                }
+                if batch.entries.len() < MAX_BATCH_ENTRIES {
+                    next = ops.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.write_batch(batch);
+            }
+        }
+    }
+
+    fn write_batch(&self, batch: Batch) {
+        let Batch {
+            entries,
+            callbacks,
+            committed,
+        } = batch;
+        let durability = if entries.is_empty() {
+            Durability::None
+        } else {
+            Durability::Immediate
+        };
+        let result = self.transaction(durability, |txn| {
+            let mut log = txn.open_table(LOG)?;
+            for entry in &entries {
+                let bytes = serde_json::to_vec(entry).map_err(io_err)?;
+                log.insert(entry.log_id.index, bytes.as_slice())?;
+            }
+            if let Some(committed) = committed {
+                let mut meta = txn.open_table(META)?;
+                let bytes = serde_json::to_vec(&committed).map_err(io_err)?;
+                meta.insert("committed", bytes.as_slice())?;
+            }
+            Ok(())
+        });
+        if result.is_ok() {
+            let mut unflushed = self
+                .unflushed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for entry in &entries {
+                // Unless a truncation replaced it meanwhile.
+                if unflushed
+                    .get(&entry.log_id.index)
+                    .is_some_and(|kept| kept.log_id == entry.log_id)
+                {
+                    unflushed.remove(&entry.log_id.index);
+                }
+            }
+        }
+        for callback in callbacks {
+            callback.log_io_completed(match &result {
+                Ok(()) => Ok(()),
+                Err(err) => Err(io_err(err)),
+            });
+        }
+    }
+
+    fn run_alone(&self, op: Op) {
+        match op {
+            Op::Vote(vote, reply) => {
+                let result = self.transaction(Durability::Immediate, |txn| {
+                    let bytes = serde_json::to_vec(&vote).map_err(io_err)?;
+                    txn.open_table(META)?.insert("vote", bytes.as_slice())?;
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Op::Truncate(from, reply) => {
+                let result = self.transaction(Durability::Immediate, |txn| {
+                    txn.open_table(LOG)?.retain_in(from.., |_, _| false)?;
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Op::Purge(log_id, reply) => {
+                let result = self.transaction(Durability::Immediate, |txn| {
+                    let bytes = serde_json::to_vec(&log_id).map_err(io_err)?;
+                    txn.open_table(META)?
+                        .insert("last_purged", bytes.as_slice())?;
+                    txn.open_table(LOG)?
+                        .retain_in(..=log_id.index, |_, _| false)?;
+                    Ok(())
+                });
+                let _ = reply.send(result);
+            }
+            Op::Append(..) | Op::Committed(_) => {}
+        }
+    }
+
+    fn transaction(
+        &self,
+        durability: Durability,
+        write: impl FnOnce(&WriteTransaction) -> std::result::Result<(), StoreIoError>,
+    ) -> std::io::Result<()> {
+        let run = || -> std::result::Result<(), StoreIoError> {
+            let mut txn = self.db.begin_write()?;
+            txn.set_durability(durability);
+            write(&txn)?;
+            txn.commit()?;
+            Ok(())
+        };
+        run().map_err(|err| io_err(err.0))
+    }
+}
+
+/// Any failure inside a writer transaction, as text.
+struct StoreIoError(String);
+
+impl<E: std::fmt::Display> From<E> for StoreIoError {
+    fn from(err: E) -> Self {
+        Self(err.to_string())
     }
 }

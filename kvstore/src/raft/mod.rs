@@ -196,7 +196,7 @@ impl Store {
         let raft = Raft::new(
             replication.node_id,
             Arc::new(raft_config),
-            network::Network,
+            network::Network::default(),
             log,
             state_machine,
         )
@@ -226,7 +226,9 @@ impl Store {
                 }
             }
         }
+        let (reads, read_requests) = tokio::sync::mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            reads,
             raft,
             node_id: replication.node_id,
             peers: replication.peers,
@@ -236,6 +238,7 @@ impl Store {
             last_append: std::sync::Mutex::new(Instant::now()),
             lease: Duration::from_millis(replication.timing.election_max_ms()),
         });
+        tokio::spawn(read_index_rounds(Arc::downgrade(&shared), read_requests));
         let service = RaftTransportServer::new(RaftService {
             shared: shared.clone(),
         })
@@ -297,6 +300,38 @@ struct Shared {
     last_append: std::sync::Mutex<Instant>,
     /// openraft's leader lease.
     lease: Duration,
+    /// Read indexes asked of this replica as the leader, answered in rounds
+    /// (see [`read_index_rounds`]).
+    reads: tokio::sync::mpsc::UnboundedSender<ReadWaiter>,
+}
+
+/// Where the answer to one read index request goes.
+type ReadWaiter = tokio::sync::oneshot::Sender<Result<u64, StoreError>>;
+
+/// Answers read index requests in rounds: every request waiting when a
+/// round starts shares its one leadership confirmation (a heartbeat to a
+/// majority), so concurrent linearizable reads cost one round trip between
+/// them rather than one each. A request arriving during a round waits for
+/// the next: the confirmation it gets always started after it was asked,
+/// as a read index must. Ends with the replica.
+async fn read_index_rounds(
+    shared: std::sync::Weak<Shared>,
+    mut requests: tokio::sync::mpsc::UnboundedReceiver<ReadWaiter>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut waiting = vec![first];
+        while let Ok(next) = requests.try_recv() {
+            waiting.push(next);
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let index = shared.confirm_read_index().await;
+        drop(shared);
+        for waiter in waiting {
+            let _ = waiter.send(index.clone());
+        }
+    }
 }
 
 impl Shared {
@@ -334,7 +369,20 @@ impl Shared {
     /// leader of the term), so waiting until everything logged then is
     /// applied covers them. In a term won by election this costs nothing
     /// extra: the term's first entry already comes after the old log.
+    ///
+    /// Concurrent requests share a round (see [`read_index_rounds`]).
     async fn read_index_locally(&self) -> Result<u64, StoreError> {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        self.reads
+            .send(answer)
+            .map_err(|_| StoreError::Unavailable("the replica is shutting down".to_owned()))?;
+        answered
+            .await
+            .map_err(|_| StoreError::Unavailable("the replica is shutting down".to_owned()))?
+    }
+
+    /// One round of [`Self::read_index_locally`].
+    async fn confirm_read_index(&self) -> Result<u64, StoreError> {
         match self.raft.get_read_log_id().await {
             Ok((read_log_id, _)) => Ok(read_log_id
                 .map_or(0, |id| id.index)
@@ -530,7 +578,7 @@ impl Shared {
 
 /// Whether a failed call never left this process: the channel could not
 /// connect, so the peer cannot have seen the request.
-fn never_sent(status: &Status) -> bool {
+pub(crate) fn never_sent(status: &Status) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(status);
     while let Some(err) = source {
         if err.downcast_ref::<tonic::ConnectError>().is_some() {
@@ -758,6 +806,45 @@ impl RaftTransport for RaftService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fresh log and state machine stores in a temporary directory.
+    struct Stores;
+
+    impl
+        openraft::testing::StoreBuilder<
+            TypeConfig,
+            log::LogStore,
+            state_machine::ReplicaStateMachine,
+            tempfile::TempDir,
+        > for Stores
+    {
+        async fn build(
+            &self,
+        ) -> Result<
+            (
+                tempfile::TempDir,
+                log::LogStore,
+                state_machine::ReplicaStateMachine,
+            ),
+            openraft::StorageError<u64>,
+        > {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let storage = |err: StoreError| {
+                openraft::StorageError::from(openraft::StorageIOError::write_logs(&err))
+            };
+            let state = open_state(&StoreConfig::new(dir.path())).map_err(storage)?;
+            let log = log::LogStore::open(&dir.path().join("raft-log.redb")).map_err(storage)?;
+            Ok((dir, log, state_machine::ReplicaStateMachine::new(state)))
+        }
+    }
+
+    /// openraft's own suite for storage implementations: the log (written
+    /// by the writer thread, read back before and after it flushed), vote,
+    /// purge, truncation, applying and snapshots.
+    #[test]
+    fn log_and_state_machine_pass_openraft_storage_suite() {
+        openraft::testing::Suite::test_all(Stores).expect("storage suite");
+    }
 
     #[tokio::test]
     async fn a_call_to_a_closed_port_was_never_sent() {

@@ -1,7 +1,7 @@
 //! openraft's messages between replicas, over the `RaftTransport` gRPC
 //! service, as JSON payloads.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use openraft::{
     BasicNode, RaftNetwork, RaftNetworkFactory,
@@ -17,20 +17,38 @@ use tonic::transport::Channel;
 use super::TypeConfig;
 use crate::proto::raft::{RaftPayload, raft_transport_client::RaftTransportClient};
 
-/// Makes a client per peer.
-pub(crate) struct Network;
+/// Makes a client per peer, over one channel per peer shared by every
+/// client: openraft asks for a new client for each leadership check of a
+/// linearizable read, and a fresh channel cost a TCP and HTTP/2 handshake
+/// with each follower on every read. A channel reconnects by itself after
+/// its peer restarts.
+#[derive(Default)]
+pub(crate) struct Network {
+    channels: BTreeMap<u64, (String, Channel)>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> PeerClient {
-        let channel = Channel::from_shared(format!("http://{}", node.addr))
-            .map(|endpoint| {
-                endpoint
-                    .connect_timeout(Duration::from_millis(500))
-                    .connect_lazy()
-            })
-            .ok();
+        let channel = match self.channels.get(&target) {
+            Some((addr, channel)) if *addr == node.addr => Some(channel.clone()),
+            _ => {
+                let channel = Channel::from_shared(format!("http://{}", node.addr))
+                    .map(|endpoint| {
+                        endpoint
+                            .connect_timeout(Duration::from_millis(500))
+                            .tcp_nodelay(true)
+                            .connect_lazy()
+                    })
+                    .ok();
+                if let Some(channel) = &channel {
+                    self.channels
+                        .insert(target, (node.addr.clone(), channel.clone()));
+                }
+                channel
+            }
+        };
         PeerClient {
             target,
             client: channel.map(|channel| {
@@ -79,7 +97,17 @@ impl PeerClient {
             Rpc::Snapshot => client.install_snapshot(request).await,
         }
         .map_err(|status| {
-            RPCError::Unreachable(Unreachable::new(&TransportError(status.to_string())))
+            let err = TransportError(status.to_string());
+            // openraft stops sending to an unreachable peer for 500 ms,
+            // heartbeats included: right for a peer that is down, but a
+            // reply that is merely late (a busy disk or CPU) is no reason
+            // to go silent for longer than the election timeout, which
+            // made followers stand against a healthy leader under load.
+            if super::never_sent(&status) {
+                RPCError::Unreachable(Unreachable::new(&err))
+            } else {
+                RPCError::Network(NetworkError::new(&err))
+            }
         })?;
         let result: Result<Resp, RaftError<u64, E>> =
             serde_json::from_slice(&response.into_inner().payload)
