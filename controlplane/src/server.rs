@@ -4,7 +4,10 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
-use rudder_api::proto::{node_sync_server::NodeSyncServer, resources_server::ResourcesServer};
+use rudder_api::proto::{
+    certificates_server::CertificatesServer, node_sync_server::NodeSyncServer,
+    resources_server::ResourcesServer,
+};
 use rudder_kvstore::proto::raft::raft_transport_server::RaftTransportServer;
 use rudder_kvstore::{
     Store, StoreConfig,
@@ -21,6 +24,7 @@ use crate::{
     apiserver::{ApiServer, http},
     auth::{
         Authenticator,
+        csr::NodeCertificates,
         grpc::{Audience, Authenticate},
         http::{TlsListener, TlsPeer},
     },
@@ -46,6 +50,9 @@ pub struct TlsSettings {
     pub serving: IssuedCert,
     /// Who may call.
     pub authenticator: Authenticator,
+    /// Signs node certificates (`rudder-agent join` and renewals); `None`
+    /// when the control plane has no CA key.
+    pub node_certificates: Option<NodeCertificates>,
 }
 
 /// How long a gRPC client may take to finish its TLS handshake.
@@ -135,14 +142,21 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding the gRPC address {}", config.listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let (users, masters) = match &config.security {
+    let (users, masters, certificates) = match &config.security {
         Security::Tls(tls) => (
             Authenticate::new(tls.authenticator.clone(), Audience::Users),
             Authenticate::new(tls.authenticator.clone(), Audience::Masters),
+            tls.node_certificates.clone().map(|signer| {
+                InterceptedService::new(
+                    CertificatesServer::new(signer),
+                    Authenticate::new(tls.authenticator.clone(), Audience::Bootstrap),
+                )
+            }),
         ),
         Security::InsecurePlaintext => (
             Authenticate::insecure(Audience::Users),
             Authenticate::insecure(Audience::Masters),
+            None,
         ),
     };
     let mut builder = tonic::transport::Server::builder();
@@ -173,6 +187,7 @@ pub async fn serve(
             NodeSyncServer::new(api.clone()),
             users,
         ))
+        .add_optional_service(certificates)
         .add_optional_service(etcd.then(|| InterceptedService::new(kv, masters.clone())))
         .add_optional_service(etcd.then(|| InterceptedService::new(watch, masters.clone())))
         .add_optional_service(etcd.then(|| InterceptedService::new(lease, masters.clone())))
