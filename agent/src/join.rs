@@ -218,7 +218,8 @@ pub async fn renew_forever(kubeconfig: PathBuf, node: String) {
     }
     loop {
         let wait = match next_renewal(&kubeconfig) {
-            Ok(at) => Duration::from_secs(u64::try_from(at - unix_now()).unwrap_or(0)),
+            // At least 10 s apart, whatever the certificate says.
+            Ok(at) => Duration::from_secs(u64::try_from(at - unix_now()).unwrap_or(0).max(10)),
             Err(err) => {
                 tracing::warn!(error = %format!("{err:#}"), "cannot read the node certificate; not renewing");
                 return;

@@ -81,7 +81,9 @@ impl NodeCertificates {
         let profile = ClientProfile {
             user: format!("{NODE_USER_PREFIX}{node}"),
             groups: vec![NODES_GROUP.to_owned()],
-            not_before: now - time::Duration::minutes(5),
+            // A little clock skew is forgiven; not more, or a short-lived
+            // certificate would look half used up when issued.
+            not_before: now - time::Duration::seconds(30),
             not_after: now + self.validity,
         };
         let cert = self
