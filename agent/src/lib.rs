@@ -10,5 +10,6 @@
 
 pub mod bandwidth;
 pub mod dataplane;
+pub mod join;
 pub mod pods;
 pub mod serve;

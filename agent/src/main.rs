@@ -35,6 +35,36 @@ enum Command {
     /// Operate the node's eBPF dataplane.
     #[command(subcommand)]
     Dataplane(DataplaneCommand),
+    /// Join a cluster (kubeadm join): check the control plane's CA against
+    /// the pinned hash, get a node certificate with the bootstrap token,
+    /// write agent.kubeconfig and agent.env, start rudder-agent.service.
+    Join(JoinArgs),
+}
+
+#[derive(clap::Args)]
+struct JoinArgs {
+    /// The control plane's gRPC address, `https://host:port`.
+    #[arg(long)]
+    server: String,
+    /// The bootstrap token (`<id>.<secret>`) from `rudder-controlplane
+    /// init` or `rudder-controlplane token create`.
+    #[arg(long, env = "RUDDER_JOIN_TOKEN", hide_env_values = true)]
+    token: String,
+    /// `sha256:<hex>` of the cluster CA's public key, as `init` printed.
+    #[arg(long)]
+    ca_cert_hash: String,
+    /// This node's name (default: the host name).
+    #[arg(long)]
+    node_name: Option<String>,
+    /// Where agent.kubeconfig and agent.env go.
+    #[arg(long, env = "RUDDER_CONFIG_DIR", default_value = "/etc/rudder")]
+    config_dir: PathBuf,
+    /// Do not start rudder-agent.service.
+    #[arg(long)]
+    no_start: bool,
+    /// More `serve` options for agent.env (after `--`), e.g. `--pod-cidr 10.244.1.0/24`.
+    #[arg(last = true)]
+    serve_args: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -207,6 +237,7 @@ fn main() -> Result<()> {
                     // Filled by `serve`'s node-sync stream.
                     services: rudder_agent::pods::ServiceEnvironment::default(),
                 });
+            let has_controlplane = args.controlplane.is_some();
             let config = rudder_agent::serve::ServeConfig {
                 node: args.node.node,
                 dir,
@@ -237,10 +268,41 @@ fn main() -> Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the agent's runtime")?;
+            // A node certificate is renewed into the kubeconfig before it
+            // expires; the clients re-read the file when they connect.
+            if let (Some(path), true) = (&args.kubeconfig, has_controlplane) {
+                runtime.spawn(rudder_agent::join::renew_forever(
+                    path.clone(),
+                    node_name.clone(),
+                ));
+            }
             let served = runtime.block_on(rudder_agent::serve::serve(&config));
             // Tasks still running (streams, followers) end with the process.
             runtime.shutdown_background();
             served?;
+        }
+        Command::Join(args) => {
+            let node_name = match args.node_name {
+                Some(name) => name,
+                None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .context("reading the host name (or give --node-name)")?
+                    .trim()
+                    .to_lowercase(),
+            };
+            let options = rudder_agent::join::JoinOptions {
+                server: args.server,
+                token: args.token,
+                ca_cert_hash: args.ca_cert_hash,
+                node_name,
+                config_dir: args.config_dir,
+                no_start: args.no_start,
+                serve_args: args.serve_args,
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting a runtime")?
+                .block_on(rudder_agent::join::join(&options))?;
         }
         Command::Dataplane(DataplaneCommand::Attach { node, ifaces }) => {
             let mut dataplane = Dataplane::load(&node.dir())?;
@@ -282,5 +344,8 @@ fn api_access(addr: &str, kubeconfig: Option<&Path>) -> Result<rudder_client::Cl
     } else {
         format!("https://{addr}")
     };
+    // A renewed certificate is written into this file: read it again on
+    // every connect.
+    config.reload_from = Some(path.to_path_buf());
     Ok(config)
 }

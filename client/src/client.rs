@@ -115,7 +115,8 @@ impl Client {
     /// [`ClientError::Credentials`].
     pub async fn connect_with(config: &ClientConfig) -> Result<Self, ClientError> {
         let addr = config.server.as_str();
-        let tls = config.credentials.tls();
+        let credentials = config.current_credentials();
+        let tls = credentials.tls();
         let url = match (addr.split_once("://"), &tls) {
             (Some(("https", _)), None) => {
                 return Err(ClientError::Credentials(format!(
@@ -131,8 +132,8 @@ impl Client {
             (None, Some(_)) => format!("https://{addr}"),
             (None, None) => format!("http://{addr}"),
         };
-        let token = BearerToken::new(config.credentials.token.as_deref())
-            .map_err(ClientError::Credentials)?;
+        let token =
+            BearerToken::new(credentials.token.as_deref()).map_err(ClientError::Credentials)?;
         let mut endpoint =
             Channel::from_shared(url).map_err(|source| ClientError::InvalidAddress {
                 addr: addr.to_owned(),

@@ -73,14 +73,36 @@ pub struct ClientConfig {
     pub server: String,
     /// Trust and identity.
     pub credentials: Credentials,
+    /// A kubeconfig to read the credentials from again on every connect
+    /// (its server is ignored: `server` stays): a node whose certificate
+    /// is renewed into the file presents the new one on its next
+    /// connection.
+    pub reload_from: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
+    /// The credentials to connect with now: re-read from
+    /// [`Self::reload_from`] when set (falling back to the ones held when
+    /// the file cannot be read).
+    pub fn current_credentials(&self) -> Credentials {
+        let Some(path) = &self.reload_from else {
+            return self.credentials.clone();
+        };
+        match crate::Kubeconfig::load(path).and_then(|k| k.client_config(path, None)) {
+            Ok(config) => config.credentials,
+            Err(err) => {
+                tracing::warn!(error = %err, "re-reading the kubeconfig failed; using the credentials read before");
+                self.credentials.clone()
+            }
+        }
+    }
+
     /// A plaintext server at `addr` (`http://host:port` or `host:port`).
     pub fn insecure(addr: &str) -> Self {
         Self {
             server: addr.to_owned(),
             credentials: Credentials::default(),
+            reload_from: None,
         }
     }
 }

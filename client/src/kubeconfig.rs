@@ -308,6 +308,7 @@ impl Kubeconfig {
         Ok(ClientConfig {
             server: cluster.cluster.server.clone(),
             credentials,
+            reload_from: None,
         })
     }
 }

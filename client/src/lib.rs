@@ -13,6 +13,7 @@
 //!
 //! `rudder-api` holds the types this crate moves; it does no I/O itself.
 
+pub mod bootstrap;
 pub mod client;
 pub mod credentials;
 pub mod error;

@@ -10,7 +10,7 @@ use clap::Parser;
 use rudder_client::{ClientIdentity, Kubeconfig};
 use rudder_controlplane::{
     apiserver::allocation::{self, ServiceRanges},
-    auth::{Authenticator, MASTERS_GROUP, StaticTokens},
+    auth::{Authenticator, BootstrapTokens, MASTERS_GROUP, StaticTokens, csr::NodeCertificates},
     leader::LeaderConfig,
     manager::{ControllerConfig, ControllerManager},
     pki::{self, ClientProfile, ClusterPki, IssuedCert},
@@ -18,23 +18,36 @@ use rudder_controlplane::{
 };
 use rudder_kvstore::raft::{RaftTiming, Replication};
 
+mod init;
+
 #[derive(Parser)]
 #[command(name = "rudder-controlplane", version, about = "rudder control plane")]
 struct Args {
     /// Directory holding the store (created if missing).
     #[arg(
         long,
+        global = true,
         env = "RUDDER_DATA_DIR",
         default_value = "/var/lib/rudder/controlplane"
     )]
     data_dir: PathBuf,
     /// The API address: gRPC (resources, node sync, the etcd-compatible
     /// store API) and the Kubernetes REST API kubectl uses, on one port.
-    #[arg(long, env = "RUDDER_LISTEN", default_value = "127.0.0.1:7400")]
+    #[arg(
+        long,
+        global = true,
+        env = "RUDDER_LISTEN",
+        default_value = "127.0.0.1:7400"
+    )]
     listen: SocketAddr,
     /// A second address serving the same as --listen (it was the REST API's
     /// own port before the two shared one; "off" to disable).
-    #[arg(long, env = "RUDDER_HTTP_LISTEN", default_value = "127.0.0.1:7401")]
+    #[arg(
+        long,
+        global = true,
+        env = "RUDDER_HTTP_LISTEN",
+        default_value = "127.0.0.1:7401"
+    )]
     http_listen: String,
     /// Seconds between compactions of the store's history (0: never).
     #[arg(long, default_value_t = 300)]
@@ -83,6 +96,9 @@ struct Args {
     service_node_port_range: String,
     #[command(flatten)]
     security: SecurityArgs,
+    /// Without a subcommand: serve.
+    #[command(subcommand)]
+    command: Option<init::Command>,
 }
 
 /// TLS and authentication.
@@ -91,7 +107,7 @@ struct SecurityArgs {
     /// Where the cluster CA (`ca.crt`, `ca.key`) and the admin kubeconfig
     /// live; a CA is made there on first start unless one is given.
     /// Default: `<data-dir>/pki`.
-    #[arg(long, env = "RUDDER_PKI_DIR")]
+    #[arg(long, global = true, env = "RUDDER_PKI_DIR")]
     pki_dir: Option<PathBuf>,
     /// The serving certificate to use instead of one signed by the
     /// cluster CA at start (with --tls-private-key-file).
@@ -106,8 +122,12 @@ struct SecurityArgs {
     tls_sans: Vec<String>,
     /// The address written into the admin kubeconfig (default: the
     /// --listen address, or 127.0.0.1 when that is unspecified).
-    #[arg(long)]
+    #[arg(long, global = true)]
     advertise_address: Option<std::net::IpAddr>,
+    /// How long node certificates (`rudder-agent join`, renewals) are
+    /// valid, in seconds; agents renew at two thirds of it.
+    #[arg(long, default_value_t = 365 * 24 * 3600, value_parser = clap::value_parser!(u64).range(60..=10 * 365 * 24 * 3600))]
+    node_cert_validity_seconds: u64,
     /// Static bearer tokens (kube-apiserver's --token-auth-file format:
     /// `token,user,uid,"group1,group2"` per line).
     #[arg(long)]
@@ -165,6 +185,9 @@ async fn main() -> Result<()> {
         )
         .init();
     let args = Args::parse();
+    if let Some(command) = &args.command {
+        return init::run(&args, command);
+    }
     let http_listen = match args.http_listen.as_str() {
         "off" | "" => None,
         addr => Some(addr.parse().map_err(|err| {
@@ -256,7 +279,7 @@ async fn main() -> Result<()> {
 /// What [`server::start`] needs and what the rest of `main` uses.
 struct SecuritySetup {
     server: Security,
-    pki: Option<ClusterPki>,
+    pki: Option<std::sync::Arc<ClusterPki>>,
 }
 
 fn security(args: &Args, http_listen: Option<SocketAddr>) -> Result<SecuritySetup> {
@@ -280,10 +303,7 @@ fn security(args: &Args, http_listen: Option<SocketAddr>) -> Result<SecuritySetu
             "replicated control planes (--peer) still talk Raft in plaintext: start them with --insecure-plaintext"
         );
     }
-    let pki_dir = sec
-        .pki_dir
-        .clone()
-        .unwrap_or_else(|| args.data_dir.join("pki"));
+    let pki_dir = args.pki_dir();
     let pki = ClusterPki::load_or_create(&pki_dir)?;
     let serving = match (&sec.tls_cert_file, &sec.tls_private_key_file) {
         (Some(cert), Some(key)) => IssuedCert {
@@ -294,18 +314,28 @@ fn security(args: &Args, http_listen: Option<SocketAddr>) -> Result<SecuritySetu
         },
         _ => {
             let (names, ips) = serving_names(args, http_listen);
-            pki.issue_serving(&names, &ips)?
+            let mut serving = pki.issue_serving(&names, &ips)?;
+            // The CA travels with the chain: `rudder-agent join` finds it
+            // there and checks it against the pinned hash.
+            serving.cert_pem.push_str(pki.ca_pem());
+            serving
         }
     };
     let tokens = match &sec.token_auth_file {
         Some(path) => StaticTokens::load(path)?,
         None => StaticTokens::default(),
     };
+    let pki = std::sync::Arc::new(pki);
     Ok(SecuritySetup {
         server: Security::Tls(TlsSettings {
             client_ca_pem: pki.ca_pem().to_owned(),
             serving,
-            authenticator: Authenticator::new(tokens),
+            authenticator: Authenticator::new(tokens)
+                .with_bootstrap_tokens(BootstrapTokens::in_dir(&pki_dir)),
+            node_certificates: Some(NodeCertificates::new(
+                pki.clone(),
+                Duration::from_secs(sec.node_cert_validity_seconds),
+            )),
         }),
         pki: Some(pki),
     })
@@ -314,6 +344,14 @@ fn security(args: &Args, http_listen: Option<SocketAddr>) -> Result<SecuritySetu
 impl Args {
     fn replication_requested(&self) -> bool {
         !self.peers.is_empty()
+    }
+
+    /// `--pki-dir`, or `<data-dir>/pki`.
+    fn pki_dir(&self) -> PathBuf {
+        self.security
+            .pki_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("pki"))
     }
 }
 
@@ -411,6 +449,7 @@ fn controller_client_config(
             }),
             token: None,
         },
+        reload_from: None,
     })
 }
 

@@ -5,7 +5,10 @@
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
-use rudder_api::proto::{node_sync_server::NodeSyncServer, resources_server::ResourcesServer};
+use rudder_api::proto::{
+    certificates_server::CertificatesServer, node_sync_server::NodeSyncServer,
+    resources_server::ResourcesServer,
+};
 use rudder_kvstore::proto::raft::raft_transport_server::RaftTransportServer;
 use rudder_kvstore::{
     Store, StoreConfig,
@@ -20,6 +23,7 @@ use crate::{
     apiserver::{ApiServer, http},
     auth::{
         Authenticator,
+        csr::NodeCertificates,
         grpc::{Audience, Authenticate},
         http::TlsListener,
     },
@@ -45,6 +49,9 @@ pub struct TlsSettings {
     pub serving: IssuedCert,
     /// Who may call.
     pub authenticator: Authenticator,
+    /// Signs node certificates (`rudder-agent join` and renewals); `None`
+    /// when the control plane has no CA key.
+    pub node_certificates: Option<NodeCertificates>,
 }
 
 /// The largest request a client may send, over gRPC or HTTP: what
@@ -140,14 +147,21 @@ pub async fn serve(
         .await
         .with_context(|| format!("binding the gRPC address {}", config.listen))?;
     let grpc_addr = grpc_listener.local_addr()?;
-    let (users, masters) = match &config.security {
+    let (users, masters, certificates) = match &config.security {
         Security::Tls(tls) => (
             Authenticate::new(tls.authenticator.clone(), Audience::Users),
             Authenticate::new(tls.authenticator.clone(), Audience::Masters),
+            tls.node_certificates.clone().map(|signer| {
+                InterceptedService::new(
+                    CertificatesServer::new(signer),
+                    Authenticate::new(tls.authenticator.clone(), Audience::Bootstrap),
+                )
+            }),
         ),
         Security::InsecurePlaintext => (
             Authenticate::insecure(Audience::Users),
             Authenticate::insecure(Audience::Masters),
+            None,
         ),
     };
     let (kv, watch, lease) = EtcdApi::new(store.clone()).services();
@@ -161,6 +175,9 @@ pub async fn serve(
         NodeSyncServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         users,
     ));
+    if let Some(certificates) = certificates {
+        grpc.add_service(certificates);
+    }
     if config.etcd_api {
         grpc.add_service(InterceptedService::new(kv, masters.clone()))
             .add_service(InterceptedService::new(watch, masters.clone()))

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 use rudder_api::core::Namespace;
 use rudder_client::{Client, ClientConfig, ClientError, ClientIdentity, Credentials, ListOptions};
 use rudder_controlplane::{
-    auth::{Authenticator, MASTERS_GROUP, StaticTokens},
+    auth::{Authenticator, BootstrapTokens, MASTERS_GROUP, StaticTokens, csr::NodeCertificates},
     pki::{ClientProfile, ClusterPki, IssuedCert},
     server::{self, RunningServer, Security, ServerConfig, TlsSettings},
 };
@@ -17,8 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    pki: ClusterPki,
+    pki: Arc<ClusterPki>,
     running: RunningServer,
+    tokens: BootstrapTokens,
 }
 
 async fn start() -> Fixture {
@@ -27,10 +28,13 @@ async fn start() -> Fixture {
 
 async fn start_with(etcd_api: bool) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pki = ClusterPki::load_or_create(&dir.path().join("pki")).expect("ca");
-    let serving = pki
+    let pki = Arc::new(ClusterPki::load_or_create(&dir.path().join("pki")).expect("ca"));
+    let mut serving = pki
         .issue_serving(&["localhost".into()], &["127.0.0.1".parse().expect("ip")])
         .expect("serving cert");
+    // As the control plane serves it: the CA travels with the chain.
+    serving.cert_pem.push_str(pki.ca_pem());
+    let bootstrap = BootstrapTokens::in_dir(pki.dir());
     let tokens = StaticTokens::parse("good-token,ci-bot,1001,\"ci\"\n").expect("token file parses");
     let running = server::start(ServerConfig {
         data_dir: dir.path().join("data"),
@@ -41,7 +45,11 @@ async fn start_with(etcd_api: bool) -> Fixture {
         security: Security::Tls(TlsSettings {
             client_ca_pem: pki.ca_pem().to_owned(),
             serving,
-            authenticator: Authenticator::new(tokens),
+            authenticator: Authenticator::new(tokens).with_bootstrap_tokens(bootstrap.clone()),
+            node_certificates: Some(NodeCertificates::new(
+                pki.clone(),
+                Duration::from_secs(3600),
+            )),
         }),
         etcd_api,
     })
@@ -51,6 +59,7 @@ async fn start_with(etcd_api: bool) -> Fixture {
         _dir: dir,
         pki,
         running,
+        tokens: bootstrap,
     }
 }
 
@@ -66,6 +75,7 @@ fn config(f: &Fixture, identity: Option<&IssuedCert>, token: Option<&str>) -> Cl
             }),
             token: token.map(str::to_owned),
         },
+        reload_from: None,
     }
 }
 
@@ -256,4 +266,146 @@ async fn the_raw_etcd_api_is_off_by_default_and_never_for_ordinary_users() {
     );
     assert_eq!(etcd_range(&f, "bad").await, tonic::Code::Unauthenticated);
     f.running.stop().await;
+}
+
+// --- Joining: bootstrap tokens, the pinned CA, node certificates ---------
+
+use rudder_client::bootstrap::{self, JoinError, Requester};
+
+fn server_url(f: &Fixture) -> String {
+    format!("https://{}", f.running.grpc_addr)
+}
+
+/// The user a PEM client certificate names.
+fn subject_of(cert_pem: &str) -> rudder_controlplane::auth::UserInfo {
+    let der = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("pem");
+    rudder_controlplane::auth::user_of_certificate(&der).expect("subject")
+}
+
+#[tokio::test]
+async fn a_node_joins_with_a_bootstrap_token_and_the_pinned_ca() {
+    let f = start().await;
+    let token = f
+        .tokens
+        .create(time::Duration::hours(1), "test")
+        .expect("token");
+    let ca = bootstrap::discover_ca(&server_url(&f), f.pki.ca_hash())
+        .await
+        .expect("the pinned CA is found");
+    assert_eq!(ca.trim(), f.pki.ca_pem().trim());
+    let identity = bootstrap::request_node_certificate(
+        &server_url(&f),
+        &ca,
+        &Requester::Token(token.to_string()),
+        "node-a",
+    )
+    .await
+    .expect("a node certificate");
+    let user = subject_of(&identity.cert_pem);
+    assert_eq!(user.name, "system:node:node-a");
+    assert_eq!(user.groups, ["system:nodes"]);
+    // The node certificate gets in; the token itself only asks for certificates.
+    let node = ClientConfig {
+        server: server_url(&f),
+        credentials: Credentials {
+            ca_pem: Some(ca.clone()),
+            server_name: None,
+            identity: Some(identity.clone()),
+            token: None,
+        },
+        reload_from: None,
+    };
+    list_namespaces(&node).await.expect("the node is in");
+    let as_token = config(&f, None, Some(&token.to_string()));
+    match list_namespaces(&as_token).await {
+        Err(err) => assert!(
+            err.to_string().contains("only request a node certificate"),
+            "{err}"
+        ),
+        Ok(_) => panic!("a bootstrap token listed namespaces"),
+    }
+    // Renewal with the node's own certificate, for its own name only.
+    let renewed = bootstrap::request_node_certificate(
+        &server_url(&f),
+        &ca,
+        &Requester::Certificate(identity.clone()),
+        "node-a",
+    )
+    .await
+    .expect("renewed");
+    assert_eq!(subject_of(&renewed.cert_pem).name, "system:node:node-a");
+    let other = bootstrap::request_node_certificate(
+        &server_url(&f),
+        &ca,
+        &Requester::Certificate(identity),
+        "node-b",
+    )
+    .await
+    .expect_err("another node's certificate is refused");
+    assert!(other.to_string().contains("only its own"), "{other}");
+}
+
+#[tokio::test]
+async fn a_wrong_ca_hash_is_refused_naming_both_hashes() {
+    let f = start().await;
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let err = bootstrap::discover_ca(&server_url(&f), &wrong)
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, JoinError::HashMismatch { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains(&wrong), "{text}");
+    assert!(text.contains(f.pki.ca_hash()), "{text}");
+    let malformed = bootstrap::discover_ca(&server_url(&f), "sha256:12")
+        .await
+        .expect_err("refused");
+    assert!(matches!(malformed, JoinError::BadHash(_)), "{malformed}");
+}
+
+#[tokio::test]
+async fn wrong_deleted_and_expired_tokens_are_refused_clearly() {
+    let f = start().await;
+    let ca = f.pki.ca_pem().to_owned();
+    let ask = |token: String| {
+        let server = server_url(&f);
+        let ca = ca.clone();
+        async move {
+            bootstrap::request_node_certificate(&server, &ca, &Requester::Token(token), "node-a")
+                .await
+                .expect_err("refused")
+                .to_string()
+        }
+    };
+    let wrong = ask("abcdef.0123456789abcdef".into()).await;
+    assert!(wrong.contains("not valid"), "{wrong}");
+    let token = f
+        .tokens
+        .create(time::Duration::hours(1), "")
+        .expect("token");
+    f.tokens.delete(&token.id).expect("deleted");
+    let deleted = ask(token.to_string()).await;
+    assert!(deleted.contains("not valid"), "{deleted}");
+    // Expired: a token file line whose expiry has passed.
+    let token = f
+        .tokens
+        .create(time::Duration::hours(1), "")
+        .expect("token");
+    let path = f.tokens.path().to_owned();
+    let text = std::fs::read_to_string(&path).expect("tokens file");
+    let past = (time::OffsetDateTime::now_utc() - time::Duration::hours(1)).unix_timestamp();
+    let text = text
+        .lines()
+        .map(
+            |line| match line.split(',').collect::<Vec<_>>().as_slice() {
+                [id, hash, _, rest @ ..] if *id == token.id => {
+                    format!("{id},{hash},{past},{}", rest.join(","))
+                }
+                _ => line.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, text).expect("rewritten");
+    let expired = ask(token.to_string()).await;
+    assert!(expired.contains("expired"), "{expired}");
 }

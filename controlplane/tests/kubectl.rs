@@ -58,6 +58,7 @@ impl Cluster {
                 client_ca_pem: pki.ca_pem().to_owned(),
                 serving,
                 authenticator: Authenticator::new(StaticTokens::default()),
+                node_certificates: None,
             }),
             etcd_api: false,
         })

@@ -210,6 +210,15 @@ impl Cluster {
                 serde_json::json!({"cniVersion": "1.0.0", "name": "pods", "plugins": plugins});
             std::fs::write(netd.join("10-pods.conflist"), conflist.to_string())?;
             let state = scratch.join(format!("state-{n}"));
+            // The node's own credential, as `rudder-agent join` gets it.
+            let node_kubeconfig = crate::join_node(
+                &options.bin_dir,
+                &scratch.join("cp"),
+                &server,
+                host.name(),
+                &name,
+                &scratch.join(format!("agent-config-{n}")),
+            )?;
             let prefix = format!("{}-n{n}", net.prefix());
             let mut args: Vec<String> = [
                 "--netns",
@@ -222,7 +231,7 @@ impl Cluster {
                 "--controlplane",
                 &server,
                 "--kubeconfig",
-                &kubeconfig.display().to_string(),
+                &node_kubeconfig.display().to_string(),
                 "--pod-cidr",
                 &format!("10.244.{n}.0/24"),
                 "--cni-conf-dir",

@@ -57,6 +57,64 @@ pub fn admin_kubeconfig(
     Ok(path)
 }
 
+/// Joins a node as an operator would (`rudder-controlplane token create`
+/// on the control plane's data, `rudder-agent join` on the node): the
+/// agent runs inside `netns`, checks the control plane at `server`
+/// against the pinned CA hash, and writes its node credential to
+/// `config_dir/agent.kubeconfig`, whose path this returns.
+///
+/// # Errors
+/// When either command fails (with its output).
+pub fn join_node(
+    bin_dir: &std::path::Path,
+    cp_data_dir: &std::path::Path,
+    server: &str,
+    netns: &str,
+    node: &str,
+    config_dir: &std::path::Path,
+) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let run = |cmd: &mut std::process::Command, what: &str| -> anyhow::Result<String> {
+        let out = cmd.output().with_context(|| what.to_owned())?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let join = run(
+        std::process::Command::new(bin_dir.join("rudder-controlplane"))
+            .args(["token", "create", "--ttl", "1h", "--print-join-command"])
+            .args(["--description", &format!("join {node}")])
+            .arg("--data-dir")
+            .arg(cp_data_dir),
+        "rudder-controlplane token create",
+    )?;
+    // `rudder-agent join --server S --token T --ca-cert-hash H`: keep the
+    // token and the hash, aim at `server`.
+    let words: Vec<&str> = join.split_whitespace().collect();
+    let value = |flag: &str| {
+        words
+            .iter()
+            .position(|w| *w == flag)
+            .and_then(|i| words.get(i + 1))
+            .map(|v| (*v).to_owned())
+            .with_context(|| format!("no {flag} in {join:?}"))
+    };
+    let (token, hash) = (value("--token")?, value("--ca-cert-hash")?);
+    run(
+        std::process::Command::new(bin_dir.join("rudder-agent"))
+            .args(["--netns", netns, "join", "--server", server])
+            .args(["--token", &token, "--ca-cert-hash", &hash])
+            .args(["--node-name", node, "--no-start", "--config-dir"])
+            .arg(config_dir),
+        &format!("rudder-agent join for {node}"),
+    )?;
+    Ok(config_dir.join("agent.kubeconfig"))
+}
+
 /// Path of a workspace binary (`rudder-testapp`, `rudder-agent`, ...), built
 /// next to the test (or benchmark) executable by `cargo build --workspace --bins` (which
 /// `cargo xtask test` runs before the tests).

@@ -327,13 +327,25 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
             "ipam": {"subnet": format!("10.244.{n}.0/24"), "dataDir": scratch.join(format!("ipam-{n}"))},
             "bandwidthDir": scratch.join(format!("bandwidth-{n}"))}]});
         std::fs::write(netd.join("10-pods.conflist"), conflist.to_string())?;
+        // A TLS cluster's node joins with a bootstrap token and serves
+        // with its own node certificate (never the admin's).
+        let node_kubeconfig = match &kubeconfig {
+            Some(_) => Some(join_node(
+                &bin,
+                &scratch.join(&cps[0].label),
+                &server,
+                node,
+                &scratch.join(format!("agent-config-{n}")),
+            )?),
+            None => None,
+        };
         // Started from here with --netns: the agent enters the node's
         // namespace itself (setns) and keeps the machine's bpffs.
         let mut cmd = Command::new(bin.join("rudder-agent"));
         cmd.args(["--netns", node.name(), "serve", "--node", &node.label])
             .args(["--controlplane", &server])
             .args(
-                kubeconfig
+                node_kubeconfig
                     .iter()
                     .flat_map(|path| ["--kubeconfig".into(), path.display().to_string()]),
             )
@@ -554,6 +566,56 @@ fn spawn_logged(mut cmd: Command, log: &Path) -> Result<()> {
             .with_context(|| format!("starting {:?}", cmd.get_program()))?,
     );
     Ok(())
+}
+
+/// `rudder-agent join` for `node`, as an operator runs it: a token from
+/// `rudder-controlplane token create` on the control plane's data dir,
+/// the CA hash it prints, the agent inside the node's namespace. The
+/// node's kubeconfig.
+fn join_node(
+    bin: &Path,
+    cp_data: &Path,
+    server: &str,
+    node: &Host,
+    config_dir: &Path,
+) -> Result<PathBuf> {
+    let created = Command::new(bin.join("rudder-controlplane"))
+        .args(["token", "create", "--ttl", "2h", "--print-join-command"])
+        .arg("--data-dir")
+        .arg(cp_data)
+        .output()?;
+    if !created.status.success() {
+        bail!(
+            "rudder-controlplane token create: {}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+    }
+    let printed = String::from_utf8_lossy(&created.stdout).into_owned();
+    // Everything after `join`, with --server aimed at the node-side address.
+    let mut args: Vec<String> = Vec::new();
+    let mut words = printed
+        .split_whitespace()
+        .skip_while(|w| *w != "join")
+        .skip(1);
+    while let Some(word) = words.next() {
+        let value = words.next().unwrap_or_default();
+        let value = if word == "--server" { server } else { value };
+        args.extend([word.to_owned(), value.to_owned()]);
+    }
+    let joined = Command::new(bin.join("rudder-agent"))
+        .args(["--netns", node.name(), "join"])
+        .args(&args)
+        .args(["--node-name", &node.label, "--no-start", "--config-dir"])
+        .arg(config_dir)
+        .output()?;
+    if !joined.status.success() {
+        bail!(
+            "rudder-agent join for {}: {}",
+            node.label,
+            String::from_utf8_lossy(&joined.stderr)
+        );
+    }
+    Ok(config_dir.join("agent.kubeconfig"))
 }
 
 /// Waits (at most 30 s) for the admin kubeconfig the control plane with

@@ -9,7 +9,7 @@
 
 use tonic::{Request, Status, service::Interceptor};
 
-use super::{AuthError, Authenticator, MASTERS_GROUP, UserInfo};
+use super::{AuthError, Authenticator, MASTERS_GROUP, UserInfo, bootstrap::BOOTSTRAPPERS_GROUP};
 
 /// The group of the control-plane replicas' peer certificates.
 pub const REPLICAS_GROUP: &str = "system:rudder-replicas";
@@ -17,8 +17,12 @@ pub const REPLICAS_GROUP: &str = "system:rudder-replicas";
 /// Who a service is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
-    /// Any authenticated user.
+    /// Any authenticated user but a bootstrap token's (those may only
+    /// ask for a node certificate).
     Users,
+    /// Any authenticated user, bootstrap tokens included: the
+    /// certificate service, which checks who may have what itself.
+    Bootstrap,
     /// Only `system:masters` and the replicas.
     Masters,
 }
@@ -86,6 +90,12 @@ impl Interceptor for Authenticate {
         {
             return Err(Status::permission_denied(format!(
                 "user {:?} may not use the store's raw API: it is for {MASTERS_GROUP} and the control-plane replicas",
+                user.name
+            )));
+        }
+        if self.audience == Audience::Users && user.in_group(BOOTSTRAPPERS_GROUP) {
+            return Err(Status::permission_denied(format!(
+                "user {:?} holds a bootstrap token, which may only request a node certificate",
                 user.name
             )));
         }

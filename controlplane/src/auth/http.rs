@@ -148,6 +148,10 @@ pub async fn authenticate(
         .get(axum::http::header::AUTHORIZATION)
         .map(|value| value.as_bytes());
     match authenticator.authenticate(peer.certs.as_deref().map(Vec::as_slice), header) {
+        Ok(user) if user.in_group(super::bootstrap::BOOTSTRAPPERS_GROUP) => forbidden(&format!(
+            "user {:?} holds a bootstrap token, which may only request a node certificate (over gRPC)",
+            user.name
+        )),
         Ok(user) => {
             request.extensions_mut().insert::<UserInfo>(user);
             next.run(request).await
@@ -158,14 +162,23 @@ pub async fn authenticate(
 
 /// A Kubernetes `Status` with code 401.
 fn unauthorized(message: &str) -> Response {
+    failure(StatusCode::UNAUTHORIZED, "Unauthorized", message)
+}
+
+/// A Kubernetes `Status` with code 403.
+pub(crate) fn forbidden(message: &str) -> Response {
+    failure(StatusCode::FORBIDDEN, "Forbidden", message)
+}
+
+fn failure(code: StatusCode, reason: &str, message: &str) -> Response {
     let status = serde_json::json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Failure",
         "message": message,
-        "reason": "Unauthorized",
-        "code": 401,
+        "reason": reason,
+        "code": code.as_u16(),
     });
-    (StatusCode::UNAUTHORIZED, axum::Json(status)).into_response()
+    (code, axum::Json(status)).into_response()
 }

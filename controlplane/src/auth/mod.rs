@@ -12,6 +12,8 @@
 //!   per-service [`grpc::Audience`] (users, or only `system:masters`);
 //! - [`http`]: the TLS listener of the HTTP API and its middleware.
 
+pub mod bootstrap;
+pub mod csr;
 pub mod grpc;
 pub mod http;
 pub mod tokens;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::CertificateDer;
 
+pub use bootstrap::BootstrapTokens;
 pub use tokens::StaticTokens;
 
 /// The group whose members may do anything (kube-apiserver's).
@@ -55,6 +58,11 @@ pub enum AuthError {
     /// A token that is not in the token file.
     #[error("the bearer token is not valid")]
     BadToken,
+    /// A bootstrap token past its expiry.
+    #[error(
+        "the bootstrap token expired at {0}: make a new one with `rudder-controlplane token create`"
+    )]
+    ExpiredToken(String),
     /// An `Authorization` header that is not `Bearer <token>`.
     #[error("the Authorization header must be \"Bearer <token>\"")]
     BadHeader,
@@ -70,6 +78,7 @@ pub enum AuthError {
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
     tokens: Arc<StaticTokens>,
+    bootstrap: Option<BootstrapTokens>,
 }
 
 impl Authenticator {
@@ -77,7 +86,15 @@ impl Authenticator {
     pub fn new(tokens: StaticTokens) -> Self {
         Self {
             tokens: Arc::new(tokens),
+            bootstrap: None,
         }
+    }
+
+    /// Also accepts these bootstrap tokens (read on each use).
+    #[must_use]
+    pub fn with_bootstrap_tokens(mut self, bootstrap: BootstrapTokens) -> Self {
+        self.bootstrap = Some(bootstrap);
+        self
     }
 
     /// Who sent a request with this verified peer chain (leaf first) and
@@ -99,7 +116,15 @@ impl Authenticator {
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .ok_or(AuthError::BadHeader)?;
-            return self.tokens.user(token).cloned().ok_or(AuthError::BadToken);
+            if let Some(user) = self.tokens.user(token) {
+                return Ok(user.clone());
+            }
+            if let Some(bootstrap) = &self.bootstrap
+                && let Some(user) = bootstrap.authenticate(token)?
+            {
+                return Ok(user);
+            }
+            return Err(AuthError::BadToken);
         }
         match peer_certs.and_then(|chain| chain.first()) {
             Some(leaf) => user_of_certificate(leaf),
