@@ -116,6 +116,29 @@ impl Run {
         Ok(())
     }
 
+    /// Runs `remote` on every VM in `vms` at once; fails naming those where
+    /// it failed.
+    fn run_on_each(&self, vms: &[&Vm], remote: &str) -> Result<()> {
+        let children = vms
+            .iter()
+            .map(|vm| {
+                let child = self.ssh(vm, remote).stdin(Stdio::null()).spawn();
+                (vm.label.as_str(), child)
+            })
+            .collect::<Vec<_>>();
+        let failed: Vec<&str> = children
+            .into_iter()
+            .filter_map(|(label, child)| {
+                let ok = child.and_then(|mut c| c.wait()).is_ok_and(|s| s.success());
+                (!ok).then_some(label)
+            })
+            .collect();
+        if !failed.is_empty() {
+            bail!("`{remote}` failed on {}", failed.join(", "));
+        }
+        Ok(())
+    }
+
     /// Copies directory `dir` of `from` to the same path on `to` (tar over ssh).
     fn copy_dir(&self, from: &Vm, to: &Vm, dir: &str) -> Result<()> {
         let out = self
@@ -412,6 +435,7 @@ fn boot(
     let octet: u8 = octet.parse().unwrap_or(0);
     let append = format!(
         "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet \
+         systemd.default_device_timeout_sec=600 \
          rudder.addr={}/24 rudder.hostname={}",
         vm.addr, vm.label
     );
@@ -577,10 +601,7 @@ fn smoke_steps(workers: usize, steps: &mut Vec<Step>) -> Result<()> {
     let all: Vec<&Vm> = run.vms.iter().collect();
 
     step("install the binaries on every VM".into(), &mut || {
-        for vm in &all {
-            run.run_on(vm, &format!("{scripts}/install.sh {bins}"))?;
-        }
-        Ok(())
+        run.run_on_each(&all, &format!("{scripts}/install.sh {bins}"))
     })?;
     step(format!("control plane on cp ({})", cp.addr), &mut || {
         run.run_on(cp, &format!("{scripts}/controlplane.sh {}", cp.addr))
@@ -628,13 +649,11 @@ fn smoke_steps(workers: usize, steps: &mut Vec<Step>) -> Result<()> {
     })?;
     step(
         "iptables-save and nft list ruleset empty on every VM".into(),
-        &mut || {
-            for vm in &all {
-                run.run_on(vm, &format!("{scripts}/check-no-rules.sh"))?;
-            }
-            Ok(())
-        },
+        &mut || run.run_on_each(&all, &format!("{scripts}/check-no-rules.sh")),
     )?;
+    step("sch_fq in every VM's kernel".into(), &mut || {
+        run.run_on_each(&all, &format!("{scripts}/check-kernel.sh"))
+    })?;
     Ok(())
 }
 
