@@ -92,7 +92,9 @@ impl Run {
                 "-o",
                 "LogLevel=ERROR",
                 "-o",
-                "ConnectTimeout=5",
+                "ConnectTimeout=30",
+                "-o",
+                "ServerAliveInterval=15",
                 "-o",
                 "BatchMode=yes",
             ])
