@@ -6,6 +6,7 @@
 //! - `demo`: brings up a cluster in test hosts and shows it serving examples/web.yaml.
 //! - `cluster up|status|exec|down`: a whole cluster in test hosts, left running.
 //! - `bench <name>`: a benchmark side by side with its reference.
+//! - `vm up|smoke|ssh|down`: a cluster on qemu/KVM virtual machines.
 
 mod bench;
 mod build_ebpf;
@@ -13,6 +14,7 @@ mod cluster;
 mod demo;
 mod setup;
 mod shell;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -51,6 +53,41 @@ enum Command {
         /// Which benchmark (dataplane, store, cni, scheduler, faults).
         name: String,
     },
+    /// A cluster on qemu/KVM virtual machines: up, smoke, ssh, down.
+    #[command(subcommand)]
+    Vm(VmCommand),
+}
+
+#[derive(Subcommand)]
+enum VmCommand {
+    /// Build (or reuse) the Debian image and boot a control-plane VM and N
+    /// workers on a private bridge; leaves them running.
+    Up {
+        /// Worker VMs.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
+    /// Up, provision with vagrant/provision/, the smoke test, down.
+    Smoke {
+        /// Worker VMs.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// Leave the VMs running afterwards.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Run a command on a VM (cp, w1, ...), or a shell without one.
+    Ssh {
+        /// The VM's label.
+        vm: String,
+        /// The command and its arguments (after `--`).
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Remove every VM, tap, bridge, namespace and overlay.
+    Down,
+    /// Build the Debian image the VMs boot, unless a matching one is cached.
+    Image,
 }
 
 #[derive(Subcommand)]
@@ -102,6 +139,13 @@ fn main() -> Result<std::process::ExitCode> {
         Command::Cluster(ClusterCommand::Exec { host, command }) => cluster::exec(&host, &command),
         Command::Cluster(ClusterCommand::Down) => cluster::down().map(done),
         Command::Bench { name } => bench::run(&name).map(done),
+        Command::Vm(command) => vm::guarded(|| match command {
+            VmCommand::Up { workers } => vm::up_command(workers),
+            VmCommand::Smoke { workers, keep } => vm::smoke(workers, keep),
+            VmCommand::Ssh { vm, command } => vm::ssh(&vm, &command),
+            VmCommand::Down => vm::down().map(done),
+            VmCommand::Image => vm::image_command(),
+        }),
     }
 }
 

@@ -45,7 +45,24 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
         "etcd-client",
         "etcdctl, to check `endpoint status` and `member list` against rudder's store",
     ),
+    (
+        "debootstrap",
+        "`cargo xtask vm`: builds the VMs' Debian image from the archive",
+    ),
+    (
+        "e2fsprogs",
+        "`cargo xtask vm`: mkfs.ext4 -d makes the image's filesystem without a mount",
+    ),
+    (
+        "openssh-client",
+        "`cargo xtask vm`: ssh into the VMs (from inside their namespace)",
+    ),
 ];
+
+/// qemu for `cargo xtask vm`, installed apart: where qemu-utils came from
+/// backports (newer than the release's qemu-system-x86 allows), qemu-system-x86
+/// must come from there too.
+const QEMU_PACKAGES: &[&str] = &["qemu-system-x86", "qemu-utils"];
 
 /// Runs every setup step in order.
 pub fn run() -> Result<()> {
@@ -53,6 +70,7 @@ pub fn run() -> Result<()> {
     ensure_rust_src()?;
     ensure_bpf_linker()?;
     ensure_debian_packages()?;
+    ensure_qemu()?;
     ensure_kubectl()?;
     println!("setup: done, everything rudder needs is installed");
     Ok(())
@@ -211,6 +229,72 @@ fn ensure_debian_packages() -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
     .with_context(|| format!("setup: installing {} failed", missing.join(" ")))
+}
+
+fn ensure_qemu() -> Result<()> {
+    let why = "`cargo xtask vm`: boots the test VMs (KVM) and makes their overlays";
+    if QEMU_PACKAGES.iter().all(|p| debian_package_installed(p)) {
+        println!(
+            "setup: {:10} {}: {why}",
+            "present",
+            QEMU_PACKAGES.join(", ")
+        );
+        return Ok(());
+    }
+    println!(
+        "setup: {:10} {}: {why}",
+        "installing",
+        QEMU_PACKAGES.join(", ")
+    );
+    let utils_version =
+        shell::output(Command::new("dpkg-query").args(["-W", "-f=${Version}", "qemu-utils"]))
+            .unwrap_or_default();
+    let mut install = Command::new("apt-get");
+    install
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(QEMU_PACKAGES)
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    if utils_version.contains("~bpo") {
+        // The release's own qemu-system-x86 would conflict with it: take
+        // both from backports, through a private sources list (the
+        // machine's apt configuration stays as it is).
+        let codename = std::fs::read_to_string("/etc/os-release")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VERSION_CODENAME=").map(str::to_owned))
+            .context("setup: no VERSION_CODENAME in /etc/os-release")?;
+        let dir = std::env::temp_dir().join("rudder-setup-apt");
+        std::fs::create_dir_all(dir.join("lists/partial"))?;
+        std::fs::create_dir_all(dir.join("archives/partial"))?;
+        let sources = dir.join("sources.list");
+        std::fs::write(
+            &sources,
+            format!(
+                "deb http://deb.debian.org/debian {codename} main\n\
+                 deb http://deb.debian.org/debian {codename}-updates main\n\
+                 deb http://deb.debian.org/debian-security {codename}-security main\n\
+                 deb http://deb.debian.org/debian {codename}-backports main\n"
+            ),
+        )?;
+        let options = [
+            format!("Dir::Etc::sourcelist={}", sources.display()),
+            "Dir::Etc::sourceparts=-".to_owned(),
+            format!("Dir::State::lists={}", dir.join("lists").display()),
+            format!("Dir::Cache::archives={}", dir.join("archives").display()),
+        ];
+        let with_options = |cmd: &mut Command| {
+            for option in &options {
+                cmd.args(["-o", option]);
+            }
+        };
+        let mut update = Command::new("apt-get");
+        with_options(&mut update);
+        shell::run(update.args(["update", "-q"]))
+            .context("setup: `apt-get update` with backports failed")?;
+        with_options(&mut install);
+        install.args(["-t", &format!("{codename}-backports")]);
+    }
+    shell::run(&mut install).context("setup: installing qemu failed")
 }
 
 fn debian_package_installed(name: &str) -> bool {
