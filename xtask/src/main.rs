@@ -6,11 +6,13 @@
 //! - `demo`: brings up a cluster in test hosts and shows it serving examples/web.yaml.
 //! - `cluster up|status|exec|down`: a whole cluster in test hosts, left running.
 //! - `bench <name>`: a benchmark side by side with its reference.
+//! - `dist [--out DIR]`: the release bundle (binaries, units, conflist, install.sh).
 
 mod bench;
 mod build_ebpf;
 mod cluster;
 mod demo;
+mod dist;
 mod setup;
 mod shell;
 
@@ -50,6 +52,13 @@ enum Command {
     Bench {
         /// Which benchmark (dataplane, store, cni, scheduler, faults).
         name: String,
+    },
+    /// Build the release bundle: binaries, systemd units, the CNI conflist,
+    /// default configs and install.sh (a tree and a tar.gz).
+    Dist {
+        /// Where the bundle goes (default target/dist).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -102,6 +111,7 @@ fn main() -> Result<std::process::ExitCode> {
         Command::Cluster(ClusterCommand::Exec { host, command }) => cluster::exec(&host, &command),
         Command::Cluster(ClusterCommand::Down) => cluster::down().map(done),
         Command::Bench { name } => bench::run(&name).map(done),
+        Command::Dist { out } => dist::run(out.as_deref()).map(|_| std::process::ExitCode::SUCCESS),
     }
 }
 
