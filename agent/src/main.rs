@@ -95,6 +95,11 @@ struct ServeArgs {
     /// uplink, as physical NICs deliver).
     #[arg(long)]
     xdp: bool,
+    /// How tc programs attach: `tcx` (links, kernel 6.6+), `tc` (clsact
+    /// filters over netlink, any kernel) or `auto` (TCX where the kernel
+    /// has it).
+    #[arg(long, env = "RUDDER_ATTACH_MODE", default_value = "auto")]
+    attach_mode: dataplane::AttachMode,
     /// The pod bridge; its ports get service translation.
     #[arg(long, default_value = "cni0")]
     bridge: String,
@@ -243,6 +248,7 @@ fn main() -> Result<()> {
                 dir,
                 uplink: args.uplink,
                 xdp: args.xdp,
+                attach_mode: args.attach_mode,
                 bridge: args.bridge,
                 cgroup: args.cgroup,
                 service_cidr: args.service_cidr,

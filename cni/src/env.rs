@@ -53,6 +53,8 @@ pub struct Invocation {
     netns: Option<String>,
     /// `CNI_IFNAME`.
     ifname: Option<String>,
+    /// `CNI_PATH`: where the runtime looks for plugins; empty counts as absent.
+    plugin_path: Option<String>,
     /// `CNI_ARGS` as key/value pairs.
     pub args: Vec<(String, String)>,
 }
@@ -96,6 +98,7 @@ impl Invocation {
             container_id: non_empty("CNI_CONTAINERID"),
             netns: non_empty("CNI_NETNS"),
             ifname: non_empty("CNI_IFNAME"),
+            plugin_path: non_empty("CNI_PATH"),
             args: parse_args(&lookup("CNI_ARGS").unwrap_or_default())?,
         })
     }
@@ -133,6 +136,25 @@ impl Invocation {
                 "CNI_NETNS",
                 format!(
                     "not set: {} needs the container's network namespace path",
+                    self.command.as_str()
+                ),
+            )
+        })
+    }
+
+    /// `CNI_PATH`, which the spec requires for ADD and CHECK. rudder-cni
+    /// delegates to no other plugin, but a runtime that leaves it out
+    /// would also break any plugin chained after it: say so at once.
+    ///
+    /// # Errors
+    ///
+    /// Code 4 when it is missing.
+    pub fn required_plugin_path(&self) -> Result<&str> {
+        self.plugin_path.as_deref().ok_or_else(|| {
+            CniError::env(
+                "CNI_PATH",
+                format!(
+                    "not set: {} needs the list of plugin directories (e.g. /opt/cni/bin)",
                     self.command.as_str()
                 ),
             )
@@ -264,5 +286,20 @@ mod tests {
         }
         let no_netns = invocation(&[("CNI_COMMAND", "ADD"), ("CNI_NETNS", "")]).expect("valid");
         assert_eq!(no_netns.required_netns().err().map(|e| e.code()), Some(4));
+        for path in [None, Some("")] {
+            let mut vars = vec![("CNI_COMMAND", "ADD")];
+            vars.extend(path.map(|p| ("CNI_PATH", p)));
+            let inv = invocation(&vars).expect("valid");
+            assert_eq!(
+                inv.required_plugin_path().err().map(|e| e.code()),
+                Some(4),
+                "{path:?}"
+            );
+        }
+        let with_path = invocation(&[("CNI_COMMAND", "ADD"), ("CNI_PATH", "/opt/cni/bin")]);
+        assert_eq!(
+            with_path.expect("valid").required_plugin_path().ok(),
+            Some("/opt/cni/bin")
+        );
     }
 }

@@ -652,3 +652,77 @@ fn reference_plugins_chain_after_rudder_cni() {
     assert!(node.node_veths().is_empty());
     assert!(pod.ip(&["link", "show", "eth0"]).is_err());
 }
+
+/// The same network attached twice to one pod (eth0, then eth1), as the
+/// reference bridge plugin allows: the second ADD keeps the first
+/// interface's default route instead of failing on it (code 102), both
+/// pass CHECK, and DEL of either leaves the other working.
+#[test]
+fn a_second_attachment_of_the_network_in_one_pod_succeeds() {
+    let mut node = TestNode::new("cnitwo");
+    let pod = node.pod("pod");
+    let config = node.config("1.0.0");
+    let invoke = |command: &str, ifname: &str, config: &Value| {
+        let env = [
+            ("CNI_COMMAND", command.to_owned()),
+            ("CNI_CONTAINERID", "ctr-1".to_owned()),
+            ("CNI_NETNS", netns_path(&pod)),
+            ("CNI_IFNAME", ifname.to_owned()),
+            ("CNI_PATH", REFERENCE_PLUGINS.to_owned()),
+        ];
+        node.invoke_raw(
+            Path::new(support::RUDDER_CNI),
+            &env,
+            config.to_string().as_bytes(),
+        )
+    };
+    let first = invoke("ADD", "eth0", &config).result();
+    let second = invoke("ADD", "eth1", &config).result();
+    assert_eq!(second["cniVersion"], "1.0.0");
+    assert_eq!(second["interfaces"][2]["name"], "eth1", "{second}");
+    let (ip0, ip1) = (result_ip(&first), result_ip(&second));
+    assert_ne!(ip0, ip1);
+    let addr = pod.ip(&["-o", "-4", "addr", "show", "eth1"]).expect("addr");
+    assert!(addr.contains(&format!("{ip1}/24")), "{addr}");
+    let routes = pod.ip(&["route", "show", "default"]).expect("routes");
+    assert!(routes.contains("dev eth0"), "{routes}");
+    for (ifname, result) in [("eth0", &first), ("eth1", &second)] {
+        let check = invoke("CHECK", ifname, &with_prev_result(&config, result));
+        assert!(check.success, "CHECK {ifname}: {check:?}");
+    }
+    let del = invoke("DEL", "eth1", &with_prev_result(&config, &second));
+    assert!(del.success, "{del:?}");
+    assert!(pod.ip(&["link", "show", "eth1"]).is_err(), "eth1 left");
+    let check = invoke("CHECK", "eth0", &with_prev_result(&config, &first));
+    assert!(check.success, "CHECK eth0 after DEL eth1: {check:?}");
+    assert_eq!(node.allocated(), [ip0]);
+}
+
+/// ADD and CHECK without CNI_PATH fail with code 4, as the spec asks,
+/// and leave nothing behind.
+#[test]
+fn add_without_cni_path_is_refused() {
+    let mut node = TestNode::new("cnipath");
+    let pod = node.pod("pod");
+    let config = node.config("1.0.0");
+    for command in ["ADD", "CHECK"] {
+        let env = [
+            ("CNI_COMMAND", command.to_owned()),
+            ("CNI_CONTAINERID", "ctr-1".to_owned()),
+            ("CNI_NETNS", netns_path(&pod)),
+            ("CNI_IFNAME", "eth0".to_owned()),
+        ];
+        let (code, msg) = node
+            .invoke_raw(
+                Path::new(support::RUDDER_CNI),
+                &env,
+                config.to_string().as_bytes(),
+            )
+            .error();
+        assert_eq!(code, 4, "{command}: {msg}");
+        assert!(msg.contains("CNI_PATH"), "{command}: {msg}");
+    }
+    assert!(node.allocated().is_empty(), "{:?}", node.allocated());
+    assert!(node.node_veths().is_empty(), "{:?}", node.node_veths());
+    assert!(pod.ip(&["link", "show", "eth0"]).is_err(), "eth0 made");
+}

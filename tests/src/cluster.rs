@@ -9,7 +9,7 @@ use std::{net::Ipv4Addr, path::PathBuf, time::Instant};
 
 use netns::{Host, Netns, TestNetwork};
 use rudder_agent::dataplane::{
-    Dataplane,
+    Dataplane, TcAttach,
     services::{
         Endpoint, EndpointPort, LoadBalancing, NodeServiceConfig, Protocol, ServiceChange,
         ServiceDataplane, ServiceName, ServicePort, ServiceState, install_service_blackhole,
@@ -67,6 +67,8 @@ pub struct Cluster {
     applied: std::collections::BTreeMap<String, ServiceTemplate>,
     /// A host on the underlay that is not a node (NodePort client).
     pub client: Host,
+    /// How the nodes' uplink tc programs attach.
+    tc_attach: TcAttach,
     /// Drops last: removes every namespace and pin.
     pub net: TestNetwork,
 }
@@ -91,6 +93,15 @@ impl Cluster {
     /// # Panics
     /// When the kernel refuses any of it: the test cannot run.
     pub fn new(label: &str, nodes: usize) -> Self {
+        Self::with_tc_attach(label, nodes, TcAttach::for_running_kernel())
+    }
+
+    /// [`Cluster::new`] with the nodes' uplink tc programs attached as
+    /// `tc_attach` says (tc filters, as on kernels without TCX, say).
+    ///
+    /// # Panics
+    /// As [`Cluster::new`].
+    pub fn with_tc_attach(label: &str, nodes: usize, tc_attach: TcAttach) -> Self {
         let mut net = TestNetwork::new(label).expect("test network");
         let hosts: Vec<Host> = (1..=nodes)
             .map(|i| net.add_host(&format!("node{i}")).expect("node host"))
@@ -146,6 +157,7 @@ impl Cluster {
             let uplink_ifindex = host
                 .enter(move || -> Result<u32, String> {
                     let mut dp = Dataplane::load(&load_dir).map_err(|e| e.to_string())?;
+                    dp.set_tc_attach(tc_attach);
                     dp.attach_uplink("eth0").map_err(|e| e.to_string())?;
                     dp.attach_uplink_fast_path("eth0")
                         .map_err(|e| e.to_string())?;
@@ -174,6 +186,7 @@ impl Cluster {
             nodes: built,
             applied: Default::default(),
             client,
+            tc_attach,
             net,
         }
     }
@@ -317,9 +330,11 @@ impl Cluster {
         let n = &mut self.nodes[node];
         let dir = n.dir.clone();
         let ifaces = n.pod_ifaces.clone();
+        let tc_attach = self.tc_attach;
         n.host
             .enter(move || -> Result<(), String> {
                 let mut dp = Dataplane::load(&dir).map_err(|e| e.to_string())?;
+                dp.set_tc_attach(tc_attach);
                 dp.attach_uplink("eth0").map_err(|e| e.to_string())?;
                 dp.attach_uplink_fast_path("eth0")
                     .map_err(|e| e.to_string())?;

@@ -79,6 +79,14 @@ pub struct Node {
     pub bpffs: PathBuf,
 }
 
+impl Node {
+    /// Runs the agent from `program` from its next start on (an upgrade:
+    /// the same flags, a new binary).
+    pub fn set_program(&mut self, program: PathBuf) {
+        self.program = program;
+    }
+}
+
 /// Starts (or restarts) the node's agent.
 ///
 /// # Panics
@@ -119,7 +127,10 @@ pub struct Cluster {
     /// Scratch directory of this cluster.
     pub scratch: PathBuf,
     bin_dir: PathBuf,
-    _cp: HostProcess,
+    /// The control plane's flags (for [`Cluster::restart_controlplane`]).
+    cp_args: Vec<String>,
+    cp_log: Option<PathBuf>,
+    cp_process: Option<HostProcess>,
     /// Drops last: removes every namespace of the test.
     _net: TestNetwork,
 }
@@ -158,17 +169,18 @@ impl Cluster {
         let program = |name: &str| options.bin_dir.join(name);
 
         let listen = format!("{}:7400", cp.addr);
-        let mut cp_cmd = cp.command(&program("rudder-controlplane").display().to_string());
-        cp_cmd
-            .arg("--data-dir")
-            .arg(scratch.join("cp"))
-            .args(["--listen", &listen, "--http-listen", "off"])
-            .args(&options.controlplane_args)
-            .stdin(std::process::Stdio::null());
-        let cp_process = match log("controlplane") {
-            Some(file) => HostProcess::start_logged(cp_cmd, "control plane".into(), &file)?,
-            None => HostProcess::start(cp_cmd, "control plane".into())?,
-        };
+        let mut cp_args = vec![
+            "--data-dir".to_owned(),
+            scratch.join("cp").display().to_string(),
+        ];
+        cp_args.extend(["--listen", &listen, "--http-listen", "off"].map(str::to_owned));
+        cp_args.extend(options.controlplane_args.iter().cloned());
+        let cp_process = start_controlplane(
+            &cp,
+            &program("rudder-controlplane"),
+            &cp_args,
+            log("controlplane").as_deref(),
+        )?;
         let server = format!("https://{listen}");
         let kubeconfig = crate::admin_kubeconfig(&scratch.join("cp"), Duration::from_secs(30))?;
         // One CNI bin directory, as on a node: rudder-cni beside the
@@ -280,7 +292,9 @@ impl Cluster {
             kubeconfig,
             scratch,
             bin_dir: options.bin_dir.clone(),
-            _cp: cp_process,
+            cp_args,
+            cp_log: log("controlplane"),
+            cp_process: Some(cp_process),
             _net: net,
         };
         // As a user's cluster would be before anything is applied: every
@@ -318,6 +332,31 @@ impl Cluster {
             self.nodes.len(),
             self.scratch.display()
         )
+    }
+
+    /// Stops the control plane and starts `program` in its place with the
+    /// same flags and data directory (an upgrade, or just a restart);
+    /// returns once it serves again.
+    ///
+    /// # Errors
+    /// When it cannot be started or does not answer within about 30 s.
+    pub fn restart_controlplane(&mut self, program: &Path) -> Result<()> {
+        if let Some(old) = self.cp_process.take() {
+            old.stop();
+        }
+        self.cp_process = Some(start_controlplane(
+            &self.cp,
+            program,
+            &self.cp_args,
+            self.cp_log.as_deref(),
+        )?);
+        for _ in 0..300 {
+            if self.rudderctl(&["get", "nodes"]).status.success() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        anyhow::bail!("the restarted control plane does not answer")
     }
 
     /// Path of one of the cluster's programs (`rudder-testapp`, ...).
@@ -417,4 +456,19 @@ impl Drop for RemoveDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Starts `program` as the control plane on `host` with `args`.
+fn start_controlplane(
+    host: &Host,
+    program: &Path,
+    args: &[String],
+    log: Option<&Path>,
+) -> Result<HostProcess> {
+    let mut cmd = host.command(&program.display().to_string());
+    cmd.args(args).stdin(std::process::Stdio::null());
+    Ok(match log {
+        Some(file) => HostProcess::start_logged(cmd, "control plane".into(), file)?,
+        None => HostProcess::start(cmd, "control plane".into())?,
+    })
 }

@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeSet, net::Ipv4Addr, time::Duration};
 
-use rudder_agent::dataplane::services::LoadBalancing;
+use rudder_agent::dataplane::{TcAttach, services::LoadBalancing};
 
 use rudder_agent::dataplane::services::Protocol;
 use rudder_tests::cluster::{Cluster, EndpointState, Pod, PortSpec, responders, seen_clients};
@@ -127,7 +127,16 @@ fn web_cluster(
     label: &str,
     node_port: Option<u16>,
 ) -> (Cluster, Vec<Pod>, Vec<netns::HostProcess>) {
-    let mut c = Cluster::new(label, 2);
+    web_cluster_attached(label, node_port, TcAttach::for_running_kernel())
+}
+
+/// [`web_cluster`] with the uplinks' tc programs attached as `tc_attach` says.
+fn web_cluster_attached(
+    label: &str,
+    node_port: Option<u16>,
+    tc_attach: TcAttach,
+) -> (Cluster, Vec<Pod>, Vec<netns::HostProcess>) {
+    let mut c = Cluster::with_tc_attach(label, 2, tc_attach);
     let web: Vec<Pod> = [(0, "web1"), (0, "web2"), (1, "web3")]
         .iter()
         .map(|(n, name)| c.add_pod(*n, name))
@@ -808,4 +817,75 @@ fn conntrack_collection_removes_flows_of_removed_backends_and_closed_flows() {
     }
     assert_eq!(expired, 6, "three closed flows, both directions");
     assert_eq!(entries(&c), 0);
+}
+
+/// Kernels before 6.6 (Debian 12's 6.1) have no TCX: the uplink gets tc
+/// clsact filters over netlink (`--attach-mode tc`). Forced here on a
+/// kernel that has TCX: ClusterIP and NodePort reach every backend, a
+/// long-lived connection survives agent restarts, and the restarts
+/// replace the filters' programs without adding filters or links.
+#[test]
+fn tc_filter_attachment_serves_clusterip_and_nodeport_across_restarts() {
+    rudder_tests::require_root();
+    let (mut c, _web, _servers) = web_cluster_attached("tcf", Some(30085), TcAttach::Filter);
+    let client = c.add_pod(0, "client");
+    let body = get(&client, "10.96.0.10:80", 45);
+    let all = names(&["web1", "web2", "web3"]);
+    assert_eq!(
+        responders(&body).into_iter().collect::<BTreeSet<_>>(),
+        all,
+        "{body}"
+    );
+    let node1 = c.nodes[0].host.addr;
+    let body = get(&c.client, &format!("{node1}:30085"), 45);
+    assert_eq!(
+        responders(&body).into_iter().collect::<BTreeSet<_>>(),
+        all,
+        "{body}"
+    );
+
+    let app = testapp();
+    let session = client
+        .spawn(&[
+            &app,
+            "http-get",
+            "--to",
+            "10.96.0.10:80",
+            "--keep-alive",
+            "--count",
+            "30",
+            "--interval-ms",
+            "50",
+            "--retry-ms",
+            "3000",
+        ])
+        .expect("pod session");
+    assert_eq!(c.restart_agent(0), 0, "a restart rewrites no map entry");
+    assert_eq!(c.restart_agent(0), 0);
+    let (out, err) = wait(session, Duration::from_secs(60));
+    assert_eq!(
+        responders(&out).len(),
+        30,
+        "every request answered; stderr: {err}"
+    );
+
+    // Only the XDP program is a pinned link; tc programs are filters, one
+    // per direction after the restarts.
+    let links: Vec<String> = std::fs::read_dir(c.nodes[0].dir.join("links"))
+        .expect("links")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(links, ["svc_xdp@eth0"], "no TCX link on the uplink");
+    for direction in ["ingress", "egress"] {
+        let filters = c.nodes[0]
+            .host
+            .run(&["tc", "filter", "show", "dev", "eth0", direction])
+            .expect("tc filter show");
+        let programs = filters
+            .lines()
+            .filter(|l| l.contains(" bpf ") && l.contains(" handle "))
+            .count();
+        assert_eq!(programs, 1, "eth0 {direction}: one filter:\n{filters}");
+    }
 }

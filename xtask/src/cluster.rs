@@ -322,7 +322,7 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
         node.run(&["sysctl", "-qw", "net.ipv4.ip_forward=1"])?;
         let netd = scratch.join(format!("net.d-{n}"));
         std::fs::create_dir_all(&netd)?;
-        let conflist = json!({"cniVersion": "1.1.0", "name": "pods", "plugins": [{
+        let conflist = json!({"cniVersion": "1.0.0", "name": "pods", "plugins": [{
             "type": "rudder-cni", "bridge": "cni0",
             "ipam": {"subnet": format!("10.244.{n}.0/24"), "dataDir": scratch.join(format!("ipam-{n}"))},
             "bandwidthDir": scratch.join(format!("bandwidth-{n}"))}]});

@@ -7,11 +7,13 @@
 //! - `cluster up|status|exec|down`: a whole cluster in test hosts, left running.
 //! - `bench <name>`: a benchmark side by side with its reference.
 //! - `vm up|smoke|ssh|down`: a cluster on qemu/KVM virtual machines.
+//! - `dist [--out DIR]`: the release bundle (binaries, units, conflist, install.sh).
 
 mod bench;
 mod build_ebpf;
 mod cluster;
 mod demo;
+mod dist;
 mod setup;
 mod shell;
 mod vm;
@@ -56,6 +58,13 @@ enum Command {
     /// A cluster on qemu/KVM virtual machines: up, smoke, ssh, down.
     #[command(subcommand)]
     Vm(VmCommand),
+    /// Build the release bundle: binaries, systemd units, the CNI conflist,
+    /// default configs and install.sh (a tree and a tar.gz).
+    Dist {
+        /// Where the bundle goes (default target/dist).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,6 +155,7 @@ fn main() -> Result<std::process::ExitCode> {
             VmCommand::Down => vm::down().map(done),
             VmCommand::Image => vm::image_command(),
         }),
+        Command::Dist { out } => dist::run(out.as_deref()).map(|_| std::process::ExitCode::SUCCESS),
     }
 }
 

@@ -14,7 +14,9 @@ use aya::{
     sys::SyscallError,
 };
 
-use super::{Dataplane, DataplaneError, links_dir, sys};
+use dataplane_common::program_names;
+
+use super::{Dataplane, DataplaneError, TcAttach, links_dir, sys};
 
 /// Why attaching or detaching a program failed.
 #[expect(
@@ -76,13 +78,28 @@ pub enum AttachError {
 }
 
 impl Dataplane {
-    /// Attaches the tc program `program` to `iface` (TCX, appended after
-    /// programs already there) and pins the link; a link already pinned for
-    /// the pair is switched to this agent's program instead.
+    /// Attaches the tc program `program` to `iface` as this dataplane's
+    /// [`TcAttach`] says: a pinned TCX link (appended after programs
+    /// already there) or, on kernels without TCX, a clsact filter (see
+    /// [`Self::attach_tc_filter`]). A link already pinned for the pair is
+    /// switched to this agent's program instead.
     ///
     /// # Errors
     /// When the interface does not exist or the kernel refuses the attach.
     pub fn attach_tc(
+        &mut self,
+        program: &'static str,
+        iface: &str,
+        attach_type: TcAttachType,
+    ) -> Result<(), DataplaneError> {
+        match self.tc_attach {
+            TcAttach::Tcx => self.attach_tcx(program, iface, attach_type),
+            TcAttach::Filter => self.attach_tc_filter(program, iface, attach_type),
+        }
+    }
+
+    /// [`Self::attach_tc`] with a pinned TCX link.
+    fn attach_tcx(
         &mut self,
         program: &'static str,
         iface: &str,
@@ -135,7 +152,7 @@ impl Dataplane {
     ) -> Result<(), DataplaneError> {
         let pin = links_dir(&self.dir).join(link_pin_name(program, iface));
         if pin.exists() {
-            return self.attach_tc(program, iface, attach_type);
+            return self.attach_tcx(program, iface, attach_type);
         }
         let fail = attach_error(program, iface);
         // Already there on a veth that had programs before: fine.
@@ -143,7 +160,7 @@ impl Dataplane {
         let classifier = self.classifier(program)?;
         let options = || {
             TcAttachOptions::Netlink(NlOptions {
-                priority: FILTER_PRIORITY,
+                priority: filter_priority(program),
                 handle: FILTER_HANDLE,
                 classid: None,
             })
@@ -156,7 +173,7 @@ impl Dataplane {
                 let existing = match SchedClassifierLink::attached(
                     iface,
                     attach_type,
-                    FILTER_PRIORITY,
+                    filter_priority(program),
                     FILTER_HANDLE,
                     None,
                 ) {
@@ -193,7 +210,13 @@ impl Dataplane {
         };
         let id = match switched {
             Some(result) => result,
-            None => xdp.attach(iface, XdpMode::default()),
+            // Native first, to know (and log) which mode this uplink got.
+            None => xdp.attach(iface, XdpMode::Driver).inspect(|_| {
+                tracing::info!(program, iface, "XDP attached in native (driver) mode");
+            }).or_else(|native| {
+                tracing::info!(program, iface, error = %native, "no native XDP on this interface; attaching in generic (skb) mode");
+                xdp.attach(iface, XdpMode::Skb)
+            }),
         }
         .map_err(|e| fail(e.into()))?;
         let link: FdLink = xdp
@@ -281,18 +304,35 @@ pub fn detach_cgroup(
 /// tc priority of rudder's filters (see [`Dataplane::attach_tc_filter`]):
 /// fixed, so a restarted agent finds its filters and replaces them.
 const FILTER_PRIORITY: u16 = 1;
+/// tc priority of the counting programs' filters: they share the uplink
+/// with service translation where TCX is missing, after it.
+const COUNTER_FILTER_PRIORITY: u16 = 2;
+
+/// The tc priority of `program`'s filter: one per program that may share
+/// an interface and hook with another.
+fn filter_priority(program: &str) -> u16 {
+    match program {
+        program_names::COUNT_TC_INGRESS | program_names::COUNT_TC_EGRESS => COUNTER_FILTER_PRIORITY,
+        _ => FILTER_PRIORITY,
+    }
+}
 /// tc handle of rudder's filters, for the same reason.
 const FILTER_HANDLE: TcHandle = TcHandle::new(0, 1);
 
 /// Detaches rudder's filter (see [`Dataplane::attach_tc_filter`]) from
 /// `iface`, if there is one.
 pub fn detach_tc_filter(iface: &str, attach_type: TcAttachType) {
+    detach_program_filter(iface, "", attach_type);
+}
+
+/// Detaches `program`'s filter from `iface`, if there is one.
+pub fn detach_program_filter(iface: &str, program: &str, attach_type: TcAttachType) {
     // Dropping the link detaches it; an interface or filter already gone
     // leaves nothing to do.
     drop(SchedClassifierLink::attached(
         iface,
         attach_type,
-        FILTER_PRIORITY,
+        filter_priority(program),
         FILTER_HANDLE,
         None,
     ));

@@ -40,6 +40,13 @@ impl Dataplane {
 /// # Errors
 /// When a pinned link cannot be opened, detached or unpinned.
 pub fn detach_counters(dir: &Path, iface: &str) -> Result<(), DataplaneError> {
+    // Where TCX is missing the tc programs are filters, not pinned links.
+    attach::detach_program_filter(
+        iface,
+        program_names::COUNT_TC_INGRESS,
+        TcAttachType::Ingress,
+    );
+    attach::detach_program_filter(iface, program_names::COUNT_TC_EGRESS, TcAttachType::Egress);
     COUNTING_PROGRAMS
         .iter()
         .try_for_each(|program| attach::detach(dir, program, iface))

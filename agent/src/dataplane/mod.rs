@@ -13,6 +13,7 @@
 mod attach;
 mod bpffs;
 mod counters;
+pub mod kernel;
 mod object;
 pub mod services;
 mod sys;
@@ -30,6 +31,7 @@ use rudder_dataplane_maps::maps_dir;
 pub use attach::{AttachError, detach, detach_cgroup, detach_tc_filter};
 pub use bpffs::ensure_bpffs;
 pub use counters::detach_counters;
+pub use kernel::{AttachMode, KernelProbe, TcAttach};
 pub use object::kernel_programs;
 pub use rudder_dataplane_maps::{InterfaceCounters, MapsError, read_interface_counters};
 pub use test_run::ProgramRun;
@@ -162,6 +164,7 @@ impl Default for MapSizes {
 pub struct Dataplane {
     ebpf: Ebpf,
     dir: PathBuf,
+    tc_attach: TcAttach,
 }
 
 impl Dataplane {
@@ -218,7 +221,20 @@ impl Dataplane {
         Ok(Self {
             ebpf,
             dir: dir.to_path_buf(),
+            tc_attach: TcAttach::for_running_kernel(),
         })
+    }
+
+    /// Chooses how tc programs attach from now on (default: TCX where the
+    /// kernel has it, see [`TcAttach::for_running_kernel`]). Links already
+    /// pinned keep being switched in place either way.
+    pub fn set_tc_attach(&mut self, tc_attach: TcAttach) {
+        self.tc_attach = tc_attach;
+    }
+
+    /// How tc programs attach.
+    pub fn tc_attach(&self) -> TcAttach {
+        self.tc_attach
     }
 
     /// The node's bpffs directory.

@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub uplink: String,
     /// Attach the XDP NodePort fast path to the uplink.
     pub xdp: bool,
+    /// TCX or tc filters for the tc programs (auto: as the kernel allows).
+    pub attach_mode: crate::dataplane::AttachMode,
     /// The pod bridge whose ports get service translation.
     pub bridge: String,
     /// cgroup v2 directory for connect-time translation, if any.

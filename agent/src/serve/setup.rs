@@ -13,7 +13,8 @@ use rudder_netlink::RouteSocket;
 
 use super::ServeConfig;
 use crate::dataplane::{
-    Dataplane,
+    Dataplane, KernelProbe, TcAttach,
+    kernel::KernelNeeds,
     services::{NodeServiceConfig, ServiceDataplane, install_service_blackhole},
 };
 
@@ -33,7 +34,9 @@ pub(super) struct NodeDataplane {
 /// When a program cannot be loaded or attached, the uplink has no IPv4
 /// address, or the maps cannot be opened.
 pub(super) fn start_dataplane(config: &ServeConfig) -> Result<NodeDataplane> {
+    let tc_attach = probe_kernel(config)?;
     let mut dataplane = Dataplane::load(&config.dir)?;
+    dataplane.set_tc_attach(tc_attach);
     dataplane.attach_uplink(&config.uplink)?;
     if config.xdp {
         dataplane.attach_uplink_fast_path(&config.uplink)?;
@@ -59,6 +62,27 @@ pub(super) fn start_dataplane(config: &ServeConfig) -> Result<NodeDataplane> {
         node_addr,
         services,
     })
+}
+
+/// Probes the kernel, logs what the agent will use, and refuses what it
+/// cannot do (see [`KernelProbe::plan`]).
+///
+/// # Errors
+/// The kernel's shortcoming, said for the operator.
+fn probe_kernel(config: &ServeConfig) -> Result<TcAttach> {
+    let probe = KernelProbe::run();
+    let needs = KernelNeeds {
+        attach_mode: config.attach_mode,
+        socket_cgroup: config.cgroup.as_deref(),
+        pod_cgroup_root: config.pods.as_ref().and_then(|p| p.cgroup_root.as_deref()),
+    };
+    let plan = probe
+        .plan(&needs)
+        .context("this kernel cannot run the rudder dataplane as configured")?;
+    for line in probe.describe(&plan, &needs, config.xdp) {
+        tracing::info!("kernel probe: {line}");
+    }
+    Ok(plan.tc)
 }
 
 /// The first IPv4 address of `iface`.
