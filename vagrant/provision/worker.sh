@@ -28,7 +28,10 @@ fi
 
 if [[ ${join[0]:-} == rudder-agent ]] && has_subcommand rudder-agent join; then
     say "${join[*]:0:3} ... --node-name $name"
-    "${join[@]}" --node-name "$name"
+    "${join[@]}" --node-name "$name" --config-dir "$RUDDER_ETC" --no-start -- \
+        --uplink "$uplink" --pod-cidr "$pod_cidr" --state-dir "$RUDDER_AGENT_STATE" \
+        --cni-conf-dir /etc/cni/net.d --cni-bin-dir /opt/cni/bin --metrics-listen 0.0.0.0:10250
+    start_unit rudder-agent "$RUDDER_ETC/agent.env" RUDDER_AGENT_OPTS /usr/local/bin/rudder-agent
 else
     [[ -s $joindir/kubeconfig ]] || die "this build has no \`rudder-agent join\` and $joindir has no kubeconfig"
     install -m 0600 "$joindir/kubeconfig" "$RUDDER_ETC/agent.kubeconfig"
