@@ -166,13 +166,18 @@ fn a_deleted_pod_terminates_gracefully_and_its_watch_shows_the_end() {
         .expect("rudderctl get -w");
     let deleted = c.rudderctl(&["delete", "pod", "stubborn", "polite"]);
     assert!(deleted.status.success(), "delete");
-    let marked = c.pod("polite").expect("a deleted pod stays while it stops");
-    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 600);
+    // The grace period comes from the pod's own terminationGracePeriodSeconds.
+    let marked = c
+        .pod("stubborn")
+        .expect("a deleted pod stays while it stops");
+    assert_eq!(marked["metadata"]["deletionGracePeriodSeconds"], 2);
+    // The stubborn one outlives SIGTERM, so it is still there to be shown
+    // (the polite one may be gone already: sleep exits on SIGTERM at once).
     let table = String::from_utf8_lossy(&c.rudderctl(&["get", "pods"]).stdout).into_owned();
     assert!(
         table
             .lines()
-            .any(|l| l.starts_with("polite") && l.contains("Terminating")),
+            .any(|l| l.starts_with("stubborn") && l.contains("Terminating")),
         "get shows Terminating:\n{table}"
     );
     // `sleep` exits on SIGTERM, long before its 600 s grace period: the

@@ -203,7 +203,7 @@ mod tests {
             .iter()
             .filter_map(|g| g["name"].as_str())
             .collect();
-        assert_eq!(names, ["coordination.k8s.io", "apps"]);
+        assert_eq!(names, ["coordination.k8s.io", "apps", "discovery.k8s.io"]);
         assert_eq!(version()["major"], "1");
     }
 }
