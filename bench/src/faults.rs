@@ -42,8 +42,11 @@ pub struct Options {
     commit: Option<String>,
 }
 
-/// The node grace period the control plane runs with here.
-const NODE_GRACE: Duration = Duration::from_secs(10);
+/// The node grace period the control plane runs with here. Agents renew
+/// their lease every third of its 40 s, so a grace period below ~14 s makes
+/// every live node flap NotReady, and taint-based eviction then deletes its
+/// pods (the bench's client pod among them): 20 s stays clear of that.
+const NODE_GRACE: Duration = Duration::from_secs(20);
 /// Longest any one wait may take.
 const LIMIT: Duration = Duration::from_secs(90);
 /// Quiet time the loop runs after a fault has settled, so late failures count.
