@@ -309,15 +309,7 @@ pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<Stri
                     }
                 }
             }
-            let shown = if endpoints.len() > 3 {
-                format!(
-                    "{} + {} more...",
-                    endpoints[..3].join(","),
-                    endpoints.len() - 3
-                )
-            } else {
-                or_none(&endpoints.join(","))
-            };
+            let shown = first_three(&endpoints);
             cells.extend([name, shown, age]);
         }
         Kind::EndpointSlice => {
@@ -341,15 +333,7 @@ pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<Stri
                         .collect()
                 })
                 .unwrap_or_default();
-            let shown = if addresses.len() > 3 {
-                format!(
-                    "{} + {} more...",
-                    addresses[..3].join(","),
-                    addresses.len() - 3
-                )
-            } else {
-                or_none(&addresses.join(","))
-            };
+            let shown = first_three(&addresses);
             cells.extend([
                 name,
                 text(object, "/addressType").to_owned(),
@@ -471,6 +455,16 @@ pub fn age(created: &str) -> String {
         120..7200 => format!("{}m", secs / 60),
         7200..172_800 => format!("{}h", secs / 3600),
         _ => format!("{}d", secs / 86_400),
+    }
+}
+
+/// An ENDPOINTS cell as kubectl shows it: the first three, then how many
+/// more (`<none>` for none).
+fn first_three(items: &[String]) -> String {
+    if items.len() > 3 {
+        format!("{} + {} more...", items[..3].join(","), items.len() - 3)
+    } else {
+        or_none(&items.join(","))
     }
 }
 
