@@ -241,6 +241,13 @@ fn killing_an_agent_breaks_no_connection_and_it_adopts_its_pods() {
         .expect("keep-alive session");
     let client = client_loop(&c);
     let before = ready_pod_ips(&c, "web");
+    let endpoints_version = |c: &Cluster| {
+        json(c, &["get", "endpoints", "web", "-o", "json"])["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let endpoints_before = endpoints_version(&c);
+    assert!(endpoints_before.is_some(), "the Service has Endpoints");
     // kill -9 of node1's agent (it holds the client pod and web pods).
     // Dropping the handle SIGKILLs the process.
     drop(c.nodes[0].agent.take().expect("node1's agent"));
@@ -259,6 +266,14 @@ fn killing_an_agent_breaks_no_connection_and_it_adopts_its_pods() {
     // The restarted agent adopts its pods: the same pods stay Ready.
     wait_for_replicas(&c, 3);
     assert_eq!(ready_pod_ips(&c, "web"), before, "the same pods, adopted");
+    // Adopted containers keep their readiness: had the restarted agent
+    // reported them not ready until their next probe, the Endpoints would
+    // have lost and regained them (and every node rebalanced their flows).
+    assert_eq!(
+        endpoints_version(&c),
+        endpoints_before,
+        "the agent's restart left the Service's endpoints untouched"
+    );
     let summary = client.finish().expect("summary");
     assert_eq!(
         summary.failed, 0,

@@ -163,8 +163,28 @@ impl PodRuntime {
 }
 
 /// Takes over a recorded pod: its sandbox, address and running processes.
+///
+/// A container whose process is still the recorded one keeps the
+/// readiness the control plane last heard for it, until its readiness
+/// probe says otherwise: restarting the agent changes nothing about the
+/// container, and starting it out not ready would take the pod out of its
+/// Services' endpoints for a probe period, ending the connections every
+/// node had to it.
 pub(super) fn adopt(run: &mut PodRun, record: PodRecord) {
-    for c in &mut run.containers {
+    let reported_ready = |name: &str| {
+        run.pod.status.as_ref().is_some_and(|status| {
+            status
+                .container_statuses
+                .iter()
+                .any(|c| c.name == name && c.ready)
+        })
+    };
+    let ready: Vec<bool> = run
+        .containers
+        .iter()
+        .map(|c| reported_ready(&c.spec.name))
+        .collect();
+    for (c, was_ready) in run.containers.iter_mut().zip(ready) {
         if let Some(saved) = record.containers.iter().find(|s| s.name == c.spec.name) {
             c.restart_count = saved.restart_count;
             c.started_at = saved.started_at.clone();
@@ -174,6 +194,7 @@ pub(super) fn adopt(run: &mut PodRun, record: PodRecord) {
                 .filter(|pid| is_the_recorded_process(saved, *pid, &record));
             c.pid_start = c.pid.and(saved.pid_start);
             c.startup_passed = saved.startup_passed || c.spec.startup_probe.is_none();
+            c.ready = was_ready && c.pid.is_some() && c.startup_passed;
         }
     }
     tracing::info!(pod = %format!("{}/{}", record.namespace, record.name), "adopted after restart");
