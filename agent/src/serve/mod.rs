@@ -158,8 +158,14 @@ pub async fn serve(config: &ServeConfig) -> Result<()> {
                 .as_ref()
                 .map(|pods| BandwidthSync::for_node(&config.dir, &pods.cni_conf_dir))
                 .transpose()?;
+            let pods_from_api = matches!(config.source, StateSource::ControlPlane(_));
             let rounds = tokio::spawn(pod_rounds::run(
-                runtime, bandwidth, pod_rx, reporter, stop_rx,
+                runtime,
+                bandwidth,
+                pod_rx,
+                reporter,
+                stop_rx,
+                pods_from_api,
             ));
             (Some(pod_tx), Some(rounds))
         }

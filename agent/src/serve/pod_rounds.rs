@@ -20,21 +20,28 @@ const TICK: Duration = Duration::from_millis(200);
 /// Runs rounds until `stop` turns true; the round in progress then
 /// finishes, so no sandbox is left half made. A round blocks (processes,
 /// CNI plugins, probes), so it runs in place of this task's worker
-/// (`block_in_place`: needs the multi-threaded runtime).
+/// (`block_in_place`: needs the multi-threaded runtime). `pods_from_api`:
+/// the pods come from the control plane's node-sync stream.
 pub(super) async fn run(
     mut runtime: PodRuntime,
     mut bandwidth: Option<BandwidthSync>,
     mut updates: UnboundedReceiver<PodUpdate>,
     reporter: Option<UnboundedSender<Report>>,
     mut stop: watch::Receiver<bool>,
+    pods_from_api: bool,
 ) {
+    // Until the first snapshot of the node's pods arrives, the runtime
+    // knows none of the pods a previous agent left running: their limits
+    // stay as they are rather than being taken off for a moment. (Without a
+    // control plane only the CNI plugin's records set limits.)
+    let mut heard_pods = !pods_from_api;
     while !*stop.borrow() {
         while let Ok(update) = updates.try_recv() {
-            apply(&mut runtime, update);
+            heard_pods |= apply(&mut runtime, update);
         }
         let (statuses, events, removed) = tokio::task::block_in_place(|| {
             let statuses = runtime.tick();
-            if let Some(bandwidth) = bandwidth.as_mut() {
+            if heard_pods && let Some(bandwidth) = bandwidth.as_mut() {
                 bandwidth.sync(&runtime.pod_networks());
             }
             (statuses, runtime.take_events(), runtime.take_removed())
@@ -57,7 +64,7 @@ pub(super) async fn run(
         // A new pod should not wait for the next tick to start.
         tokio::select! {
             update = updates.recv() => match update {
-                Some(update) => apply(&mut runtime, update),
+                Some(update) => heard_pods |= apply(&mut runtime, update),
                 None => tokio::time::sleep(TICK).await,
             },
             () = tokio::time::sleep(TICK) => {}
@@ -66,10 +73,15 @@ pub(super) async fn run(
     }
 }
 
-fn apply(runtime: &mut PodRuntime, update: PodUpdate) {
+/// Applies `update`; whether it was a snapshot of the node's pods.
+fn apply(runtime: &mut PodRuntime, update: PodUpdate) -> bool {
     match update {
-        PodUpdate::Resync(pods) => runtime.resync(pods),
+        PodUpdate::Resync(pods) => {
+            runtime.resync(pods);
+            return true;
+        }
         PodUpdate::Upserted(pod) => runtime.upsert(pod),
         PodUpdate::Deleted(pod) => runtime.delete(&pod),
     }
+    false
 }
