@@ -119,23 +119,14 @@ impl BandwidthMaps {
     /// When the kernel refuses the deletion of an existing entry.
     pub fn remove(&mut self, ifindex: u32, direction: BandwidthDirection) -> Result<(), MapsError> {
         let key = key(ifindex, direction);
-        let absent = |err: &aya::maps::MapError| matches!(err, aya::maps::MapError::KeyNotFound);
-        match self.limits.remove(&key) {
-            Err(source) if !absent(&source) => {
-                return Err(MapsError::Map {
-                    name: map_names::BANDWIDTH,
-                    source,
-                });
-            }
-            _ => {}
-        }
-        match self.counters.remove(&key) {
-            Err(source) if !absent(&source) => Err(MapsError::Map {
-                name: map_names::BANDWIDTH_COUNTERS,
-                source,
-            }),
-            _ => Ok(()),
-        }
+        crate::ignore_missing(self.limits.remove(&key)).map_err(|source| MapsError::Map {
+            name: map_names::BANDWIDTH,
+            source,
+        })?;
+        crate::ignore_missing(self.counters.remove(&key)).map_err(|source| MapsError::Map {
+            name: map_names::BANDWIDTH_COUNTERS,
+            source,
+        })
     }
 
     /// Every limit with its counters, sorted by interface and direction.

@@ -73,3 +73,16 @@ fn open_pinned<T: TryFrom<Map, Error = MapError>>(
         .and_then(T::try_from)
         .map_err(|source| MapsError::Map { name, source })
 }
+
+/// A delete's result with a missing key counted as done: aya reports it as
+/// `KeyNotFound` or as the syscall's ENOENT, depending on the map type.
+pub(crate) fn ignore_missing(
+    result: Result<(), aya::maps::MapError>,
+) -> Result<(), aya::maps::MapError> {
+    use aya::maps::MapError;
+    match result {
+        Err(MapError::KeyNotFound) => Ok(()),
+        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
+        other => other,
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use dataplane_common::{
     map_names,
     service::{
@@ -137,21 +137,20 @@ impl ServiceMaps {
                 .frontends
                 .insert(key, value, 0)
                 .map_err(fail(map_names::FRONTENDS)),
-            MapWrite::DeleteFrontend { key } => {
-                ignore_missing(self.frontends.remove(key)).map_err(fail(map_names::FRONTENDS))
-            }
-            MapWrite::DeleteSlot { key } => {
-                ignore_missing(self.slots.remove(key)).map_err(fail(map_names::BACKEND_SLOTS))
-            }
+            MapWrite::DeleteFrontend { key } => crate::ignore_missing(self.frontends.remove(key))
+                .map_err(fail(map_names::FRONTENDS)),
+            MapWrite::DeleteSlot { key } => crate::ignore_missing(self.slots.remove(key))
+                .map_err(fail(map_names::BACKEND_SLOTS)),
             MapWrite::DeleteMaglev { frontend_id } => {
-                ignore_missing(self.maglev.remove(frontend_id)).map_err(fail(map_names::MAGLEV))
+                crate::ignore_missing(self.maglev.remove(frontend_id))
+                    .map_err(fail(map_names::MAGLEV))
             }
             MapWrite::DeleteReverseNat { frontend_id } => {
-                ignore_missing(self.reverse_nat.remove(frontend_id))
+                crate::ignore_missing(self.reverse_nat.remove(frontend_id))
                     .map_err(fail(map_names::REVERSE_NAT))
             }
             MapWrite::DeleteBackend { id } => {
-                ignore_missing(self.backends.remove(id)).map_err(fail(map_names::BACKENDS))
+                crate::ignore_missing(self.backends.remove(id)).map_err(fail(map_names::BACKENDS))
             }
         }
     }
@@ -171,14 +170,6 @@ impl ServiceMaps {
         Ok(values
             .iter()
             .fold(ServiceCounters::default(), |sum, cpu| sum.add(*cpu)))
-    }
-}
-
-fn ignore_missing(result: Result<(), MapError>) -> Result<(), MapError> {
-    match result {
-        Err(MapError::KeyNotFound) => Ok(()),
-        Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::ENOENT) => Ok(()),
-        other => other,
     }
 }
 
