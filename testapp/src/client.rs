@@ -88,13 +88,28 @@ pub fn http_keep_alive(
     stream.set_read_timeout(Some(args.timeout()))?;
     let mut reader = std::io::BufReader::new(stream.try_clone()?);
     for i in 0..args.count {
+        let what = || {
+            format!(
+                "request {} on the kept-alive connection to {} (local {}, {:?} after it opened, at unix time {:.3} s)",
+                i + 1,
+                args.to,
+                stream
+                    .local_addr()
+                    .map_or_else(|_| "unknown".to_owned(), |a| a.to_string()),
+                started.elapsed(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+            )
+        };
         write!(
             &stream,
             "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
             args.path, args.to
-        )?;
-        let body = read_response(&mut reader)
-            .with_context(|| format!("request {} on the kept-alive connection", i + 1))?;
+        )
+        .with_context(what)?;
+        let body = read_response(&mut reader).with_context(what)?;
         println!("{}", body.trim_end());
         std::io::stdout().flush()?;
         std::thread::sleep(pause);

@@ -445,7 +445,34 @@ impl Drop for Cluster {
         for node in &mut self.nodes {
             drop(node.agent.take());
         }
+        if std::thread::panicking() {
+            print_log_tails(&self.scratch.join("logs"));
+        }
         let _ = std::fs::remove_dir_all(&self.scratch);
+    }
+}
+
+/// How much of each log a failed test shows.
+const FAILED_LOG_LINES: usize = 80;
+
+/// Prints the end of every log under `dir` to stderr: a failed test's logs
+/// are removed with its cluster, and CI shows only what the test printed.
+fn print_log_tails(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    logs.sort();
+    for log in logs {
+        let Ok(text) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(FAILED_LOG_LINES)..];
+        eprintln!("---- last {} lines of {} ----", tail.len(), log.display());
+        for line in tail {
+            eprintln!("{line}");
+        }
     }
 }
 
