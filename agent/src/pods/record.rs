@@ -171,20 +171,14 @@ impl PodRuntime {
 /// Services' endpoints for a probe period, ending the connections every
 /// node had to it.
 pub(super) fn adopt(run: &mut PodRun, record: PodRecord) {
-    let reported_ready = |name: &str| {
-        run.pod.status.as_ref().is_some_and(|status| {
+    let reported = run.pod.status.as_ref();
+    for c in &mut run.containers {
+        let was_ready = reported.is_some_and(|status| {
             status
                 .container_statuses
                 .iter()
-                .any(|c| c.name == name && c.ready)
-        })
-    };
-    let ready: Vec<bool> = run
-        .containers
-        .iter()
-        .map(|c| reported_ready(&c.spec.name))
-        .collect();
-    for (c, was_ready) in run.containers.iter_mut().zip(ready) {
+                .any(|s| s.name == c.spec.name && s.ready)
+        });
         if let Some(saved) = record.containers.iter().find(|s| s.name == c.spec.name) {
             c.restart_count = saved.restart_count;
             c.started_at = saved.started_at.clone();
