@@ -6,7 +6,7 @@ use std::{collections::HashMap, net::Ipv4Addr, path::PathBuf};
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use dataplane_common::service::{
-    BACKEND_LOCAL, BACKEND_TERMINATING, Backend, BackendSlotKey, CT_CLOSING, CT_FORWARD, CT_REPLY,
+    BACKEND_DRAINING, BACKEND_LOCAL, Backend, BackendSlotKey, CT_CLOSING, CT_FORWARD, CT_REPLY,
     CT_SNAT, ConntrackEntry, ConntrackKey, FRONTEND_AFFINITY, FRONTEND_EXTERNAL_LOCAL,
     FRONTEND_MAGLEV, FRONTEND_NODE_PORT, Frontend, FrontendKey, ipv4_from_net, port_from_net,
 };
@@ -223,8 +223,8 @@ fn print_backends(pins: &NodePins) -> Result<()> {
         if b.flags & BACKEND_LOCAL != 0 {
             flags.push("local");
         }
-        if b.flags & BACKEND_TERMINATING != 0 {
-            flags.push("terminating");
+        if b.flags & BACKEND_DRAINING != 0 {
+            flags.push("draining");
         }
         println!(
             "{id:>6} {:<22} {:<5} {}",

@@ -42,8 +42,10 @@ pub const FRONTEND_MAGLEV: u16 = 1 << 3;
 
 /// Backend flag: the backend runs on this node.
 pub const BACKEND_LOCAL: u8 = 1 << 0;
-/// Backend flag: the backend is terminating: no new flows, existing go on.
-pub const BACKEND_TERMINATING: u8 = 1 << 1;
+/// Backend flag: the backend is draining: no new flows, its established
+/// ones go on (its pod is terminating, or not ready: a readiness probe that
+/// fails for a moment must not reset the connections a pod already serves).
+pub const BACKEND_DRAINING: u8 = 1 << 1;
 
 /// Conntrack key flag: entry for the original direction (client -> frontend).
 pub const CT_FORWARD: u8 = 0;

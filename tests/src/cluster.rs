@@ -358,6 +358,8 @@ pub enum EndpointState {
     Ready,
     /// Terminating: keeps its flows, takes no new ones.
     Terminating,
+    /// Not ready (its readiness probe fails): like terminating, drains.
+    NotReady,
 }
 
 /// A Service before it is specialised per node.

@@ -445,8 +445,25 @@ fn a_service_without_backends_refuses_connections_promptly() {
 
 #[test]
 fn a_terminating_backend_gets_no_new_flows_but_keeps_its_connection() {
+    a_draining_backend_gets_no_new_flows_but_keeps_its_connection(
+        "term",
+        EndpointState::Terminating,
+    );
+}
+
+/// kube-proxy leaves a not-ready pod's conntrack entries alone: a readiness
+/// probe failing for a moment does not reset the connections it serves.
+#[test]
+fn a_backend_that_turns_not_ready_gets_no_new_flows_but_keeps_its_connection() {
+    a_draining_backend_gets_no_new_flows_but_keeps_its_connection("unrdy", EndpointState::NotReady);
+}
+
+fn a_draining_backend_gets_no_new_flows_but_keeps_its_connection(
+    label: &str,
+    draining: EndpointState,
+) {
     rudder_tests::require_root();
-    let mut c = Cluster::new("term", 1);
+    let mut c = Cluster::new(label, 1);
     let client = c.add_pod(0, "client");
     let (a, b) = (c.add_pod(0, "web1"), c.add_pod(0, "web2"));
     let _servers = serve_http(&[&a, &b]);
@@ -475,20 +492,20 @@ fn a_terminating_backend_gets_no_new_flows_but_keeps_its_connection() {
         ])
         .expect("session");
     // The session's connection exists (both directions tracked) before
-    // web1 starts terminating.
+    // web1 starts draining.
     wait_for_conntrack_entries(&c, 0, 2);
     let svc = c.service(
         "web",
         VIP,
         &[http_port(None)],
-        &[(&a, EndpointState::Terminating), (&b, EndpointState::Ready)],
+        &[(&a, draining), (&b, EndpointState::Ready)],
     );
     c.apply(&svc);
     let fresh = get(&client, "10.96.0.10:80", 20);
     assert_eq!(
         responders(&fresh),
         vec!["web2"; 20],
-        "new flows avoid the terminating backend"
+        "new flows avoid the {draining:?} backend"
     );
     let (out, err) = wait(session, Duration::from_secs(30));
     assert_eq!(

@@ -24,7 +24,7 @@ pub enum Backends<'a> {
     /// each endpoint says whether it is ready and whether it terminates.
     Slices(&'a [&'a EndpointSlice]),
     /// Only v1 Endpoints (written by hand, or by an older control plane):
-    /// ready addresses only, none known to be terminating.
+    /// ready and not-ready addresses, none known to be terminating.
     Endpoints(Option<&'a Endpoints>),
 }
 
@@ -98,9 +98,11 @@ pub fn service_state(
     })
 }
 
-/// Endpoints of the slices: ready ones take new flows, terminating ones
-/// only keep the flows they have (ready or not: a pod being deleted drains).
-/// Endpoints neither ready nor terminating are left out.
+/// Endpoints of the slices: ready ones take new flows; terminating and
+/// not-ready ones drain (keep the flows they have, take no new ones): a pod
+/// being deleted finishes its requests, and one whose readiness probe fails
+/// for a moment keeps its connections, as conntrack keeps them under
+/// kube-proxy. A pod that leaves the slices ends its flows.
 fn from_slices(slices: &[&EndpointSlice], node: &str) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
@@ -126,9 +128,6 @@ fn from_slices(slices: &[&EndpointSlice], node: &str) -> Vec<Endpoint> {
             let conditions = &endpoint.conditions;
             let terminating = conditions.is_terminating();
             let ready = conditions.is_ready() && !terminating;
-            if !ready && !terminating {
-                continue;
-            }
             endpoints.push(Endpoint {
                 addr,
                 ports: ports.clone(),
@@ -141,7 +140,8 @@ fn from_slices(slices: &[&EndpointSlice], node: &str) -> Vec<Endpoint> {
     endpoints
 }
 
-/// Ready addresses of v1 Endpoints.
+/// Addresses of v1 Endpoints: ready ones take new flows, not-ready ones
+/// drain (as in [`from_slices`]).
 fn from_endpoints(endpoints: Option<&Endpoints>, node: &str) -> Vec<Endpoint> {
     let mut state_endpoints = Vec::new();
     for subset in endpoints.map(|e| e.subsets.as_slice()).unwrap_or_default() {
@@ -156,14 +156,16 @@ fn from_endpoints(endpoints: Option<&Endpoints>, node: &str) -> Vec<Endpoint> {
                 })
             })
             .collect();
-        for address in &subset.addresses {
+        let ready = subset.addresses.iter().map(|a| (a, true));
+        let not_ready = subset.not_ready_addresses.iter().map(|a| (a, false));
+        for (address, ready) in ready.chain(not_ready) {
             let Ok(addr) = address.ip.parse::<Ipv4Addr>() else {
                 continue;
             };
             state_endpoints.push(Endpoint {
                 addr,
                 ports: ports.clone(),
-                ready: true,
+                ready,
                 terminating: false,
                 local: address.node_name.as_deref() == Some(node),
             });
@@ -184,6 +186,7 @@ fn protocol(name: Option<&str>) -> Option<Protocol> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::services::{NodeAddresses, service_state::BackendList};
 
     fn decode<T: serde::de::DeserializeOwned>(json: &str) -> T {
         serde_json::from_str(json).expect("valid json")
@@ -215,10 +218,19 @@ mod tests {
         assert!(state.external_traffic_local);
         assert_eq!(state.affinity_timeout_s, Some(DEFAULT_AFFINITY_TIMEOUT_S));
         assert_eq!(state.load_balancing, LoadBalancing::Maglev);
+        let ready: Vec<(String, bool)> = state
+            .endpoints
+            .iter()
+            .map(|e| (e.addr.to_string(), e.ready))
+            .collect();
         assert_eq!(
-            state.endpoints.len(),
-            2,
-            "not-ready addresses get no traffic"
+            ready,
+            [
+                ("10.244.1.2".to_owned(), true),
+                ("10.244.2.2".to_owned(), true),
+                ("10.244.1.9".to_owned(), false),
+            ],
+            "not-ready addresses are kept, to drain"
         );
         assert!(state.endpoints[0].local && !state.endpoints[1].local);
         assert_eq!(state.endpoints[0].ports[1].port, 5353);
@@ -242,7 +254,7 @@ mod tests {
     }
 
     #[test]
-    fn slices_give_ready_endpoints_new_flows_and_terminating_ones_only_theirs() {
+    fn slices_give_ready_endpoints_new_flows_and_the_others_only_theirs() {
         let service: Service = decode(
             r#"{"metadata": {"name": "web", "namespace": "shop"},
                 "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}"#,
@@ -271,11 +283,24 @@ mod tests {
                 ("10.244.1.2".to_owned(), true, false, true),
                 ("10.244.1.3".to_owned(), false, true, true),
                 ("10.244.2.4".to_owned(), false, true, false),
+                ("10.244.2.5".to_owned(), false, false, false),
                 // Unset conditions mean ready (as Kubernetes reads them).
                 ("10.244.2.6".to_owned(), true, false, false),
-            ],
-            "the not-ready, not-terminating endpoint is left out"
+            ]
         );
         assert_eq!(state.endpoints[0].ports[0].port, 8080);
+        let nodes = NodeAddresses {
+            node_port_addrs: Vec::new(),
+        };
+        let (_, frontend) = &state.frontends(&nodes)[0];
+        let addrs = |list: &BackendList| -> Vec<String> {
+            list.iter().map(|(k, _)| k.addr.to_string()).collect()
+        };
+        assert_eq!(addrs(&frontend.active), ["10.244.1.2", "10.244.2.6"]);
+        assert_eq!(
+            addrs(&frontend.draining),
+            ["10.244.1.3", "10.244.2.4", "10.244.2.5"],
+            "terminating and not-ready endpoints keep their flows"
+        );
     }
 }

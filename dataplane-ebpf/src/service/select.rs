@@ -3,7 +3,7 @@
 
 use aya_ebpf::helpers::bpf_get_prandom_u32;
 use dataplane_common::service::{
-    AffinityEntry, AffinityKey, BACKEND_TERMINATING, Backend, BackendSlotKey, FRONTEND_AFFINITY,
+    AffinityEntry, AffinityKey, BACKEND_DRAINING, Backend, BackendSlotKey, FRONTEND_AFFINITY,
     FRONTEND_MAGLEV, Frontend, MAGLEV_TABLE_SIZE, flow_hash,
 };
 
@@ -93,7 +93,7 @@ fn sticky_backend(key: AffinityKey, frontend: &Frontend, now: u64) -> Option<(u3
     // SAFETY: a pointer from a successful lookup; copied out whole, and
     // user space replaces backends with whole-value updates.
     let backend = unsafe { *backend };
-    if backend.flags & BACKEND_TERMINATING != 0 {
+    if backend.flags & BACKEND_DRAINING != 0 {
         return None;
     }
     // SAFETY: as above; a refresh racing another CPU's writes the same

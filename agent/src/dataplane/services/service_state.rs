@@ -5,8 +5,8 @@
 use std::net::Ipv4Addr;
 
 use dataplane_common::service::{
-    BACKEND_LOCAL, BACKEND_TERMINATING, FRONTEND_AFFINITY, FRONTEND_EXTERNAL_LOCAL,
-    FRONTEND_MAGLEV, FRONTEND_NODE_PORT, FrontendKey, ipv4_to_net, port_to_net,
+    BACKEND_DRAINING, BACKEND_LOCAL, FRONTEND_AFFINITY, FRONTEND_EXTERNAL_LOCAL, FRONTEND_MAGLEV,
+    FRONTEND_NODE_PORT, FrontendKey, ipv4_to_net, port_to_net,
 };
 pub use rudder_dataplane_maps::Protocol;
 
@@ -80,9 +80,10 @@ pub struct EndpointPort {
 pub struct Endpoint {
     pub addr: Ipv4Addr,
     pub ports: Vec<EndpointPort>,
-    /// Ready: receives new flows.
+    /// Ready (and not terminating): receives new flows. Otherwise the
+    /// endpoint drains: no new flows, its established ones go on.
     pub ready: bool,
-    /// Terminating: receives no new flows, but its established flows go on.
+    /// Its pod is being deleted.
     pub terminating: bool,
     /// The pod runs on this node.
     pub local: bool,
@@ -135,8 +136,9 @@ pub struct FrontendSpec {
     pub port: u16,
     /// Backends taking new flows.
     pub active: BackendList,
-    /// Terminating backends: kept so their established flows go on.
-    pub terminating: BackendList,
+    /// Draining backends (terminating or not ready): no new flows, kept so
+    /// their established flows go on.
+    pub draining: BackendList,
 }
 
 /// This node's part in translation.
@@ -177,7 +179,7 @@ impl ServiceState {
             base_flags |= FRONTEND_MAGLEV;
         }
         for port in &self.ports {
-            let (active, terminating) = self.backends_for(port, false);
+            let (active, draining) = self.backends_for(port, false);
             out.push((
                 frontend_key(cluster_ip, port.port, port.protocol),
                 FrontendSpec {
@@ -186,13 +188,13 @@ impl ServiceState {
                     addr: cluster_ip,
                     port: port.port,
                     active,
-                    terminating,
+                    draining,
                 },
             ));
             let Some(node_port) = port.node_port else {
                 continue;
             };
-            let (active, terminating) = self.backends_for(port, self.external_traffic_local);
+            let (active, draining) = self.backends_for(port, self.external_traffic_local);
             let mut flags = base_flags | FRONTEND_NODE_PORT;
             if self.external_traffic_local {
                 flags |= FRONTEND_EXTERNAL_LOCAL;
@@ -206,7 +208,7 @@ impl ServiceState {
                         addr: *addr,
                         port: node_port,
                         active: active.clone(),
-                        terminating: terminating.clone(),
+                        draining: draining.clone(),
                     },
                 ));
             }
@@ -214,11 +216,11 @@ impl ServiceState {
         out
     }
 
-    /// Active and terminating backends of `port`, sorted (a stable order
+    /// Active and draining backends of `port`, sorted (a stable order
     /// keeps slot writes minimal and Maglev tables identical on all nodes).
     fn backends_for(&self, port: &ServicePort, local_only: bool) -> (BackendList, BackendList) {
         let mut active = Vec::new();
-        let mut terminating = Vec::new();
+        let mut draining = Vec::new();
         for endpoint in &self.endpoints {
             if local_only && !endpoint.local {
                 continue;
@@ -238,16 +240,19 @@ impl ServiceState {
             let mut flags = if endpoint.local { BACKEND_LOCAL } else { 0 };
             if endpoint.ready && !endpoint.terminating {
                 active.push((key, flags));
-            } else if endpoint.terminating {
-                flags |= BACKEND_TERMINATING;
-                terminating.push((key, flags));
+            } else {
+                flags |= BACKEND_DRAINING;
+                draining.push((key, flags));
             }
         }
         active.sort();
         active.dedup_by_key(|(k, _)| *k);
-        terminating.sort();
-        terminating.dedup_by_key(|(k, _)| *k);
-        (active, terminating)
+        // A pod in two slices at once (a move between slices) is active if
+        // either says so: it must not also drain.
+        draining.retain(|(k, _)| active.binary_search_by_key(k, |(a, _)| *a).is_err());
+        draining.sort();
+        draining.dedup_by_key(|(k, _)| *k);
+        (active, draining)
     }
 }
 

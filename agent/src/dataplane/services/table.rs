@@ -63,8 +63,8 @@ struct FrontendState {
     reverse_nat: ReverseNat,
     /// Backend ids; slot `i + 1` holds `slots[i]`.
     slots: Vec<u32>,
-    /// Terminating backends kept for established flows.
-    terminating: Vec<u32>,
+    /// Draining backends (terminating or not ready) kept for established flows.
+    draining: Vec<u32>,
     maglev: Option<Box<MaglevTable>>,
 }
 
@@ -146,7 +146,7 @@ impl ServiceTable {
                 value,
                 reverse_nat: reverse.get(&value.id).copied().unwrap_or_default(),
                 slots: Vec::new(),
-                terminating: Vec::new(),
+                draining: Vec::new(),
                 maglev: None,
             };
             for slot in 1..=u32::from(value.backend_count) {
@@ -218,19 +218,19 @@ impl ServiceTable {
                 .ok_or(TableError::FrontendsFull(self.frontend_ids.max))?,
         };
         // Acquire first, release after: a backend moving between the active
-        // and terminating lists keeps its id.
+        // and draining lists keeps its id.
         let mut active = Vec::with_capacity(spec.active.len());
         for (bkey, flags) in &spec.active {
             active.push((*bkey, self.acquire_backend(*bkey, *flags, batch)?));
         }
-        let mut terminating = Vec::with_capacity(spec.terminating.len());
-        for (bkey, flags) in &spec.terminating {
-            terminating.push(self.acquire_backend(*bkey, *flags, batch)?);
+        let mut draining = Vec::with_capacity(spec.draining.len());
+        for (bkey, flags) in &spec.draining {
+            draining.push(self.acquire_backend(*bkey, *flags, batch)?);
         }
-        let (old_slots, old_terminating, old_maglev, old_reverse, old_value) = match existing {
+        let (old_slots, old_draining, old_maglev, old_reverse, old_value) = match existing {
             Some(s) => (
                 s.slots,
-                s.terminating,
+                s.draining,
                 s.maglev,
                 Some(s.reverse_nat),
                 Some(s.value),
@@ -299,7 +299,7 @@ impl ServiceTable {
                 .frontends
                 .push(MapWrite::UpsertFrontend { key, value });
         }
-        for backend_id in old_slots.iter().chain(&old_terminating) {
+        for backend_id in old_slots.iter().chain(&old_draining) {
             self.release_backend(*backend_id);
         }
         self.frontends.insert(
@@ -308,7 +308,7 @@ impl ServiceTable {
                 value,
                 reverse_nat,
                 slots,
-                terminating,
+                draining,
                 maglev,
             },
         );
@@ -338,7 +338,7 @@ impl ServiceTable {
         batch
             .removals
             .push(MapWrite::DeleteReverseNat { frontend_id: id });
-        for backend_id in state.slots.iter().chain(&state.terminating) {
+        for backend_id in state.slots.iter().chain(&state.draining) {
             self.release_backend(*backend_id);
         }
         self.frontend_ids.release(id);
@@ -474,7 +474,7 @@ mod tests {
             addr: Ipv4Addr::new(10, 96, 0, 10),
             port: 80,
             active: active.iter().map(|b| backend(*b)).collect(),
-            terminating: Vec::new(),
+            draining: Vec::new(),
         }
     }
 
@@ -559,13 +559,13 @@ mod tests {
     }
 
     #[test]
-    fn a_terminating_backend_leaves_the_slots_but_stays_in_the_backend_map() {
+    fn a_draining_backend_leaves_the_slots_but_stays_in_the_backend_map() {
         let mut table = ServiceTable::new(100, 100);
         apply(&mut table, &spec(&[1, 2]));
         let mut d = spec(&[1]);
         let (k, _) = backend(2);
-        d.terminating
-            .push((k, dataplane_common::service::BACKEND_TERMINATING));
+        d.draining
+            .push((k, dataplane_common::service::BACKEND_DRAINING));
         let writes = apply(&mut table, &d);
         assert_eq!(
             kinds(&writes),
@@ -573,7 +573,7 @@ mod tests {
             "{writes:?}"
         );
         assert!(matches!(writes[0], MapWrite::UpsertBackend { backend, .. }
-            if backend.flags & dataplane_common::service::BACKEND_TERMINATING != 0));
+            if backend.flags & dataplane_common::service::BACKEND_DRAINING != 0));
     }
 
     #[test]
