@@ -72,7 +72,9 @@ struct ServeArgs {
     #[command(flatten)]
     node: NodeDir,
     /// The control plane's gRPC address (`https://host:port`): Services,
-    /// Endpoints and this node's pods come from its node-sync stream.
+    /// Endpoints and this node's pods come from its node-sync stream. A
+    /// replicated control plane: every replica's, comma-separated (the
+    /// agent uses one and moves to the next when it goes away).
     #[arg(
         long,
         env = "RUDDER_CONTROLPLANE",
@@ -345,11 +347,17 @@ fn api_access(addr: &str, kubeconfig: Option<&Path>) -> Result<rudder_client::Cl
     let mut config = rudder_client::Kubeconfig::load(path)
         .and_then(|k| k.client_config(path, None))
         .with_context(|| format!("--kubeconfig {}", path.display()))?;
-    config.server = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("https://{addr}")
-    };
+    config.server = addr
+        .split(',')
+        .map(|one| {
+            if one.contains("://") {
+                one.to_owned()
+            } else {
+                format!("https://{one}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
     // A renewed certificate is written into this file: read it again on
     // every connect.
     config.reload_from = Some(path.to_path_buf());

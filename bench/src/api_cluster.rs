@@ -26,6 +26,7 @@ pub fn build(label: &str, nodes: usize, bin_dir: &Path) -> Result<Cluster> {
         pod_cgroups_on_node1: false,
         log_to_files: true,
         controlplane_args: Vec::new(),
+        control_planes: 1,
     })
     .context("building the cluster")
 }
@@ -42,10 +43,12 @@ where
     F: FnOnce(Client) -> Fut + Send,
     Fut: Future<Output = Result<T>>,
 {
-    let kubeconfig = cluster.kubeconfig.clone();
-    let config = rudder_client::Kubeconfig::load(&kubeconfig)
-        .and_then(|k| k.client_config(&kubeconfig, None))
-        .context("the cluster's admin kubeconfig")?;
+    let config = match &cluster.kubeconfig {
+        Some(kubeconfig) => rudder_client::Kubeconfig::load(kubeconfig)
+            .and_then(|k| k.client_config(kubeconfig, None))
+            .context("the cluster's admin kubeconfig")?,
+        None => rudder_client::ClientConfig::insecure(&cluster.server),
+    };
     let nodes = cluster.nodes.len();
     cluster.client.enter(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

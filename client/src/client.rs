@@ -37,12 +37,18 @@ use rudder_api::{
     proto::{self, node_sync_client::NodeSyncClient, resources_client::ResourcesClient},
     resource::Resource,
 };
+use std::time::Duration;
+
 use serde_json::Value;
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic::{
+    service::interceptor::InterceptedService,
+    transport::{Channel, ClientTlsConfig, Endpoint},
+};
 
 use crate::{
     credentials::{BearerToken, ClientConfig},
     error::{ClientError, DecodeError},
+    failover::FailoverChannel,
     node_sync::NodeSyncStream,
 };
 
@@ -89,11 +95,14 @@ pub enum WatchEvent<T> {
 /// carry.
 const MAX_RESPONSE_BYTES: usize = i32::MAX as usize;
 
+/// How long a connect to one server may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// A connection to the API server. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Client {
-    resources: ResourcesClient<InterceptedService<Channel, BearerToken>>,
-    node_sync: NodeSyncClient<InterceptedService<Channel, BearerToken>>,
+    resources: ResourcesClient<InterceptedService<FailoverChannel, BearerToken>>,
+    node_sync: NodeSyncClient<InterceptedService<FailoverChannel, BearerToken>>,
 }
 
 impl Client {
@@ -108,52 +117,57 @@ impl Client {
     }
 
     /// Connects as `config` says: TLS when it has a CA (`https://`), with
-    /// its client certificate and/or bearer token.
+    /// its client certificate and/or bearer token. `config.server` may
+    /// name several replicas of one control plane, comma-separated: the
+    /// first that answers serves, and requests move on to the next when it
+    /// goes away (see [`FailoverChannel`]).
     ///
     /// # Errors
-    /// [`ClientError::InvalidAddress`], [`ClientError::Connect`],
-    /// [`ClientError::Credentials`].
+    /// [`ClientError::InvalidAddress`], [`ClientError::Connect`] (no
+    /// replica answered: the first one's error), [`ClientError::Credentials`].
     pub async fn connect_with(config: &ClientConfig) -> Result<Self, ClientError> {
-        let addr = config.server.as_str();
         let credentials = config.current_credentials();
         let tls = credentials.tls();
-        let url = match (addr.split_once("://"), &tls) {
-            (Some(("https", _)), None) => {
-                return Err(ClientError::Credentials(format!(
-                    "{addr} is https but no CA to verify it is given (certificate-authority in the kubeconfig)"
-                )));
-            }
-            (Some(("http", _)), Some(_)) => {
-                return Err(ClientError::Credentials(format!(
-                    "{addr} is plaintext http, but credentials are given: use https://"
-                )));
-            }
-            (Some(_), _) => addr.to_owned(),
-            (None, Some(_)) => format!("https://{addr}"),
-            (None, None) => format!("http://{addr}"),
-        };
         let token =
             BearerToken::new(credentials.token.as_deref()).map_err(ClientError::Credentials)?;
-        let mut endpoint =
-            Channel::from_shared(url).map_err(|source| ClientError::InvalidAddress {
-                addr: addr.to_owned(),
-                source,
-            })?;
-        if let Some(tls) = tls {
-            endpoint = endpoint
-                .tls_config(tls)
-                .map_err(|source| ClientError::Connect {
-                    addr: addr.to_owned(),
-                    source,
-                })?;
+        let mut endpoints = Vec::new();
+        for addr in config.server.split(',').map(str::trim) {
+            endpoints.push((addr, endpoint(addr, tls.as_ref())?));
         }
-        let channel = endpoint
-            .connect()
-            .await
-            .map_err(|source| ClientError::Connect {
-                addr: addr.to_owned(),
-                source,
-            })?;
+        // Connect now to the first replica that answers (an unreachable
+        // control plane is an error here, as it was with one server); the
+        // others connect when the channel turns to them.
+        let mut first_error = None;
+        let mut live = None;
+        for (i, (addr, endpoint)) in endpoints.iter().enumerate() {
+            match endpoint.connect().await {
+                Ok(channel) => {
+                    live = Some((i, channel));
+                    break;
+                }
+                Err(source) => {
+                    first_error.get_or_insert(ClientError::Connect {
+                        addr: (*addr).to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
+        let Some((current, live)) = live else {
+            return Err(first_error.unwrap_or_else(|| {
+                ClientError::Credentials("no API server address given".to_owned())
+            }));
+        };
+        let mut live = Some(live);
+        let channels = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, (_, endpoint))| match live.take_if(|_| i == current) {
+                Some(channel) => channel,
+                None => endpoint.connect_lazy(),
+            })
+            .collect();
+        let channel = FailoverChannel::new(channels, current);
         Ok(Self {
             resources: ResourcesClient::with_interceptor(channel.clone(), token.clone())
                 .max_decoding_message_size(MAX_RESPONSE_BYTES),
@@ -498,4 +512,41 @@ fn parse(bytes: &[u8]) -> Result<Value, ClientError> {
 
 pub(crate) fn decode_err(err: serde_json::Error) -> ClientError {
     ClientError::Decode(DecodeError::Json(err))
+}
+
+/// The channel endpoint of one server address, with TLS when `tls` is
+/// given (then the address must be `https://` or bare).
+fn endpoint(addr: &str, tls: Option<&ClientTlsConfig>) -> Result<Endpoint, ClientError> {
+    let url = match (addr.split_once("://"), tls) {
+        (Some(("https", _)), None) => {
+            return Err(ClientError::Credentials(format!(
+                "{addr} is https but no CA to verify it is given (certificate-authority in the kubeconfig)"
+            )));
+        }
+        (Some(("http", _)), Some(_)) => {
+            return Err(ClientError::Credentials(format!(
+                "{addr} is plaintext http, but credentials are given: use https://"
+            )));
+        }
+        (Some(_), _) => addr.to_owned(),
+        (None, Some(_)) => format!("https://{addr}"),
+        (None, None) => format!("http://{addr}"),
+    };
+    let endpoint = Channel::from_shared(url)
+        .map_err(|source| ClientError::InvalidAddress {
+            addr: addr.to_owned(),
+            source,
+        })?
+        // A replica whose host is gone must not hold a request for the
+        // system's TCP connect timeout (minutes) before the next is tried.
+        .connect_timeout(CONNECT_TIMEOUT);
+    match tls {
+        Some(tls) => endpoint
+            .tls_config(tls.clone())
+            .map_err(|source| ClientError::Connect {
+                addr: addr.to_owned(),
+                source,
+            }),
+        None => Ok(endpoint),
+    }
 }

@@ -17,6 +17,7 @@ pub mod bootstrap;
 pub mod client;
 pub mod credentials;
 pub mod error;
+pub mod failover;
 pub mod informer;
 pub mod kubeconfig;
 pub mod list_watch;

@@ -39,6 +39,10 @@ pub struct ClusterOptions {
     pub log_to_files: bool,
     /// Extra arguments for `rudder-controlplane`.
     pub controlplane_args: Vec<String>,
+    /// Control-plane replicas: 1, or 3 replicating over Raft. Replicas
+    /// talk Raft in plaintext until that transport speaks TLS, so a
+    /// replicated cluster is plaintext (no kubeconfig, agents unjoined).
+    pub control_planes: usize,
 }
 
 impl ClusterOptions {
@@ -56,6 +60,7 @@ impl ClusterOptions {
             pod_cgroups_on_node1: true,
             log_to_files: false,
             controlplane_args: Vec::new(),
+            control_planes: 1,
         }
     }
 }
@@ -110,7 +115,35 @@ pub fn try_start_agent(node: &mut Node) -> Result<()> {
     Ok(())
 }
 
-/// A control plane host, node hosts with agents, an outside client.
+/// A control-plane replica: its host and process.
+pub struct ControlPlane {
+    /// Its host.
+    pub host: Host,
+    /// Its gRPC address (`https://...` or, replicated, `http://...`).
+    pub server: String,
+    args: Vec<String>,
+    log: Option<PathBuf>,
+    process: Option<HostProcess>,
+}
+
+impl ControlPlane {
+    /// Starts it (again) from `program`, with its flags and data directory.
+    ///
+    /// # Errors
+    /// When it cannot be started.
+    fn start(&mut self, program: &Path) -> Result<()> {
+        let mut cmd = self.host.command(&program.display().to_string());
+        cmd.args(&self.args).stdin(std::process::Stdio::null());
+        let what = format!("control plane {}", self.host.label);
+        self.process = Some(match &self.log {
+            Some(file) => HostProcess::start_logged(cmd, what, file)?,
+            None => HostProcess::start(cmd, what)?,
+        });
+        Ok(())
+    }
+}
+
+/// Control-plane hosts, node hosts with agents, an outside client.
 pub struct Cluster {
     /// The nodes.
     pub nodes: Vec<Node>,
@@ -118,19 +151,17 @@ pub struct Cluster {
     pub cgroup: Option<crate::TestCgroup>,
     /// A host on the underlay that is not a node.
     pub client: Host,
-    /// The control plane's host.
-    pub cp: Host,
-    /// The control plane's gRPC address (`https://...`).
+    /// The control-plane replicas (one, or three).
+    pub control_planes: Vec<ControlPlane>,
+    /// The gRPC address agents and rudderctl use: the control plane's, or
+    /// every replica's, comma-separated.
     pub server: String,
-    /// The administrator's kubeconfig the control plane wrote.
-    pub kubeconfig: PathBuf,
+    /// The administrator's kubeconfig the control plane wrote (`None`: a
+    /// replicated, plaintext cluster).
+    pub kubeconfig: Option<PathBuf>,
     /// Scratch directory of this cluster.
     pub scratch: PathBuf,
     bin_dir: PathBuf,
-    /// The control plane's flags (for [`Cluster::restart_controlplane`]).
-    cp_args: Vec<String>,
-    cp_log: Option<PathBuf>,
-    cp_process: Option<HostProcess>,
     /// Drops last: removes every namespace of the test.
     _net: TestNetwork,
 }
@@ -150,8 +181,22 @@ impl Cluster {
     /// When a host, file or process cannot be made; whatever was made is
     /// removed.
     pub fn build(options: &ClusterOptions) -> Result<Self> {
+        if !matches!(options.control_planes, 1 | 3) {
+            anyhow::bail!(
+                "{} control planes: use 1, or 3 replicating over Raft",
+                options.control_planes
+            );
+        }
         let mut net = TestNetwork::new(&options.label)?;
-        let cp = net.add_host("cp")?;
+        let cp_hosts = (1..=options.control_planes)
+            .map(|i| {
+                net.add_host(&if i == 1 {
+                    "cp".to_owned()
+                } else {
+                    format!("cp{i}")
+                })
+            })
+            .collect::<netns::Result<Vec<_>>>()?;
         let hosts = (1..=options.nodes)
             .map(|n| net.add_host(&format!("node{n}")))
             .collect::<netns::Result<Vec<_>>>()?;
@@ -168,21 +213,53 @@ impl Cluster {
         };
         let program = |name: &str| options.bin_dir.join(name);
 
-        let listen = format!("{}:7400", cp.addr);
-        let mut cp_args = vec![
-            "--data-dir".to_owned(),
-            scratch.join("cp").display().to_string(),
-        ];
-        cp_args.extend(["--listen", &listen, "--http-listen", "off"].map(str::to_owned));
-        cp_args.extend(options.controlplane_args.iter().cloned());
-        let cp_process = start_controlplane(
-            &cp,
-            &program("rudder-controlplane"),
-            &cp_args,
-            log("controlplane").as_deref(),
-        )?;
-        let server = format!("https://{listen}");
-        let kubeconfig = crate::admin_kubeconfig(&scratch.join("cp"), Duration::from_secs(30))?;
+        let replicated = cp_hosts.len() > 1;
+        let peers: Vec<String> = cp_hosts
+            .iter()
+            .enumerate()
+            .flat_map(|(i, h)| ["--peer".to_owned(), format!("{}={}:7400", i + 1, h.addr)])
+            .collect();
+        let mut control_planes = Vec::new();
+        for (i, host) in cp_hosts.into_iter().enumerate() {
+            let listen = format!("{}:7400", host.addr);
+            let mut args = vec![
+                "--data-dir".to_owned(),
+                scratch.join(&host.label).display().to_string(),
+            ];
+            args.extend(["--listen", &listen, "--http-listen", "off"].map(str::to_owned));
+            if replicated {
+                // The etcd API serves `etcdctl endpoint status` (who leads).
+                args.extend(
+                    ["--insecure-plaintext", "--enable-etcd-api", "--node-id"].map(str::to_owned),
+                );
+                args.push((i + 1).to_string());
+                args.extend(peers.iter().cloned());
+            }
+            args.extend(options.controlplane_args.iter().cloned());
+            let scheme = if replicated { "http" } else { "https" };
+            let mut cp = ControlPlane {
+                server: format!("{scheme}://{listen}"),
+                log: log(&host.label),
+                host,
+                args,
+                process: None,
+            };
+            cp.start(&program("rudder-controlplane"))?;
+            control_planes.push(cp);
+        }
+        let server = control_planes
+            .iter()
+            .map(|cp| cp.server.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        let kubeconfig = if replicated {
+            None
+        } else {
+            Some(crate::admin_kubeconfig(
+                &scratch.join("cp"),
+                Duration::from_secs(30),
+            )?)
+        };
         // One CNI bin directory, as on a node: rudder-cni beside the
         // reference plugins.
         let cni_bin = scratch.join("cni-bin");
@@ -222,15 +299,19 @@ impl Cluster {
                 serde_json::json!({"cniVersion": "1.0.0", "name": "pods", "plugins": plugins});
             std::fs::write(netd.join("10-pods.conflist"), conflist.to_string())?;
             let state = scratch.join(format!("state-{n}"));
-            // The node's own credential, as `rudder-agent join` gets it.
-            let node_kubeconfig = crate::join_node(
-                &options.bin_dir,
-                &scratch.join("cp"),
-                &server,
-                host.name(),
-                &name,
-                &scratch.join(format!("agent-config-{n}")),
-            )?;
+            // The node's own credential, as `rudder-agent join` gets it
+            // (a plaintext, replicated cluster has none).
+            let node_kubeconfig = match &kubeconfig {
+                Some(_) => Some(crate::join_node(
+                    &options.bin_dir,
+                    &scratch.join("cp"),
+                    &server,
+                    host.name(),
+                    &name,
+                    &scratch.join(format!("agent-config-{n}")),
+                )?),
+                None => None,
+            };
             let prefix = format!("{}-n{n}", net.prefix());
             let mut args: Vec<String> = [
                 "--netns",
@@ -242,8 +323,6 @@ impl Cluster {
                 &dir.parent().context("bpffs root")?.display().to_string(),
                 "--controlplane",
                 &server,
-                "--kubeconfig",
-                &node_kubeconfig.display().to_string(),
                 "--pod-cidr",
                 &format!("10.244.{n}.0/24"),
                 "--cni-conf-dir",
@@ -262,6 +341,9 @@ impl Cluster {
             .iter()
             .map(|s| (*s).to_owned())
             .collect();
+            if let Some(path) = &node_kubeconfig {
+                args.extend(["--kubeconfig".to_owned(), path.display().to_string()]);
+            }
             if let (1, Some(cgroup)) = (n, &cgroup) {
                 args.extend([
                     "--pod-cgroup-root".to_owned(),
@@ -287,14 +369,11 @@ impl Cluster {
             nodes,
             cgroup,
             client,
-            cp,
+            control_planes,
             server,
             kubeconfig,
             scratch,
             bin_dir: options.bin_dir.clone(),
-            cp_args,
-            cp_log: log("controlplane"),
-            cp_process: Some(cp_process),
             _net: net,
         };
         // As a user's cluster would be before anything is applied: every
@@ -341,15 +420,11 @@ impl Cluster {
     /// # Errors
     /// When it cannot be started or does not answer within about 30 s.
     pub fn restart_controlplane(&mut self, program: &Path) -> Result<()> {
-        if let Some(old) = self.cp_process.take() {
+        let cp = &mut self.control_planes[0];
+        if let Some(old) = cp.process.take() {
             old.stop();
         }
-        self.cp_process = Some(start_controlplane(
-            &self.cp,
-            program,
-            &self.cp_args,
-            self.cp_log.as_deref(),
-        )?);
+        cp.start(program)?;
         for _ in 0..300 {
             if self.rudderctl(&["get", "nodes"]).status.success() {
                 return Ok(());
@@ -357,6 +432,57 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(100));
         }
         anyhow::bail!("the restarted control plane does not answer")
+    }
+
+    /// Kills replica `i` with SIGKILL.
+    pub fn kill_controlplane(&mut self, i: usize) {
+        drop(self.control_planes[i].process.take());
+    }
+
+    /// Starts replica `i` again (after [`Cluster::kill_controlplane`]).
+    ///
+    /// # Errors
+    /// When it cannot be started.
+    pub fn start_controlplane(&mut self, i: usize) -> Result<()> {
+        let program = self.program("rudder-controlplane");
+        self.control_planes[i].start(&program)
+    }
+
+    /// The index of the replica that leads, as every running replica
+    /// reports it (`etcdctl endpoint status`: the real etcd client); `None`
+    /// while they do not agree or have no leader.
+    pub fn leader(&self) -> Option<usize> {
+        let endpoints: Vec<&str> = self
+            .control_planes
+            .iter()
+            .filter(|cp| cp.process.is_some())
+            // etcdctl 3.4 sends an endpoint's scheme in :authority, which
+            // an HTTP/2 server rightly refuses: give it host:port.
+            .map(|cp| cp.server.trim_start_matches("http://"))
+            .collect();
+        let out = self
+            .client
+            .output(&[
+                "etcdctl",
+                "--endpoints",
+                &endpoints.join(","),
+                "--command-timeout=2s",
+                "endpoint",
+                "status",
+                "-w",
+                "json",
+            ])
+            .ok()?;
+        let statuses: Value = serde_json::from_slice(&out.stdout).ok()?;
+        let statuses = statuses.as_array()?;
+        let leader = statuses.first()?["Status"]["leader"].as_u64()?;
+        let agreed = statuses.len() == endpoints.len()
+            && statuses
+                .iter()
+                .all(|s| s["Status"]["leader"].as_u64() == Some(leader));
+        // Replica i has Raft id i + 1.
+        let index = usize::try_from(leader).ok()?.checked_sub(1)?;
+        (agreed && index < self.control_planes.len()).then_some(index)
     }
 
     /// Path of one of the cluster's programs (`rudder-testapp`, ...).
@@ -383,8 +509,10 @@ impl Cluster {
         full.extend(args.iter().map(|a| (*a).to_owned()));
         full.push("--server".into());
         full.push(self.server.clone());
-        full.push("--kubeconfig".into());
-        full.push(self.kubeconfig.display().to_string());
+        if let Some(kubeconfig) = &self.kubeconfig {
+            full.push("--kubeconfig".into());
+            full.push(kubeconfig.display().to_string());
+        }
         let full: Vec<&str> = full.iter().map(String::as_str).collect();
         self.client.output(&full).expect("rudderctl runs")
     }
@@ -483,19 +611,4 @@ impl Drop for RemoveDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// Starts `program` as the control plane on `host` with `args`.
-fn start_controlplane(
-    host: &Host,
-    program: &Path,
-    args: &[String],
-    log: Option<&Path>,
-) -> Result<HostProcess> {
-    let mut cmd = host.command(&program.display().to_string());
-    cmd.args(args).stdin(std::process::Stdio::null());
-    Ok(match log {
-        Some(file) => HostProcess::start_logged(cmd, "control plane".into(), file)?,
-        None => HostProcess::start(cmd, "control plane".into())?,
-    })
 }

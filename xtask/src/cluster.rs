@@ -69,7 +69,8 @@ pub struct ClusterHost {
 pub struct Cluster {
     /// Where its data, logs and record live.
     pub scratch: PathBuf,
-    /// The first control plane's gRPC address (`http://198.18.0.1:7400`).
+    /// The control plane's gRPC address (`https://198.18.0.1:7400`), or
+    /// every replica's, comma-separated.
     pub server: String,
     /// Every host, control planes first, then nodes, then `client`.
     pub hosts: Vec<ClusterHost>,
@@ -279,7 +280,13 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
     // serves TLS and writes the admin kubeconfig everything else uses.
     let replicated = cps.len() > 1;
     let scheme = if replicated { "http" } else { "https" };
-    let server = format!("{scheme}://{}:{GRPC_PORT}", cps[0].addr);
+    // Agents and rudderctl get every replica: they use the first that
+    // answers and move on when it goes away.
+    let server = cps
+        .iter()
+        .map(|cp| format!("{scheme}://{}:{GRPC_PORT}", cp.addr))
+        .collect::<Vec<_>>()
+        .join(",");
 
     for (i, cp) in cps.iter().enumerate() {
         let mut args: Vec<String> = vec![
