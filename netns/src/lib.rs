@@ -19,7 +19,10 @@ mod process;
 mod range;
 
 pub use netns::Netns;
-pub use network::{Host, TEST_BPFFS_ROOT, TestNetwork, UNDERLAY_PREFIX_LEN, sweep_stale};
+pub use network::{
+    Host, TEST_BPFFS_ROOT, TestNetwork, UNDERLAY_PREFIX_LEN, kept_networks, remove_kept,
+    sweep_stale,
+};
 pub use process::HostProcess;
 pub use range::{Ipv4Net, TEST_RANGE, UNDERLAY, check_root_namespace_clear};
 

@@ -12,6 +12,11 @@ use crate::{NAME_PREFIX, Netns, NetnsError, Result};
 /// Directory (on bpffs) under which test runs keep their nodes' pins.
 pub const TEST_BPFFS_ROOT: &str = "/sys/fs/bpf/rudder-test";
 
+/// Markers of networks left running on purpose ([`TestNetwork::keep`]):
+/// one empty file per network prefix. On tmpfs, like the namespaces, so a
+/// reboot forgets both.
+const KEPT_DIR: &str = "/run/rudder-test/kept";
+
 /// Prefix length of the underlay ([`crate::UNDERLAY`], 198.18.0.0/24).
 pub const UNDERLAY_PREFIX_LEN: u8 = crate::UNDERLAY.prefix_len;
 
@@ -148,6 +153,25 @@ impl TestNetwork {
         dir
     }
 
+    /// Leaves the network running after its creator exits (a cluster made
+    /// for a person to use): neither dropping it nor another run's
+    /// [`sweep_stale`] removes it, only [`remove_kept`]. Returns its prefix.
+    ///
+    /// # Errors
+    /// When the marker cannot be written (the network is then removed).
+    pub fn keep(self) -> Result<String> {
+        let marker = Path::new(KEPT_DIR).join(&self.prefix);
+        std::fs::create_dir_all(KEPT_DIR)
+            .and_then(|()| std::fs::write(&marker, b""))
+            .map_err(|source| NetnsError::Spawn {
+                command: format!("writing {}", marker.display()),
+                source,
+            })?;
+        let prefix = self.prefix.clone();
+        std::mem::forget(self);
+        Ok(prefix)
+    }
+
     fn create_namespace(&mut self, netns: &Netns) -> Result<()> {
         ip(&["netns", "add", netns.name()])?;
         self.namespaces.push(netns.clone());
@@ -186,9 +210,32 @@ fn remove_namespace(netns: &Netns) {
     let _ = ip(&["netns", "delete", netns.name()]);
 }
 
+/// The prefixes of the networks left running with [`TestNetwork::keep`].
+pub fn kept_networks() -> Vec<String> {
+    names_with_prefix(Path::new(KEPT_DIR), NAME_PREFIX)
+}
+
+/// Removes a network left running with [`TestNetwork::keep`]: every
+/// namespace named under its prefix (hosts, underlay, the pod sandboxes
+/// its agents made), with their processes, its bpffs pins, its marker.
+pub fn remove_kept(prefix: &str) {
+    let under = format!("{prefix}-");
+    let mut namespaces = names_with_prefix(Path::new("/run/netns"), &under);
+    // Hosts' sandboxes (`<prefix>-<host>-...`) before the hosts, the
+    // underlay (`<prefix>-ul`) last.
+    namespaces.sort_by_key(|n| (n == &format!("{prefix}-ul"), std::cmp::Reverse(n.len())));
+    for name in namespaces {
+        remove_namespace(&Netns::new(name));
+    }
+    for name in names_with_prefix(Path::new(TEST_BPFFS_ROOT), &under) {
+        let _ = std::fs::remove_dir_all(Path::new(TEST_BPFFS_ROOT).join(name));
+    }
+    let _ = std::fs::remove_file(Path::new(KEPT_DIR).join(prefix));
+}
+
 /// Removes the namespaces and bpffs directories of runs whose process is
 /// gone. Only names this crate makes (`rdr-<pid>-...`) are considered; live
-/// runs are left alone.
+/// runs and kept networks are left alone.
 pub fn sweep_stale() {
     for name in stale_names(Path::new("/run/netns")) {
         remove_namespace(&Netns::new(name));
@@ -216,13 +263,22 @@ fn stale_names(dir: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
+    let kept = kept_networks();
     entries
         .flatten()
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .filter(|name| {
             run_pid(name).is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
         })
+        .filter(|name| !kept.iter().any(|prefix| is_under(name, prefix)))
         .collect()
+}
+
+/// Whether `name` belongs to the network `prefix` (is it, or starts with
+/// `<prefix>-`).
+fn is_under(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('-'))
 }
 
 /// The pid of the run that made `name` (`rdr-<pid>-...`).
@@ -256,7 +312,7 @@ pub(crate) fn ip(args: &[&str]) -> Result<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::run_pid;
+    use super::{is_under, run_pid};
 
     #[test]
     fn run_pid_reads_only_names_this_crate_makes() {
@@ -264,5 +320,14 @@ mod tests {
         assert_eq!(run_pid("rdr-x-0"), None);
         assert_eq!(run_pid("cni-1234"), None);
         assert_eq!(run_pid("rdr-"), None);
+    }
+
+    #[test]
+    fn a_kept_prefix_covers_its_own_names_only() {
+        assert!(is_under("rdr-42-0-cl", "rdr-42-0-cl"));
+        assert!(is_under("rdr-42-0-cl-node1", "rdr-42-0-cl"));
+        assert!(is_under("rdr-42-0-cl-node1-pod-x", "rdr-42-0-cl"));
+        assert!(!is_under("rdr-42-0-clx-node1", "rdr-42-0-cl"));
+        assert!(!is_under("rdr-42-1-cl-node1", "rdr-42-0-cl"));
     }
 }

@@ -19,9 +19,9 @@
 //! `cargo xtask cluster exec client -- rudderctl get nodes`.
 //!
 //! What `up` made is recorded in `<tmp>/rudder-cluster-<pid>/cluster.json`.
-//! Its namespaces are named after the `up` process, which is gone once it
-//! returns, so a later test run's sweep of stale namespaces removes the
-//! cluster too.
+//! Its test network is kept ([`netns::TestNetwork::keep`]): named after
+//! the `up` process, which is gone once it returns, it would otherwise look
+//! stale to the next test run's sweep; it stays until `down`.
 
 use std::{
     collections::BTreeMap,
@@ -397,8 +397,9 @@ pub fn up(spec: ClusterSpec) -> Result<Cluster> {
         serde_json::to_string_pretty(&cluster.record())?,
     )?;
     wait_until_ready(&cluster)?;
-    // Leave it running: forget the handle that would tear it down.
-    std::mem::forget(net);
+    // Leave it running: neither this process's exit nor another run's
+    // sweep of stale test networks removes it; `down` does.
+    net.keep()?;
     Ok(cluster)
 }
 
@@ -538,8 +539,11 @@ pub fn down() -> Result<()> {
             removed.insert(host.netns.clone(), ());
         }
     }
-    // Their creator (`up`) is gone, so the sweep takes their namespaces,
-    // processes and bpffs pins.
+    // Every network `up` kept (also one whose record is gone), with its
+    // processes, pod sandboxes and bpffs pins; then what crashed runs left.
+    for prefix in netns::kept_networks() {
+        netns::remove_kept(&prefix);
+    }
     netns::sweep_stale();
     for entry in std::fs::read_dir(std::env::temp_dir())?.flatten() {
         if entry
