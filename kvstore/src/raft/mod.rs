@@ -2,7 +2,10 @@
 //! behind [`crate::consensus::Consensus`]).
 //!
 //! - The log lives in `raft-log.redb`, the state machine in `state.redb`
-//!   of the data directory; both fsync before anything is acknowledged.
+//!   of the data directory. The log fsyncs before anything is acknowledged
+//!   (one fsync for concurrent proposals); applying to the state machine
+//!   fsyncs only now and then, the log replays the rest after a crash (see
+//!   `state_machine.rs`).
 //! - Writes on a follower are forwarded to the leader over the replicas'
 //!   own gRPC service; reads are linearizable everywhere: the leader
 //!   confirms its leadership (read index) and the replica waits until it
