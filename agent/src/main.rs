@@ -125,9 +125,15 @@ struct ServeArgs {
     #[arg(long, default_value_t = 10)]
     gc_interval_s: u64,
     /// This node's pod subnet (with --controlplane: announced in the Node
-    /// object; the other nodes route it here).
+    /// object; the other nodes route it here). Inside --cluster-cidr.
     #[arg(long)]
     pod_cidr: Option<String>,
+    /// The cluster's pod network (kube-proxy's --cluster-cidr). Routes to
+    /// other nodes' pod CIDRs are installed only inside it and never over
+    /// this node's own or an older node's: a Node object claiming
+    /// 0.0.0.0/0 or another node's CIDR reroutes nothing.
+    #[arg(long, default_value = "10.244.0.0/16", value_parser = rudder_netlink::Ipv4Subnet::parse_network)]
+    cluster_cidr: rudder_netlink::Ipv4Subnet,
     /// Seconds the node counts as alive without renewing its lease.
     #[arg(long, default_value_t = 40)]
     lease_seconds: u64,
@@ -244,6 +250,16 @@ fn main() -> Result<()> {
                     // Filled by `serve`'s node-sync stream.
                     services: rudder_agent::pods::ServiceEnvironment::default(),
                 });
+            if let Some(pod_cidr) = &args.pod_cidr {
+                let subnet = rudder_netlink::Ipv4Subnet::parse_network(pod_cidr)
+                    .map_err(|err| anyhow::anyhow!("--pod-cidr: {err}"))?;
+                if !args.cluster_cidr.covers(subnet) {
+                    anyhow::bail!(
+                        "--pod-cidr {subnet} is not inside --cluster-cidr {}",
+                        args.cluster_cidr
+                    );
+                }
+            }
             let has_controlplane = args.controlplane.is_some();
             let config = rudder_agent::serve::ServeConfig {
                 node: args.node.node,
@@ -267,6 +283,7 @@ fn main() -> Result<()> {
                 hairpin_addr: args.hairpin_addr,
                 gc_interval: std::time::Duration::from_secs(args.gc_interval_s),
                 pod_cidr: args.pod_cidr,
+                cluster_cidr: args.cluster_cidr,
                 lease_duration: std::time::Duration::from_secs(args.lease_seconds.max(3)),
                 pods,
             };

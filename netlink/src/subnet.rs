@@ -53,6 +53,17 @@ impl Ipv4Subnet {
     pub fn contains(self, addr: Ipv4Addr) -> bool {
         u32::from(addr) & mask(self.prefix_len) == u32::from(self.network)
     }
+
+    /// Whether all of `other` is inside.
+    pub fn covers(self, other: Self) -> bool {
+        other.prefix_len >= self.prefix_len && self.contains(other.network)
+    }
+
+    /// Whether the two share any address (one covers the other: subnets
+    /// never partly overlap).
+    pub fn overlaps(self, other: Self) -> bool {
+        self.covers(other) || other.covers(self)
+    }
 }
 
 fn mask(prefix_len: u8) -> u32 {
@@ -112,5 +123,19 @@ mod tests {
         let err = Ipv4Subnet::parse_network("10.96.0.1/12").expect_err("host bits");
         assert!(err.contains("10.96.0.0/12"), "{err}");
         assert!(Ipv4Subnet::parse_network("10.96.0.0").is_err());
+    }
+
+    #[test]
+    fn covering_and_overlapping() {
+        let net = |s: &str| Ipv4Subnet::parse_network(s).expect("subnet");
+        let cluster = net("10.244.0.0/16");
+        assert!(cluster.covers(net("10.244.3.0/24")));
+        assert!(cluster.covers(cluster));
+        assert!(!cluster.covers(net("10.0.0.0/8")));
+        assert!(!cluster.covers(net("10.245.0.0/24")));
+        assert!(!cluster.covers(net("0.0.0.0/0")));
+        assert!(net("0.0.0.0/0").overlaps(net("10.244.3.0/24")));
+        assert!(net("10.244.3.0/24").overlaps(net("10.244.0.0/16")));
+        assert!(!net("10.244.3.0/24").overlaps(net("10.244.4.0/24")));
     }
 }

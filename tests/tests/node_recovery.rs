@@ -195,6 +195,48 @@ fn applying_a_node_manifest_with_only_labels_keeps_its_pod_cidr() {
     assert_eq!(node["spec"]["podCIDR"], cidr.as_str());
 }
 
+/// A Node is an API object anyone allowed to write Nodes can make up: one
+/// claiming every address, or another node's pods, must not reroute the
+/// nodes (the agents route only CIDRs inside the cluster's pod network
+/// that no older node holds).
+#[test]
+fn a_node_object_claiming_every_address_or_another_nodes_pods_reroutes_nothing() {
+    rudder_tests::require_root();
+    let c = Cluster::build(&ClusterOptions::for_tests("noderogue")).expect("test cluster");
+    let node2 = &c.nodes[1];
+    let node2_cidr = wait_for("node2 has its pod CIDR", || {
+        get_json(&c, &["node", &node2.name])?["spec"]["podCIDR"]
+            .as_str()
+            .map(str::to_owned)
+    });
+    let node_manifest = |name: &str, cidr: &str, addr: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\nspec:\n  podCIDR: {cidr}\n  podCIDRs: [{cidr}]\n\
+             status:\n  addresses:\n  - {{type: InternalIP, address: {addr}}}\n"
+        )
+    };
+    c.apply(&node_manifest("rogue-all", "0.0.0.0/0", "198.18.0.250"));
+    c.apply(&node_manifest("rogue-thief", &node2_cidr, "198.18.0.251"));
+    // Made after the rogues: once node1 routes it, it has seen them too.
+    c.apply(&node_manifest("honest", "10.244.77.0/24", "198.18.0.252"));
+    let host = &c.nodes[0].host;
+    let routes = wait_for("node1 routes the honest node's pods", || {
+        let routes = host.ip(&["route", "show"]).ok()?;
+        routes
+            .contains("10.244.77.0/24 via 198.18.0.252")
+            .then_some(routes)
+    });
+    assert!(
+        !routes.contains("198.18.0.250") && !routes.lines().any(|l| l.starts_with("default")),
+        "no route for the node claiming 0.0.0.0/0: {routes}"
+    );
+    assert!(
+        routes.contains(&format!("{node2_cidr} via {}", node2.host.addr))
+            && !routes.contains("198.18.0.251"),
+        "node2's pods still routed to node2: {routes}"
+    );
+}
+
 #[test]
 fn a_no_execute_taint_evicts_the_pods_that_do_not_tolerate_it() {
     rudder_tests::require_root();

@@ -84,6 +84,9 @@ pub struct ServeConfig {
     /// This node's pod subnet, announced in its Node object (control-plane
     /// mode); other nodes route it via this node's address.
     pub pod_cidr: Option<String>,
+    /// The cluster's pod network: routes to other nodes' pod CIDRs only
+    /// inside it.
+    pub cluster_cidr: rudder_netlink::Ipv4Subnet,
     /// How long the node counts as alive without renewing its lease.
     pub lease_duration: Duration,
     /// Pod runtime settings (control-plane mode runs the pods bound here).
@@ -214,6 +217,7 @@ fn node_identity(config: &ServeConfig, node_addr: Ipv4Addr) -> node::NodeIdentit
         name: config.node.clone(),
         address: node_addr,
         pod_cidr: config.pod_cidr.clone().unwrap_or_default(),
+        cluster_cidr: config.cluster_cidr,
         lease_duration: config.lease_duration,
         agent_endpoint: config.metrics_listen.map(|listen| {
             let ip = if listen.ip().is_unspecified() {

@@ -37,6 +37,9 @@ pub struct NodeIdentity {
     pub address: Ipv4Addr,
     /// Its pods' subnet (e.g. 10.244.1.0/24).
     pub pod_cidr: String,
+    /// The cluster's pod network: other nodes' pod CIDRs are routed only
+    /// inside it.
+    pub cluster_cidr: Ipv4Subnet,
     /// Lease duration: how long the node counts as alive without a renewal.
     pub lease_duration: Duration,
     /// The agent's HTTP endpoint, if it serves one.
@@ -215,6 +218,7 @@ async fn follow_routes(api: ClientConfig, identity: NodeIdentity) {
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
     let mut installed: BTreeMap<String, (String, String)> = BTreeMap::new();
+    let mut refused: BTreeMap<String, String> = BTreeMap::new();
     let mut current: BTreeMap<String, Node> = BTreeMap::new();
     list_watch(
         &client,
@@ -235,7 +239,8 @@ async fn follow_routes(api: ClientConfig, identity: NodeIdentity) {
                 }
                 ListWatchEvent::Watched(WatchEvent::Bookmark { .. }) => return,
             }
-            reconcile_routes(&identity, &current, &mut installed);
+            let wanted = wanted_routes(&identity, &current, &mut refused);
+            reconcile_routes(&wanted, &mut installed);
         },
     )
     .await;
@@ -255,17 +260,68 @@ fn route_of(node: &Node) -> Option<(String, String)> {
     Some((cidr, via))
 }
 
-fn reconcile_routes(
+/// The routes to other nodes' pods: each node's pod CIDR via its address,
+/// for CIDRs inside the cluster's pod network that overlap neither this
+/// node's own nor one an older node holds (the first node to claim a
+/// range keeps it, as an allocator would have given it out). A Node object
+/// is user input: one claiming 0.0.0.0/0, a service range or another
+/// node's pods must not reroute this node. Refusals are logged once per
+/// node and CIDR (`refused` remembers them).
+fn wanted_routes(
     identity: &NodeIdentity,
     nodes: &BTreeMap<String, Node>,
-    installed: &mut BTreeMap<String, (String, String)>,
-) {
-    let wanted: BTreeMap<String, (String, String)> = nodes
+    refused: &mut BTreeMap<String, String>,
+) -> BTreeMap<String, (String, String)> {
+    let own = Ipv4Subnet::parse_network(&identity.pod_cidr).ok();
+    let mut candidates: Vec<(&str, &Node)> = nodes
         .iter()
         .filter(|(name, _)| **name != identity.name)
-        .filter_map(|(name, node)| route_of(node).map(|r| (name.clone(), r)))
+        .map(|(name, node)| (name.as_str(), node))
         .collect();
-    for (name, (cidr, via)) in &wanted {
+    // Oldest first; RFC 3339 timestamps of one format sort as time does.
+    candidates.sort_by_key(|(name, node)| (node.metadata.creation_timestamp.clone(), *name));
+    let mut taken: Vec<Ipv4Subnet> = own.into_iter().collect();
+    let mut wanted = BTreeMap::new();
+    let mut still_refused = BTreeMap::new();
+    for (name, node) in candidates {
+        let Some((cidr, via)) = route_of(node) else {
+            continue;
+        };
+        let why = match Ipv4Subnet::parse_network(&cidr) {
+            Err(err) => Some(err),
+            Ok(subnet) if !identity.cluster_cidr.covers(subnet) => Some(format!(
+                "outside the cluster's pod network {}",
+                identity.cluster_cidr
+            )),
+            Ok(subnet) if taken.iter().any(|t| t.overlaps(subnet)) => {
+                Some("overlaps this node's or an older node's pod CIDR".to_owned())
+            }
+            Ok(subnet) => {
+                taken.push(subnet);
+                None
+            }
+        };
+        match why {
+            None => {
+                wanted.insert(name.to_owned(), (cidr, via));
+            }
+            Some(why) => {
+                if refused.get(name) != Some(&cidr) {
+                    tracing::warn!(node = %name, %cidr, %why, "not routing the node's pod CIDR");
+                }
+                still_refused.insert(name.to_owned(), cidr);
+            }
+        }
+    }
+    *refused = still_refused;
+    wanted
+}
+
+fn reconcile_routes(
+    wanted: &BTreeMap<String, (String, String)>,
+    installed: &mut BTreeMap<String, (String, String)>,
+) {
+    for (name, (cidr, via)) in wanted {
         if installed.get(name) == Some(&(cidr.clone(), via.clone())) {
             continue;
         }
@@ -310,12 +366,81 @@ fn change_pod_route(
 mod tests {
     use super::*;
 
+    fn cluster_cidr() -> Ipv4Subnet {
+        Ipv4Subnet::parse_network("10.244.0.0/16").expect("subnet")
+    }
+
+    fn node_claiming(name: &str, cidr: &str, created: &str, addr: &str) -> Node {
+        let mut node = node_object(&NodeIdentity {
+            name: name.into(),
+            address: addr.parse().expect("address"),
+            pod_cidr: cidr.into(),
+            cluster_cidr: cluster_cidr(),
+            lease_duration: Duration::from_secs(40),
+            agent_endpoint: None,
+        });
+        node.metadata.creation_timestamp = Some(created.into());
+        node
+    }
+
+    #[test]
+    fn only_pod_cidrs_inside_the_cluster_network_and_unclaimed_are_routed() {
+        let me = NodeIdentity {
+            name: "n1".into(),
+            address: Ipv4Addr::new(198, 18, 0, 1),
+            pod_cidr: "10.244.1.0/24".into(),
+            cluster_cidr: cluster_cidr(),
+            lease_duration: Duration::from_secs(40),
+            agent_endpoint: None,
+        };
+        let t = |s: u8| format!("2026-12-02T10:00:{s:02}Z");
+        let nodes: BTreeMap<String, Node> = [
+            ("n2", "10.244.2.0/24", t(1)),
+            // Every address, a service range, this node's own pods, the
+            // whole pod network, an older node's range: none is routed.
+            ("n3", "0.0.0.0/0", t(2)),
+            ("n4", "10.96.0.0/24", t(3)),
+            ("n5", "10.244.1.0/24", t(4)),
+            ("n6", "10.244.0.0/16", t(5)),
+            ("n7", "10.244.2.0/24", t(6)),
+            ("n8", "10.244.8.0/24", t(7)),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, cidr, created))| {
+            let addr = format!("198.18.0.{}", i + 2);
+            (name.to_owned(), node_claiming(name, cidr, &created, &addr))
+        })
+        .collect();
+        let mut refused = BTreeMap::new();
+        let wanted = wanted_routes(&me, &nodes, &mut refused);
+        assert_eq!(
+            wanted.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["n2", "n8"]
+        );
+        assert_eq!(
+            refused.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["n3", "n4", "n5", "n6", "n7"]
+        );
+        // The older node keeps its range whichever name sorts first.
+        let mut swapped = nodes.clone();
+        swapped
+            .get_mut("n2")
+            .expect("n2")
+            .metadata
+            .creation_timestamp = Some(t(9));
+        let wanted = wanted_routes(&me, &swapped, &mut refused);
+        assert_eq!(wanted["n7"].0, "10.244.2.0/24");
+        assert!(!wanted.contains_key("n2"));
+    }
+
     #[test]
     fn a_node_object_carries_address_cidr_capacity_and_readiness() {
         let node = node_object(&NodeIdentity {
             name: "n1".into(),
             address: Ipv4Addr::new(192, 0, 2, 1),
             pod_cidr: "10.244.1.0/24".into(),
+            cluster_cidr: cluster_cidr(),
             lease_duration: Duration::from_secs(40),
             agent_endpoint: Some("http://192.0.2.1:10250".into()),
         });
