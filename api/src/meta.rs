@@ -62,6 +62,65 @@ pub struct DeleteOptions {
     pub resource_version: String,
     /// Precondition: delete only this incarnation of the object.
     pub uid: String,
+    /// What becomes of the object's dependents; `None`: the kind's
+    /// default, [`PropagationPolicy::Background`].
+    pub propagation_policy: Option<PropagationPolicy>,
+}
+
+/// What a delete does to the objects the deleted one owns (those whose
+/// `ownerReferences` name it), as Kubernetes' `propagationPolicy` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropagationPolicy {
+    /// The owner goes at once; the garbage collector deletes its
+    /// dependents afterwards.
+    Background,
+    /// The owner stays (marked, with the [`FOREGROUND_FINALIZER`]) until
+    /// the collector has deleted its dependents, theirs first.
+    Foreground,
+    /// The dependents stay, no longer owned: the owner stays (with the
+    /// [`ORPHAN_FINALIZER`]) until the collector has removed itself from
+    /// their `ownerReferences`.
+    Orphan,
+}
+
+/// The finalizer of an owner deleted with [`PropagationPolicy::Orphan`].
+pub const ORPHAN_FINALIZER: &str = "orphan";
+/// The finalizer of an owner deleted with [`PropagationPolicy::Foreground`].
+pub const FOREGROUND_FINALIZER: &str = "foregroundDeletion";
+
+impl PropagationPolicy {
+    /// The policy `name` names (`Orphan`, `Background`, `Foreground`).
+    ///
+    /// # Errors
+    /// Any other name, with what is accepted.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "Background" => Ok(Self::Background),
+            "Foreground" => Ok(Self::Foreground),
+            "Orphan" => Ok(Self::Orphan),
+            other => Err(format!(
+                "propagationPolicy {other:?} is not one of Orphan, Background, Foreground"
+            )),
+        }
+    }
+
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Background => "Background",
+            Self::Foreground => "Foreground",
+            Self::Orphan => "Orphan",
+        }
+    }
+
+    /// The finalizer that keeps the owner while the collector works.
+    pub fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Self::Background => None,
+            Self::Foreground => Some(FOREGROUND_FINALIZER),
+            Self::Orphan => Some(ORPHAN_FINALIZER),
+        }
+    }
 }
 
 fn is_zero(value: &i64) -> bool {

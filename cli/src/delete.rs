@@ -1,7 +1,11 @@
 //! `rudderctl delete -f FILE` / `rudderctl delete KIND NAME...`.
 
 use anyhow::{Result, bail};
-use rudder_api::{Kind, meta::DeleteOptions, object};
+use rudder_api::{
+    Kind,
+    meta::{DeleteOptions, PropagationPolicy},
+    object,
+};
 use rudder_client::ClientError;
 
 use crate::{
@@ -36,6 +40,11 @@ pub struct DeleteArgs {
     /// Delete with a grace period of 1 second.
     #[arg(long)]
     now: bool,
+    /// What becomes of the objects' dependents, as with kubectl:
+    /// `background` (deleted after), `foreground` (deleted first, the
+    /// owner waits) or `orphan` (kept, no longer owned).
+    #[arg(long, default_value = "background", value_parser = ["background", "foreground", "orphan"])]
+    cascade: String,
 }
 
 /// The grace period a delete asks for, as kubectl derives it from
@@ -89,8 +98,14 @@ pub fn run(args: DeleteArgs, server: &ServerArgs) -> Result<()> {
         if targets.is_empty() {
             bail!("nothing to delete: give -f FILE or KIND NAME");
         }
+        let policy = match args.cascade.as_str() {
+            "foreground" => PropagationPolicy::Foreground,
+            "orphan" => PropagationPolicy::Orphan,
+            _ => PropagationPolicy::Background,
+        };
         let options = DeleteOptions {
             grace_period_seconds: grace_period(&args)?,
+            propagation_policy: Some(policy),
             ..DeleteOptions::default()
         };
         if args.force {

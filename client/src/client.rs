@@ -400,6 +400,7 @@ impl Client {
             grace_period_seconds,
             resource_version,
             uid,
+            propagation_policy,
         } = options;
         let response = self
             .resources
@@ -411,6 +412,9 @@ impl Client {
                 resource_version: resource_version.clone(),
                 grace_period_seconds: *grace_period_seconds,
                 uid: uid.clone(),
+                propagation_policy: propagation_policy
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default(),
             })
             .await?;
         parse(&response.into_inner().object_json)

@@ -26,7 +26,7 @@ use rudder_api::{
     },
     events::EventType,
     facts::{Conditions, NodeExt, PodExt},
-    meta::{Condition, DeleteOptions, LabelSelector, ObjectMeta},
+    meta::{Condition, DeleteOptions, LabelSelector, ObjectMeta, PropagationPolicy},
     names::NODE_LEASE_NAMESPACE,
 };
 use rudder_client::{Client, ClientError, EventRecorder, ListOptions, WatchEvent};
@@ -1624,5 +1624,171 @@ async fn pods_of_a_deleted_node_are_removed_after_the_quarantine() {
         client.get::<Pod>("default", "housed").await.is_ok(),
         "a pod of an existing node stays"
     );
+    cluster.stop().await;
+}
+
+async fn replica_sets_of(client: &Client, app: &str) -> Vec<ReplicaSet> {
+    client
+        .list::<ReplicaSet>(&ListOptions {
+            namespace: "default".into(),
+            label_selector: format!("app={app}"),
+            ..ListOptions::default()
+        })
+        .await
+        .expect("list replica sets")
+        .items
+}
+
+fn with_policy(policy: PropagationPolicy) -> DeleteOptions {
+    DeleteOptions {
+        propagation_policy: Some(policy),
+        ..DeleteOptions::default()
+    }
+}
+
+/// `kubectl delete --cascade=orphan`: the Deployment goes, its ReplicaSet
+/// and pods stay, no longer owned by it (and nobody collects them).
+#[tokio::test]
+async fn deleting_an_owner_with_orphan_keeps_its_dependents_unowned() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    add_node(&client, "n1", &[], vec![], false).await;
+    client
+        .create(&deployment("web", 2, 1, 0))
+        .await
+        .expect("deployment");
+    eventually("two pods run", || async {
+        pods_of(&client, "web").await.len() == 2
+    })
+    .await;
+    let set = replica_sets_of(&client, "web").await.remove(0);
+    let pods_before: BTreeSet<String> = pods_of(&client, "web")
+        .await
+        .into_iter()
+        .map(|p| p.metadata.uid)
+        .collect();
+    client
+        .delete_with(
+            Kind::Deployment,
+            "default",
+            "web",
+            &with_policy(PropagationPolicy::Orphan),
+        )
+        .await
+        .expect("delete with Orphan");
+    eventually("the deployment is gone", || async {
+        matches!(
+            client.get::<Deployment>("default", "web").await,
+            Err(ClientError::NotFound(_))
+        )
+    })
+    .await;
+    let sets = replica_sets_of(&client, "web").await;
+    assert_eq!(sets.len(), 1, "the ReplicaSet stays");
+    assert_eq!(sets[0].metadata.uid, set.metadata.uid);
+    assert!(
+        sets[0].metadata.owner_references.is_empty(),
+        "no longer owned: {:?}",
+        sets[0].metadata
+    );
+    // Once the collector has handled a later owner's deletion (its
+    // ReplicaSet collected in the background), it has seen this one's.
+    client
+        .create(&deployment("probe", 1, 1, 0))
+        .await
+        .expect("probe deployment");
+    eventually("the probe has its ReplicaSet", || async {
+        !replica_sets_of(&client, "probe").await.is_empty()
+    })
+    .await;
+    client
+        .delete_with(
+            Kind::Deployment,
+            "default",
+            "probe",
+            &with_policy(PropagationPolicy::Background),
+        )
+        .await
+        .expect("delete the probe");
+    eventually("the probe's ReplicaSet is collected", || async {
+        replica_sets_of(&client, "probe").await.is_empty()
+    })
+    .await;
+    let pods_after: BTreeSet<String> = pods_of(&client, "web")
+        .await
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.metadata.uid)
+        .collect();
+    assert_eq!(pods_after, pods_before, "the same pods run on");
+    assert_eq!(replica_sets_of(&client, "web").await.len(), 1);
+    cluster.stop().await;
+}
+
+/// `kubectl delete --cascade=foreground`: the Deployment stays, marked,
+/// until its ReplicaSet is gone, which stays until its pods are gone.
+#[tokio::test]
+async fn deleting_an_owner_in_the_foreground_waits_for_its_dependents() {
+    let cluster = Cluster::start(ControllerConfig::default()).await;
+    let client = cluster.client.clone();
+    add_node(&client, "n1", &[], vec![], false).await;
+    // Its pods are on a node that never confirms a deletion.
+    let mut lost = deployment("lost", 2, 1, 0);
+    lost.spec
+        .template
+        .metadata
+        .labels
+        .insert("kubelet".into(), "lost".into());
+    client.create(&lost).await.expect("deployment");
+    eventually("two pods run", || async {
+        pods_of(&client, "lost").await.len() == 2
+    })
+    .await;
+    let marked = client
+        .delete_with(
+            Kind::Deployment,
+            "default",
+            "lost",
+            &with_policy(PropagationPolicy::Foreground),
+        )
+        .await
+        .expect("delete in the foreground");
+    assert!(
+        marked["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "foregroundDeletion")),
+        "{marked:#}"
+    );
+    eventually("its pods are terminating", || async {
+        let pods = pods_of(&client, "lost").await;
+        pods.len() == 2 && pods.iter().all(|p| p.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    let sets = replica_sets_of(&client, "lost").await;
+    assert_eq!(sets.len(), 1, "the ReplicaSet waits for its pods");
+    assert!(sets[0].metadata.deletion_timestamp.is_some());
+    assert!(
+        client.get::<Deployment>("default", "lost").await.is_ok(),
+        "the Deployment waits for its ReplicaSet"
+    );
+    // The node's pods end: then the ReplicaSet goes, then the Deployment.
+    for pod in pods_of(&client, "lost").await {
+        let force = DeleteOptions {
+            grace_period_seconds: Some(0),
+            ..DeleteOptions::default()
+        };
+        client
+            .delete_with(Kind::Pod, "default", &pod.metadata.name, &force)
+            .await
+            .expect("force delete");
+    }
+    eventually("the ReplicaSet and the Deployment are gone", || async {
+        replica_sets_of(&client, "lost").await.is_empty()
+            && matches!(
+                client.get::<Deployment>("default", "lost").await,
+                Err(ClientError::NotFound(_))
+            )
+    })
+    .await;
     cluster.stop().await;
 }

@@ -5,7 +5,10 @@
 //! the grace period, SIGKILL, sandbox torn down) and then removes it with
 //! grace 0. An object with finalizers stays until the last one is removed;
 //! a Namespace gets the `kubernetes` finalizer, which the namespace
-//! controller removes once everything in it is gone.
+//! controller removes once everything in it is gone. An owner deleted
+//! with `propagationPolicy` Orphan or Foreground gets the `orphan` or
+//! `foregroundDeletion` finalizer, which the garbage collector removes
+//! once it has released or deleted the owner's dependents.
 
 use rudder_api::{Kind, meta::DeleteOptions, object};
 use rudder_kvstore::{
@@ -239,6 +242,14 @@ fn deletion_of(kind: Kind, current: &Value, options: &DeleteOptions) -> Deletion
     if kind == Kind::Namespace && !marked {
         add_namespace_finalizer(&mut next);
     }
+    // Only kinds that own dependents here wait for the collector (it
+    // would never release the finalizer of another kind).
+    if !marked
+        && matches!(kind, Kind::Deployment | Kind::ReplicaSet)
+        && let Some(finalizer) = options.propagation_policy.and_then(|p| p.finalizer())
+    {
+        add_finalizer(&mut next, finalizer);
+    }
     if grace == 0 && pending_finalizers(kind, &next) == 0 {
         return Deletion::Remove;
     }
@@ -260,6 +271,19 @@ fn deletion_of(kind: Kind, current: &Value, options: &DeleteOptions) -> Deletion
         next["status"]["phase"] = json!("Terminating");
     }
     Deletion::Mark(next)
+}
+
+fn add_finalizer(object: &mut Value, finalizer: &str) {
+    let meta = ensure_metadata(object);
+    let list = meta.entry("finalizers").or_insert_with(|| json!([]));
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    if let Some(list) = list.as_array_mut()
+        && !list.iter().any(|f| f == finalizer)
+    {
+        list.push(json!(finalizer));
+    }
 }
 
 fn add_namespace_finalizer(namespace: &mut Value) {

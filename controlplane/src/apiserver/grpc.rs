@@ -5,6 +5,7 @@ use std::pin::Pin;
 use futures::Stream;
 use rudder_api::{
     Kind,
+    meta::PropagationPolicy,
     proto::{
         self, NodeSyncMessage, NodeSyncRequest, node_sync_server::NodeSync,
         resources_server::Resources,
@@ -124,6 +125,10 @@ impl Resources for ApiServer {
     ) -> Result<Response<proto::ObjectResponse>, Status> {
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
+        let propagation_policy = match request.propagation_policy.as_str() {
+            "" => None,
+            name => Some(PropagationPolicy::parse(name).map_err(Status::invalid_argument)?),
+        };
         let deleted = ApiServer::delete(
             self,
             kind,
@@ -133,6 +138,7 @@ impl Resources for ApiServer {
                 grace_period_seconds: request.grace_period_seconds,
                 resource_version: request.resource_version.clone(),
                 uid: request.uid.clone(),
+                propagation_policy,
             },
         )
         .await

@@ -27,7 +27,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use rudder_api::Kind;
+use rudder_api::{Kind, meta::PropagationPolicy};
 use serde_json::{Value, json};
 use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 
@@ -436,9 +436,10 @@ fn patch_names_version(body: &[u8]) -> bool {
     })
 }
 
-/// A DELETE's options, as kubectl sends them: `gracePeriodSeconds` and
-/// `resourceVersion` in the query, or a `DeleteOptions` body
-/// (`gracePeriodSeconds`, `preconditions.uid`/`resourceVersion`).
+/// A DELETE's options, as kubectl sends them: `gracePeriodSeconds`,
+/// `resourceVersion` and `propagationPolicy` in the query, or a
+/// `DeleteOptions` body (`gracePeriodSeconds`, `propagationPolicy` or the
+/// older `orphanDependents`, `preconditions.uid`/`resourceVersion`).
 fn delete_options(
     query: &HashMap<String, String>,
     body: &Bytes,
@@ -475,10 +476,48 @@ fn delete_options(
         Some(version) => version.clone(),
         None => precondition("resourceVersion"),
     };
+    let propagation_policy = match (
+        query.get("propagationPolicy").map(String::as_str),
+        body.get("propagationPolicy"),
+    ) {
+        (Some(name), _) => Some(name),
+        (None, None | Some(Value::Null)) => None,
+        (None, Some(Value::String(name))) => Some(name.as_str()),
+        (None, Some(other)) => {
+            return Err(ApiServerError::BadRequest(format!(
+                "DeleteOptions.propagationPolicy {other} is not a string"
+            )));
+        }
+    }
+    .map(PropagationPolicy::parse)
+    .transpose()
+    .map_err(ApiServerError::BadRequest)?;
+    let orphan_dependents = match query.get("orphanDependents").map(String::as_str) {
+        Some("true") => Some(true),
+        Some("false") => Some(false),
+        Some(other) => {
+            return Err(ApiServerError::BadRequest(format!(
+                "orphanDependents {other:?} is not true or false"
+            )));
+        }
+        None => body.get("orphanDependents").and_then(Value::as_bool),
+    };
+    let propagation_policy = match (propagation_policy, orphan_dependents) {
+        (Some(_), Some(_)) => {
+            return Err(ApiServerError::BadRequest(
+                "DeleteOptions: give propagationPolicy or orphanDependents, not both".to_owned(),
+            ));
+        }
+        (Some(policy), None) => Some(policy),
+        (None, Some(true)) => Some(PropagationPolicy::Orphan),
+        (None, Some(false)) => Some(PropagationPolicy::Background),
+        (None, None) => None,
+    };
     Ok(DeleteOptions {
         grace_period_seconds,
         resource_version,
         uid: precondition("uid"),
+        propagation_policy,
     })
 }
 
