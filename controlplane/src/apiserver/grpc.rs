@@ -65,7 +65,7 @@ impl Resources for ApiServer {
         let object = parse_object(kind, &request.object_json)?;
         let (namespace, _) = identity_of(kind, &object);
         let attributes = Attributes::resource("create", kind, "", &namespace, "");
-        self.authorize(user.as_ref(), &attributes, Some(&object))
+        self.authorize_and_admit(user.as_ref(), &attributes, Some(&object))
             .await
             .map_err(status_of)?;
         self.check_escalation(user.as_ref(), kind, &object)
@@ -85,7 +85,7 @@ impl Resources for ApiServer {
         let kind = kind_of(&request.kind)?;
         let namespace = effective_namespace(kind, &request.namespace);
         let attributes = Attributes::resource("get", kind, "", &namespace, &request.name);
-        self.authorize(user.as_ref(), &attributes, None)
+        self.authorize_and_admit(user.as_ref(), &attributes, None)
             .await
             .map_err(status_of)?;
         let object = ApiServer::get(self, kind, &request.namespace, &request.name)
@@ -102,7 +102,7 @@ impl Resources for ApiServer {
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
         let attributes = Attributes::resource("list", kind, "", &request.namespace, "");
-        self.authorize(user.as_ref(), &attributes, None)
+        self.authorize_and_admit(user.as_ref(), &attributes, None)
             .await
             .map_err(status_of)?;
         let filter = Filter::parse(
@@ -133,7 +133,7 @@ impl Resources for ApiServer {
         let object = parse_object(kind, &request.object_json)?;
         let (namespace, name) = identity_of(kind, &object);
         let attributes = Attributes::resource("update", kind, "", &namespace, &name);
-        self.authorize(user.as_ref(), &attributes, Some(&object))
+        self.authorize_and_admit(user.as_ref(), &attributes, Some(&object))
             .await
             .map_err(status_of)?;
         self.check_escalation(user.as_ref(), kind, &object)
@@ -154,7 +154,7 @@ impl Resources for ApiServer {
         let object = parse_object(kind, &request.object_json)?;
         let (namespace, name) = identity_of(kind, &object);
         let attributes = Attributes::resource("update", kind, "status", &namespace, &name);
-        self.authorize(user.as_ref(), &attributes, Some(&object))
+        self.authorize_and_admit(user.as_ref(), &attributes, Some(&object))
             .await
             .map_err(status_of)?;
         let updated = ApiServer::update(self, kind, object, true)
@@ -172,7 +172,7 @@ impl Resources for ApiServer {
         let kind = kind_of(&request.kind)?;
         let namespace = effective_namespace(kind, &request.namespace);
         let attributes = Attributes::resource("delete", kind, "", &namespace, &request.name);
-        self.authorize(user.as_ref(), &attributes, None)
+        self.authorize_and_admit(user.as_ref(), &attributes, None)
             .await
             .map_err(status_of)?;
         let deleted = ApiServer::delete(
@@ -199,7 +199,7 @@ impl Resources for ApiServer {
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
         let attributes = Attributes::resource("watch", kind, "", &request.namespace, "");
-        self.authorize(user.as_ref(), &attributes, None)
+        self.authorize_and_admit(user.as_ref(), &attributes, None)
             .await
             .map_err(status_of)?;
         let filter = Filter::parse(

@@ -159,7 +159,7 @@ async fn handle(
         && let Some(document) = discovery::document(uri.path())
     {
         let attributes = Attributes::non_resource("get", uri.path());
-        if let Err(err) = api.authorize(user.as_ref(), &attributes, None).await {
+        if let Err(err) = api.authorize(user.as_ref(), &attributes) {
             return error_response(&err);
         }
         return json_response(StatusCode::OK, &document);
@@ -220,7 +220,7 @@ async fn review(
             ..authz::ResourceAttributes::default()
         }),
     };
-    api.authorize(user, &attributes, None).await?;
+    api.authorize(user, &attributes)?;
     let review = if protobuf::is_protobuf(content_type) {
         protobuf::decode(protobuf::Message::SelfSubjectAccessReview, body)?
     } else {
@@ -271,8 +271,25 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         name,
         subresource,
     } = target;
-    // A create's object is read first: NodeRestriction looks at its name.
-    let created = if method == Method::POST && name.is_none() {
+    let verb = verb_of(
+        &method,
+        name.is_some(),
+        matches!(param("watch"), "true" | "1"),
+    );
+    let creating = method == Method::POST && name.is_none();
+    // A create into a namespaced kind without a namespace in the path goes
+    // to the body's namespace: authorised there once the body is read.
+    if !(creating && kind.namespaced() && namespace.is_empty()) {
+        let attributes = Attributes::resource(
+            verb,
+            kind,
+            subresource.as_str(),
+            &namespace,
+            name.as_deref().unwrap_or_default(),
+        );
+        api.authorize(user, &attributes)?;
+    }
+    let created = if creating {
         let mut object = parse_body(kind, content_type, &body)?;
         if kind.namespaced() && !namespace.is_empty() {
             object["metadata"]["namespace"] = json!(namespace);
@@ -281,28 +298,23 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
     } else {
         None
     };
-    let create_namespace = match &created {
+    let target_namespace = match &created {
         Some(object) if kind.namespaced() && namespace.is_empty() => {
-            super::storage::effective_namespace(
-                kind,
-                &rudder_api::object::metadata_of(object).namespace,
-            )
+            let body_namespace = rudder_api::object::metadata_of(object).namespace;
+            let effective = super::storage::effective_namespace(kind, &body_namespace);
+            api.authorize(user, &Attributes::resource(verb, kind, "", &effective, ""))?;
+            effective
         }
         _ => namespace.clone(),
     };
-    let verb = verb_of(
-        &method,
-        name.is_some(),
-        matches!(param("watch"), "true" | "1"),
-    );
     let attributes = Attributes::resource(
         verb,
         kind,
         subresource.as_str(),
-        &create_namespace,
+        &target_namespace,
         name.as_deref().unwrap_or_default(),
     );
-    api.authorize(user, &attributes, created.as_ref()).await?;
+    api.admit(user, &attributes, created.as_ref()).await?;
     if subresource == Subresource::Scale
         && let Some(name) = &name
     {

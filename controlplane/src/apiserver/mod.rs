@@ -49,6 +49,11 @@ pub use self::{
     watch::{EventType, ResourceEvent},
 };
 
+/// The refusal of a request no authentication middleware vouched for.
+fn unauthenticated() -> ApiServerError {
+    ApiServerError::Forbidden("the request carries no authenticated user".to_owned())
+}
+
 /// The API server's operations, shared by the gRPC and HTTP front ends.
 #[derive(Debug, Clone)]
 pub struct ApiServer {
@@ -80,37 +85,59 @@ impl ApiServer {
     }
 
     /// Whether `user` (`None`: nobody authenticated) may make the request
-    /// `attributes` describe; for node identities also NodeRestriction,
-    /// with `body` the object a create sends.
+    /// `attributes` describe.
     ///
     /// # Errors
-    /// [`ApiServerError::Forbidden`] in Kubernetes' words; store errors
-    /// of NodeRestriction's reads.
-    pub async fn authorize(
+    /// [`ApiServerError::Forbidden`] in Kubernetes' words.
+    pub fn authorize(
         &self,
         user: Option<&UserInfo>,
         attributes: &Attributes<'_>,
-        body: Option<&Value>,
     ) -> Result<(), ApiServerError> {
-        let Some(user) = user else {
-            return Err(ApiServerError::Forbidden(
-                "the request carries no authenticated user".to_owned(),
-            ));
-        };
-        if let Decision::Deny(reason) = self.authorizer.decide(user, attributes) {
-            return Err(ApiServerError::Forbidden(
+        let user = user.ok_or_else(unauthenticated)?;
+        match self.authorizer.decide(user, attributes) {
+            Decision::Allow => Ok(()),
+            Decision::Deny(reason) => Err(ApiServerError::Forbidden(
                 Refusal {
                     user,
                     attributes,
                     reason,
                 }
                 .to_string(),
-            ));
+            )),
         }
+    }
+
+    /// Admission after authorisation: for node identities, NodeRestriction,
+    /// with `body` the object a create sends.
+    ///
+    /// # Errors
+    /// [`ApiServerError::Forbidden`]; store errors of its reads.
+    pub async fn admit(
+        &self,
+        user: Option<&UserInfo>,
+        attributes: &Attributes<'_>,
+        body: Option<&Value>,
+    ) -> Result<(), ApiServerError> {
+        let user = user.ok_or_else(unauthenticated)?;
         if let Some(node) = authz::node::node_of(user) {
             authz::node_restriction::admit(self, node, attributes, body).await?;
         }
         Ok(())
+    }
+
+    /// [`ApiServer::authorize`], then [`ApiServer::admit`].
+    ///
+    /// # Errors
+    /// As both.
+    pub async fn authorize_and_admit(
+        &self,
+        user: Option<&UserInfo>,
+        attributes: &Attributes<'_>,
+        body: Option<&Value>,
+    ) -> Result<(), ApiServerError> {
+        self.authorize(user, attributes)?;
+        self.admit(user, attributes, body).await
     }
 
     /// Refuses a Role or binding granting what `user` does not hold
@@ -133,9 +160,7 @@ impl ApiServer {
         match user {
             Some(user) if user.groups.iter().any(|g| g == crate::auth::MASTERS_GROUP) => Ok(()),
             Some(user) => authz::escalation::check(user, self.authorizer.view(), kind, object),
-            None => Err(ApiServerError::Forbidden(
-                "the request carries no authenticated user".to_owned(),
-            )),
+            None => Err(unauthenticated()),
         }
     }
 

@@ -20,7 +20,7 @@ use tonic::Status;
 
 use crate::{
     auth::UserInfo,
-    authz::{self, Attributes, Decision, attributes::Refusal},
+    authz::{self, Attributes},
 };
 
 use super::{
@@ -71,17 +71,7 @@ pub fn authorize(
         Kind::Endpoints,
         Kind::EndpointSlice,
     ] {
-        let attributes = Attributes::resource("watch", kind, "", "", "");
-        if let Decision::Deny(reason) = api.authorizer().decide(user, &attributes) {
-            return Err(ApiServerError::Forbidden(
-                Refusal {
-                    user,
-                    attributes: &attributes,
-                    reason,
-                }
-                .to_string(),
-            ));
-        }
+        api.authorize(Some(user), &Attributes::resource("watch", kind, "", "", ""))?;
     }
     Ok(())
 }

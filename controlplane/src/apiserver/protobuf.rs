@@ -3,8 +3,10 @@
 //! send for some kinds (`kubectl auth can-i`, `kubectl create
 //! clusterrolebinding`): the `k8s\0` magic, a `runtime.Unknown` envelope
 //! (type meta + raw message), and the message itself, decoded here into
-//! the JSON object the rest of the server handles. Only the kinds
-//! kubectl sends this way are understood; replies are always JSON.
+//! the JSON object the rest of the server handles. Only namespaces, the
+//! RBAC kinds and access reviews are understood (what `kubectl create
+//! namespace|role|clusterrole|rolebinding|clusterrolebinding` and `kubectl
+//! auth can-i` send); replies are always JSON.
 
 use rudder_api::Kind;
 use serde_json::{Map, Value, json};
@@ -70,9 +72,10 @@ pub fn decode(expected: Message, body: &[u8]) -> Result<Value, ApiServerError> {
         Message::SelfSubjectAccessReview => &SSAR,
         Message::Kind(Kind::Role | Kind::ClusterRole) => &ROLE,
         Message::Kind(Kind::RoleBinding | Kind::ClusterRoleBinding) => &BINDING,
+        Message::Kind(Kind::Namespace) => &NAMESPACE,
         Message::Kind(other) => {
             return Err(ApiServerError::UnsupportedMediaType(format!(
-                "{}: send it as JSON (application/json); protobuf is only taken for RBAC objects and access reviews",
+                "{}: send it as JSON (application/json); protobuf is only taken for namespaces, RBAC objects and access reviews",
                 other.plural()
             )));
         }
@@ -195,6 +198,11 @@ static META: [(u64, &str, Shape); 7] = [
     (6, "resourceVersion", Shape::Text),
     (11, "labels", Shape::Map),
     (12, "annotations", Shape::Map),
+];
+static NAMESPACE_SPEC: [(u64, &str, Shape); 1] = [(1, "finalizers", Shape::TextList)];
+static NAMESPACE: [(u64, &str, Shape); 2] = [
+    (1, "metadata", Shape::Object(&META)),
+    (2, "spec", Shape::Object(&NAMESPACE_SPEC)),
 ];
 static RULE: [(u64, &str, Shape); 5] = [
     (1, "verbs", Shape::TextList),
