@@ -390,8 +390,27 @@ async fn a_user_without_bindings_is_denied_everything_but_discovery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_auth_can_i_answers_yes_and_no() {
     let (cluster, _, admin_config) = Cluster::with_namespace("dev").await;
-    let (ok, out, err) = cluster.apply(&admin_config, JANE_READS_DEV).await;
-    assert!(ok, "apply: {out}{err}");
+    // As the operations guide grants a role (kubectl sends both as protobuf).
+    let role = [
+        "create",
+        "role",
+        "pod-reader",
+        "-n",
+        "dev",
+        "--verb=get,list,watch",
+        "--resource=pods,pods/status",
+    ];
+    cluster.kubectl_ok(&admin_config, &role).await;
+    let bind = [
+        "create",
+        "rolebinding",
+        "jane-reads",
+        "-n",
+        "dev",
+        "--role=pod-reader",
+        "--user=jane",
+    ];
+    cluster.kubectl_ok(&admin_config, &bind).await;
     let jane = cluster.kubeconfig("jane", &[]);
     eventually("jane's binding reaching the authoriser", || async {
         cluster
