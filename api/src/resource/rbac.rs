@@ -214,3 +214,81 @@ pub(crate) fn check_path_segment(name: &str) -> Result<(), &'static str> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::{Kind, object::normalize};
+
+    #[test]
+    fn bindings_must_name_a_role_of_the_rbac_group() {
+        let binding = |kind: &str, role_kind: &str, group: &str| {
+            json!({"kind": kind, "metadata": {"name": "b", "namespace": "dev"},
+                   "subjects": [{"kind": "User", "name": "jane"}],
+                   "roleRef": {"apiGroup": group, "kind": role_kind, "name": "system:node"}})
+        };
+        let ok = normalize(
+            Kind::RoleBinding,
+            binding("RoleBinding", "ClusterRole", "rbac.authorization.k8s.io"),
+        )
+        .expect("valid");
+        assert_eq!(
+            ok["subjects"][0]["apiGroup"], "rbac.authorization.k8s.io",
+            "defaulted"
+        );
+        let err = normalize(
+            Kind::RoleBinding,
+            binding("RoleBinding", "Pod", "rbac.authorization.k8s.io"),
+        )
+        .expect_err("a Pod is no role")
+        .to_string();
+        assert!(
+            err.contains("roleRef.kind: \"Pod\": must be Role or ClusterRole"),
+            "{err}"
+        );
+        let mut cluster = binding("ClusterRoleBinding", "Role", "");
+        cluster["metadata"] = json!({"name": "system:b"});
+        let err = normalize(Kind::ClusterRoleBinding, cluster)
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            err.contains("roleRef.kind: \"Role\": must be ClusterRole"),
+            "{err}"
+        );
+        assert!(err.contains("roleRef.apiGroup"), "{err}");
+    }
+
+    #[test]
+    fn rules_need_verbs_and_a_target_and_roles_take_no_urls() {
+        let role = |rules: serde_json::Value| json!({"kind": "Role", "metadata": {"name": "r", "namespace": "dev"}, "rules": rules});
+        normalize(
+            Kind::Role,
+            role(json!([{"apiGroups": [""], "resources": ["pods/status"], "verbs": ["get"]}])),
+        )
+        .expect("valid");
+        let err = normalize(
+            Kind::Role,
+            role(json!([
+                {"apiGroups": [""], "resources": ["pods"]},
+                {"verbs": ["get"], "nonResourceURLs": ["/healthz"]},
+                {"verbs": ["get"]}
+            ])),
+        )
+        .expect_err("invalid")
+        .to_string();
+        assert!(err.contains("rules[0].verbs: required"), "{err}");
+        assert!(
+            err.contains("rules[1].nonResourceURLs: only ClusterRoles"),
+            "{err}"
+        );
+        assert!(err.contains("rules[2].resources: required"), "{err}");
+        let err = normalize(
+            Kind::ClusterRole,
+            json!({"kind": "ClusterRole", "metadata": {"name": "a/b"}}),
+        )
+        .expect_err("a slash in the name")
+        .to_string();
+        assert!(err.contains("metadata.name"), "{err}");
+    }
+}

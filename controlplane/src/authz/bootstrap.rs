@@ -298,3 +298,97 @@ async fn ensure_object(
         Err(err) => Err(err),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rudder_api::rbac::ClusterRoleBinding;
+
+    use super::*;
+    use crate::{
+        auth::UserInfo,
+        authz::{
+            Attributes,
+            rbac::{Policy, RbacIndex},
+        },
+    };
+
+    fn default_index() -> RbacIndex {
+        let mut policy = Policy::default();
+        for (name, rules) in cluster_roles() {
+            policy.cluster_roles.insert(
+                name.to_owned(),
+                ClusterRole {
+                    rules,
+                    ..ClusterRole::default()
+                },
+            );
+        }
+        for (name, subject) in cluster_role_bindings() {
+            policy.cluster_role_bindings.insert(
+                name.to_owned(),
+                ClusterRoleBinding {
+                    subjects: vec![subject],
+                    role_ref: RoleRef {
+                        api_group: GROUP.to_owned(),
+                        kind: "ClusterRole".to_owned(),
+                        name: name.to_owned(),
+                    },
+                    ..ClusterRoleBinding::default()
+                },
+            );
+        }
+        RbacIndex::build(&policy)
+    }
+
+    fn user(name: &str) -> UserInfo {
+        UserInfo {
+            name: name.to_owned(),
+            uid: String::new(),
+            groups: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_namespace_controller_may_empty_a_namespace_of_every_kind() {
+        let index = default_index();
+        let controllers = user(CONTROLLER_MANAGER_USER);
+        for kind in Kind::ALL.into_iter().filter(|kind| kind.namespaced()) {
+            for verb in ["list", "delete"] {
+                assert!(
+                    index.allows(
+                        &controllers,
+                        &Attributes::resource(verb, kind, "", "x", "o")
+                    ),
+                    "{CONTROLLER_MANAGER_USER} may not {verb} {kind}"
+                );
+            }
+        }
+        assert!(
+            !index.allows(
+                &controllers,
+                &Attributes::resource("create", Kind::ClusterRoleBinding, "", "", "")
+            ),
+            "the controllers grant nothing"
+        );
+    }
+
+    #[test]
+    fn everyone_reads_discovery_and_asks_but_nothing_more() {
+        let index = default_index();
+        let anyone = user("someone");
+        assert!(index.allows(&anyone, &Attributes::non_resource("get", "/apis/apps/v1")));
+        assert!(!index.allows(
+            &anyone,
+            &Attributes::resource("list", Kind::Pod, "", "default", "")
+        ));
+        let scheduler = user(SCHEDULER_USER);
+        assert!(index.allows(
+            &scheduler,
+            &Attributes::resource("update", Kind::Pod, "", "a", "p")
+        ));
+        assert!(!index.allows(
+            &scheduler,
+            &Attributes::resource("delete", Kind::Pod, "", "a", "p")
+        ));
+    }
+}
