@@ -91,7 +91,18 @@ fn workload_rules(verbs: &[&str]) -> Vec<PolicyRule> {
 }
 
 /// The default ClusterRoles.
-pub fn cluster_roles() -> Vec<(&'static str, Vec<PolicyRule>)> {
+pub fn cluster_roles() -> Vec<ClusterRole> {
+    cluster_role_rules()
+        .into_iter()
+        .map(|(name, rules)| ClusterRole {
+            metadata: metadata(name),
+            rules,
+            ..ClusterRole::default()
+        })
+        .collect()
+}
+
+fn cluster_role_rules() -> Vec<(&'static str, Vec<PolicyRule>)> {
     let mut edit = workload_rules(ALL_VERBS);
     edit.push(rule(READ, &[""], &["namespaces"]));
     let mut admin = edit.clone();
@@ -197,8 +208,25 @@ fn subject(kind: &str, name: &str) -> Subject {
     }
 }
 
-/// The default ClusterRoleBindings: (binding and role name, subject).
-pub fn cluster_role_bindings() -> Vec<(&'static str, Subject)> {
+/// The default ClusterRoleBindings, each to the ClusterRole of its name.
+pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
+    binding_subjects()
+        .into_iter()
+        .map(|(name, subject)| ClusterRoleBinding {
+            metadata: metadata(name),
+            subjects: vec![subject],
+            role_ref: RoleRef {
+                api_group: GROUP.to_owned(),
+                kind: "ClusterRole".to_owned(),
+                name: name.to_owned(),
+            },
+            ..ClusterRoleBinding::default()
+        })
+        .collect()
+}
+
+/// (binding and role name, subject).
+fn binding_subjects() -> Vec<(&'static str, Subject)> {
     vec![
         ("cluster-admin", subject("Group", MASTERS_GROUP)),
         ("system:discovery", subject("Group", AUTHENTICATED_GROUP)),
@@ -227,33 +255,14 @@ fn metadata(name: &str) -> ObjectMeta {
 /// # Errors
 /// Store errors.
 pub async fn ensure(api: &ApiServer) -> Result<(), ApiServerError> {
-    for (name, rules) in cluster_roles() {
-        let role = ClusterRole {
-            metadata: metadata(name),
-            rules,
-            ..ClusterRole::default()
-        };
-        ensure_object(api, Kind::ClusterRole, name, to_value(&role)?, "rules").await?;
+    for role in cluster_roles() {
+        let name = role.metadata.name.clone();
+        ensure_object(api, Kind::ClusterRole, &name, to_value(&role)?, "rules").await?;
     }
-    for (name, subject) in cluster_role_bindings() {
-        let binding = ClusterRoleBinding {
-            metadata: metadata(name),
-            subjects: vec![subject],
-            role_ref: RoleRef {
-                api_group: GROUP.to_owned(),
-                kind: "ClusterRole".to_owned(),
-                name: name.to_owned(),
-            },
-            ..ClusterRoleBinding::default()
-        };
-        ensure_object(
-            api,
-            Kind::ClusterRoleBinding,
-            name,
-            to_value(&binding)?,
-            "subjects",
-        )
-        .await?;
+    for binding in cluster_role_bindings() {
+        let name = binding.metadata.name.clone();
+        let binding = to_value(&binding)?;
+        ensure_object(api, Kind::ClusterRoleBinding, &name, binding, "subjects").await?;
     }
     Ok(())
 }
@@ -301,8 +310,6 @@ async fn ensure_object(
 
 #[cfg(test)]
 mod tests {
-    use rudder_api::rbac::ClusterRoleBinding;
-
     use super::*;
     use crate::{
         auth::UserInfo,
@@ -314,28 +321,15 @@ mod tests {
 
     fn default_index() -> RbacIndex {
         let mut policy = Policy::default();
-        for (name, rules) in cluster_roles() {
-            policy.cluster_roles.insert(
-                name.to_owned(),
-                ClusterRole {
-                    rules,
-                    ..ClusterRole::default()
-                },
-            );
+        for role in cluster_roles() {
+            policy
+                .cluster_roles
+                .insert(role.metadata.name.clone(), role);
         }
-        for (name, subject) in cluster_role_bindings() {
-            policy.cluster_role_bindings.insert(
-                name.to_owned(),
-                ClusterRoleBinding {
-                    subjects: vec![subject],
-                    role_ref: RoleRef {
-                        api_group: GROUP.to_owned(),
-                        kind: "ClusterRole".to_owned(),
-                        name: name.to_owned(),
-                    },
-                    ..ClusterRoleBinding::default()
-                },
-            );
+        for binding in cluster_role_bindings() {
+            policy
+                .cluster_role_bindings
+                .insert(binding.metadata.name.clone(), binding);
         }
         RbacIndex::build(&policy)
     }
