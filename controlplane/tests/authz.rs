@@ -625,6 +625,23 @@ async fn a_node_touches_only_its_own_objects_and_pods() {
         .await
         .expect("b updates its own status");
     forbidden("a deletes b", a.delete::<Node>("", "b").await);
+    // Its own Node, but neither its taints nor admins' labels.
+    let mut own_node: Node = a.get("", "a").await.expect("a reads itself");
+    own_node.metadata.labels.insert("zone".into(), "z1".into());
+    let own_node = a.update(&own_node).await.expect("a labels itself");
+    let mut tainted = own_node.clone();
+    tainted.spec.taints.push(rudder_api::core::Taint {
+        key: "mine".into(),
+        effect: "NoSchedule".into(),
+        ..rudder_api::core::Taint::default()
+    });
+    forbidden("a taints itself", a.update(&tainted).await);
+    let mut claimed = own_node;
+    claimed
+        .metadata
+        .labels
+        .insert("node-restriction.kubernetes.io/tier".into(), "gold".into());
+    forbidden("a claims an admin's label", a.update(&claimed).await);
 
     a.create(&lease("a")).await.expect("a's lease");
     forbidden("a creates b's lease", a.create(&lease("b")).await);

@@ -289,17 +289,35 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         );
         api.authorize(user, &attributes)?;
     }
-    let created = if creating {
-        let mut object = parse_body(kind, content_type, &body)?;
-        if kind.namespaced() && !namespace.is_empty() {
-            object["metadata"]["namespace"] = json!(namespace);
+    // The object a create or update sends, read before admission
+    // (NodeRestriction looks at it).
+    let sent = match (&method, &name) {
+        (&Method::POST, None) => {
+            let mut object = parse_body(kind, content_type, &body)?;
+            if kind.namespaced() && !namespace.is_empty() {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
+            Some(object)
         }
-        Some(object)
-    } else {
-        None
+        (&Method::PUT, Some(name)) if subresource != Subresource::Scale => {
+            let mut object = parse_body(kind, content_type, &body)?;
+            let body_name = rudder_api::object::name_of(&object);
+            if !body_name.is_empty() && body_name != *name {
+                return Err(ApiServerError::BadRequest(format!(
+                    "{}: the name in the body ({body_name:?}) does not match the URL ({name:?})",
+                    kind.name().to_lowercase()
+                )));
+            }
+            object["metadata"]["name"] = json!(name);
+            if kind.namespaced() {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
+            Some(object)
+        }
+        _ => None,
     };
-    let target_namespace = match &created {
-        Some(object) if kind.namespaced() && namespace.is_empty() => {
+    let target_namespace = match &sent {
+        Some(object) if creating && kind.namespaced() && namespace.is_empty() => {
             let body_namespace = rudder_api::object::metadata_of(object).namespace;
             let effective = super::storage::effective_namespace(kind, &body_namespace);
             api.authorize(user, &Attributes::resource(verb, kind, "", &effective, ""))?;
@@ -314,7 +332,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         &target_namespace,
         name.as_deref().unwrap_or_default(),
     );
-    api.admit(user, &attributes, created.as_ref()).await?;
+    api.admit(user, &attributes, sent.as_ref()).await?;
     if subresource == Subresource::Scale
         && let Some(name) = &name
     {
@@ -355,7 +373,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             ))
         }
         (Method::POST, None) => {
-            let object = created.unwrap_or_default();
+            let object = sent.unwrap_or_default();
             api.check_escalation(user, kind, &object)?;
             Ok(json_response(
                 StatusCode::CREATED,
@@ -371,19 +389,8 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             }
             Ok(json_response(StatusCode::OK, &object))
         }
-        (Method::PUT, Some(name)) => {
-            let mut object = parse_body(kind, content_type, &body)?;
-            let body_name = rudder_api::object::name_of(&object);
-            if !body_name.is_empty() && body_name != name {
-                return Err(ApiServerError::BadRequest(format!(
-                    "{}: the name in the body ({body_name:?}) does not match the URL ({name:?})",
-                    kind.name().to_lowercase()
-                )));
-            }
-            object["metadata"]["name"] = json!(name);
-            if kind.namespaced() {
-                object["metadata"]["namespace"] = json!(namespace);
-            }
+        (Method::PUT, Some(_)) => {
+            let object = sent.unwrap_or_default();
             api.check_escalation(user, kind, &object)?;
             Ok(json_response(
                 StatusCode::OK,

@@ -40,9 +40,10 @@ pub fn allows(node: &str, attributes: &Attributes<'_>) -> bool {
         }
         // Its own Node: register (the name is checked in the body) and
         // keep it and its status current.
+        // (No patch: NodeRestriction checks the whole object an update sends.)
         ("", "nodes", "") => match verb {
             "create" => r.name.is_empty() || r.name == node,
-            "update" | "patch" => r.name == node,
+            "update" => r.name == node,
             _ => false,
         },
         ("", "nodes", "status") => matches!(verb, "get" | "update" | "patch") && r.name == node,
@@ -83,7 +84,7 @@ pub fn node_cluster_role_rules() -> Vec<rbac::PolicyRule> {
             "discovery.k8s.io",
             &["endpointslices"],
         ),
-        rule(&["create", "update", "patch"], "", &["nodes"]),
+        rule(&["create", "update"], "", &["nodes"]),
         rule(&["get", "update", "patch"], "", &["nodes/status"]),
         rule(
             &["get", "create", "update", "patch"],

@@ -1,7 +1,8 @@
 //! NodeRestriction: what the node authoriser cannot see in a request's
 //! attributes, checked against the objects. A node may create only its
-//! own Node and Lease (the name is in the body), and reach only pods
-//! bound to it (`spec.nodeName`, read from the store). Applies to node
+//! own Node and Lease (the name is in the body), may not change its own
+//! taints or `node-restriction.kubernetes.io/` labels, and reaches only
+//! pods bound to it (`spec.nodeName`, read from the store). Applies to node
 //! identities however they were authorised, RBAC included.
 
 use rudder_api::{Kind, names::NODE_LEASE_NAMESPACE};
@@ -9,6 +10,24 @@ use serde_json::Value;
 
 use super::attributes::{Attributes, Target};
 use crate::apiserver::{ApiServer, ApiServerError};
+
+/// Labels only admins may set on a Node (workloads select nodes by them,
+/// so a node must not claim them), as in Kubernetes.
+const RESTRICTED_LABEL_PREFIX: &str = "node-restriction.kubernetes.io/";
+
+/// The restricted labels of a Node.
+fn restricted_labels(node: &Value) -> Vec<(&str, &Value)> {
+    node.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|labels| {
+            labels
+                .iter()
+                .filter(|(key, _)| key.starts_with(RESTRICTED_LABEL_PREFIX))
+                .map(|(key, value)| (key.as_str(), value))
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 /// Checks a request of node `node`; `body` is the object a create or
 /// update sends.
@@ -36,6 +55,28 @@ pub async fn admit(
             "may only create its own Node object, not {:?}",
             body_name()
         )),
+        ("", "nodes") if attributes.verb == "update" && r.subresource.is_empty() => {
+            let Some(sent) = body else {
+                return Ok(());
+            };
+            let current = match api.get(Kind::Node, "", r.name).await {
+                Ok(current) => current,
+                Err(ApiServerError::NotFound(_)) => return Ok(()),
+                Err(err) => return Err(err),
+            };
+            if sent.pointer("/spec/taints") != current.pointer("/spec/taints") {
+                return refuse(
+                    "may not change its own taints (the node lifecycle controller and admins do)"
+                        .to_owned(),
+                );
+            }
+            if restricted_labels(sent) != restricted_labels(&current) {
+                return refuse(format!(
+                    "may not change its own {RESTRICTED_LABEL_PREFIX}* labels"
+                ));
+            }
+            Ok(())
+        }
         ("coordination.k8s.io", "leases")
             if attributes.verb == "create"
                 && (body_name() != node || r.namespace != NODE_LEASE_NAMESPACE) =>

@@ -158,11 +158,13 @@ impl RbacView {
         };
         edit(&mut policy);
         let index = Arc::new(RbacIndex::build(&policy));
-        drop(policy);
+        // Published under the policy's lock: another kind's change built
+        // meanwhile must not be overwritten by this older index.
         match self.index.write() {
             Ok(mut current) => *current = index,
             Err(poisoned) => *poisoned.into_inner() = index,
         }
+        drop(policy);
     }
 }
 
