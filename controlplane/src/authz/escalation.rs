@@ -15,31 +15,27 @@ use crate::{apiserver::ApiServerError, auth::UserInfo};
 /// Checks that `user` may write `object` (of an RBAC kind; other kinds
 /// pass).
 ///
+/// An object that does not decode passes: the write's validation, which
+/// decodes it the same way, refuses it naming the field at fault.
+///
 /// # Errors
-/// [`ApiServerError::Forbidden`] naming the first rule not held;
-/// [`ApiServerError::Invalid`] when the object does not decode.
+/// [`ApiServerError::Forbidden`] naming the first rule not held.
 pub fn check(
     user: &UserInfo,
     view: &RbacView,
     kind: Kind,
     object: &Value,
 ) -> Result<(), ApiServerError> {
-    let decode = |err: serde_json::Error| {
-        ApiServerError::BadRequest(format!("{}: {err}", kind.name().to_lowercase()))
-    };
     let index = view.index();
     let meta = rudder_api::object::metadata_of(object);
     match kind {
         Kind::Role | Kind::ClusterRole => {
             let rules = if kind == Kind::Role {
-                serde_json::from_value::<Role>(object.clone())
-                    .map_err(decode)?
-                    .rules
+                decoded::<Role>(object).map(|role| role.rules)
             } else {
-                serde_json::from_value::<ClusterRole>(object.clone())
-                    .map_err(decode)?
-                    .rules
+                decoded::<ClusterRole>(object).map(|role| role.rules)
             };
+            let Some(rules) = rules else { return Ok(()) };
             let namespace = if kind == Kind::Role {
                 meta.namespace.as_str()
             } else {
@@ -55,13 +51,12 @@ pub fn check(
         }
         Kind::RoleBinding | Kind::ClusterRoleBinding => {
             let role_ref = if kind == Kind::RoleBinding {
-                serde_json::from_value::<RoleBinding>(object.clone())
-                    .map_err(decode)?
-                    .role_ref
+                decoded::<RoleBinding>(object).map(|binding| binding.role_ref)
             } else {
-                serde_json::from_value::<ClusterRoleBinding>(object.clone())
-                    .map_err(decode)?
-                    .role_ref
+                decoded::<ClusterRoleBinding>(object).map(|binding| binding.role_ref)
+            };
+            let Some(role_ref) = role_ref else {
+                return Ok(());
             };
             let namespace = if kind == Kind::RoleBinding {
                 meta.namespace.as_str()
@@ -98,6 +93,11 @@ pub fn check(
         }
         _ => Ok(()),
     }
+}
+
+/// The typed object, or `None` for one validation will refuse.
+fn decoded<T: serde::de::DeserializeOwned>(object: &Value) -> Option<T> {
+    serde_json::from_value(object.clone()).ok()
 }
 
 fn describe_ref(role_ref: &RoleRef) -> String {
