@@ -35,6 +35,8 @@ pub fn headers(kind: Kind, wide: bool, namespaces: bool) -> Vec<&'static str> {
         Kind::Namespace => &["NAME", "STATUS", "AGE"],
         Kind::Lease => &["NAME", "HOLDER", "AGE"],
         Kind::Event => &["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        Kind::Role | Kind::ClusterRole => &["NAME", "CREATED AT"],
+        Kind::RoleBinding | Kind::ClusterRoleBinding => &["NAME", "ROLE", "AGE"],
     });
     if wide {
         columns.extend_from_slice(match kind {
@@ -42,6 +44,7 @@ pub fn headers(kind: Kind, wide: bool, namespaces: bool) -> Vec<&'static str> {
             Kind::Deployment | Kind::ReplicaSet => &["CONTAINERS", "IMAGES", "SELECTOR"],
             Kind::Service => &["SELECTOR"],
             Kind::Node => &["INTERNAL-IP"],
+            Kind::RoleBinding | Kind::ClusterRoleBinding => &["USERS", "GROUPS", "SERVICEACCOUNTS"],
             _ => &[],
         });
     }
@@ -378,6 +381,17 @@ pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<Stri
             let (last_seen, type_, reason, involved, message) = event_columns(object);
             cells.extend([last_seen, type_, reason, involved, message]);
         }
+        Kind::Role | Kind::ClusterRole => {
+            cells.extend([name, text(object, "/metadata/creationTimestamp").to_owned()]);
+        }
+        Kind::RoleBinding | Kind::ClusterRoleBinding => {
+            let role = format!(
+                "{}/{}",
+                text(object, "/roleRef/kind"),
+                text(object, "/roleRef/name")
+            );
+            cells.extend([name, role, age]);
+        }
     }
     if wide {
         match kind {
@@ -435,6 +449,25 @@ pub fn row(kind: Kind, object: &Value, wide: bool, namespaces: bool) -> Vec<Stri
                     .and_then(|x| x.get("address").and_then(Value::as_str))
                     .unwrap_or("");
                 cells.push(or_none(ip));
+            }
+            Kind::RoleBinding | Kind::ClusterRoleBinding => {
+                let subjects = object
+                    .get("subjects")
+                    .and_then(Value::as_array)
+                    .map_or(&[][..], Vec::as_slice);
+                let of_kind = |kind: &str| {
+                    let names: Vec<String> = subjects
+                        .iter()
+                        .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+                        .map(|s| match text(s, "/namespace") {
+                            "" => text(s, "/name").to_owned(),
+                            ns if kind == "ServiceAccount" => format!("{ns}/{}", text(s, "/name")),
+                            _ => text(s, "/name").to_owned(),
+                        })
+                        .collect();
+                    names.join(", ")
+                };
+                cells.extend([of_kind("User"), of_kind("Group"), of_kind("ServiceAccount")]);
             }
             _ => {}
         }

@@ -25,11 +25,19 @@ pub enum Kind {
     EndpointSlice,
     /// `v1` Event.
     Event,
+    /// `rbac.authorization.k8s.io/v1` Role.
+    Role,
+    /// `rbac.authorization.k8s.io/v1` ClusterRole (cluster-scoped).
+    ClusterRole,
+    /// `rbac.authorization.k8s.io/v1` RoleBinding.
+    RoleBinding,
+    /// `rbac.authorization.k8s.io/v1` ClusterRoleBinding (cluster-scoped).
+    ClusterRoleBinding,
 }
 
 impl Kind {
     /// Every kind, in the order `rudderctl get all` lists them.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Namespace,
         Kind::Node,
         Kind::Lease,
@@ -40,6 +48,10 @@ impl Kind {
         Kind::Endpoints,
         Kind::EndpointSlice,
         Kind::Event,
+        Kind::Role,
+        Kind::ClusterRole,
+        Kind::RoleBinding,
+        Kind::ClusterRoleBinding,
     ];
 
     /// The kind's name as in `kind:` (`Pod`).
@@ -55,6 +67,10 @@ impl Kind {
             Kind::Endpoints => "Endpoints",
             Kind::EndpointSlice => "EndpointSlice",
             Kind::Event => "Event",
+            Kind::Role => "Role",
+            Kind::ClusterRole => "ClusterRole",
+            Kind::RoleBinding => "RoleBinding",
+            Kind::ClusterRoleBinding => "ClusterRoleBinding",
         }
     }
 
@@ -71,6 +87,10 @@ impl Kind {
             Kind::Endpoints => "endpoints",
             Kind::EndpointSlice => "endpointslices",
             Kind::Event => "events",
+            Kind::Role => "roles",
+            Kind::ClusterRole => "clusterroles",
+            Kind::RoleBinding => "rolebindings",
+            Kind::ClusterRoleBinding => "clusterrolebindings",
         }
     }
 
@@ -87,6 +107,7 @@ impl Kind {
             Kind::Endpoints => &["ep"],
             Kind::EndpointSlice => &[],
             Kind::Event => &["ev"],
+            Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => &[],
         }
     }
 
@@ -96,6 +117,9 @@ impl Kind {
             Kind::Deployment | Kind::ReplicaSet => "apps",
             Kind::Lease => "coordination.k8s.io",
             Kind::EndpointSlice => "discovery.k8s.io",
+            Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
+                crate::rbac::GROUP
+            }
             _ => "",
         }
     }
@@ -106,20 +130,31 @@ impl Kind {
             "apps" => "apps/v1",
             "coordination.k8s.io" => "coordination.k8s.io/v1",
             "discovery.k8s.io" => "discovery.k8s.io/v1",
+            crate::rbac::GROUP => "rbac.authorization.k8s.io/v1",
             _ => "v1",
         }
     }
 
     /// Whether objects live in a namespace.
     pub fn namespaced(self) -> bool {
-        !matches!(self, Kind::Namespace | Kind::Node)
+        !matches!(
+            self,
+            Kind::Namespace | Kind::Node | Kind::ClusterRole | Kind::ClusterRoleBinding
+        )
     }
 
     /// Whether the kind has a `status` that only the status update changes.
     pub fn has_status(self) -> bool {
         !matches!(
             self,
-            Kind::Endpoints | Kind::EndpointSlice | Kind::Lease | Kind::Event
+            Kind::Endpoints
+                | Kind::EndpointSlice
+                | Kind::Lease
+                | Kind::Event
+                | Kind::Role
+                | Kind::ClusterRole
+                | Kind::RoleBinding
+                | Kind::ClusterRoleBinding
         )
     }
 
@@ -176,6 +211,10 @@ mod tests {
         assert_eq!(Kind::parse("endpoints"), Some(Kind::Endpoints));
         assert_eq!(Kind::parse("endpointslices"), Some(Kind::EndpointSlice));
         assert_eq!(Kind::parse("cronjobs"), None);
+        assert_eq!(Kind::parse("clusterroles"), Some(Kind::ClusterRole));
+        assert_eq!(Kind::parse("RoleBinding"), Some(Kind::RoleBinding));
+        assert!(!Kind::ClusterRoleBinding.namespaced());
+        assert_eq!(Kind::Role.api_version(), "rbac.authorization.k8s.io/v1");
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod names;
 pub mod node_selector;
 pub mod object;
 pub mod quantity;
+pub mod rbac;
 pub mod resource;
 pub mod selector;
 pub mod taints;

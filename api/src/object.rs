@@ -18,6 +18,7 @@ use crate::{
     error::ApiError,
     kind::Kind,
     meta::ObjectMeta,
+    rbac::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     resource::Resource,
     validation::FieldErrors,
 };
@@ -101,6 +102,10 @@ pub fn normalize(kind: Kind, raw: Value) -> Result<Value, ApiError> {
         Kind::Endpoints => normalize_as::<Endpoints>(raw),
         Kind::EndpointSlice => normalize_as::<EndpointSlice>(raw),
         Kind::Event => normalize_as::<Event>(raw),
+        Kind::Role => normalize_as::<Role>(raw),
+        Kind::ClusterRole => normalize_as::<ClusterRole>(raw),
+        Kind::RoleBinding => normalize_as::<RoleBinding>(raw),
+        Kind::ClusterRoleBinding => normalize_as::<ClusterRoleBinding>(raw),
     }
 }
 

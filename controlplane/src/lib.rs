@@ -12,6 +12,7 @@
 pub mod api_port;
 pub mod apiserver;
 pub mod auth;
+pub mod authz;
 pub mod controllers;
 pub mod informers;
 pub mod leader;

@@ -11,8 +11,9 @@ use rudder_client::{ClientIdentity, Kubeconfig};
 use rudder_controlplane::{
     apiserver::allocation::{self, ServiceRanges},
     auth::{Authenticator, BootstrapTokens, MASTERS_GROUP, StaticTokens, csr::NodeCertificates},
+    authz::bootstrap,
     leader::LeaderConfig,
-    manager::{ControllerConfig, ControllerManager},
+    manager::{ControllerClients, ControllerConfig, ControllerManager},
     pki::{self, ClientProfile, ClusterPki, IssuedCert},
     server::{self, Security, ServerConfig, TlsSettings},
 };
@@ -241,11 +242,14 @@ async fn main() -> Result<()> {
     let controllers = if args.no_controllers && args.no_scheduler {
         None
     } else {
-        let client = rudder_client::Client::connect_with(&controller_client_config(
-            &security,
-            running.grpc_addr,
-        )?)
-        .await?;
+        let connect = |user: &'static str| {
+            let config = controller_client_config(&security, running.grpc_addr, user);
+            async move { anyhow::Ok(rudder_client::Client::connect_with(&config?).await?) }
+        };
+        let clients = ControllerClients {
+            controllers: connect(bootstrap::CONTROLLER_MANAGER_USER).await?,
+            scheduler: connect(bootstrap::SCHEDULER_USER).await?,
+        };
         let identity = format!(
             "{}-{}-{}",
             std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -254,8 +258,8 @@ async fn main() -> Result<()> {
             std::process::id(),
             running.grpc_addr
         );
-        Some(ControllerManager::start(
-            client,
+        Some(ControllerManager::start_with(
+            clients,
             ControllerConfig {
                 controllers: !args.no_controllers,
                 scheduler: !args.no_scheduler,
@@ -419,10 +423,12 @@ fn admin_kubeconfig(args: &Args, pki: &ClusterPki, grpc: SocketAddr) -> Result<P
 }
 
 /// The in-process controllers and scheduler call the API like any client,
-/// with a certificate of their own that lives only in memory.
+/// each as its own `user` (no group: RBAC's bootstrap bindings name the
+/// users) with a certificate of the cluster CA that lives only in memory.
 fn controller_client_config(
     security: &SecuritySetup,
     grpc: SocketAddr,
+    user: &str,
 ) -> Result<rudder_client::ClientConfig> {
     let local = SocketAddr::new(
         match grpc.ip() {
@@ -434,10 +440,7 @@ fn controller_client_config(
     let Some(pki) = &security.pki else {
         return Ok(rudder_client::ClientConfig::insecure(&local.to_string()));
     };
-    let cert = pki.issue_client(&ClientProfile::new(
-        "system:rudder-controlplane",
-        &[MASTERS_GROUP],
-    ))?;
+    let cert = pki.issue_client(&ClientProfile::new(user, &[]))?;
     Ok(rudder_client::ClientConfig {
         server: format!("https://{local}"),
         credentials: rudder_client::Credentials {

@@ -57,6 +57,28 @@ impl Default for ControllerConfig {
     }
 }
 
+/// The API clients of the controllers and of the scheduler: each calls
+/// the API under its own identity (`system:kube-controller-manager`,
+/// `system:kube-scheduler`), authorised like any other client.
+#[derive(Debug, Clone)]
+pub struct ControllerClients {
+    /// The controllers' client (also the leader election's and, when the
+    /// controllers run, the shared informers').
+    pub controllers: Client,
+    /// The scheduler's client.
+    pub scheduler: Client,
+}
+
+impl ControllerClients {
+    /// One client for both (tests, benchmarks, `--insecure-plaintext`).
+    pub fn shared(client: Client) -> Self {
+        Self {
+            controllers: client.clone(),
+            scheduler: client,
+        }
+    }
+}
+
 /// The controllers and the scheduler of one control-plane process.
 #[derive(Debug)]
 pub struct ControllerManager {
@@ -65,9 +87,15 @@ pub struct ControllerManager {
 
 impl ControllerManager {
     /// Starts campaigning for leadership (or, without leader election,
-    /// starts at once); while leading, runs what `config` enables.
+    /// starts at once); while leading, runs what `config` enables, every
+    /// part with the one `client`.
     pub fn start(client: Client, config: ControllerConfig) -> Self {
-        let supervisor = tokio::spawn(supervise(client, config));
+        Self::start_with(ControllerClients::shared(client), config)
+    }
+
+    /// [`ControllerManager::start`] with a client per component.
+    pub fn start_with(clients: ControllerClients, config: ControllerConfig) -> Self {
+        let supervisor = tokio::spawn(supervise(clients, config));
         Self { supervisor }
     }
 
@@ -77,10 +105,15 @@ impl ControllerManager {
     }
 }
 
-async fn supervise(client: Client, config: ControllerConfig) {
+async fn supervise(clients: ControllerClients, config: ControllerConfig) {
+    let client = if config.controllers {
+        clients.controllers.clone()
+    } else {
+        clients.scheduler.clone()
+    };
     let Some(leader_config) = config.leader.clone() else {
         // No election: run until the manager is stopped (aborted).
-        let _running = AbortOnDrop(start_all(&client, &config));
+        let _running = AbortOnDrop(start_all(&clients, &config));
         std::future::pending::<()>().await;
         return;
     };
@@ -91,7 +124,7 @@ async fn supervise(client: Client, config: ControllerConfig) {
         leader_config,
         leading_tx,
     ))]);
-    follow_leadership(leading, || start_all(&client, &config)).await;
+    follow_leadership(leading, || start_all(&clients, &config)).await;
     tracing::error!("leader election ended; controllers and scheduler stopped");
 }
 
@@ -126,10 +159,11 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn start_all(client: &Client, config: &ControllerConfig) -> Vec<JoinHandle<()>> {
+fn start_all(clients: &ControllerClients, config: &ControllerConfig) -> Vec<JoinHandle<()>> {
     let informers = Informers::new();
     let mut tasks = Vec::new();
     let host = host_name();
+    let client = &clients.controllers;
     if config.controllers {
         let (events, writer) =
             EventRecorder::start(client.clone(), "rudder-controller-manager", &host);
@@ -165,6 +199,7 @@ fn start_all(client: &Client, config: &ControllerConfig) -> Vec<JoinHandle<()>> 
         .start(&mut tasks);
     }
     if config.scheduler {
+        let client = &clients.scheduler;
         let (events, writer) = EventRecorder::start(client.clone(), "rudder-scheduler", &host);
         tasks.push(writer);
         Scheduler::new(
@@ -175,7 +210,12 @@ fn start_all(client: &Client, config: &ControllerConfig) -> Vec<JoinHandle<()>> 
         )
         .start(&mut tasks);
     }
-    informers.run(client, &mut tasks);
+    let informer_client = if config.controllers {
+        &clients.controllers
+    } else {
+        &clients.scheduler
+    };
+    informers.run(informer_client, &mut tasks);
     tasks
 }
 

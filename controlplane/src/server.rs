@@ -27,6 +27,7 @@ use crate::{
         grpc::{Audience, Authenticate},
         http::TlsListener,
     },
+    authz::{Authorizer, RbacView},
     pki::IssuedCert,
 };
 
@@ -141,8 +142,16 @@ pub async fn serve(
     raft: Option<RaftTransportServer<RaftService>>,
     config: ServerConfig,
 ) -> Result<RunningServer> {
-    let api = ApiServer::new(store.clone());
     let (shutdown, stop) = tokio::sync::watch::channel(false);
+    let api = ApiServer::new(store.clone());
+    if config.replication.is_none() {
+        // Before the view's first list, so that it starts with them.
+        ensure_builtin_objects(&api)
+            .await
+            .context("creating the default namespaces and RBAC policy")?;
+    }
+    let view = RbacView::start(&api, &stop);
+    let api = api.with_authorizer(Authorizer::new(view.clone()));
     let grpc_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding the gRPC address {}", config.listen))?;
@@ -198,7 +207,10 @@ pub async fn serve(
             ));
             Some(api_tls(tls)?)
         }
-        Security::InsecurePlaintext => None,
+        Security::InsecurePlaintext => {
+            rest = rest.layer(axum::middleware::from_fn(insecure_user));
+            None
+        }
     };
     let port = ApiPort {
         grpc: grpc.routes(),
@@ -222,26 +234,28 @@ pub async fn serve(
         http_addr = Some(listener.local_addr()?);
         tasks.push(tokio::spawn(port.serve(accept(listener)?, stop.clone())));
     }
-    // Replicated, the namespaces can only be written once a leader exists,
-    // which needs this replica's transport up: create them in the background.
-    let namespaces_api = api.clone();
-    let mut namespaces_stop = stop.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            match namespaces_api.ensure_builtin_namespaces().await {
-                Ok(()) => return,
-                Err(err) => tracing::debug!(error = %err, "default namespaces not created yet"),
+    // Replicated, the namespaces and the policy can only be written once a
+    // leader exists, which needs this replica's transport up: create them
+    // in the background.
+    if config.replication.is_some() {
+        let builtin_api = api.clone();
+        let mut builtin_stop = stop.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                match ensure_builtin_objects(&builtin_api).await {
+                    Ok(()) => return,
+                    Err(err) => {
+                        tracing::debug!(error = %err, "default namespaces and policy not created yet");
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = builtin_stop.wait_for(|stop| *stop) => return,
+                }
             }
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                _ = namespaces_stop.wait_for(|stop| *stop) => return,
-            }
-        }
-    }));
-    if config.replication.is_none() {
-        api.ensure_builtin_namespaces()
-            .await
-            .context("creating the default namespaces")?;
+        }));
+    } else if !view.wait_synced(Duration::from_secs(30)).await {
+        anyhow::bail!("the RBAC view did not load the policy from the store within 30 s");
     }
     tracing::info!(%grpc_addr, http_addr = ?http_addr, data_dir = %config.data_dir.display(), "control plane serving");
     Ok(RunningServer {
@@ -251,6 +265,24 @@ pub async fn serve(
         shutdown,
         tasks,
     })
+}
+
+/// The default namespaces and the bootstrap RBAC policy.
+async fn ensure_builtin_objects(api: &ApiServer) -> Result<(), crate::apiserver::ApiServerError> {
+    api.ensure_builtin_namespaces().await?;
+    crate::authz::bootstrap::ensure(api).await
+}
+
+/// `--insecure-plaintext`: every REST caller is the all-powerful
+/// [`insecure_user`](crate::auth::grpc::insecure_user), as every gRPC caller is.
+async fn insecure_user(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    request
+        .extensions_mut()
+        .insert(crate::auth::grpc::insecure_user());
+    next.run(request).await
 }
 
 /// The API port's rustls settings: the serving certificate, client

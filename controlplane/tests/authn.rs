@@ -105,9 +105,13 @@ async fn a_certificate_of_the_cluster_ca_or_a_known_token_gets_in() {
             .expect("admin lists")
             > 0
     );
-    list_namespaces(&config(&f, None, Some("good-token")))
-        .await
-        .expect("a token from the token file is accepted");
+    // Authenticated as ci-bot, who no RBAC binding lets list namespaces:
+    // the refusal names the user the token stands for.
+    let token_user = list_namespaces(&config(&f, None, Some("good-token"))).await;
+    assert!(
+        matches!(&token_user, Err(ClientError::Forbidden(m)) if m.contains("User \"ci-bot\"")),
+        "a token from the token file is accepted: {token_user:?}"
+    );
     f.running.stop().await;
 }
 
@@ -215,10 +219,13 @@ async fn http_refuses_anonymous_requests_but_answers_health_checks() {
         https_get(&f, "/api/v1/namespaces", Some("not-the-token")).await,
         401
     );
+    // Authenticated, then refused by RBAC (ci-bot has no binding); the
+    // discovery documents every authenticated user may read.
     assert_eq!(
         https_get(&f, "/api/v1/namespaces", Some("good-token")).await,
-        200
+        403
     );
+    assert_eq!(https_get(&f, "/api/v1", Some("good-token")).await, 200);
     assert_eq!(https_get(&f, "/healthz", None).await, 200);
     assert_eq!(https_get(&f, "/readyz", None).await, 200);
     f.running.stop().await;
@@ -315,7 +322,12 @@ async fn a_node_joins_with_a_bootstrap_token_and_the_pinned_ca() {
         },
         reload_from: None,
     };
-    list_namespaces(&node).await.expect("the node is in");
+    let nodes = Client::connect_with(&node)
+        .await
+        .expect("connects")
+        .list::<rudder_api::core::Node>(&ListOptions::default())
+        .await;
+    nodes.expect("the node is in (and may list Nodes)");
     let as_token = config(&f, None, Some(&token.to_string()));
     match list_namespaces(&as_token).await {
         Err(err) => assert!(

@@ -674,13 +674,6 @@ async fn a_not_ready_nodes_pods_are_replaced_on_another_node() {
     })
     .await;
     let client = cluster.client.clone();
-    client
-        .create(&Namespace {
-            metadata: meta(NODE_LEASE_NAMESPACE, ""),
-            ..Namespace::default()
-        })
-        .await
-        .expect("lease namespace");
     add_node(&client, "alive", &[], vec![], true).await;
     add_node(&client, "doomed", &[], vec![], false).await;
     // Both nodes heartbeat (timestamps have second precision, so the
@@ -767,13 +760,6 @@ async fn a_node_whose_agent_reports_ready_again_loses_its_unreachable_taint() {
     })
     .await;
     let client = cluster.client.clone();
-    client
-        .create(&Namespace {
-            metadata: meta(NODE_LEASE_NAMESPACE, ""),
-            ..Namespace::default()
-        })
-        .await
-        .expect("lease namespace");
     add_node(&client, "flaky", &[], vec![], false).await;
     let beating = Arc::new(AtomicBool::new(true));
     let beats = beating.clone();

@@ -5,30 +5,20 @@
 //! and gRPC on the one port it names.
 
 use std::{
-    io::Read,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
+mod support;
+
 use rudder_client::{ClientIdentity, Kubeconfig};
 use rudder_controlplane::{
-    auth::{Authenticator, MASTERS_GROUP, StaticTokens},
+    auth::MASTERS_GROUP,
     pki::{ClientProfile, ClusterPki},
-    server::{self, RunningServer, Security, ServerConfig, TlsSettings},
+    server::RunningServer,
 };
-
-/// How long one kubectl command may take before the test fails.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
-
-fn kubectl_path() -> PathBuf {
-    std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("kubectl"))
-        .find(|candidate| candidate.is_file())
-        .expect("kubectl is not on PATH: run `cargo xtask setup`, which installs it")
-}
+use support::kubectl::{kubectl, kubectl_path, succeeded};
 
 /// A control plane and a kubeconfig pointing kubectl at its API port (the
 /// one rudderctl's gRPC uses too).
@@ -45,25 +35,7 @@ impl Cluster {
         // As users run it: TLS, and the admin's client certificate of the
         // cluster CA in a kubeconfig kubectl reads as it is.
         let pki = ClusterPki::load_or_create(&dir.path().join("pki")).expect("ca");
-        let serving = pki
-            .issue_serving(&["localhost".into()], &["127.0.0.1".parse().expect("ip")])
-            .expect("serving cert");
-        let running = server::start(ServerConfig {
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            http_listen: None,
-            compaction_interval: None,
-            replication: None,
-            security: Security::Tls(TlsSettings {
-                client_ca_pem: pki.ca_pem().to_owned(),
-                serving,
-                authenticator: Authenticator::new(StaticTokens::default()),
-                node_certificates: None,
-            }),
-            etcd_api: false,
-        })
-        .await
-        .expect("server starts");
+        let running = support::start_tls(dir.path(), &pki).await;
         let server = format!("https://{}", running.grpc_addr);
         let admin = pki
             .issue_client(&ClientProfile::new("kubernetes-admin", &[MASTERS_GROUP]))
@@ -108,71 +80,6 @@ impl Cluster {
     async fn ok(&self, args: &[&str]) -> String {
         succeeded(args, self.run(args).await)
     }
-}
-
-/// Runs kubectl with `args` and `kubeconfig`, its home and cache in
-/// `home`, bounded by [`COMMAND_TIMEOUT`]: (success, stdout, stderr).
-async fn kubectl(
-    kubectl: &Path,
-    home: &Path,
-    kubeconfig: &Path,
-    args: &[&str],
-) -> (bool, String, String) {
-    let mut command = Command::new(kubectl);
-    command
-        .arg(format!("--kubeconfig={}", kubeconfig.display()))
-        .arg(format!("--cache-dir={}", home.join("cache").display()))
-        .args(args)
-        .env("HOME", home)
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let described = format!("kubectl {}", args.join(" "));
-    tokio::task::spawn_blocking(move || run_bounded(command, &described))
-        .await
-        .expect("kubectl task")
-}
-
-/// The stdout of a kubectl run that must have succeeded.
-fn succeeded(args: &[&str], (success, stdout, stderr): (bool, String, String)) -> String {
-    assert!(
-        success,
-        "kubectl {} failed:\n{stderr}\n{stdout}",
-        args.join(" ")
-    );
-    stdout
-}
-
-fn run_bounded(mut command: Command, described: &str) -> (bool, String, String) {
-    let mut child = command.spawn().expect("kubectl starts");
-    let mut stdout_pipe = child.stdout.take().expect("stdout");
-    let mut stderr_pipe = child.stderr.take().expect("stderr");
-    let stdout_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout_pipe.read_to_string(&mut text);
-        text
-    });
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        text
-    });
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("kubectl wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{described} did not finish within {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let stdout = stdout_reader.join().expect("stdout reader");
-    let stderr = stderr_reader.join().expect("stderr reader");
-    (status.success(), stdout, stderr)
 }
 
 const MANIFEST: &str = "\

@@ -179,8 +179,10 @@ async fn renew_lease(client: &Client, identity: &NodeIdentity) -> Result<(), Cli
                 },
                 ..Namespace::default()
             };
+            // The control plane makes it; a node may not create
+            // namespaces, and is told so (Forbidden) even when it exists.
             match client.create(&namespace).await {
-                Ok(_) | Err(ClientError::AlreadyExists(_)) => {}
+                Ok(_) | Err(ClientError::AlreadyExists(_) | ClientError::Forbidden(_)) => {}
                 Err(err) => return Err(err),
             }
             let lease = Lease {

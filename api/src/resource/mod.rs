@@ -2,11 +2,13 @@
 //! defaulting and validation). Its implementations live beside it, one file
 //! per group of kinds: [`pod`] (Pod and the pod spec templates share),
 //! [`service`], [`apps`] (Deployment, ReplicaSet) and [`cluster`]
-//! (Namespace, Node, Lease, Event, Endpoints).
+//! (Namespace, Node, Lease, Event, Endpoints), [`rbac`] (Role,
+//! ClusterRole, RoleBinding, ClusterRoleBinding).
 
 mod apps;
 mod cluster;
 mod pod;
+mod rbac;
 mod service;
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -40,6 +42,12 @@ pub(crate) fn validate_metadata(kind: Kind, meta: &ObjectMeta, errors: &mut Fiel
     match kind {
         // Their names become DNS labels (service DNS, namespace names).
         Kind::Namespace | Kind::Service => errors.dns_label("metadata.name", &meta.name),
+        // `system:node`, `system:kube-scheduler`: path segments, not DNS names.
+        Kind::Role | Kind::ClusterRole | Kind::RoleBinding | Kind::ClusterRoleBinding => {
+            if let Err(why) = rbac::check_path_segment(&meta.name) {
+                errors.push("metadata.name", format!("{:?}: {why}", meta.name));
+            }
+        }
         _ => errors.dns_subdomain("metadata.name", &meta.name),
     }
     if kind.namespaced() {

@@ -10,6 +10,8 @@
 use rudder_api::Kind;
 use serde_json::{Value, json};
 
+use crate::authz::review;
+
 /// The Kubernetes minor version whose API rudder follows.
 const KUBERNETES_MINOR: &str = "32";
 
@@ -43,7 +45,8 @@ fn go_arch() -> &'static str {
     }
 }
 
-/// The named groups, in [`Kind::ALL`] order, without repeats.
+/// The named groups, in [`Kind::ALL`] order, without repeats, and then
+/// `authorization.k8s.io` (access reviews, which are not stored kinds).
 fn groups() -> Vec<&'static str> {
     let mut groups: Vec<&'static str> = Vec::new();
     for kind in Kind::ALL {
@@ -51,7 +54,25 @@ fn groups() -> Vec<&'static str> {
             groups.push(kind.group());
         }
     }
+    groups.push(review::GROUP);
     groups
+}
+
+/// `GET /apis/authorization.k8s.io/v1`: SelfSubjectAccessReviews, which
+/// are only created.
+fn review_resources() -> Value {
+    json!({
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": format!("{}/v1", review::GROUP),
+        "resources": [{
+            "name": review::RESOURCE,
+            "singularName": "selfsubjectaccessreview",
+            "namespaced": false,
+            "kind": "SelfSubjectAccessReview",
+            "verbs": ["create"],
+        }],
+    })
 }
 
 /// `GET /api`: the core group's versions.
@@ -95,6 +116,9 @@ fn in_category_all(kind: Kind) -> bool {
 /// `GET /api/v1` (group "") or `GET /apis/<group>/v1`: the group's
 /// resources and their served subresources; `None` for an unknown group.
 pub fn resource_list(group: &str) -> Option<Value> {
+    if group == review::GROUP {
+        return Some(review_resources());
+    }
     let kinds: Vec<Kind> = Kind::ALL
         .into_iter()
         .filter(|kind| kind.group() == group)
@@ -203,7 +227,20 @@ mod tests {
             .iter()
             .filter_map(|g| g["name"].as_str())
             .collect();
-        assert_eq!(names, ["coordination.k8s.io", "apps", "discovery.k8s.io"]);
+        assert_eq!(
+            names,
+            [
+                "coordination.k8s.io",
+                "apps",
+                "discovery.k8s.io",
+                "rbac.authorization.k8s.io",
+                "authorization.k8s.io"
+            ]
+        );
+        assert_eq!(
+            document("/apis/authorization.k8s.io/v1").expect("reviews")["resources"][0]["name"],
+            "selfsubjectaccessreviews"
+        );
         assert_eq!(version()["major"], "1");
     }
 }

@@ -28,6 +28,10 @@ pub enum ApiServerError {
     /// 415: a body in a format this server does not take.
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 403: the caller may not do this (the message says who, what and
+    /// where, as Kubernetes words it).
+    #[error("{0}")]
+    Forbidden(String),
     /// 410: the resourceVersion has been compacted.
     #[error("{0}")]
     Gone(String),
@@ -46,6 +50,7 @@ pub fn status_of(err: ApiServerError) -> Status {
         ApiServerError::Invalid(_)
         | ApiServerError::BadRequest(_)
         | ApiServerError::UnsupportedMediaType(_) => Status::invalid_argument(message),
+        ApiServerError::Forbidden(_) => Status::permission_denied(message),
         ApiServerError::Gone(_) => Status::out_of_range(message),
         ApiServerError::Store(StoreError::NotLeader { .. } | StoreError::Unavailable(_)) => {
             Status::unavailable(message)
@@ -65,6 +70,7 @@ pub(crate) fn code_and_reason(err: &ApiServerError) -> (StatusCode, &'static str
         ApiServerError::UnsupportedMediaType(_) => {
             (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
         }
+        ApiServerError::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
         ApiServerError::Gone(_) => (StatusCode::GONE, "Expired"),
         ApiServerError::Store(StoreError::NotLeader { .. } | StoreError::Unavailable(_)) => {
             (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")

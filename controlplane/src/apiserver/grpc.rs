@@ -16,7 +16,19 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use super::{ApiServer, DeleteOptions, Filter, error::status_of};
+use super::{ApiServer, DeleteOptions, Filter, error::status_of, storage::effective_namespace};
+use crate::{auth::UserInfo, authz::Attributes};
+
+/// The caller the authentication interceptor left in the request.
+fn caller<T>(request: &Request<T>) -> Option<UserInfo> {
+    request.extensions().get::<UserInfo>().cloned()
+}
+
+/// The namespace and name an object sent for a create or update names.
+fn identity_of(kind: Kind, object: &Value) -> (String, String) {
+    let meta = rudder_api::object::metadata_of(object);
+    (effective_namespace(kind, &meta.namespace), meta.name)
+}
 
 fn kind_of(name: &str) -> Result<Kind, Status> {
     Kind::parse(name)
@@ -48,9 +60,17 @@ impl Resources for ApiServer {
         &self,
         request: Request<proto::ObjectRequest>,
     ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let user = caller(&request);
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
         let object = parse_object(kind, &request.object_json)?;
+        let (namespace, _) = identity_of(kind, &object);
+        let attributes = Attributes::resource("create", kind, "", &namespace, "");
+        self.authorize_and_admit(user.as_ref(), &attributes, Some(&object))
+            .await
+            .map_err(status_of)?;
+        self.check_escalation(user.as_ref(), kind, &object)
+            .map_err(status_of)?;
         let created = ApiServer::create(self, kind, object)
             .await
             .map_err(status_of)?;
@@ -61,8 +81,14 @@ impl Resources for ApiServer {
         &self,
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let user = caller(&request);
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
+        let namespace = effective_namespace(kind, &request.namespace);
+        let attributes = Attributes::resource("get", kind, "", &namespace, &request.name);
+        self.authorize_and_admit(user.as_ref(), &attributes, None)
+            .await
+            .map_err(status_of)?;
         let object = ApiServer::get(self, kind, &request.namespace, &request.name)
             .await
             .map_err(status_of)?;
@@ -73,8 +99,13 @@ impl Resources for ApiServer {
         &self,
         request: Request<proto::ListRequest>,
     ) -> Result<Response<proto::ListResponse>, Status> {
+        let user = caller(&request);
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
+        let attributes = Attributes::resource("list", kind, "", &request.namespace, "");
+        self.authorize_and_admit(user.as_ref(), &attributes, None)
+            .await
+            .map_err(status_of)?;
         let filter = Filter::parse(
             &request.namespace,
             &request.label_selector,
@@ -97,9 +128,17 @@ impl Resources for ApiServer {
         &self,
         request: Request<proto::ObjectRequest>,
     ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let user = caller(&request);
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
         let object = parse_object(kind, &request.object_json)?;
+        let (namespace, name) = identity_of(kind, &object);
+        let attributes = Attributes::resource("update", kind, "", &namespace, &name);
+        self.authorize_and_admit(user.as_ref(), &attributes, Some(&object))
+            .await
+            .map_err(status_of)?;
+        self.check_escalation(user.as_ref(), kind, &object)
+            .map_err(status_of)?;
         let updated = ApiServer::update(self, kind, object, false)
             .await
             .map_err(status_of)?;
@@ -110,9 +149,15 @@ impl Resources for ApiServer {
         &self,
         request: Request<proto::ObjectRequest>,
     ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let user = caller(&request);
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
         let object = parse_object(kind, &request.object_json)?;
+        let (namespace, name) = identity_of(kind, &object);
+        let attributes = Attributes::resource("update", kind, "status", &namespace, &name);
+        self.authorize_and_admit(user.as_ref(), &attributes, Some(&object))
+            .await
+            .map_err(status_of)?;
         let updated = ApiServer::update(self, kind, object, true)
             .await
             .map_err(status_of)?;
@@ -123,12 +168,18 @@ impl Resources for ApiServer {
         &self,
         request: Request<proto::DeleteRequest>,
     ) -> Result<Response<proto::ObjectResponse>, Status> {
+        let user = caller(&request);
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
         let propagation_policy = match request.propagation_policy.as_str() {
             "" => None,
             name => Some(PropagationPolicy::parse(name).map_err(Status::invalid_argument)?),
         };
+        let namespace = effective_namespace(kind, &request.namespace);
+        let attributes = Attributes::resource("delete", kind, "", &namespace, &request.name);
+        self.authorize_and_admit(user.as_ref(), &attributes, None)
+            .await
+            .map_err(status_of)?;
         let deleted = ApiServer::delete(
             self,
             kind,
@@ -150,8 +201,13 @@ impl Resources for ApiServer {
         &self,
         request: Request<proto::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
+        let user = caller(&request);
         let request = request.into_inner();
         let kind = kind_of(&request.kind)?;
+        let attributes = Attributes::resource("watch", kind, "", &request.namespace, "");
+        self.authorize_and_admit(user.as_ref(), &attributes, None)
+            .await
+            .map_err(status_of)?;
         let filter = Filter::parse(
             &request.namespace,
             &request.label_selector,
@@ -181,10 +237,12 @@ impl NodeSync for ApiServer {
         &self,
         request: Request<NodeSyncRequest>,
     ) -> Result<Response<Self::SyncStream>, Status> {
+        let user = caller(&request);
         let request = request.into_inner();
         if request.node_name.is_empty() {
             return Err(Status::invalid_argument("node sync: node_name is required"));
         }
+        super::nodesync::authorize(self, user.as_ref(), &request.node_name).map_err(status_of)?;
         tracing::info!(node = %request.node_name, resume = request.resume_revision, "node sync stream opened");
         let (out, receiver) = mpsc::channel(256);
         tokio::spawn(super::nodesync::run(

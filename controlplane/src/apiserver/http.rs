@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use axum::{
-    Router,
+    Extension, Router,
     body::{Body, Bytes},
     extract::{Query, State},
     http::{HeaderMap, Method, StatusCode, Uri, header},
@@ -35,7 +35,11 @@ use super::{
     ApiServer, ApiServerError, DeleteOptions, Filter, Write, discovery,
     error::code_and_reason,
     patch::{self, PatchType},
-    scale, table,
+    protobuf, scale, table,
+};
+use crate::{
+    auth::UserInfo,
+    authz::{self, Attributes, attributes::verb_of},
 };
 
 /// The HTTP routes.
@@ -68,6 +72,15 @@ enum Subresource {
 }
 
 impl Subresource {
+    /// The name RBAC rules use for it ("" for the object itself).
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "",
+            Self::Status => "status",
+            Self::Scale => "scale",
+        }
+    }
+
     fn parse(kind: Kind, name: &str) -> Option<Self> {
         match name {
             "status" if kind.has_status() => Some(Self::Status),
@@ -125,18 +138,37 @@ fn resolve(path: &str) -> Option<Target> {
     }
 }
 
+/// The path of SelfSubjectAccessReviews (`kubectl auth can-i`).
+const ACCESS_REVIEWS: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+
 async fn handle(
     State(api): State<ApiServer>,
+    user: Option<Extension<UserInfo>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
+    let user = user.map(|Extension(user)| user);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default();
     if method == Method::GET
         && let Some(document) = discovery::document(uri.path())
     {
+        let attributes = Attributes::non_resource("get", uri.path());
+        if let Err(err) = api.authorize(user.as_ref(), &attributes) {
+            return error_response(&err);
+        }
         return json_response(StatusCode::OK, &document);
+    }
+    if uri.path().trim_end_matches('/') == ACCESS_REVIEWS {
+        return match review(&api, user.as_ref(), &method, content_type, &body).await {
+            Ok(answer) => json_response(StatusCode::CREATED, &answer),
+            Err(err) => error_response(&err),
+        };
     }
     let as_table = headers
         .get(header::ACCEPT)
@@ -152,11 +184,8 @@ async fn handle(
             ),
         );
     };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default();
     let request = Request {
+        user: user.as_ref(),
         method,
         target,
         query,
@@ -170,8 +199,48 @@ async fn handle(
     }
 }
 
+/// Answers a SelfSubjectAccessReview (JSON or protobuf) for the caller.
+async fn review(
+    api: &ApiServer,
+    user: Option<&UserInfo>,
+    method: &Method,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Value, ApiServerError> {
+    if method != Method::POST {
+        return Err(ApiServerError::BadRequest(format!(
+            "method {method} is not supported on selfsubjectaccessreviews: POST one"
+        )));
+    }
+    let attributes = Attributes {
+        verb: "create",
+        target: authz::Target::Resource(authz::ResourceAttributes {
+            group: authz::review::GROUP,
+            resource: authz::review::RESOURCE,
+            ..authz::ResourceAttributes::default()
+        }),
+    };
+    api.authorize(user, &attributes)?;
+    let review = if protobuf::is_protobuf(content_type) {
+        protobuf::decode(protobuf::Message::SelfSubjectAccessReview, body)?
+    } else {
+        serde_json::from_slice(body).map_err(|err| {
+            ApiServerError::BadRequest(format!(
+                "selfsubjectaccessreview: the request body is not JSON: {err}"
+            ))
+        })?
+    };
+    let Some(user) = user else {
+        return Err(ApiServerError::Forbidden(
+            "the request carries no authenticated user".to_owned(),
+        ));
+    };
+    authz::review::answer(api.authorizer(), user, review)
+}
+
 /// One REST request, resolved.
 struct Request<'a> {
+    user: Option<&'a UserInfo>,
     method: Method,
     target: Target,
     query: HashMap<String, String>,
@@ -187,6 +256,7 @@ const PATCH_ATTEMPTS: usize = 5;
 
 async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServerError> {
     let Request {
+        user,
         method,
         target,
         query,
@@ -201,6 +271,68 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         name,
         subresource,
     } = target;
+    let verb = verb_of(
+        &method,
+        name.is_some(),
+        matches!(param("watch"), "true" | "1"),
+    );
+    let creating = method == Method::POST && name.is_none();
+    // A create into a namespaced kind without a namespace in the path goes
+    // to the body's namespace: authorised there once the body is read.
+    if !(creating && kind.namespaced() && namespace.is_empty()) {
+        let attributes = Attributes::resource(
+            verb,
+            kind,
+            subresource.as_str(),
+            &namespace,
+            name.as_deref().unwrap_or_default(),
+        );
+        api.authorize(user, &attributes)?;
+    }
+    // The object a create or update sends, read before admission
+    // (NodeRestriction looks at it).
+    let sent = match (&method, &name) {
+        (&Method::POST, None) => {
+            let mut object = parse_body(kind, content_type, &body)?;
+            if kind.namespaced() && !namespace.is_empty() {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
+            Some(object)
+        }
+        (&Method::PUT, Some(name)) if subresource != Subresource::Scale => {
+            let mut object = parse_body(kind, content_type, &body)?;
+            let body_name = rudder_api::object::name_of(&object);
+            if !body_name.is_empty() && body_name != *name {
+                return Err(ApiServerError::BadRequest(format!(
+                    "{}: the name in the body ({body_name:?}) does not match the URL ({name:?})",
+                    kind.name().to_lowercase()
+                )));
+            }
+            object["metadata"]["name"] = json!(name);
+            if kind.namespaced() {
+                object["metadata"]["namespace"] = json!(namespace);
+            }
+            Some(object)
+        }
+        _ => None,
+    };
+    let target_namespace = match &sent {
+        Some(object) if creating && kind.namespaced() && namespace.is_empty() => {
+            let body_namespace = rudder_api::object::metadata_of(object).namespace;
+            let effective = super::storage::effective_namespace(kind, &body_namespace);
+            api.authorize(user, &Attributes::resource(verb, kind, "", &effective, ""))?;
+            effective
+        }
+        _ => namespace.clone(),
+    };
+    let attributes = Attributes::resource(
+        verb,
+        kind,
+        subresource.as_str(),
+        &target_namespace,
+        name.as_deref().unwrap_or_default(),
+    );
+    api.admit(user, &attributes, sent.as_ref()).await?;
     if subresource == Subresource::Scale
         && let Some(name) = &name
     {
@@ -241,10 +373,8 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             ))
         }
         (Method::POST, None) => {
-            let mut object = parse_body(kind, &body)?;
-            if kind.namespaced() && !namespace.is_empty() {
-                object["metadata"]["namespace"] = json!(namespace);
-            }
+            let object = sent.unwrap_or_default();
+            api.check_escalation(user, kind, &object)?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &api.create_with(kind, object, write).await?,
@@ -259,19 +389,9 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             }
             Ok(json_response(StatusCode::OK, &object))
         }
-        (Method::PUT, Some(name)) => {
-            let mut object = parse_body(kind, &body)?;
-            let body_name = rudder_api::object::name_of(&object);
-            if !body_name.is_empty() && body_name != name {
-                return Err(ApiServerError::BadRequest(format!(
-                    "{}: the name in the body ({body_name:?}) does not match the URL ({name:?})",
-                    kind.name().to_lowercase()
-                )));
-            }
-            object["metadata"]["name"] = json!(name);
-            if kind.namespaced() {
-                object["metadata"]["namespace"] = json!(namespace);
-            }
+        (Method::PUT, Some(_)) => {
+            let object = sent.unwrap_or_default();
+            api.check_escalation(user, kind, &object)?;
             Ok(json_response(
                 StatusCode::OK,
                 &api.update_with(kind, object, status, write).await?,
@@ -282,6 +402,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             let patched = patch_retrying(&body, || async {
                 let current = api.get(kind, &namespace, &name).await?;
                 let patched = patch::apply(&current, patch_type, &body)?;
+                api.check_escalation(user, kind, &patched)?;
                 api.update_with(kind, patched, status, write).await
             })
             .await?;
@@ -547,7 +668,10 @@ async fn watch(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }
 
-fn parse_body(kind: Kind, body: &[u8]) -> Result<Value, ApiServerError> {
+fn parse_body(kind: Kind, content_type: &str, body: &[u8]) -> Result<Value, ApiServerError> {
+    if protobuf::is_protobuf(content_type) {
+        return protobuf::decode(protobuf::Message::Kind(kind), body);
+    }
     serde_json::from_slice(body).map_err(|err| {
         ApiServerError::BadRequest(format!(
             "{}: the request body is not JSON: {err}",

@@ -18,8 +18,13 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tonic::Status;
 
+use crate::{
+    auth::UserInfo,
+    authz::{self, Attributes},
+};
+
 use super::{
-    ApiServer,
+    ApiServer, ApiServerError,
     error::{status_of, watch_error},
     storage::{decode, set_resource_version},
 };
@@ -34,6 +39,41 @@ enum Position {
     Snapshot,
     /// Everything up to this revision was delivered.
     After(i64),
+}
+
+/// Whether `user` may follow node `node`'s stream: the node itself, or
+/// a user who may watch its pods, Services, Endpoints and EndpointSlices
+/// in every namespace (what the stream carries).
+///
+/// # Errors
+/// [`ApiServerError::Forbidden`].
+pub fn authorize(
+    api: &ApiServer,
+    user: Option<&UserInfo>,
+    node: &str,
+) -> Result<(), ApiServerError> {
+    let Some(user) = user else {
+        return Err(ApiServerError::Forbidden(
+            "the request carries no authenticated user".to_owned(),
+        ));
+    };
+    if let Some(own) = authz::node::node_of(user) {
+        if own == node {
+            return Ok(());
+        }
+        return Err(ApiServerError::Forbidden(format!(
+            "node {own:?} may only follow its own node-sync stream, not node {node:?}'s"
+        )));
+    }
+    for kind in [
+        Kind::Pod,
+        Kind::Service,
+        Kind::Endpoints,
+        Kind::EndpointSlice,
+    ] {
+        api.authorize(Some(user), &Attributes::resource("watch", kind, "", "", ""))?;
+    }
+    Ok(())
 }
 
 /// Streams node `node`'s view into `out` until the receiver goes away.
