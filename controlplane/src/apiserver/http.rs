@@ -34,6 +34,8 @@ use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use super::{
     ApiServer, ApiServerError, DeleteOptions, Filter, Write, discovery,
     error::code_and_reason,
+    field_validation::FieldValidation,
+    openapi,
     patch::{self, PatchType},
     scale, table,
 };
@@ -138,6 +140,17 @@ async fn handle(
     {
         return json_response(StatusCode::OK, &document);
     }
+    if method == Method::GET
+        && let Some((media, document)) = openapi::document(
+            uri.path(),
+            headers
+                .get(header::ACCEPT)
+                .and_then(|accept| accept.to_str().ok())
+                .unwrap_or_default(),
+        )
+    {
+        return (StatusCode::OK, [(header::CONTENT_TYPE, media)], document).into_response();
+    }
     let as_table = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
@@ -218,6 +231,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
     }
     let status = subresource == Subresource::Status;
     let write = write_of(param("dryRun"))?;
+    let validation = FieldValidation::parse(param("fieldValidation"))?;
     match (method, name) {
         (Method::GET, None) => {
             let filter = Filter::parse(&namespace, param("labelSelector"), param("fieldSelector"))?;
@@ -242,12 +256,14 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         }
         (Method::POST, None) => {
             let mut object = parse_body(kind, &body)?;
+            let warnings = validation.check(kind, &object, None)?;
             if kind.namespaced() && !namespace.is_empty() {
                 object["metadata"]["namespace"] = json!(namespace);
             }
-            Ok(json_response(
-                StatusCode::CREATED,
-                &api.create_with(kind, object, write).await?,
+            let created = api.create_with(kind, object, write).await?;
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &created),
+                &warnings,
             ))
         }
         (Method::GET, Some(name)) => {
@@ -261,6 +277,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         }
         (Method::PUT, Some(name)) => {
             let mut object = parse_body(kind, &body)?;
+            let warnings = validation.check(kind, &object, None)?;
             let body_name = rudder_api::object::name_of(&object);
             if !body_name.is_empty() && body_name != name {
                 return Err(ApiServerError::BadRequest(format!(
@@ -272,20 +289,28 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
             if kind.namespaced() {
                 object["metadata"]["namespace"] = json!(namespace);
             }
-            Ok(json_response(
-                StatusCode::OK,
-                &api.update_with(kind, object, status, write).await?,
+            let updated = api.update_with(kind, object, status, write).await?;
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &updated),
+                &warnings,
             ))
         }
         (Method::PATCH, Some(name)) => {
             let patch_type = PatchType::from_content_type(content_type)?;
-            let patched = patch_retrying(&body, || async {
+            let (patched, warnings) = patch_retrying(&body, || async {
                 let current = api.get(kind, &namespace, &name).await?;
                 let patched = patch::apply(&current, patch_type, &body)?;
-                api.update_with(kind, patched, status, write).await
+                // Only what this patch brings in: fields an earlier request
+                // stored with validation off are not this request's.
+                let warnings = validation.check(kind, &patched, Some(&current))?;
+                let written = api.update_with(kind, patched, status, write).await?;
+                Ok((written, warnings))
             })
             .await?;
-            Ok(json_response(StatusCode::OK, &patched))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &patched),
+                &warnings,
+            ))
         }
         (Method::DELETE, Some(name)) => {
             let options = delete_options(&query, &body)?;
@@ -309,10 +334,10 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
 
 /// Runs `attempt` (read, patch, write) again while it conflicts with
 /// another writer, unless the patch named the version it applies to.
-async fn patch_retrying<F, Fut>(body: &[u8], attempt: F) -> Result<Value, ApiServerError>
+async fn patch_retrying<T, F, Fut>(body: &[u8], attempt: F) -> Result<T, ApiServerError>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Value, ApiServerError>>,
+    Fut: std::future::Future<Output = Result<T, ApiServerError>>,
 {
     let mut tries = 1;
     loop {
@@ -524,6 +549,29 @@ fn json_response(code: StatusCode, value: &Value) -> Response {
         serde_json::to_vec(value).unwrap_or_default(),
     )
         .into_response()
+}
+
+/// A response with one `Warning: 299 - "..."` header per warning, as
+/// kube-apiserver sends them (kubectl prints each as `Warning: ...`).
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        // A header value is visible ASCII; field names are the user's.
+        let printable: String = warning
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        let quoted = printable.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = header::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
 }
 
 fn status_object(code: StatusCode, reason: &str, message: &str) -> Value {
