@@ -9,7 +9,13 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{Condition, ObjectMeta};
+use crate::{
+    kept::{
+        EnvFromSource, HostAlias, Lifecycle, PodAffinity, PodDnsConfig, PodSecurityContext,
+        SecurityContext, TopologySpreadConstraint, Volume,
+    },
+    meta::{Condition, ObjectMeta},
+};
 
 /// A port given as a number or as the name of a container port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,12 +265,10 @@ pub struct PodSpec {
     pub affinity: Option<Affinity>,
     /// Volumes the containers may mount. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "crate::schema::free_form_list")]
-    pub volumes: Vec<serde_json::Value>,
+    pub volumes: Vec<Volume>,
     /// Pod-level security attributes. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form")]
-    pub security_context: Option<serde_json::Value>,
+    pub security_context: Option<PodSecurityContext>,
     /// The service account the pod runs as. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account_name: Option<String>,
@@ -279,8 +283,7 @@ pub struct PodSpec {
     pub dns_policy: Option<String>,
     /// DNS resolver settings. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form")]
-    pub dns_config: Option<serde_json::Value>,
+    pub dns_config: Option<PodDnsConfig>,
     /// Secrets for pulling images. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::free_form_list")]
@@ -299,8 +302,7 @@ pub struct PodSpec {
     pub scheduler_name: Option<String>,
     /// How pods spread over topology domains. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "crate::schema::free_form_list")]
-    pub topology_spread_constraints: Vec<serde_json::Value>,
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     /// Share the node's PID namespace. Kept as written; rudder does not act on it.
     #[serde(default, rename = "hostPID", skip_serializing_if = "Option::is_none")]
     pub host_pid: Option<bool>,
@@ -325,8 +327,7 @@ pub struct PodSpec {
     pub set_hostname_as_fqdn: Option<bool>,
     /// Extra /etc/hosts entries. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "crate::schema::free_form_list")]
-    pub host_aliases: Vec<serde_json::Value>,
+    pub host_aliases: Vec<HostAlias>,
     /// RuntimeClass of the pod. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_class_name: Option<String>,
@@ -359,8 +360,7 @@ pub struct PodSpec {
     pub resource_claims: Vec<serde_json::Value>,
     /// Pod-level resource requirements. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form")]
-    pub resources: Option<serde_json::Value>,
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// `Pod.spec.affinity`. Only node affinity is modelled; `podAffinity` and
@@ -374,12 +374,10 @@ pub struct Affinity {
     pub node_affinity: Option<NodeAffinity>,
     /// Co-location with other pods. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form")]
-    pub pod_affinity: Option<serde_json::Value>,
+    pub pod_affinity: Option<PodAffinity>,
     /// Separation from other pods. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form")]
-    pub pod_anti_affinity: Option<serde_json::Value>,
+    pub pod_anti_affinity: Option<PodAffinity>,
 }
 
 /// Node affinity: a hard requirement the scheduler filters on, and
@@ -512,8 +510,7 @@ pub struct Container {
     pub image_pull_policy: Option<String>,
     /// Environment from ConfigMaps and Secrets. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(schema_with = "crate::schema::free_form_list")]
-    pub env_from: Vec<serde_json::Value>,
+    pub env_from: Vec<EnvFromSource>,
     /// Volumes mounted into the container. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "crate::schema::free_form_list")]
@@ -524,12 +521,10 @@ pub struct Container {
     pub volume_devices: Vec<serde_json::Value>,
     /// Container-level security attributes. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form")]
-    pub security_context: Option<serde_json::Value>,
+    pub security_context: Option<SecurityContext>,
     /// postStart and preStop hooks. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "crate::schema::free_form")]
-    pub lifecycle: Option<serde_json::Value>,
+    pub lifecycle: Option<Lifecycle>,
     /// Keep stdin open. Kept as written; rudder does not act on it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stdin: Option<bool>,

@@ -21,6 +21,7 @@ pub mod downward;
 pub mod error;
 pub mod events;
 pub mod facts;
+pub mod kept;
 pub mod kind;
 pub mod meta;
 pub mod names;

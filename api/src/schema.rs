@@ -491,10 +491,10 @@ mod tests {
             "metadata": {"name": "p", "labels": {"a": "b"}, "managedFields": [{"manager": "x"}]},
             "spec": {
                 "containers": [
-                    {"name": "c", "image": "x", "securityContext": {"anything": {"goes": 1}}},
+                    {"name": "c", "image": "x", "securityContext": {"seLinuxOptions": {"anything": {"goes": 1}}, "capability": {}}},
                     {"name": "d", "image": "y", "bogus": true, "ports": [{"containerPort": 80, "speed": 1}]}
                 ],
-                "volumes": [{"name": "v", "hostPath": {"path": "/x"}}],
+                "volumes": [{"name": "v", "hostPath": {"path": "/x", "any": [1]}}, {"name": "w", "tmpfs": {}}],
                 "dnsPolicy": "ClusterFirst",
                 "extra": {"deep": 1}
             },
@@ -505,9 +505,11 @@ mod tests {
             unknown_fields(Kind::Pod, &pod),
             [
                 "colour",
+                "spec.containers[0].securityContext.capability",
                 "spec.containers[1].bogus",
                 "spec.containers[1].ports[0].speed",
-                "spec.extra"
+                "spec.extra",
+                "spec.volumes[1].tmpfs"
             ]
         );
     }
