@@ -141,15 +141,29 @@ async fn handle(
         return json_response(StatusCode::OK, &document);
     }
     if method == Method::GET
-        && let Some((media, document)) = openapi::document(
+        && let Some(served) = openapi::document(
             uri.path(),
+            uri.query().unwrap_or_default(),
             headers
                 .get(header::ACCEPT)
                 .and_then(|accept| accept.to_str().ok())
                 .unwrap_or_default(),
         )
     {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, media)], document).into_response();
+        let cache = if served.immutable {
+            "public, immutable"
+        } else {
+            "no-cache, private"
+        };
+        return (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, served.media),
+                (header::CACHE_CONTROL, cache),
+            ],
+            served.body,
+        )
+            .into_response();
     }
     let as_table = headers
         .get(header::ACCEPT)

@@ -26,8 +26,9 @@ use super::discovery::KUBERNETES_MINOR;
 struct Documents {
     /// `/openapi/v3`.
     index: Vec<u8>,
-    /// By group-version path (`api/v1`, `apis/apps/v1`).
-    by_group_version: BTreeMap<String, Vec<u8>>,
+    /// By group-version path (`api/v1`, `apis/apps/v1`): the document's
+    /// hash (in the index's URL) and the document.
+    by_group_version: BTreeMap<String, (String, Vec<u8>)>,
     /// `/openapi/v2` as JSON.
     v2_json: Vec<u8>,
     /// `/openapi/v2` as gnostic protobuf.
@@ -42,26 +43,50 @@ fn documents() -> &'static Documents {
     DOCUMENTS.get_or_init(build)
 }
 
+/// A document as served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Served {
+    /// Its media type.
+    pub media: &'static str,
+    /// Its bytes.
+    pub body: &'static [u8],
+    /// Asked for by the hash the index names: it can never change, and
+    /// kubectl's HTTP cache may keep it (`Cache-Control: public, immutable`,
+    /// as kube-apiserver answers).
+    pub immutable: bool,
+}
+
 /// The document at `path` (`/openapi/v3`, `/openapi/v3/apis/apps/v1`,
-/// `/openapi/v2`), if `path` names one: its media type and bytes. `accept`
-/// chooses between `/openapi/v2`'s protobuf and JSON forms.
-pub fn document(path: &str, accept: &str) -> Option<(&'static str, &'static [u8])> {
+/// `/openapi/v2`), if `path` names one. `query` is the request's query
+/// (its `hash`); `accept` chooses between `/openapi/v2`'s protobuf and JSON
+/// forms.
+pub fn document(path: &str, query: &str, accept: &str) -> Option<Served> {
     let path = path.trim_end_matches('/');
     let documents = documents();
+    let mutable = |media, body: &'static [u8]| Served {
+        media,
+        body,
+        immutable: false,
+    };
     if path == "/openapi/v2" {
         return Some(if accept.contains(v2::PROTOBUF_ACCEPTED) {
-            (v2::PROTOBUF, &documents.v2_protobuf)
+            mutable(v2::PROTOBUF, &documents.v2_protobuf)
         } else {
-            (JSON, &documents.v2_json)
+            mutable(JSON, &documents.v2_json)
         });
     }
     let rest = path.strip_prefix("/openapi/v3")?;
     match rest.strip_prefix('/') {
-        None if rest.is_empty() => Some((JSON, &documents.index)),
-        Some(group_version) => documents
-            .by_group_version
-            .get(group_version)
-            .map(|body| (JSON, body.as_slice())),
+        None if rest.is_empty() => Some(mutable(JSON, &documents.index)),
+        Some(group_version) => {
+            let (hash, body) = documents.by_group_version.get(group_version)?;
+            let asked = query.split('&').find_map(|pair| pair.strip_prefix("hash="));
+            Some(Served {
+                media: JSON,
+                body,
+                immutable: asked == Some(hash.as_str()),
+            })
+        }
         None => None,
     }
 }
@@ -103,7 +128,7 @@ fn build() -> Documents {
             path.clone(),
             json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash={hash}")}),
         );
-        by_group_version.insert(path, body);
+        by_group_version.insert(path, (hash, body));
     }
     let v2 = v2::json_document(title(), &version(), schema::definitions());
     Documents {
@@ -362,15 +387,15 @@ fn kind_paths(kind: Kind) -> Vec<(String, Value)> {
 mod tests {
     use super::*;
 
-    fn parse(served: Option<(&str, &[u8])>) -> Value {
-        let (media, bytes) = served.expect("served");
-        assert_eq!(media, JSON);
-        serde_json::from_slice(bytes).expect("json")
+    fn parse(served: Option<Served>) -> Value {
+        let served = served.expect("served");
+        assert_eq!(served.media, JSON);
+        serde_json::from_slice(served.body).expect("json")
     }
 
     #[test]
     fn index_names_every_group_version_with_a_hash() {
-        let index = parse(document("/openapi/v3", ""));
+        let index = parse(document("/openapi/v3", "", ""));
         for path in [
             "api/v1",
             "apis/apps/v1",
@@ -382,10 +407,16 @@ mod tests {
                 .unwrap_or_else(|| panic!("{path} in the index"));
             let (document_path, hash) = url.split_once("?hash=").expect("hash");
             assert_eq!(hash.len(), 128, "{url}");
-            assert!(document(document_path, "").is_some(), "{url} is served");
+            let served = document(document_path, &format!("hash={hash}"), "").expect("served");
+            assert!(served.immutable, "{url} asked by its hash");
+            let other = document(document_path, "hash=0", "").expect("served");
+            assert!(
+                !other.immutable,
+                "another hash is not the served document's"
+            );
         }
-        assert!(document("/openapi/v3/apis/batch/v1", "").is_none());
-        assert!(document("/openapi/v3x", "").is_none());
+        assert!(document("/openapi/v3/apis/batch/v1", "", "").is_none());
+        assert!(document("/openapi/v3x", "", "").is_none());
     }
 
     #[test]
@@ -393,6 +424,7 @@ mod tests {
         for kind in Kind::ALL {
             let doc = parse(document(
                 &format!("/openapi/v3/{}", group_version_path(kind.group())),
+                "",
                 "",
             ));
             let paths = doc["paths"].as_object().expect("paths");
@@ -423,14 +455,15 @@ mod tests {
 
     #[test]
     fn v2_is_served_as_protobuf_to_who_asks_and_json_otherwise() {
-        let (media, bytes) = document(
+        let served = document(
             "/openapi/v2",
+            "",
             "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
         )
         .expect("v2");
-        assert_eq!(media, v2::PROTOBUF);
-        assert!(!bytes.is_empty());
-        let json = parse(document("/openapi/v2", "application/json"));
+        assert_eq!(served.media, v2::PROTOBUF);
+        assert!(!served.body.is_empty());
+        let json = parse(document("/openapi/v2", "", "application/json"));
         assert_eq!(json["swagger"], "2.0");
         assert_eq!(
             json["definitions"]["io.k8s.api.core.v1.Pod"]["properties"]["spec"]["$ref"],
@@ -441,7 +474,7 @@ mod tests {
     #[test]
     fn documents_carry_every_definition_they_refer_to() {
         for path in ["api/v1", "apis/apps/v1"] {
-            let doc = parse(document(&format!("/openapi/v3/{path}"), ""));
+            let doc = parse(document(&format!("/openapi/v3/{path}"), "", ""));
             let mut references = Vec::new();
             references_in(&doc, &mut references);
             assert!(!references.is_empty());
@@ -452,7 +485,7 @@ mod tests {
                 );
             }
         }
-        let apps = parse(document("/openapi/v3/apis/apps/v1", ""));
+        let apps = parse(document("/openapi/v3/apis/apps/v1", "", ""));
         assert!(
             apps["components"]["schemas"]
                 .get("io.k8s.api.core.v1.PodSpec")
