@@ -6,8 +6,13 @@
 //! the user wrote (see [`rudder_api::object`]): `Ignore` and `Warn` store
 //! the object as sent, `Warn` (the default, as in Kubernetes) answers a
 //! `Warning` header per unknown field, and `Strict` refuses the request.
+//! A field given twice in the request's JSON (the last one would win) is
+//! treated the same way.
+
+use std::{collections::HashSet, fmt};
 
 use rudder_api::{Kind, schema};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::ApiServerError;
@@ -40,17 +45,20 @@ impl FieldValidation {
         }
     }
 
-    /// Checks `object`, a `kind`, for unknown fields; a patched object
-    /// names the object it was patched from as `before`, whose own unknown
-    /// fields are not held against the patch. Returns the warnings to send.
+    /// Checks `object`, a `kind` sent as `body`, for unknown fields and
+    /// `body` for fields given twice; a patched object names the object it
+    /// was patched from as `before`, whose own unknown fields are not held
+    /// against the patch (and `body` is the patch). Returns the warnings to
+    /// send.
     ///
     /// # Errors
     /// [`ApiServerError::BadRequest`] under `Strict` when there is an
-    /// unknown field, naming every one (`strict decoding error: unknown
-    /// field "spec.foo"`, as Kubernetes words it).
+    /// unknown or duplicate field, naming every one (`strict decoding
+    /// error: unknown field "spec.foo"`, as Kubernetes words it).
     pub fn check(
         self,
         kind: Kind,
+        body: &[u8],
         object: &Value,
         before: Option<&Value>,
     ) -> Result<Vec<String>, ApiServerError> {
@@ -65,6 +73,11 @@ impl FieldValidation {
         let named: Vec<String> = unknown
             .iter()
             .map(|field| format!("unknown field {field:?}"))
+            .chain(
+                duplicate_fields(body)
+                    .iter()
+                    .map(|field| format!("duplicate field {field:?}")),
+            )
             .collect();
         match self {
             Self::Strict if !named.is_empty() => Err(ApiServerError::BadRequest(format!(
@@ -75,6 +88,101 @@ impl FieldValidation {
             ))),
             _ => Ok(named),
         }
+    }
+}
+
+/// The fields `body` (JSON) gives more than once, by path; nothing for a
+/// body that is not JSON (decoding it reports that).
+fn duplicate_fields(body: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let seed = Fields {
+        path: String::new(),
+        found: &mut found,
+    };
+    if seed.deserialize(&mut deserializer).is_err() {
+        return Vec::new();
+    }
+    found
+}
+
+/// Walks a JSON document noting repeated keys (serde_json's own recursion
+/// limit bounds the depth).
+struct Fields<'a> {
+    path: String,
+    found: &'a mut Vec<String>,
+}
+
+impl<'de> DeserializeSeed<'de> for Fields<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Fields<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        while items
+            .next_element_seed(Fields {
+                path: format!("{}[{index}]", self.path),
+                found: &mut *self.found,
+            })?
+            .is_some()
+        {
+            index += 1;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(name) = fields.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                name.clone()
+            } else {
+                format!("{}.{name}", self.path)
+            };
+            if !seen.insert(name) {
+                self.found.push(path.clone());
+            }
+            fields.next_value_seed(Fields {
+                path,
+                found: &mut *self.found,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -117,7 +225,7 @@ mod tests {
         for validation in [FieldValidation::Strict, FieldValidation::Warn] {
             assert_eq!(
                 validation
-                    .check(Kind::Deployment, &object, None)
+                    .check(Kind::Deployment, b"{}", &object, None)
                     .expect("valid"),
                 Vec::<String>::new()
             );
@@ -130,7 +238,7 @@ mod tests {
             "spec": {"foo": 1, "template": {"spec": {"containers": [{"colour": "red"}]}}}
         }));
         let err = FieldValidation::Strict
-            .check(Kind::Deployment, &object, None)
+            .check(Kind::Deployment, b"{}", &object, None)
             .expect_err("unknown fields");
         assert_eq!(
             err.to_string(),
@@ -138,7 +246,7 @@ mod tests {
              unknown field \"spec.template.spec.containers[0].colour\""
         );
         let warnings = FieldValidation::Warn
-            .check(Kind::Deployment, &object, None)
+            .check(Kind::Deployment, b"{}", &object, None)
             .expect("warn passes");
         assert_eq!(
             warnings,
@@ -149,7 +257,7 @@ mod tests {
         );
         assert!(
             FieldValidation::Ignore
-                .check(Kind::Deployment, &object, None)
+                .check(Kind::Deployment, b"{}", &object, None)
                 .expect("ignored")
                 .is_empty()
         );
@@ -160,7 +268,7 @@ mod tests {
         let before = deployment(json!({"spec": {"foo": 1}}));
         let after = deployment(json!({"spec": {"foo": 1, "bar": 2}}));
         let err = FieldValidation::Strict
-            .check(Kind::Deployment, &after, Some(&before))
+            .check(Kind::Deployment, b"{}", &after, Some(&before))
             .expect_err("bar is new");
         assert!(
             err.to_string().ends_with("unknown field \"spec.bar\""),
@@ -168,9 +276,27 @@ mod tests {
         );
         assert!(
             FieldValidation::Strict
-                .check(Kind::Deployment, &before, Some(&before))
+                .check(Kind::Deployment, b"{}", &before, Some(&before))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn fields_given_twice_are_named() {
+        let body = br#"{"kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": "a", "name": "b"}]}}, "replicas": 2}}"#;
+        let object: Value = serde_json::from_slice(body).expect("json");
+        let err = FieldValidation::Strict
+            .check(Kind::Deployment, body, &object, None)
+            .expect_err("duplicates");
+        assert_eq!(
+            err.to_string(),
+            "deployment \"web\": strict decoding error: \
+             duplicate field \"spec.template.spec.containers[0].name\", \
+             duplicate field \"spec.replicas\""
+        );
+        assert!(duplicate_fields(b"not json").is_empty());
+        assert!(duplicate_fields(br#"[{"a": 1}, {"a": 2}]"#).is_empty());
     }
 
     #[test]

@@ -270,7 +270,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         }
         (Method::POST, None) => {
             let mut object = parse_body(kind, &body)?;
-            let warnings = validation.check(kind, &object, None)?;
+            let warnings = validation.check(kind, &body, &object, None)?;
             if kind.namespaced() && !namespace.is_empty() {
                 object["metadata"]["namespace"] = json!(namespace);
             }
@@ -291,7 +291,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         }
         (Method::PUT, Some(name)) => {
             let mut object = parse_body(kind, &body)?;
-            let warnings = validation.check(kind, &object, None)?;
+            let warnings = validation.check(kind, &body, &object, None)?;
             let body_name = rudder_api::object::name_of(&object);
             if !body_name.is_empty() && body_name != name {
                 return Err(ApiServerError::BadRequest(format!(
@@ -316,7 +316,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
                 let patched = patch::apply(&current, patch_type, &body)?;
                 // Only what this patch brings in: fields an earlier request
                 // stored with validation off are not this request's.
-                let warnings = validation.check(kind, &patched, Some(&current))?;
+                let warnings = validation.check(kind, &body, &patched, Some(&current))?;
                 let written = api.update_with(kind, patched, status, write).await?;
                 Ok((written, warnings))
             })
