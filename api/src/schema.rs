@@ -9,11 +9,13 @@
 //! merge patch merges by key their `x-kubernetes-patch-merge-key` and
 //! `x-kubernetes-patch-strategy` (from [`crate::strategic_merge`]).
 //!
-//! Kubernetes fields rudder stores as written but does not model are
-//! typed [`serde_json::Value`] with [`free_form`] or [`free_form_list`]
+//! Kubernetes fields rudder stores as written but does not act on are
+//! typed too ([`crate::kept`]), down to their flat parts; those are
+//! [`serde_json::Value`]s with [`free_form`] or [`free_form_list`]
 //! schemas: objects marked `x-kubernetes-preserve-unknown-fields`, whose
-//! insides no validation looks into. A field that is in neither the types
-//! nor Kubernetes' API is unknown.
+//! insides no validation looks into. So a Kubernetes manifest is known
+//! field by field, and a field that is neither rudder's nor Kubernetes' is
+//! unknown ([`unknown_fields`]).
 
 use std::{collections::BTreeMap, sync::OnceLock};
 

@@ -454,6 +454,16 @@ mod tests {
     }
 
     #[test]
+    fn documents_are_built_once_and_served_from_memory() {
+        let first = document("/openapi/v3/api/v1", "", "").expect("core");
+        let again = document("/openapi/v3/api/v1", "", "").expect("core");
+        assert!(std::ptr::eq(first.body, again.body), "the same bytes");
+        let v2 = document("/openapi/v2", "", v2::PROTOBUF_ACCEPTED).expect("v2");
+        let v2_again = document("/openapi/v2", "", v2::PROTOBUF_ACCEPTED).expect("v2");
+        assert!(std::ptr::eq(v2.body, v2_again.body));
+    }
+
+    #[test]
     fn v2_is_served_as_protobuf_to_who_asks_and_json_otherwise() {
         let served = document(
             "/openapi/v2",
