@@ -1,5 +1,6 @@
 //! The `apps/v1` kinds: Deployment and ReplicaSet.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -8,7 +9,8 @@ use crate::{
 };
 
 /// Pods to create from a template: metadata and spec.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.PodTemplateSpec")]
 #[serde(rename_all = "camelCase")]
 pub struct PodTemplateSpec {
     /// Labels and annotations of the pods.
@@ -20,7 +22,8 @@ pub struct PodTemplateSpec {
 }
 
 /// A replicated, rolling-updated set of pods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.apps.v1.Deployment")]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
     /// `apps/v1`.
@@ -41,7 +44,8 @@ pub struct Deployment {
 }
 
 /// `Deployment.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.apps.v1.DeploymentSpec")]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentSpec {
     /// Desired pods; default 1.
@@ -71,7 +75,8 @@ pub struct DeploymentSpec {
 }
 
 /// `Deployment.spec.strategy`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.apps.v1.DeploymentStrategy")]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStrategy {
     /// `RollingUpdate` (default) or `Recreate`.
@@ -83,7 +88,8 @@ pub struct DeploymentStrategy {
 }
 
 /// `strategy.rollingUpdate`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.apps.v1.RollingUpdateDeployment")]
 #[serde(rename_all = "camelCase")]
 pub struct RollingUpdate {
     /// Extra pods allowed during the update; default 25%.
@@ -95,7 +101,8 @@ pub struct RollingUpdate {
 }
 
 /// `Deployment.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.apps.v1.DeploymentStatus")]
 #[serde(rename_all = "camelCase")]
 pub struct DeploymentStatus {
     /// Generation the status describes.
@@ -119,10 +126,14 @@ pub struct DeploymentStatus {
     /// Conditions.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Count of hash collisions of the template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collision_count: Option<i64>,
 }
 
 /// A fixed-size set of identical pods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.apps.v1.ReplicaSet")]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaSet {
     /// `apps/v1`.
@@ -143,7 +154,8 @@ pub struct ReplicaSet {
 }
 
 /// `ReplicaSet.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.apps.v1.ReplicaSetSpec")]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaSetSpec {
     /// Desired pods; default 1.
@@ -161,7 +173,8 @@ pub struct ReplicaSetSpec {
 }
 
 /// `ReplicaSet.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.apps.v1.ReplicaSetStatus")]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicaSetStatus {
     /// Pods.
@@ -179,4 +192,8 @@ pub struct ReplicaSetStatus {
     /// Generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Conditions. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub conditions: Vec<serde_json::Value>,
 }

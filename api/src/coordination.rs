@@ -1,12 +1,14 @@
 //! The `coordination.k8s.io/v1` kind: Lease (node heartbeats, leader
 //! election).
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::ObjectMeta;
 
 /// A lease held by one identity, renewed while it lives.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.coordination.v1.Lease")]
 #[serde(rename_all = "camelCase")]
 pub struct Lease {
     /// `coordination.k8s.io/v1`.
@@ -24,7 +26,8 @@ pub struct Lease {
 }
 
 /// `Lease.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.coordination.v1.LeaseSpec")]
 #[serde(rename_all = "camelCase")]
 pub struct LeaseSpec {
     /// Who holds the lease.
@@ -42,4 +45,10 @@ pub struct LeaseSpec {
     /// Times the holder changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_transitions: Option<i64>,
+    /// Holder a coordinated leader election prefers. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_holder: Option<String>,
+    /// Coordinated leader election strategy. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
 }

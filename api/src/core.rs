@@ -6,9 +6,16 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::meta::{Condition, ObjectMeta};
+use crate::{
+    kept::{
+        EnvFromSource, HostAlias, Lifecycle, PodAffinity, PodDnsConfig, PodSecurityContext,
+        SecurityContext, TopologySpreadConstraint, Volume,
+    },
+    meta::{Condition, ObjectMeta},
+};
 
 /// A port given as a number or as the name of a container port.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -20,8 +27,24 @@ pub enum IntOrString {
     String(String),
 }
 
+impl JsonSchema for IntOrString {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "io.k8s.apimachinery.pkg.util.intstr.IntOrString".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Kubernetes' form: a string whose format says a number is fine too.
+        schemars::json_schema!({
+            "type": "string",
+            "format": "int-or-string",
+            "description": "A number, or a string such as a port name or a percentage (\"25%\")."
+        })
+    }
+}
+
 /// A namespace: a scope for names of namespaced objects.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Namespace")]
 #[serde(rename_all = "camelCase")]
 pub struct Namespace {
     /// `v1`.
@@ -42,7 +65,8 @@ pub struct Namespace {
 }
 
 /// `Namespace.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NamespaceSpec")]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceSpec {
     /// Finalizers run before the namespace goes away.
@@ -51,16 +75,22 @@ pub struct NamespaceSpec {
 }
 
 /// `Namespace.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NamespaceStatus")]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceStatus {
     /// `Active` or `Terminating`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Conditions of the namespace. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub conditions: Vec<serde_json::Value>,
 }
 
 /// A machine that runs pods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Node")]
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     /// `v1`.
@@ -81,7 +111,8 @@ pub struct Node {
 }
 
 /// `Node.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NodeSpec")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSpec {
     /// The pod address range of this node, e.g. `10.244.1.0/24`.
@@ -96,10 +127,18 @@ pub struct NodeSpec {
     /// Taints repelling pods that do not tolerate them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub taints: Vec<Taint>,
+    /// The node's ID in its cloud provider.
+    #[serde(
+        default,
+        rename = "providerID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub provider_id: Option<String>,
 }
 
 /// A node taint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Taint")]
 #[serde(rename_all = "camelCase")]
 pub struct Taint {
     /// Key.
@@ -117,7 +156,8 @@ pub struct Taint {
 }
 
 /// `Node.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NodeStatus")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     /// Addresses of the node (`InternalIP`, `Hostname`, ...).
@@ -132,10 +172,26 @@ pub struct NodeStatus {
     /// Resources available to pods.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub allocatable: BTreeMap<String, String>,
+    /// Kubernetes' deprecated node phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Versions of the node's kernel, OS and runtime. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub node_info: Option<serde_json::Value>,
+    /// Ports of the node's daemons. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub daemon_endpoints: Option<serde_json::Value>,
+    /// Images on the node. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub images: Vec<serde_json::Value>,
 }
 
 /// One address of a node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NodeAddress")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAddress {
     /// `InternalIP`, `ExternalIP` or `Hostname`.
@@ -146,7 +202,8 @@ pub struct NodeAddress {
 }
 
 /// A group of containers sharing a network namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Pod")]
 #[serde(rename_all = "camelCase")]
 pub struct Pod {
     /// `v1`.
@@ -167,7 +224,8 @@ pub struct Pod {
 }
 
 /// `Pod.spec` (also the `template.spec` of Deployments and ReplicaSets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.PodSpec")]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     /// The containers; at least one.
@@ -205,21 +263,127 @@ pub struct PodSpec {
     /// Scheduling constraints beyond `nodeSelector`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub affinity: Option<Affinity>,
+    /// Volumes the containers may mount. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<Volume>,
+    /// Pod-level security attributes. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
+    /// The service account the pod runs as. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// Deprecated alias of serviceAccountName. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
+    /// Whether a service account token is mounted. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
+    /// `ClusterFirst` (default), `Default`, `ClusterFirstWithHostNet` or `None`. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_policy: Option<String>,
+    /// DNS resolver settings. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_config: Option<PodDnsConfig>,
+    /// Secrets for pulling images. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub image_pull_secrets: Vec<serde_json::Value>,
+    /// Priority class of the pod. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+    /// Priority value resolved from the class. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// `PreemptLowerPriority` or `Never`. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preemption_policy: Option<String>,
+    /// The scheduler that places the pod; rudder has one. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler_name: Option<String>,
+    /// How pods spread over topology domains. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    /// Share the node's PID namespace. Kept as written; rudder does not act on it.
+    #[serde(default, rename = "hostPID", skip_serializing_if = "Option::is_none")]
+    pub host_pid: Option<bool>,
+    /// Share the node's IPC namespace. Kept as written; rudder does not act on it.
+    #[serde(default, rename = "hostIPC", skip_serializing_if = "Option::is_none")]
+    pub host_ipc: Option<bool>,
+    /// Whether host user namespaces are used. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_users: Option<bool>,
+    /// Containers share one PID namespace. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share_process_namespace: Option<bool>,
+    /// Subdomain of the pod's hostname. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    /// Hostname set as the FQDN. Kept as written; rudder does not act on it.
+    #[serde(
+        default,
+        rename = "setHostnameAsFQDN",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub set_hostname_as_fqdn: Option<bool>,
+    /// Extra /etc/hosts entries. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_aliases: Vec<HostAlias>,
+    /// RuntimeClass of the pod. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_class_name: Option<String>,
+    /// Resources of the sandbox beyond the containers'. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub overhead: Option<serde_json::Value>,
+    /// Extra conditions for readiness. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub readiness_gates: Vec<serde_json::Value>,
+    /// Seconds the pod may run before it is failed. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_deadline_seconds: Option<i64>,
+    /// The OS the pod needs. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub os: Option<serde_json::Value>,
+    /// Ephemeral debugging containers. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub ephemeral_containers: Vec<serde_json::Value>,
+    /// Gates holding the pod back from scheduling. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub scheduling_gates: Vec<serde_json::Value>,
+    /// Dynamic resource claims. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub resource_claims: Vec<serde_json::Value>,
+    /// Pod-level resource requirements. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
 }
 
 /// `Pod.spec.affinity`. Only node affinity is modelled; `podAffinity` and
 /// `podAntiAffinity` are kept in the stored object but not acted on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Affinity")]
 #[serde(rename_all = "camelCase")]
 pub struct Affinity {
     /// Which nodes the pod must, or would rather, run on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_affinity: Option<NodeAffinity>,
+    /// Co-location with other pods. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_affinity: Option<PodAffinity>,
+    /// Separation from other pods. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_anti_affinity: Option<PodAffinity>,
 }
 
 /// Node affinity: a hard requirement the scheduler filters on, and
 /// weighted preferences it scores with. Neither evicts a running pod.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NodeAffinity")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeAffinity {
     /// The node must match one of these terms.
@@ -231,7 +395,8 @@ pub struct NodeAffinity {
 }
 
 /// Terms ORed together: a node matching any one of them is selected.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NodeSelector")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelector {
     /// At least one term.
@@ -240,7 +405,8 @@ pub struct NodeSelector {
 }
 
 /// Requirements ANDed together; a term with none matches no node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NodeSelectorTerm")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelectorTerm {
     /// Requirements on the node's labels.
@@ -252,7 +418,8 @@ pub struct NodeSelectorTerm {
 }
 
 /// One requirement: `key` `operator` `values`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.NodeSelectorRequirement")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelectorRequirement {
     /// Label key (or field path for `matchFields`).
@@ -265,7 +432,8 @@ pub struct NodeSelectorRequirement {
 }
 
 /// A weighted preference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.PreferredSchedulingTerm")]
 #[serde(rename_all = "camelCase")]
 pub struct PreferredSchedulingTerm {
     /// 1-100.
@@ -276,7 +444,8 @@ pub struct PreferredSchedulingTerm {
 
 /// A taint a pod tolerates (`Equal`: key and value match; `Exists`: the
 /// key alone, or every taint when the key is empty).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Toleration")]
 #[serde(rename_all = "camelCase")]
 pub struct Toleration {
     /// Taint key; empty with `Exists` tolerates everything.
@@ -297,7 +466,8 @@ pub struct Toleration {
 }
 
 /// One container (with the embedded runtime: a process).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Container")]
 #[serde(rename_all = "camelCase")]
 pub struct Container {
     /// DNS-1123 label, unique in the pod.
@@ -338,10 +508,50 @@ pub struct Container {
     /// `Always`, `IfNotPresent` or `Never`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_pull_policy: Option<String>,
+    /// Environment from ConfigMaps and Secrets. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Volumes mounted into the container. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub volume_mounts: Vec<serde_json::Value>,
+    /// Block devices of the container. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub volume_devices: Vec<serde_json::Value>,
+    /// Container-level security attributes. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
+    /// postStart and preStop hooks. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<Lifecycle>,
+    /// Keep stdin open. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<bool>,
+    /// Close stdin after the first attach. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin_once: Option<bool>,
+    /// Allocate a TTY. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<bool>,
+    /// Path of the termination message file. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_message_path: Option<String>,
+    /// `File` or `FallbackToLogsOnError`. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_message_policy: Option<String>,
+    /// Per-container restart policy (sidecars). Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<String>,
+    /// How resources are resized. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub resize_policy: Vec<serde_json::Value>,
 }
 
 /// An environment variable.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.EnvVar")]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVar {
     /// Name.
@@ -357,7 +567,8 @@ pub struct EnvVar {
 /// `EnvVar.valueFrom`. Only `fieldRef` is supported; the others (rudder has
 /// no ConfigMaps or Secrets) are kept as written so validation can name
 /// them in its refusal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.EnvVarSource")]
 #[serde(rename_all = "camelCase")]
 pub struct EnvVarSource {
     /// A field of the pod: `metadata.name`, `status.podIP`, ...
@@ -365,17 +576,21 @@ pub struct EnvVarSource {
     pub field_ref: Option<ObjectFieldSelector>,
     /// A container's resource request or limit (not supported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
     pub resource_field_ref: Option<serde_json::Value>,
     /// A ConfigMap key (not supported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
     pub config_map_key_ref: Option<serde_json::Value>,
     /// A Secret key (not supported).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
     pub secret_key_ref: Option<serde_json::Value>,
 }
 
 /// A field of the pod, by path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ObjectFieldSelector")]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectFieldSelector {
     /// The schema version the path is written in (`v1`).
@@ -386,7 +601,8 @@ pub struct ObjectFieldSelector {
 }
 
 /// A port of a container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ContainerPort")]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerPort {
     /// IANA_SVC_NAME, referable from a Service's targetPort.
@@ -400,10 +616,14 @@ pub struct ContainerPort {
     /// Port on the node forwarded to this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_port: Option<i64>,
+    /// Host address to bind the host port to. Kept as written; rudder does not act on it.
+    #[serde(default, rename = "hostIP", skip_serializing_if = "Option::is_none")]
+    pub host_ip: Option<String>,
 }
 
 /// Resource requests and limits, as Kubernetes quantities.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ResourceRequirements")]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRequirements {
     /// Upper bounds.
@@ -412,10 +632,15 @@ pub struct ResourceRequirements {
     /// Amounts reserved for scheduling.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requests: BTreeMap<String, String>,
+    /// Dynamic resource claims used. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub claims: Vec<serde_json::Value>,
 }
 
 /// A health check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Probe")]
 #[serde(rename_all = "camelCase")]
 pub struct Probe {
     /// HTTP GET that must answer 200-399.
@@ -442,10 +667,18 @@ pub struct Probe {
     /// Successes in a row that count; default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_threshold: Option<i64>,
+    /// gRPC health check (not run by rudder). Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub grpc: Option<serde_json::Value>,
+    /// Grace period on a failed probe. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_period_seconds: Option<i64>,
 }
 
 /// `Probe.httpGet`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.k8s.api.core.v1.HTTPGetAction")]
 #[serde(rename_all = "camelCase")]
 pub struct HttpGetAction {
     /// Path; default `/`.
@@ -456,18 +689,30 @@ pub struct HttpGetAction {
     /// `HTTP` (default) or `HTTPS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheme: Option<String>,
+    /// Host to connect to; default the pod IP. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Headers of the request. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub http_headers: Vec<serde_json::Value>,
 }
 
 /// `Probe.tcpSocket`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "io.k8s.api.core.v1.TCPSocketAction")]
 #[serde(rename_all = "camelCase")]
 pub struct TcpSocketAction {
     /// Port number or container port name.
     pub port: IntOrString,
+    /// Host to connect to; default the pod IP. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 /// `Probe.exec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ExecAction")]
 #[serde(rename_all = "camelCase")]
 pub struct ExecAction {
     /// The command.
@@ -476,7 +721,8 @@ pub struct ExecAction {
 }
 
 /// `Pod.status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.PodStatus")]
 #[serde(rename_all = "camelCase")]
 pub struct PodStatus {
     /// `Pending`, `Running`, `Succeeded`, `Failed` or `Unknown`.
@@ -506,10 +752,29 @@ pub struct PodStatus {
     /// Machine-readable reason.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// All addresses of the node.
+    #[serde(default, rename = "hostIPs", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub host_ips: Vec<serde_json::Value>,
+    /// Guaranteed, Burstable or BestEffort. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qos_class: Option<String>,
+    /// Node a preempting pod is headed for. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nominated_node_name: Option<String>,
+    /// Per init container. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub init_container_statuses: Vec<serde_json::Value>,
+    /// Per ephemeral container. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub ephemeral_container_statuses: Vec<serde_json::Value>,
 }
 
 /// One pod address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.PodIP")]
 #[serde(rename_all = "camelCase")]
 pub struct PodIp {
     /// The address.
@@ -517,7 +782,8 @@ pub struct PodIp {
 }
 
 /// State of one container.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ContainerStatus")]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerStatus {
     /// Container name.
@@ -537,15 +803,28 @@ pub struct ContainerStatus {
     /// `{running: {...}}`, `{waiting: {...}}` or `{terminated: {...}}`,
     /// kept as Kubernetes writes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
     pub state: Option<serde_json::Value>,
     /// How the previous run ended (`{terminated: {exitCode, reason,
     /// startedAt, finishedAt}}`), after a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
     pub last_state: Option<serde_json::Value>,
+    /// Image digest. Kept as written; rudder does not act on it.
+    #[serde(default, rename = "imageID", skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// Runtime's container ID. Kept as written; rudder does not act on it.
+    #[serde(
+        default,
+        rename = "containerID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub container_id: Option<String>,
 }
 
 /// A stable virtual address in front of a set of pods.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Service")]
 #[serde(rename_all = "camelCase")]
 pub struct Service {
     /// `v1`.
@@ -562,11 +841,13 @@ pub struct Service {
     pub spec: ServiceSpec,
     /// Observed state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
     pub status: Option<serde_json::Value>,
 }
 
 /// `Service.spec`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ServiceSpec")]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceSpec {
     /// `ClusterIP` (default), `NodePort`, `LoadBalancer` or `ExternalName`.
@@ -597,10 +878,48 @@ pub struct ServiceSpec {
     /// `Cluster` (default) or `Local`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_traffic_policy: Option<String>,
+    /// Extra addresses the service answers on. Kept as written; rudder does not act on it.
+    #[serde(default, rename = "externalIPs", skip_serializing_if = "Vec::is_empty")]
+    pub external_ips: Vec<String>,
+    /// CNAME target of an ExternalName service. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
+    /// Requested load balancer address. Kept as written; rudder does not act on it.
+    #[serde(
+        default,
+        rename = "loadBalancerIP",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub load_balancer_ip: Option<String>,
+    /// Client ranges allowed through the load balancer. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub load_balancer_source_ranges: Vec<String>,
+    /// Load balancer implementation. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_class: Option<String>,
+    /// Whether LoadBalancer services get node ports. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allocate_load_balancer_node_ports: Option<bool>,
+    /// Health check port for `Local` traffic policy. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check_node_port: Option<i64>,
+    /// Not-ready pods are endpoints too. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_not_ready_addresses: Option<bool>,
+    /// `IPv4` and/or `IPv6`. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_families: Vec<String>,
+    /// `SingleStack`, `PreferDualStack` or `RequireDualStack`. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_family_policy: Option<String>,
+    /// Preference for nearby endpoints. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_distribution: Option<String>,
 }
 
 /// `Service.spec.sessionAffinityConfig`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.SessionAffinityConfig")]
 #[serde(rename_all = "camelCase")]
 pub struct SessionAffinityConfig {
     /// Client-IP affinity settings.
@@ -609,7 +928,8 @@ pub struct SessionAffinityConfig {
 }
 
 /// `sessionAffinityConfig.clientIP`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ClientIPConfig")]
 #[serde(rename_all = "camelCase")]
 pub struct ClientIpConfig {
     /// Seconds of affinity; default 10800.
@@ -618,7 +938,8 @@ pub struct ClientIpConfig {
 }
 
 /// One port of a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ServicePort")]
 #[serde(rename_all = "camelCase")]
 pub struct ServicePort {
     /// Required when there is more than one port.
@@ -635,10 +956,14 @@ pub struct ServicePort {
     /// Port on every node (NodePort/LoadBalancer), 30000-32767.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_port: Option<i64>,
+    /// Application protocol (`http`, ...). Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
 }
 
 /// The addresses behind a service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Endpoints")]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoints {
     /// `v1`.
@@ -656,7 +981,8 @@ pub struct Endpoints {
 }
 
 /// Addresses and the ports they all serve.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.EndpointSubset")]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSubset {
     /// Ready addresses: they get traffic.
@@ -671,7 +997,8 @@ pub struct EndpointSubset {
 }
 
 /// One backend address.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.EndpointAddress")]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointAddress {
     /// The pod's IP.
@@ -688,7 +1015,8 @@ pub struct EndpointAddress {
 }
 
 /// A reference to an object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.ObjectReference")]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectReference {
     /// Kind.
@@ -715,7 +1043,8 @@ pub struct ObjectReference {
 }
 
 /// A port of an endpoints subset.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.EndpointPort")]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointPort {
     /// Matches the service port's name.
@@ -726,13 +1055,17 @@ pub struct EndpointPort {
     /// `TCP` (default), `UDP` or `SCTP`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
+    /// Application protocol. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
 }
 
 /// A record of something that happened to an object: what a controller,
 /// the scheduler or an agent did or failed to do (`v1` Event, the form
 /// `kubectl describe` shows). Repeats of the same event are folded into
 /// one object whose `count` and `lastTimestamp` grow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.Event")]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     /// `v1`.
@@ -774,10 +1107,25 @@ pub struct Event {
     /// The instance of that component (a host name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reporting_instance: Option<String>,
+    /// Time of a series event, in microseconds. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// Data of a series of events. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub series: Option<serde_json::Value>,
+    /// What was done. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// A second object involved. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub related: Option<serde_json::Value>,
 }
 
 /// The reporter of an event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.core.v1.EventSource")]
 #[serde(rename_all = "camelCase")]
 pub struct EventSource {
     /// The component (`rudder-scheduler`, `rudder-agent`).

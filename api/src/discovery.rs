@@ -4,6 +4,7 @@
 //! terminating, so a pod being deleted can keep its established flows while
 //! getting no new ones.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{core::ObjectReference, meta::ObjectMeta};
@@ -19,7 +20,8 @@ pub const MANAGED_BY_CONTROLLER: &str = "endpointslice-controller.k8s.io";
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
 /// A set of endpoints of one Service sharing ports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.discovery.v1.EndpointSlice")]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSlice {
     /// `discovery.k8s.io/v1`.
@@ -43,7 +45,8 @@ pub struct EndpointSlice {
 }
 
 /// One backend.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.discovery.v1.Endpoint")]
 #[serde(rename_all = "camelCase")]
 pub struct Endpoint {
     /// Its addresses (one, for a pod).
@@ -64,11 +67,20 @@ pub struct Endpoint {
     /// The zone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Topology hints. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub hints: Option<serde_json::Value>,
+    /// Deprecated topology labels. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::free_form")]
+    pub deprecated_topology: Option<serde_json::Value>,
 }
 
 /// `ready` (unset means ready), `serving` (ready, whether or not
 /// terminating) and `terminating`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.discovery.v1.EndpointConditions")]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointConditions {
     /// Ready for new traffic: serving and not terminating.
@@ -83,7 +95,10 @@ pub struct EndpointConditions {
 }
 
 /// A port of a slice.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema, Default,
+)]
+#[schemars(rename = "io.k8s.api.discovery.v1.EndpointPort")]
 #[serde(rename_all = "camelCase")]
 pub struct EndpointSlicePort {
     /// The Service port's name.

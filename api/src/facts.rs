@@ -116,7 +116,7 @@ impl Conditions for Vec<Condition> {
                     reason: Some(reason.to_owned()),
                     message: Some(message),
                     last_transition_time: Some(now),
-                    last_heartbeat_time: None,
+                    ..Condition::default()
                 });
                 true
             }

@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// `metadata` of every object.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta")]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     /// Unique within the kind and namespace; a DNS-1123 subdomain or label.
@@ -49,6 +51,13 @@ pub struct ObjectMeta {
     /// Finalizers that must be removed before the object goes away.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub finalizers: Vec<String>,
+    /// Deprecated URL of the object. Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_link: Option<String>,
+    /// Which manager set which fields (server-side apply). Kept as written; rudder does not act on it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "crate::schema::free_form_list")]
+    pub managed_fields: Vec<serde_json::Value>,
 }
 
 /// What a delete asks for besides the object's name (Kubernetes'
@@ -128,7 +137,8 @@ fn is_zero(value: &i64) -> bool {
 }
 
 /// A reference from an object to its owner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference")]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference {
     /// Owner's apiVersion.
@@ -148,7 +158,8 @@ pub struct OwnerReference {
 }
 
 /// A structured label selector (Deployments, ReplicaSets).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector")]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelector {
     /// Labels that must all be present with these values.
@@ -160,7 +171,8 @@ pub struct LabelSelector {
 }
 
 /// One requirement of a [`LabelSelector`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement")]
 #[serde(rename_all = "camelCase")]
 pub struct LabelSelectorRequirement {
     /// The label key.
@@ -173,7 +185,8 @@ pub struct LabelSelectorRequirement {
 }
 
 /// A condition in an object's status.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.apimachinery.pkg.apis.meta.v1.Condition")]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     /// Condition type, e.g. `Ready`.
@@ -193,4 +206,10 @@ pub struct Condition {
     /// RFC 3339 time of the last heartbeat (Nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat_time: Option<String>,
+    /// RFC 3339 time of the last probe (Pods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_probe_time: Option<String>,
+    /// RFC 3339 time of the last update (Deployments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_update_time: Option<String>,
 }

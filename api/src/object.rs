@@ -4,7 +4,7 @@
 //! The server stores what the user wrote, plus defaults: an object is
 //! decoded into its typed form (where defaulting and validation happen) and
 //! the typed result is merged back over the original JSON, so fields rudder
-//! does not know (`spec.affinity`, `spec.template.spec.volumes`, ...)
+//! does not model (`spec.template.spec.volumes[0].configMap`, ...)
 //! survive a round trip instead of being dropped or rejected.
 
 use serde::de::DeserializeOwned;

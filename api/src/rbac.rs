@@ -3,6 +3,7 @@
 //! [`Subject`] and [`RoleRef`]). Their meaning is the control plane's
 //! authoriser's; here they are shapes, defaults and validation.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::meta::ObjectMeta;
@@ -12,7 +13,8 @@ pub const GROUP: &str = "rbac.authorization.k8s.io";
 
 /// What a rule allows: verbs on resources of API groups (optionally only
 /// the named objects), or verbs on non-resource URLs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.rbac.v1.PolicyRule")]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyRule {
     /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`,
@@ -39,7 +41,8 @@ pub struct PolicyRule {
 }
 
 /// A set of rules in one namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.rbac.v1.Role")]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     /// `rbac.authorization.k8s.io/v1`.
@@ -58,7 +61,8 @@ pub struct Role {
 
 /// A set of rules for the whole cluster (or, bound by a RoleBinding, for
 /// one namespace).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.rbac.v1.ClusterRole")]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRole {
     /// `rbac.authorization.k8s.io/v1`.
@@ -76,7 +80,8 @@ pub struct ClusterRole {
 }
 
 /// Who a binding grants its role to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.rbac.v1.Subject")]
 #[serde(rename_all = "camelCase")]
 pub struct Subject {
     /// `User`, `Group` or `ServiceAccount`.
@@ -93,7 +98,8 @@ pub struct Subject {
 }
 
 /// The role a binding grants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.rbac.v1.RoleRef")]
 #[serde(rename_all = "camelCase")]
 pub struct RoleRef {
     /// `rbac.authorization.k8s.io`.
@@ -106,7 +112,8 @@ pub struct RoleRef {
 }
 
 /// Grants a Role or ClusterRole to subjects, within one namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.rbac.v1.RoleBinding")]
 #[serde(rename_all = "camelCase")]
 pub struct RoleBinding {
     /// `rbac.authorization.k8s.io/v1`.
@@ -126,7 +133,8 @@ pub struct RoleBinding {
 }
 
 /// Grants a ClusterRole to subjects, in every namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[schemars(rename = "io.k8s.api.rbac.v1.ClusterRoleBinding")]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterRoleBinding {
     /// `rbac.authorization.k8s.io/v1`.

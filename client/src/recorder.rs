@@ -291,6 +291,7 @@ impl Writer {
             count: Some(1),
             reporting_component: Some(self.source.component.clone()),
             reporting_instance: Some(self.source.host.clone()),
+            ..Event::default()
         }
     }
 }

@@ -102,6 +102,8 @@ async fn try_acquire_or_renew(
                     acquire_time: Some(now.clone()),
                     renew_time: Some(now),
                     lease_transitions: Some(0),
+                    preferred_holder: None,
+                    strategy: None,
                 },
                 ..Lease::default()
             };

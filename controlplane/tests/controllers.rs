@@ -1012,6 +1012,7 @@ async fn required_and_preferred_node_affinity_are_respected() {
         pod.metadata.labels = [("app".to_owned(), "affinity".to_owned())].into();
         pod.spec.affinity = Some(Affinity {
             node_affinity: Some(affinity),
+            ..Affinity::default()
         });
         pod
     };

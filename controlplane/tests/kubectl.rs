@@ -5,7 +5,7 @@
 //! and gRPC on the one port it names.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -205,9 +205,9 @@ async fn kubectl_creates_gets_and_deletes() {
     std::fs::write(&manifest, MANIFEST).expect("manifest");
     let file = manifest.to_str().expect("utf-8 path");
 
-    let created = cluster
-        .ok(&["create", "-f", file, "--validate=false"])
-        .await;
+    // Validated on the server (kubectl's default --validate=strict finds
+    // fieldValidation in /openapi/v3 and sends it).
+    let created = cluster.ok(&["create", "-f", file]).await;
     assert_eq!(
         created.lines().collect::<Vec<_>>(),
         [
@@ -294,8 +294,8 @@ async fn kubectl_creates_gets_and_deletes() {
     assert!(!success);
     assert!(stderr.contains(r#"pods "missing" not found"#), "{stderr}");
 
-    // apply without OpenAPI needs --validate=false; a second apply of the
-    // same manifest changes nothing.
+    // apply with the default validation; a second apply of the same
+    // manifest changes nothing.
     let namespace = cluster.path("namespace.yaml");
     std::fs::write(
         &namespace,
@@ -303,7 +303,7 @@ async fn kubectl_creates_gets_and_deletes() {
     )
     .expect("namespace manifest");
     let namespace = namespace.to_str().expect("utf-8 path");
-    let apply = ["apply", "-f", namespace, "--validate=false"];
+    let apply = ["apply", "-f", namespace];
     assert_eq!(cluster.ok(&apply).await, "namespace/demo created\n");
     assert_eq!(cluster.ok(&apply).await, "namespace/demo unchanged\n");
     assert!(
@@ -391,12 +391,7 @@ async fn admin_kubeconfig_serves_kubectl_and_grpc_on_one_port() {
     )
     .expect("manifest");
     let kubectl_path = kubectl_path();
-    let apply = [
-        "apply",
-        "-f",
-        manifest.to_str().expect("utf-8"),
-        "--validate=false",
-    ];
+    let apply = ["apply", "-f", manifest.to_str().expect("utf-8")];
     let applied = succeeded(
         &apply,
         kubectl(&kubectl_path, dir.path(), &kubeconfig, &apply).await,
@@ -458,7 +453,7 @@ async fn kubectl_patches_in_all_three_types() {
     let manifest = cluster.path("deployment.yaml");
     std::fs::write(&manifest, DEPLOYMENT).expect("manifest");
     let file = manifest.to_str().expect("utf-8 path");
-    let apply = ["apply", "-f", file, "--validate=false"];
+    let apply = ["apply", "-f", file];
     assert_eq!(cluster.ok(&apply).await, "deployment.apps/api created\n");
     let read = async |path: &str| {
         cluster
@@ -636,12 +631,7 @@ async fn kubectl_patches_in_all_three_types() {
     let node = cluster.path("node.yaml");
     std::fs::write(&node, NODE).expect("node manifest");
     cluster
-        .ok(&[
-            "create",
-            "-f",
-            node.to_str().expect("utf-8"),
-            "--validate=false",
-        ])
+        .ok(&["create", "-f", node.to_str().expect("utf-8")])
         .await;
     assert_eq!(cluster.ok(&["cordon", "n1"]).await, "node/n1 cordoned\n");
     let node_field = async |path: &str| {
@@ -680,7 +670,7 @@ async fn server_dry_runs_and_diff_persist_nothing() {
             .await
     };
 
-    let dry = ["apply", "-f", file, "--validate=false", "--dry-run=server"];
+    let dry = ["apply", "-f", file, "--dry-run=server"];
     assert_eq!(
         cluster.ok(&dry).await,
         "deployment.apps/api created (server dry run)\n"
@@ -688,7 +678,7 @@ async fn server_dry_runs_and_diff_persist_nothing() {
     let (found, _, stderr) = read_image().await;
     assert!(!found && stderr.contains("not found"), "{stderr}");
 
-    let apply = ["apply", "-f", file, "--validate=false"];
+    let apply = ["apply", "-f", file];
     cluster.ok(&apply).await;
     let version = cluster
         .ok(&[
@@ -736,4 +726,395 @@ async fn server_dry_runs_and_diff_persist_nothing() {
             .await,
         format!("{version}/2")
     );
+}
+
+/// A Deployment as users write them for Kubernetes, with fields rudder
+/// keeps but does not model (volumes, mounts, security contexts, a service
+/// account, DNS policy): these must pass strict validation.
+const KUBERNETES_DEPLOYMENT: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: store
+  labels: {app: store}
+spec:
+  replicas: 1
+  revisionHistoryLimit: 5
+  selector:
+    matchLabels: {app: store}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  template:
+    metadata:
+      labels: {app: store}
+      annotations: {prometheus.io/scrape: 'true'}
+    spec:
+      serviceAccountName: store
+      dnsPolicy: ClusterFirst
+      securityContext: {runAsNonRoot: true, fsGroup: 2000}
+      volumes:
+      - name: data
+        emptyDir: {sizeLimit: 1Gi}
+      containers:
+      - name: store
+        image: registry.example/store:1.4
+        args: [--data, /data]
+        env:
+        - {name: MODE, value: primary}
+        ports:
+        - {name: http, containerPort: 8080, protocol: TCP}
+        volumeMounts:
+        - {name: data, mountPath: /data}
+        securityContext:
+          allowPrivilegeEscalation: false
+          capabilities: {drop: [ALL]}
+        readinessProbe:
+          httpGet: {path: /ready, port: http}
+        lifecycle:
+          preStop:
+            exec: {command: [sleep, '5']}
+        resources:
+          requests: {cpu: 100m, memory: 64Mi}
+";
+
+/// The field kubectl would print after `explain <path>` names, and the
+/// description under it.
+fn explained_field<'a>(explained: &'a str, field: &str) -> Option<(&'a str, String)> {
+    let mut lines = explained.lines();
+    let line = lines.find(|line| line.trim_start().starts_with(&format!("{field}\t")))?;
+    let description: Vec<&str> = lines
+        .take_while(|line| !line.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    Some((line.trim(), description.join(" ")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_explains_fields_with_the_types_descriptions() {
+    let cluster = Cluster::start().await;
+
+    let containers = cluster.ok(&["explain", "pods.spec.containers"]).await;
+    assert!(
+        containers.starts_with("KIND:       Pod\nVERSION:    v1\n"),
+        "{containers}"
+    );
+    assert!(
+        containers.contains("FIELD: containers <[]Container>"),
+        "{containers}"
+    );
+    // The doc comments of api/src/core.rs, field by field.
+    assert_eq!(
+        explained_field(&containers, "image"),
+        Some((
+            "image\t<string>",
+            "Image reference; recorded, resolved only by runtimes that pull.".to_owned()
+        )),
+        "{containers}"
+    );
+    assert_eq!(
+        explained_field(&containers, "readinessProbe").map(|(line, _)| line),
+        Some("readinessProbe\t<Probe>"),
+        "{containers}"
+    );
+    let (mounts, described) =
+        explained_field(&containers, "volumeMounts").expect("volumeMounts explained");
+    assert_eq!(mounts, "volumeMounts\t<[]Object>");
+    assert!(described.contains("Kept as written"), "{described}");
+
+    let recursive = cluster.ok(&["explain", "deployment", "--recursive"]).await;
+    assert!(
+        recursive.starts_with("GROUP:      apps\nKIND:       Deployment\nVERSION:    v1\n"),
+        "{recursive}"
+    );
+    for nested in [
+        "  spec\t<DeploymentSpec>",
+        "    replicas\t<integer>",
+        "    template\t<PodTemplateSpec>",
+        "        containers\t<[]Container>",
+        "          livenessProbe\t<Probe>",
+        "      matchLabels\t<map[string]string>",
+    ] {
+        assert!(
+            recursive.lines().any(|line| line == nested),
+            "{nested:?} in:\n{recursive}"
+        );
+    }
+
+    let (found, _, stderr) = cluster.run(&["explain", "pods.spec.colour"]).await;
+    assert!(!found);
+    assert!(
+        stderr.contains(r#"field "colour" does not exist"#),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_validates_on_the_server_by_default() {
+    let cluster = Cluster::start().await;
+    let manifest = cluster.path("store.yaml");
+    let file = manifest.to_str().expect("utf-8 path").to_owned();
+    let read = async |path: &str| {
+        cluster
+            .run(&[
+                "get",
+                "deploy",
+                "store",
+                "-o",
+                &format!("jsonpath={{{path}}}"),
+            ])
+            .await
+    };
+
+    // An unknown field under --validate=strict: a clear error, nothing
+    // stored. kubectl asked the server (fieldValidation=Strict), it did not
+    // validate by itself.
+    std::fs::write(
+        &manifest,
+        KUBERNETES_DEPLOYMENT.replace("  replicas: 1\n", "  replicas: 1\n  replica: 2\n"),
+    )
+    .expect("manifest");
+    let (applied, _, stderr) = cluster
+        .run(&["apply", "-f", &file, "--validate=strict", "-v=6"])
+        .await;
+    assert!(!applied);
+    assert!(
+        stderr
+            .contains(r#"deployment "store": strict decoding error: unknown field "spec.replica""#),
+        "{stderr}"
+    );
+    assert!(stderr.contains("fieldValidation=Strict"), "{stderr}");
+    assert!(!stderr.contains("/openapi/v2"), "{stderr}");
+    let (found, _, stderr) = read(".metadata.name").await;
+    assert!(!found && stderr.contains("not found"), "{stderr}");
+
+    // --validate=warn stores it and says what was unknown.
+    let (applied, stdout, stderr) = cluster
+        .run(&["apply", "-f", &file, "--validate=warn"])
+        .await;
+    assert!(applied, "{stderr}");
+    assert_eq!(stdout, "deployment.apps/store created\n");
+    assert!(
+        stderr.contains(r#"Warning: unknown field "spec.replica""#),
+        "{stderr}"
+    );
+    cluster.ok(&["delete", "deploy", "store"]).await;
+
+    // A Deployment as written for Kubernetes applies with the default
+    // validation, fields rudder does not model included, twice with a
+    // change (a strategic merge patch computed from the served schema).
+    std::fs::write(&manifest, KUBERNETES_DEPLOYMENT).expect("manifest");
+    let (applied, stdout, stderr) = cluster.run(&["apply", "-f", &file]).await;
+    assert!(applied, "{stderr}");
+    assert_eq!(stdout, "deployment.apps/store created\n");
+    assert!(stderr.is_empty(), "{stderr}");
+    let (_, mount, _) = read(".spec.template.spec.containers[0].volumeMounts[0].mountPath").await;
+    assert_eq!(mount, "/data");
+    std::fs::write(
+        &manifest,
+        KUBERNETES_DEPLOYMENT
+            .replace("registry.example/store:1.4", "registry.example/store:1.5")
+            .replace("sizeLimit: 1Gi", "sizeLimit: 2Gi")
+            .replace("drop: [ALL]", "drop: [ALL, NET_RAW]")
+            .replace(
+                "exec: {command: [sleep, '5']}",
+                "exec: {command: [sleep, '9']}",
+            ),
+    )
+    .expect("manifest");
+    let (applied, stdout, stderr) = cluster.run(&["apply", "-f", &file]).await;
+    assert!(applied, "{stderr}");
+    assert_eq!(stdout, "deployment.apps/store configured\n");
+    assert!(stderr.is_empty(), "{stderr}");
+    let (_, image, _) = read(".spec.template.spec.containers[0].image").await;
+    assert_eq!(image, "registry.example/store:1.5");
+    let (_, limit, _) = read(".spec.template.spec.volumes[0].emptyDir.sizeLimit").await;
+    assert_eq!(limit, "2Gi");
+    let container = ".spec.template.spec.containers[0]";
+    let (_, dropped, _) = read(&format!("{container}.securityContext.capabilities.drop")).await;
+    assert_eq!(dropped, r#"["ALL","NET_RAW"]"#);
+    let (_, hook, _) = read(&format!("{container}.lifecycle.preStop.exec.command[1]")).await;
+    assert_eq!(hook, "9");
+
+    // A patch that brings an unknown field is refused, and changes nothing.
+    std::fs::write(
+        &manifest,
+        KUBERNETES_DEPLOYMENT.replace("        args:", "        colour: red\n        args:"),
+    )
+    .expect("manifest");
+    let (applied, _, stderr) = cluster.run(&["apply", "-f", &file]).await;
+    assert!(!applied);
+    assert!(
+        stderr.contains(r#"unknown field "spec.template.spec.containers[0].colour""#),
+        "{stderr}"
+    );
+    let (_, image, _) = read(".spec.template.spec.containers[0].image").await;
+    assert_eq!(image, "registry.example/store:1.5");
+
+    // create and replace validate the same way.
+    let pod = cluster.path("pod.yaml");
+    let pod_file = pod.to_str().expect("utf-8 path");
+    let pod_manifest = "apiVersion: v1\nkind: Pod\nmetadata: {name: solo}\n\
+                        spec:\n  containers:\n  - {name: c, image: busybox, command: [sleep, '60']}\n";
+    std::fs::write(
+        &pod,
+        pod_manifest.replace("image: busybox", "image: busybox, tty: true, size: 3"),
+    )
+    .expect("pod");
+    let (created, _, stderr) = cluster.run(&["create", "-f", pod_file]).await;
+    assert!(!created);
+    assert!(
+        stderr.contains(
+            r#"pod "solo": strict decoding error: unknown field "spec.containers[0].size""#
+        ),
+        "{stderr}"
+    );
+    std::fs::write(&pod, pod_manifest).expect("pod");
+    assert_eq!(
+        cluster.ok(&["create", "-f", pod_file]).await,
+        "pod/solo created\n"
+    );
+    std::fs::write(
+        &pod,
+        pod_manifest
+            .replace("'60'", "'61'")
+            .replace("{name: solo}", "{name: solo, labels: {tier: one}}"),
+    )
+    .expect("pod");
+    assert_eq!(
+        cluster.ok(&["replace", "-f", pod_file]).await,
+        "pod/solo replaced\n"
+    );
+    std::fs::write(
+        &pod,
+        pod_manifest.replace("{name: solo}", "{name: solo, labelz: {tier: two}}"),
+    )
+    .expect("pod");
+    let (replaced, _, stderr) = cluster.run(&["replace", "-f", pod_file]).await;
+    assert!(!replaced);
+    assert!(
+        stderr.contains(r#"unknown field "metadata.labelz""#),
+        "{stderr}"
+    );
+    assert_eq!(
+        cluster
+            .ok(&[
+                "get",
+                "pod",
+                "solo",
+                "-o",
+                "jsonpath={.metadata.labels.tier}"
+            ])
+            .await,
+        "one"
+    );
+
+    // A List (what `kubectl get -o yaml` writes) is validated by kubectl
+    // itself against /openapi/v2, served as gnostic protobuf.
+    let list = cluster.path("list.yaml");
+    let listed = cluster.ok(&["get", "pods", "-o", "yaml"]).await;
+    std::fs::write(&list, &listed).expect("list");
+    let (applied, _, stderr) = cluster
+        .run(&["apply", "-f", list.to_str().expect("utf-8"), "-v=6"])
+        .await;
+    assert!(applied, "{stderr}");
+    assert!(stderr.contains("GET https://127.0.0.1"), "{stderr}");
+    assert!(stderr.contains("/openapi/v2"), "{stderr}");
+    std::fs::write(
+        &list,
+        listed.replacen("  kind: Pod\n", "  kind: Pod\n  colour: red\n", 1),
+    )
+    .expect("list");
+    let (applied, _, stderr) = cluster
+        .run(&["apply", "-f", list.to_str().expect("utf-8")])
+        .await;
+    assert!(!applied);
+    assert!(
+        stderr.contains(r#"unknown field "colour" in io.k8s.api.core.v1.Pod"#),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_example_applies_with_default_validation() {
+    let cluster = Cluster::start().await;
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut applied = 0;
+    for entry in std::fs::read_dir(&examples).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|ext| ext != "yaml") {
+            continue;
+        }
+        let file = path.to_str().expect("utf-8 path");
+        let (ok, stdout, stderr) = cluster.run(&["apply", "-f", file]).await;
+        assert!(ok, "{file}: {stderr}");
+        assert!(stderr.is_empty(), "{file}: {stderr}");
+        assert!(stdout.contains(" created"), "{file}: {stdout}");
+        applied += 1;
+    }
+    assert!(applied > 0, "examples/ has manifests");
+}
+
+/// `kubectl delete --cascade=orphan|foreground` sends its propagation
+/// policy in the DeleteOptions body: the Deployment waits, marked with the
+/// finalizer the garbage collector works (no collector runs here; the
+/// collector's side is tested in controllers.rs), and `--cascade=background`
+/// removes it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_delete_cascade_sets_the_propagation_policy() {
+    let cluster = Cluster::start().await;
+    let manifest = cluster.path("deployment.yaml");
+    let file = manifest.to_str().expect("utf-8 path");
+    for (cascade, finalizer) in [("orphan", "orphan"), ("foreground", "foregroundDeletion")] {
+        std::fs::write(&manifest, DEPLOYMENT).expect("manifest");
+        cluster.ok(&["apply", "-f", file]).await;
+        cluster
+            .ok(&[
+                "delete",
+                "deploy",
+                "api",
+                &format!("--cascade={cascade}"),
+                "--wait=false",
+            ])
+            .await;
+        let marked = cluster
+            .ok(&[
+                "get",
+                "deploy",
+                "api",
+                "-o",
+                "jsonpath={.metadata.finalizers} {.metadata.deletionTimestamp}",
+            ])
+            .await;
+        let (finalizers, deleted_at) = marked.split_once(' ').expect("two fields");
+        assert_eq!(
+            finalizers,
+            format!("[\"{finalizer}\"]"),
+            "--cascade={cascade}"
+        );
+        assert!(
+            !deleted_at.is_empty(),
+            "--cascade={cascade}: marked deleted"
+        );
+        // What the collector does once it has dealt with the dependents.
+        cluster
+            .ok(&[
+                "patch",
+                "deploy",
+                "api",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ])
+            .await;
+        let (found, _, stderr) = cluster.run(&["get", "deploy", "api"]).await;
+        assert!(!found && stderr.contains("not found"), "{stderr}");
+    }
+    std::fs::write(&manifest, DEPLOYMENT).expect("manifest");
+    cluster.ok(&["apply", "-f", file]).await;
+    cluster
+        .ok(&["delete", "deploy", "api", "--cascade=background"])
+        .await;
+    let (found, _, stderr) = cluster.run(&["get", "deploy", "api"]).await;
+    assert!(!found && stderr.contains("not found"), "{stderr}");
 }

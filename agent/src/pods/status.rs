@@ -88,6 +88,9 @@ pub(super) fn pod_status(run: &PodRun, config: &PodRuntimeConfig) -> PodStatus {
                     .as_ref()
                     .filter(|_| !c.finished)
                     .map(|t| json!({ "terminated": t })),
+                // The embedded runtime has no images and no container IDs.
+                image_id: None,
+                container_id: None,
             }
         })
         .collect();
@@ -130,6 +133,11 @@ pub(super) fn pod_status(run: &PodRun, config: &PodRuntimeConfig) -> PodStatus {
         container_statuses: statuses,
         message: run.sandbox_error.as_ref().map(|(e, _)| e.clone()),
         reason: None,
+        host_ips: vec![json!({"ip": config.node_addr.to_string()})],
+        qos_class: None,
+        nominated_node_name: None,
+        init_container_statuses: Vec::new(),
+        ephemeral_container_statuses: Vec::new(),
     }
 }
 

@@ -125,9 +125,11 @@ fn node_object(identity: &NodeIdentity) -> Node {
                 message: Some("rudder-agent is running and its dataplane is loaded".into()),
                 last_transition_time: Some(now.clone()),
                 last_heartbeat_time: Some(now),
+                ..Condition::default()
             }],
             allocatable: capacity.clone(),
             capacity,
+            ..NodeStatus::default()
         }),
         ..Node::default()
     }

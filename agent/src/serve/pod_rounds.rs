@@ -48,7 +48,7 @@ pub(super) async fn run(
         });
         if let Some(reporter) = &reporter {
             for report in statuses {
-                let _ = reporter.send(Report::Status(report));
+                let _ = reporter.send(Report::Status(Box::new(report)));
             }
             for event in events {
                 let _ = reporter.send(Report::Event(event));

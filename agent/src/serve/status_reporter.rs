@@ -7,7 +7,8 @@ use rudder_client::EventRecorder;
 
 /// What the pod rounds hand the reporter.
 pub(super) enum Report {
-    Status(crate::pods::StatusReport),
+    /// Boxed: a pod status is several times the size of the others.
+    Status(Box<crate::pods::StatusReport>),
     Event(crate::pods::PodEvent),
     /// The pod is gone from the node: remove its object.
     Removed(crate::pods::RemovedPod),
@@ -34,7 +35,7 @@ pub(super) fn status_reporter(
             for report in std::iter::once(first).chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                 match report {
                     Report::Status(status) => {
-                        latest.insert(status.uid.clone(), status);
+                        latest.insert(status.uid.clone(), *status);
                     }
                     Report::Event(event) => happened.push(event),
                     Report::Removed(pod) => {

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::authz::review;
 
 /// The Kubernetes minor version whose API rudder follows.
-const KUBERNETES_MINOR: &str = "32";
+pub(super) const KUBERNETES_MINOR: &str = "32";
 
 /// The verbs every kind's collection and objects serve over HTTP.
 const VERBS: [&str; 7] = [

@@ -34,6 +34,8 @@ use tokio_stream::{StreamExt, wrappers::ReceiverStream};
 use super::{
     ApiServer, ApiServerError, DeleteOptions, Filter, Write, discovery,
     error::code_and_reason,
+    field_validation::FieldValidation,
+    openapi,
     patch::{self, PatchType},
     protobuf, scale, table,
 };
@@ -169,6 +171,35 @@ async fn handle(
             Ok(answer) => json_response(StatusCode::CREATED, &answer),
             Err(err) => error_response(&err),
         };
+    }
+    if method == Method::GET
+        && let Some(served) = openapi::document(
+            uri.path(),
+            uri.query().unwrap_or_default(),
+            headers
+                .get(header::ACCEPT)
+                .and_then(|accept| accept.to_str().ok())
+                .unwrap_or_default(),
+        )
+    {
+        let attributes = Attributes::non_resource("get", uri.path());
+        if let Err(err) = api.authorize(user.as_ref(), &attributes) {
+            return error_response(&err);
+        }
+        let cache = if served.immutable {
+            "public, immutable"
+        } else {
+            "no-cache, private"
+        };
+        return (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, served.media),
+                (header::CACHE_CONTROL, cache),
+            ],
+            served.body,
+        )
+            .into_response();
     }
     let as_table = headers
         .get(header::ACCEPT)
@@ -350,6 +381,7 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
     }
     let status = subresource == Subresource::Status;
     let write = write_of(param("dryRun"))?;
+    let validation = FieldValidation::parse(param("fieldValidation"))?;
     match (method, name) {
         (Method::GET, None) => {
             let filter = Filter::parse(&namespace, param("labelSelector"), param("fieldSelector"))?;
@@ -374,10 +406,12 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         }
         (Method::POST, None) => {
             let object = sent.unwrap_or_default();
+            let warnings = validation.check(kind, &body, &object, None)?;
             api.check_escalation(user, kind, &object)?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &api.create_with(kind, object, write).await?,
+            let created = api.create_with(kind, object, write).await?;
+            Ok(with_warnings(
+                json_response(StatusCode::CREATED, &created),
+                &warnings,
             ))
         }
         (Method::GET, Some(name)) => {
@@ -391,22 +425,31 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
         }
         (Method::PUT, Some(_)) => {
             let object = sent.unwrap_or_default();
+            let warnings = validation.check(kind, &body, &object, None)?;
             api.check_escalation(user, kind, &object)?;
-            Ok(json_response(
-                StatusCode::OK,
-                &api.update_with(kind, object, status, write).await?,
+            let updated = api.update_with(kind, object, status, write).await?;
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &updated),
+                &warnings,
             ))
         }
         (Method::PATCH, Some(name)) => {
             let patch_type = PatchType::from_content_type(content_type)?;
-            let patched = patch_retrying(&body, || async {
+            let (patched, warnings) = patch_retrying(&body, || async {
                 let current = api.get(kind, &namespace, &name).await?;
                 let patched = patch::apply(&current, patch_type, &body)?;
                 api.check_escalation(user, kind, &patched)?;
-                api.update_with(kind, patched, status, write).await
+                // Only what this patch brings in: fields an earlier request
+                // stored with validation off are not this request's.
+                let warnings = validation.check(kind, &body, &patched, Some(&current))?;
+                let written = api.update_with(kind, patched, status, write).await?;
+                Ok((written, warnings))
             })
             .await?;
-            Ok(json_response(StatusCode::OK, &patched))
+            Ok(with_warnings(
+                json_response(StatusCode::OK, &patched),
+                &warnings,
+            ))
         }
         (Method::DELETE, Some(name)) => {
             let options = delete_options(&query, &body)?;
@@ -430,10 +473,10 @@ async fn serve(api: ApiServer, request: Request<'_>) -> Result<Response, ApiServ
 
 /// Runs `attempt` (read, patch, write) again while it conflicts with
 /// another writer, unless the patch named the version it applies to.
-async fn patch_retrying<F, Fut>(body: &[u8], attempt: F) -> Result<Value, ApiServerError>
+async fn patch_retrying<T, F, Fut>(body: &[u8], attempt: F) -> Result<T, ApiServerError>
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Result<Value, ApiServerError>>,
+    Fut: std::future::Future<Output = Result<T, ApiServerError>>,
 {
     let mut tries = 1;
     loop {
@@ -687,6 +730,29 @@ fn json_response(code: StatusCode, value: &Value) -> Response {
         serde_json::to_vec(value).unwrap_or_default(),
     )
         .into_response()
+}
+
+/// A response with one `Warning: 299 - "..."` header per warning, as
+/// kube-apiserver sends them (kubectl prints each as `Warning: ...`).
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        // A header value is visible ASCII; field names are the user's.
+        let printable: String = warning
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
+        let quoted = printable.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = header::HeaderValue::from_str(&format!("299 - \"{quoted}\"")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
 }
 
 fn status_object(code: StatusCode, reason: &str, message: &str) -> Value {

@@ -7,9 +7,12 @@
 //! `$retainKeys`).
 //!
 //! The merge keys are the `patchMergeKey`/`patchStrategy` tags of the
-//! Kubernetes types rudder serves, by the field's name and where it sits.
+//! Kubernetes types rudder serves ([`rudder_api::strategic_merge`], the
+//! table the OpenAPI schema states them from too).
 
 use serde_json::{Map, Value};
+
+use rudder_api::strategic_merge::{self, ListStrategy};
 
 use super::ApiServerError;
 
@@ -109,48 +112,9 @@ fn merge_patch(target: Value, patch: &Value) -> Value {
     Value::Object(target)
 }
 
-/// How a list field merges in a strategic merge patch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ListStrategy {
-    /// Elements are objects matched by this key.
-    MergeKey(&'static str),
-    /// A list of scalars merged as a set (finalizers).
-    Set,
-    /// The patch's list replaces the current one.
-    Replace,
-}
-
 /// The strategy of the list `field` at `path` (the field names above it).
 fn list_strategy(path: &[String], field: &str) -> ListStrategy {
-    let parent = path.last().map_or("", String::as_str);
-    match field {
-        "containers"
-        | "initContainers"
-        | "ephemeralContainers"
-        | "env"
-        | "volumes"
-        | "imagePullSecrets"
-        | "resourceClaims"
-        | "schedulingGates" => ListStrategy::MergeKey("name"),
-        "ports"
-            if matches!(
-                parent,
-                "containers" | "initContainers" | "ephemeralContainers"
-            ) =>
-        {
-            ListStrategy::MergeKey("containerPort")
-        }
-        // Service.spec.ports.
-        "ports" if parent == "spec" => ListStrategy::MergeKey("port"),
-        "volumeMounts" => ListStrategy::MergeKey("mountPath"),
-        "volumeDevices" => ListStrategy::MergeKey("devicePath"),
-        "conditions" | "addresses" => ListStrategy::MergeKey("type"),
-        "hostAliases" => ListStrategy::MergeKey("ip"),
-        "topologySpreadConstraints" => ListStrategy::MergeKey("topologyKey"),
-        "ownerReferences" => ListStrategy::MergeKey("uid"),
-        "finalizers" if parent == "metadata" => ListStrategy::Set,
-        _ => ListStrategy::Replace,
-    }
+    strategic_merge::list_strategy(path.last().map_or("", String::as_str), field)
 }
 
 const SET_ELEMENT_ORDER: &str = "$setElementOrder/";

@@ -132,6 +132,8 @@ fn cluster_role_rules() -> Vec<(&'static str, Vec<PolicyRule>)> {
                     "/apis/*",
                     "/version",
                     "/version/",
+                    "/openapi",
+                    "/openapi/*",
                     "/healthz",
                     "/readyz",
                     "/livez",

@@ -387,6 +387,7 @@ impl DeploymentController {
             available_replicas: Some(available_pods),
             unavailable_replicas: Some((replicas - available_pods).max(0)),
             conditions: status.conditions,
+            collision_count: status.collision_count,
         };
         if available_pods >= replicas - unavailable {
             status.conditions.set_condition(

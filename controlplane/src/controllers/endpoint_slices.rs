@@ -78,6 +78,8 @@ pub fn slices_for<'a>(
                 ..ObjectReference::default()
             }),
             zone: None,
+            hints: None,
+            deprecated_topology: None,
         });
     }
     let mut labels = service.metadata.labels.clone();

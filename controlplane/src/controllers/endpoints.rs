@@ -244,6 +244,7 @@ pub fn subsets_for<'a>(
                         name: name.clone(),
                         port: *port,
                         protocol: protocol.clone(),
+                        app_protocol: None,
                     })
                     .collect(),
                 ..EndpointSubset::default()

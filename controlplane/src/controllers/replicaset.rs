@@ -247,6 +247,11 @@ impl ReplicaSetController {
             ready_replicas: Some(count(ready)),
             available_replicas: Some(count(available)),
             observed_generation: Some(set.metadata.generation),
+            conditions: set
+                .status
+                .as_ref()
+                .map(|status| status.conditions.clone())
+                .unwrap_or_default(),
         };
         if set.status.as_ref() != Some(&status) {
             let mut next = set.clone();
