@@ -9,6 +9,7 @@
 //! rudder-bench scheduler [--nodes 1000,5000] [--pods 10000] [--runs 3] [--markdown docs/benchmarks/scheduler.md]
 //! rudder-bench faults [--out docs/benchmarks/faults.md]
 //! rudder-bench store [--out docs/benchmarks/store.md] [--runs 3]
+//! rudder-bench api-security [--out docs/benchmarks/api-security.md] [--runs 3]
 //! ```
 //! Needs root (all but `scheduler` and `store`): the benchmarks create network namespaces and load eBPF
 //! programs. Packets only travel between namespaces a benchmark made, every
@@ -17,6 +18,7 @@
 //! next one).
 
 mod api_cluster;
+mod api_security;
 mod bandwidth;
 mod cni;
 mod dataplane;
@@ -53,14 +55,19 @@ enum Command {
     Faults(faults::Options),
     /// rudder's store vs etcd through the etcd v3 API.
     Store(store::Options),
+    /// The API with TLS, authentication and RBAC vs without them.
+    ApiSecurity(api_security::Options),
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    // The scheduler and store benchmarks run on 127.0.0.1 and need no
-    // namespaces; the others do.
+    // The scheduler, store and api-security benchmarks run on 127.0.0.1
+    // and need no namespaces; the others do.
     if let Command::Scheduler(options) = &cli.command {
         return scheduler::run(options);
+    }
+    if let Command::ApiSecurity(options) = &cli.command {
+        return api_security::run(options);
     }
     if !matches!(cli.command, Command::Store(_)) && !netns::have_privileges() {
         bail!("the benchmarks create network namespaces and load eBPF programs: run as root");
@@ -73,5 +80,6 @@ fn main() -> Result<()> {
         Command::Scheduler(_) => unreachable!("run above, without privileges"),
         Command::Faults(options) => faults::run(&options),
         Command::Store(options) => store::run(&options),
+        Command::ApiSecurity(_) => unreachable!("run above, without privileges"),
     }
 }

@@ -2,6 +2,7 @@
 //! reference in one run; each writes a markdown table with ratios to
 //! `docs/benchmarks/<name>.md`. Benchmarks report; tests assert.
 
+mod api_security;
 mod bandwidth;
 mod cni;
 mod dataplane;
@@ -18,6 +19,10 @@ pub const BENCHMARKS: &[(&str, &str)] = &[
         "eBPF service translation vs a kube-proxy-style iptables ruleset",
     ),
     ("store", "the replicated store vs etcd"),
+    (
+        "api-security",
+        "the API with TLS, authentication and RBAC vs without them",
+    ),
     (
         "bandwidth",
         "per-pod bandwidth limits vs the reference bandwidth plugin (TBF)",
@@ -41,6 +46,7 @@ pub fn run(name: &str) -> Result<()> {
     match name {
         "dataplane" => dataplane::run(),
         "store" => store::run(),
+        "api-security" => api_security::run(),
         "bandwidth" => bandwidth::run(),
         "cni" => cni::run(),
         "faults" => faults::run(),
