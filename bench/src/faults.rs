@@ -244,19 +244,7 @@ fn node_loss(c: &mut Cluster) -> Result<Row> {
     let fault_at_ms = millis(client.elapsed());
     let lost = 2;
     // Node3 stops entirely: its agent, every process in its pods, its link.
-    drop(c.nodes[lost].agent.take());
-    for entry in std::fs::read_dir("/run/netns")?.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with(&format!("{}-", c.nodes[lost].prefix)) {
-            for pid in netns::Netns::existing(name).pids() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
-            }
-        }
-    }
-    c.nodes[lost].host.ip(&["link", "set", "eth0", "down"])?;
+    c.lose_node(lost)?;
     // Recovered when three Ready pods, none on node3, are the Endpoints.
     let lost_name = c.nodes[lost].name.clone();
     wait_for(LIMIT + NODE_GRACE, || {

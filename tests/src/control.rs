@@ -434,6 +434,31 @@ impl Cluster {
         anyhow::bail!("the restarted control plane does not answer")
     }
 
+    /// Node `i` stops entirely, as a machine that loses power: its agent
+    /// and every process of its pods are killed, its link goes down. Its
+    /// namespaces stay (the cluster removes them when it goes).
+    ///
+    /// # Errors
+    /// When the link cannot be set down.
+    pub fn lose_node(&mut self, i: usize) -> Result<()> {
+        let node = &mut self.nodes[i];
+        drop(node.agent.take());
+        let sandboxes = format!("{}-", node.prefix);
+        for entry in std::fs::read_dir("/run/netns")?.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&sandboxes) {
+                for pid in netns::Netns::existing(name).pids() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        node.host.ip(&["link", "set", "eth0", "down"])?;
+        Ok(())
+    }
+
     /// Kills replica `i` with SIGKILL.
     pub fn kill_controlplane(&mut self, i: usize) {
         drop(self.control_planes[i].process.take());

@@ -13,6 +13,10 @@
 //!   once its processes and sandbox are gone;
 //! - kill -9 of an agent breaks no established connection, new ones keep
 //!   working, and the restarted agent adopts its pods;
+//! - a node lost entirely (agent and pods killed, link down): it turns
+//!   NotReady within the grace period, its pods are recreated on the
+//!   others, the Endpoints drop its pods, and the Service answers every
+//!   request again (only connections to the lost node's pods fail meanwhile);
 //! - kill -9 of the leader of a 3-replica control plane: the cluster keeps
 //!   accepting changes, the agents reconnect to the survivors (their
 //!   watches resume: a pod created after the kill runs, their leases are
@@ -374,4 +378,91 @@ fn survive_the_kill_of(c: &mut Cluster, i: usize, replicas: usize) {
             .zip(&renewed_before)
             .all(|((_, now), (_, before))| now != before)
     });
+}
+
+/// The grace period the node-loss test's control plane gives a silent node
+/// (above the agents' 13.3 s lease renewal, so live nodes never flap).
+const NODE_GRACE_SECONDS: u64 = 20;
+
+#[test]
+fn losing_a_node_recreates_its_pods_elsewhere_and_the_service_recovers() {
+    rudder_tests::require_root();
+    let mut options = ClusterOptions::for_tests("flost");
+    options.nodes = 3;
+    options.chain_tuning_on_node2 = false;
+    options.pod_cgroups_on_node1 = false;
+    options.log_to_files = true;
+    options.controlplane_args = vec![
+        "--node-grace-period-seconds".into(),
+        NODE_GRACE_SECONDS.to_string(),
+        "--pod-eviction-timeout-seconds".into(),
+        "2".into(),
+    ];
+    let mut c = web_cluster(&options).expect("test cluster with the web app");
+    // Spread the web pods so the lost node holds some.
+    let scaled = c.rudderctl(&["scale", "deployment/web", "--replicas", "6"]);
+    assert!(scaled.status.success(), "scale to 6");
+    wait_for_replicas(&c, 6);
+    let lost = 2;
+    let lost_name = c.nodes[lost].name.clone();
+    let on_lost = |c: &Cluster| -> BTreeSet<String> {
+        json(c, &["get", "pods", "-l", "app=web", "-o", "json"])["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["spec"]["nodeName"].as_str() == Some(lost_name.as_str()))
+            .filter_map(|p| p["status"]["podIP"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let lost_pods = on_lost(&c);
+    assert!(!lost_pods.is_empty(), "node3 runs web pods");
+    let client = client_loop(&c);
+    c.lose_node(lost).expect("lose node3");
+    rudder_tests::wait_for("node3 to turn NotReady", || {
+        let node = json(&c, &["get", "node", &lost_name, "-o", "json"]);
+        node["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|cond| cond["type"] == "Ready" && cond["status"] != "True")
+            .then_some(())
+    });
+    // Its pods are evicted and recreated on the live nodes, and the
+    // Endpoints hold six Ready pods, none of node3's.
+    rudder_tests::wait_for("six web pods ready elsewhere, in the Endpoints", || {
+        let ready = ready_pod_ips(&c, "web");
+        let endpoints = rudder_tests::service_client::endpoint_ips(&c, "web");
+        (ready.len() == 6 && endpoints == ready && endpoints.is_disjoint(&lost_pods)).then_some(())
+    });
+    let during = client.finish().expect("summary");
+    // Only connections to node3's pods may have failed; from now on none:
+    // 60 new connections, none retried.
+    let target = cluster_ip(&c, "web").expect("ClusterIP");
+    let after = pod_sandbox(&c, 0, "client")
+        .expect("client sandbox")
+        .command(&bin("rudder-testapp"))
+        .args([
+            "http-get",
+            "--to",
+            &target,
+            "--count",
+            "60",
+            "--interval-ms",
+            "20",
+        ])
+        .output()
+        .expect("http-get runs");
+    assert!(
+        after.status.success() && String::from_utf8_lossy(&after.stdout).lines().count() == 60,
+        "the Service answers every request once the Endpoints moved: {}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    assert!(
+        during.failed < during.requests,
+        "the Service kept answering during the loss: {}",
+        during.raw
+    );
+    eprintln!(
+        "node loss: {} of {} requests failed while node3's pods were replaced",
+        during.failed, during.requests
+    );
 }
