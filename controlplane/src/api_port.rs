@@ -94,7 +94,13 @@ impl ApiPort {
         loop {
             tokio::select! {
                 accepted = accept.next() => match accepted {
-                    Connection::Tls(io, peer) => self.spawn(&builder, &graceful, io, Some(peer)),
+                    // hyper writes a response as several frames, each a
+                    // write: over TLS each would become its own record and
+                    // syscall, and the client would wake for each. Buffered
+                    // until hyper flushes, a response leaves as one.
+                    Connection::Tls(io, peer) => {
+                        self.spawn(&builder, &graceful, tokio::io::BufWriter::new(io), Some(peer));
+                    }
                     Connection::Plain(io) => self.spawn(&builder, &graceful, io, None),
                 },
                 _ = stop.wait_for(|stop| *stop) => break,
