@@ -326,15 +326,8 @@ fn render(
     took: Duration,
     load_start: f64,
 ) -> String {
-    let commit = options
-        .commit
-        .as_deref()
-        .map(|c| format!(", commit `{c}`"))
-        .unwrap_or_default();
     let mut out = format!(
-        "# API: the cost of TLS, authentication and authorisation\n\n\
-         Written by `cargo xtask bench api-security` on {}{commit} in {} s. Machine: {} cores ({}), \
-         kernel {}; load average {load_start:.1} at the start, {:.1} at the end.\n\n\
+        "# API: the cost of TLS, authentication and authorisation\n\n{}\n\n\
          Both configurations measured in this run, alternately, {} runs each (medians quoted): \
          **plain** is the control plane with `--insecure-plaintext` (no TLS, no authentication, no \
          authorisation); **secure** is TLS with the cluster CA, a client certificate and RBAC, for a \
@@ -343,12 +336,12 @@ fn render(
          operation and phase; list reads a namespace of {LISTED_PODS} pods.\n\n\
          | clients | operation | plain req/s | secure req/s | throughput cost | plain p99 (ms) | secure p99 (ms) | p99 added | goal met (< 10% / < 10%) |\n\
          |---|---|---|---|---|---|---|---|---|\n",
-        machine.date,
-        took.as_secs(),
-        machine.cores,
-        machine.cpu,
-        machine.kernel,
-        machine::load_average(),
+        machine.written_by(
+            "cargo xtask bench api-security",
+            options.commit.as_deref(),
+            took,
+            load_start
+        ),
         options.runs.max(1),
     );
     let mut all_met = true;

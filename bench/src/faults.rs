@@ -356,27 +356,20 @@ fn render(
     took: Duration,
     load_start: f64,
 ) -> String {
-    let commit = options
-        .commit
-        .as_deref()
-        .map(|c| format!(", commit `{c}`"))
-        .unwrap_or_default();
     let mut out = format!(
-        "# Faults: what a Service's client sees\n\n\
-         Written by `cargo xtask bench faults` on {}{commit} in {} s. Machine: {} cores ({}), kernel {}; \
-         load average {load_start:.1} at the start, {:.1} at the end.\n\n\
+        "# Faults: what a Service's client sees\n\n{}\n\n\
          A control plane and three nodes in test hosts; a client pod on node1 requests the web \
          Service's ClusterIP every 20 ms on a new connection, never retrying, through each fault. \
          Time to recovery runs from the fault to the last failed request. The node grace period \
          is {} s here (Kubernetes' default: 40 s).\n\n\
          | fault | requests failed / made | established connections broken | time to recovery | goal | met |\n\
          |---|---|---|---|---|---|\n",
-        machine.date,
-        took.as_secs(),
-        machine.cores,
-        machine.cpu,
-        machine.kernel,
-        machine::load_average(),
+        machine.written_by(
+            "cargo xtask bench faults",
+            options.commit.as_deref(),
+            took,
+            load_start
+        ),
         NODE_GRACE.as_secs(),
     );
     for row in rows {

@@ -43,6 +43,32 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// A report's provenance line: which command wrote it, when, from
+    /// which commit, how long it took, on what, under which load.
+    pub fn written_by(
+        &self,
+        command: &str,
+        commit: Option<&str>,
+        took: std::time::Duration,
+        load_start: f64,
+    ) -> String {
+        let commit = commit
+            .map(|c| format!(", commit `{c}`"))
+            .unwrap_or_default();
+        format!(
+            "Written by `{command}` on {}{commit} in {} s. Machine: {} cores ({}), kernel {}; \
+             load average {load_start:.1} at the start, {:.1} at the end.",
+            self.date,
+            took.as_secs(),
+            self.cores,
+            self.cpu,
+            self.kernel,
+            load_average(),
+        )
+    }
+}
+
 /// The trimmed stdout of a command, or "unknown".
 pub fn output(args: &[&str]) -> String {
     let (program, rest) = args.split_first().unwrap_or((&"true", &[]));
